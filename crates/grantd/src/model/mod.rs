@@ -1,0 +1,220 @@
+//! Plain domain data shared by every layer: integrations, connections, their credentials, connect
+//! sessions and OAuth flow state. No I/O here.
+
+pub mod ids;
+pub mod secret;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use ids::{ConnectionId, ProviderConfigKey};
+pub use secret::{AccessToken, ApiKey, AuthCode, ClientSecret, CodeVerifier, RefreshToken, SessionToken};
+
+pub type Tags = BTreeMap<String, String>;
+
+/// An app's OAuth client registration for one provider (Nango: "integration" / provider config).
+#[derive(Debug, Clone)]
+pub struct Integration {
+    pub id: i64,
+    pub unique_key: ProviderConfigKey,
+    /// Catalog name, e.g. `one-drive`.
+    pub provider: String,
+    pub display_name: Option<String>,
+    pub client_id: String,
+    pub client_secret: ClientSecret,
+    /// Scopes as the app configured them (Nango stores them comma-separated).
+    pub scopes: Vec<String>,
+    pub forward_webhooks: bool,
+    /// Provider-specific extras (`integration_config`).
+    pub integration_config: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Fields to create an integration, or the new values when updating one.
+#[derive(Debug, Clone)]
+pub struct NewIntegration {
+    pub unique_key: ProviderConfigKey,
+    pub provider: String,
+    pub display_name: Option<String>,
+    pub client_id: String,
+    pub client_secret: ClientSecret,
+    pub scopes: Vec<String>,
+    pub forward_webhooks: bool,
+    pub integration_config: BTreeMap<String, String>,
+}
+
+/// The end user a connection belongs to (Nango's EndUser).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndUser {
+    pub id: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Tags>,
+    #[serde(default)]
+    pub organization: Option<Organization>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Organization {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// A token for a second resource (the SharePoint host) obtained with the connection's refresh
+/// token, kept next to the Graph token and refreshed with it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceToken {
+    pub access_token: AccessToken,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub token_type: String,
+    pub scope: Option<String>,
+    /// The resource host, e.g. `contoso.sharepoint.com`.
+    pub host: String,
+}
+
+/// A connection's OAuth credentials. Encrypted as a whole at rest (`raw` holds tokens too).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Credentials {
+    pub access_token: AccessToken,
+    #[serde(default)]
+    pub refresh_token: Option<RefreshToken>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The provider's token response as received.
+    #[serde(default)]
+    pub raw: Value,
+    /// The SharePoint token (`connection_config.sharepointAccessToken` on the wire).
+    #[serde(default)]
+    pub sharepoint: Option<ResourceToken>,
+}
+
+/// Why a connection's credentials stopped working, as recorded on the connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthFailure {
+    /// `reconnect` (the user must reconnect), `misconfigured` (the app registration is wrong)
+    /// or `transient`.
+    pub kind: String,
+    /// A plain-language cause.
+    pub description: String,
+    /// Microsoft's AADSTS code, when there was one.
+    #[serde(default)]
+    pub aadsts: Option<u32>,
+    /// The OAuth `error` value, when there was one.
+    #[serde(default)]
+    pub error: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// A stored connection: one end user's grant for one integration.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// Internal numeric id (Nango's `id`).
+    pub id: i64,
+    pub connection_id: ConnectionId,
+    pub provider_config_key: ProviderConfigKey,
+    pub provider: String,
+    pub credentials: Credentials,
+    /// Non-secret configuration (e.g. `tenantId`), a JSON object.
+    pub connection_config: Value,
+    /// Free-form app metadata, a JSON object.
+    pub metadata: Value,
+    pub end_user: Option<EndUser>,
+    pub tags: Tags,
+    pub webhook_url_override: Option<String>,
+    pub auth_failure: Option<AuthFailure>,
+    /// Bumped on every credentials write; guards against lost updates.
+    pub version: i64,
+    pub last_fetched_at: Option<DateTime<Utc>>,
+    pub last_refreshed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What is written when a connection is created or overwritten (OAuth callback, import).
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    pub connection_id: ConnectionId,
+    pub provider_config_key: ProviderConfigKey,
+    pub provider: String,
+    pub credentials: Credentials,
+    pub connection_config: Value,
+    /// `None` keeps the existing metadata on overwrite (empty object on create).
+    pub metadata: Option<Value>,
+    pub end_user: Option<EndUser>,
+    pub tags: Tags,
+    pub webhook_url_override: Option<String>,
+}
+
+/// Filters for listing connections; all optional.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionFilter {
+    pub connection_id: Option<String>,
+    /// Case-insensitive substring of the connection id or the end user's id/email/display name.
+    pub search: Option<String>,
+    pub end_user_id: Option<String>,
+    pub end_user_organization_id: Option<String>,
+    pub integration_keys: Vec<String>,
+    /// Every pair must match.
+    pub tags: Tags,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+/// A connect session: a short-lived token that lets a browser connect one end user.
+#[derive(Debug, Clone)]
+pub struct ConnectSession {
+    pub id: i64,
+    pub end_user: Option<EndUser>,
+    pub organization: Option<Organization>,
+    pub allowed_integrations: Option<Vec<String>>,
+    /// Nango's `integrations_config_defaults`, as sent.
+    pub integrations_config_defaults: Value,
+    /// For a reconnect session: the connection it rewrites.
+    pub reconnect: Option<(ProviderConfigKey, ConnectionId)>,
+    pub tags: Tags,
+    pub webhook_url_override: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A connect session about to be stored; the store keeps only the token's SHA-256 hash.
+#[derive(Debug, Clone)]
+pub struct NewConnectSession {
+    pub token_hash: String,
+    pub end_user: Option<EndUser>,
+    pub organization: Option<Organization>,
+    pub allowed_integrations: Option<Vec<String>>,
+    pub integrations_config_defaults: Value,
+    pub reconnect: Option<(ProviderConfigKey, ConnectionId)>,
+    pub tags: Tags,
+    pub webhook_url_override: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Server-side state of one OAuth authorization in flight, keyed by the `state` parameter.
+/// Single use: taken (read and deleted) by the callback.
+#[derive(Debug, Clone)]
+pub struct OAuthFlow {
+    pub state: String,
+    pub provider_config_key: ProviderConfigKey,
+    pub connection_id: ConnectionId,
+    pub connect_session_id: Option<i64>,
+    pub ws_client_id: Option<String>,
+    pub code_verifier: CodeVerifier,
+    /// Connection config gathered before the redirect (params, tenant…), a JSON object.
+    pub connection_config: Value,
+    /// The redirect URI sent on the authorize request (the token request must repeat it).
+    pub redirect_uri: String,
+    /// `delegated` (authorization code) or `admin_consent`.
+    pub kind: String,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
