@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize)]
 pub struct CounterSnapshot {
     /// grant_type → count of token requests (successful or not).
     pub token_requests: BTreeMap<String, u64>,

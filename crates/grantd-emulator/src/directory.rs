@@ -82,6 +82,13 @@ pub struct App {
     /// Graph application permissions (app roles) the app requests, e.g. `Files.Read.All`.
     #[serde(default)]
     pub application_permissions: Vec<String>,
+    /// Statically configured delegated Graph permissions (what `/.default` asks for), e.g.
+    /// `User.Read`, `Files.Read.All`, `offline_access`.
+    #[serde(default)]
+    pub delegated_permissions: Vec<String>,
+    /// A public client (no secret or certificate; sending one is AADSTS700025).
+    #[serde(default)]
+    pub public_client: bool,
 }
 
 /// All tenants, users and apps; lookups by id, domain, name and upn.

@@ -1,1 +1,235 @@
-//! TODO
+//! Fault injection: rules set through `POST /_emulator/faults` that make matching requests fail
+//! (429/500/503 with optional `Retry-After`), slow down (added latency) or drop the connection
+//! ("down"), for the next N requests or a percentage of them. Applied by [`middleware`] to every
+//! route except the control API.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use crate::state::AppState;
+
+/// Which part of the emulator a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultScope {
+    /// The token endpoint (`/{tenant}/oauth2/v2.0/token`, also v1 `/oauth2/token`).
+    Token,
+    /// The authorize endpoint and its sign-in/consent pages.
+    Authorize,
+    /// Graph (`/v1.0/...`).
+    Graph,
+    /// SharePoint (`/_sharepoint/...`).
+    Sharepoint,
+    /// Pre-authenticated downloads (`/_download/...`).
+    Download,
+    /// Upload sessions (`/_upload/...`).
+    Upload,
+    /// Everything but the control API.
+    All,
+}
+
+/// A fault rule as posted to the control API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultSpec {
+    pub scope: FaultScope,
+    /// Only requests whose path starts with this (e.g. `/v1.0/me/drive`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// 429, 500 or 503 (any 4xx/5xx is accepted). `None` with `latency_ms` only slows requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// `Retry-After` seconds on the error response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// Added latency before answering (or before passing the request on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    /// Drop the connection without an HTTP response.
+    #[serde(default)]
+    pub down: bool,
+    /// Apply to the next N matching requests (default: until cleared, or `percent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// Apply to this percentage of matching requests (0–100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u8>,
+}
+
+impl FaultSpec {
+    /// A fault with only a scope; set the other fields with struct update syntax.
+    pub fn new(scope: FaultScope) -> FaultSpec {
+        FaultSpec {
+            scope,
+            path_prefix: None,
+            status: None,
+            retry_after: None,
+            latency_ms: None,
+            down: false,
+            count: None,
+            percent: None,
+        }
+    }
+}
+
+/// A rule in force, with how often it fired.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultRule {
+    pub id: u64,
+    #[serde(flatten)]
+    pub spec: FaultSpec,
+    /// Requests the rule has affected so far.
+    pub fired: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Faults {
+    inner: Mutex<(u64, Vec<FaultRule>)>,
+}
+
+impl Faults {
+    pub fn add(&self, spec: FaultSpec) -> FaultRule {
+        let mut g = self.inner.lock().expect("faults lock poisoned");
+        g.0 += 1;
+        let rule = FaultRule { id: g.0, spec, fired: 0 };
+        g.1.push(rule.clone());
+        rule
+    }
+
+    pub fn list(&self) -> Vec<FaultRule> {
+        self.inner.lock().expect("faults lock poisoned").1.clone()
+    }
+
+    pub fn clear(&self) {
+        self.inner.lock().expect("faults lock poisoned").1.clear();
+    }
+
+    /// Picks the first rule matching this request and consumes one use of it.
+    fn take(&self, path: &str) -> Option<FaultSpec> {
+        let scope = scope_of(path)?;
+        let mut g = self.inner.lock().expect("faults lock poisoned");
+        let rules = &mut g.1;
+        let idx = rules.iter().position(|r| {
+            (r.spec.scope == FaultScope::All || r.spec.scope == scope)
+                && r.spec.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+                && r.spec.count.is_none_or(|c| r.fired < u64::from(c))
+        })?;
+        let rule = &mut rules[idx];
+        if let Some(p) = rule.spec.percent
+            && rand::Rng::gen_range(&mut rand::thread_rng(), 0..100u8) >= p
+        {
+            return None;
+        }
+        rule.fired += 1;
+        let spec = rule.spec.clone();
+        if rule.spec.count.is_some_and(|c| rule.fired >= u64::from(c)) {
+            rules.remove(idx);
+        }
+        Some(spec)
+    }
+}
+
+/// The scope a path belongs to; `None` for the control API (never faulted).
+pub fn scope_of(path: &str) -> Option<FaultScope> {
+    if path.starts_with("/_emulator") {
+        return None;
+    }
+    Some(if path.starts_with("/v1.0/") || path == "/v1.0" {
+        FaultScope::Graph
+    } else if path.starts_with("/_sharepoint/") {
+        FaultScope::Sharepoint
+    } else if path.starts_with("/_download/") {
+        FaultScope::Download
+    } else if path.starts_with("/_upload/") {
+        FaultScope::Upload
+    } else if path.ends_with("/oauth2/v2.0/token") || path.ends_with("/oauth2/token") {
+        FaultScope::Token
+    } else if path.ends_with("/oauth2/v2.0/authorize")
+        || path.ends_with("/oauth2/authorize")
+        || path.ends_with("/login")
+        || path.ends_with("/consent")
+    {
+        FaultScope::Authorize
+    } else {
+        FaultScope::All
+    })
+}
+
+/// Applies the fault plan before the request reaches its handler.
+pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let Some(spec) = state.faults.take(&path) else {
+        return next.run(req).await;
+    };
+    if let Some(ms) = spec.latency_ms {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if spec.down {
+        return dropped_connection();
+    }
+    match spec.status.and_then(|s| StatusCode::from_u16(s).ok()) {
+        Some(status) => fault_response(&state, &path, status, spec.retry_after),
+        None => next.run(req).await,
+    }
+}
+
+/// A response whose body fails at once: hyper aborts the connection, so the client sees a
+/// transport error rather than an HTTP status.
+fn dropped_connection() -> Response {
+    let stream = futures::stream::once(async {
+        Err::<bytes::Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "emulator fault: down",
+        ))
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("1"));
+    resp
+}
+
+fn fault_response(state: &AppState, path: &str, status: StatusCode, retry_after: Option<u64>) -> Response {
+    let mut resp = match scope_of(path) {
+        Some(FaultScope::Token | FaultScope::Authorize) | Some(FaultScope::All) => {
+            let (error, code, text) = match status.as_u16() {
+                429 => ("temporarily_unavailable", 90055, "The service is throttling requests from this tenant. Retry later."),
+                503 => ("temporarily_unavailable", 90033, "A transient error has occurred. Please try again."),
+                _ => ("server_error", 90090, "The service encountered an internal error. Please try again."),
+            };
+            let err = crate::identity::errors::AadError::new(error, code, text).status(status);
+            err.json_response(state, None)
+        }
+        _ => {
+            let (code, message) = match status.as_u16() {
+                429 => ("TooManyRequests", "Too many requests, retry after the indicated time."),
+                503 => ("serviceNotAvailable", "The service is temporarily unavailable. Try again later."),
+                500 => ("generalException", "An unspecified error has occurred."),
+                _ => ("generalException", "Injected fault."),
+            };
+            let now = state.clock.now();
+            let body = serde_json::json!({
+                "error": {
+                    "code": code,
+                    "message": message,
+                    "innerError": {
+                        "date": now.format("%Y-%m-%dT%H:%M:%S").to_string(),
+                        "request-id": uuid::Uuid::new_v4().to_string(),
+                        "client-request-id": uuid::Uuid::new_v4().to_string(),
+                    }
+                }
+            });
+            (status, axum::Json(body)).into_response()
+        }
+    };
+    if let Some(secs) = retry_after {
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
