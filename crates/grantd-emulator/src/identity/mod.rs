@@ -55,8 +55,23 @@ impl FromRequestParts<AppState> for Origin {
         if let Some(base) = &state.settings.public_base_url {
             return Ok(Origin(base.trim_end_matches('/').to_owned()));
         }
-        Ok(Origin(crate::graph::routes::origin(&parts.uri, &parts.headers)))
+        Ok(Origin(request_origin(&parts.uri, &parts.headers)))
     }
+}
+
+/// Scheme and authority the client used. Over TLS the server marks requests with
+/// `x-forwarded-proto: https` (and strips that header from plain-HTTP requests).
+pub fn request_origin(uri: &http::Uri, headers: &http::HeaderMap) -> String {
+    let scheme = uri
+        .scheme_str()
+        .or_else(|| headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()))
+        .unwrap_or("http");
+    let host = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(http::header::HOST).and_then(|v| v.to_str().ok()))
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}")
 }
 
 /// The `{tenant}` path segment, resolved.
