@@ -216,7 +216,7 @@ fn refresh_token(cx: &Ctx<'_>) -> Result<Value, AadError> {
 
 fn iso(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.7fZ").to_string())
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.6f0Z").to_string())
         .unwrap_or_default()
 }
 
