@@ -1,0 +1,5 @@
+//! Integration tests: one binary, a module per feature (STYLE §6). Shared helpers live in
+//! `support` (e.g. `support::db::TestDb` for a fresh SQLite or PostgreSQL database).
+
+mod store;
+mod support;
