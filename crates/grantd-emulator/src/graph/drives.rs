@@ -1,0 +1,544 @@
+//! The in-memory drive model: drives (OneDrive business/personal, SharePoint libraries), their
+//! items as a parent-linked map, sites, and the change sequence that delta reads.
+//!
+//! Every mutation stamps the changed item and all its ancestors (root first) with the drive's next
+//! sequence number, so "changes since token N" is "items with seq > N" and parents precede
+//! children. Deleted items stay as tombstones (`deleted = true`) for delta.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use super::content::Content;
+use super::error::GraphError;
+
+/// Which kind of drive, as Graph's `driveType` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriveType {
+    /// OneDrive for Business.
+    Business,
+    /// Consumer OneDrive of a personal Microsoft account.
+    Personal,
+    /// SharePoint document library.
+    DocumentLibrary,
+}
+
+impl DriveType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriveType::Business => "business",
+            DriveType::Personal => "personal",
+            DriveType::DocumentLibrary => "documentLibrary",
+        }
+    }
+}
+
+/// An identity as Graph's identitySet `user` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub id: String,
+    pub display_name: String,
+    pub email: Option<String>,
+}
+
+impl Identity {
+    pub fn system() -> Identity {
+        Identity {
+            id: String::new(),
+            display_name: "System Account".into(),
+            email: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub id: String,
+    pub name: String,
+    /// `None` for the root.
+    pub parent: Option<String>,
+    /// `None` for folders.
+    pub file: Option<FileData>,
+    pub created: DateTime<Utc>,
+    pub created_by: Identity,
+    pub modified: DateTime<Utc>,
+    pub modified_by: Identity,
+    /// Stable per item; the GUID inside eTag/cTag.
+    pub guid: String,
+    /// Bumped on every change (eTag).
+    pub version: u32,
+    /// Bumped on content changes (cTag, download URLs).
+    pub content_version: u32,
+    /// Drive sequence number of the last change (delta).
+    pub seq: u64,
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileData {
+    pub content: Content,
+    pub mime: String,
+    /// base64 QuickXorHash; `None` for generated content (not worth hashing 1 GiB at seed time;
+    /// OneDrive for Business also omits hashes at times).
+    pub quick_xor: Option<String>,
+}
+
+impl Item {
+    pub fn is_folder(&self) -> bool {
+        self.file.is_none()
+    }
+    pub fn size_of_file(&self) -> u64 {
+        self.file.as_ref().map_or(0, |f| f.content.len())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Drive {
+    pub id: String,
+    pub drive_type: DriveType,
+    pub name: String,
+    pub description: String,
+    pub tenant_id: String,
+    /// The user whose OneDrive this is; `None` for libraries.
+    pub owner_user: Option<String>,
+    pub owner: Identity,
+    pub site_id: Option<String>,
+    pub web_url: String,
+    pub created: DateTime<Utc>,
+    pub quota_total: u64,
+    pub root_id: String,
+    pub items: HashMap<String, Item>,
+    /// Last change sequence number handed out.
+    pub seq: u64,
+    next_item: u64,
+}
+
+/// A SharePoint site (only tenant root sites are seeded).
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// `{hostname},{siteCollectionGuid},{webGuid}`.
+    pub id: String,
+    pub tenant_id: String,
+    pub host: String,
+    pub name: String,
+    pub display_name: String,
+    pub web_url: String,
+    pub created: DateTime<Utc>,
+    pub drive_ids: Vec<String>,
+}
+
+/// What to do when the target name exists (`@microsoft.graph.conflictBehavior`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    Fail,
+    Replace,
+    Rename,
+}
+
+impl Conflict {
+    pub fn parse(s: Option<&str>, default: Conflict) -> Result<Conflict, GraphError> {
+        match s.map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("fail") => Ok(Conflict::Fail),
+            Some("replace") => Ok(Conflict::Replace),
+            Some("rename") => Ok(Conflict::Rename),
+            Some(other) => Err(GraphError::invalid_request(format!(
+                "Invalid value '{other}' for @microsoft.graph.conflictBehavior."
+            ))),
+        }
+    }
+}
+
+/// Deterministic GUID-shaped string from a seed.
+pub fn guid_from(seed: &str) -> String {
+    let h = Sha256::digest(seed.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    uuid::Builder::from_random_bytes(b).into_uuid().to_string()
+}
+
+/// RFC 4648 base32 (no padding), uppercase.
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = String::new();
+    let (mut buf, mut bits) = (0u32, 0u32);
+    for b in bytes {
+        buf = (buf << 8) | u32::from(*b);
+        bits += 8;
+        while bits >= 5 {
+            out.push(ALPHABET[((buf >> (bits - 5)) & 31) as usize] as char);
+            bits -= 5;
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buf << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// A business/SharePoint drive id: `b!` + base64url of 48 bytes derived from `seed` (66 chars).
+pub fn business_drive_id(seed: &str) -> String {
+    let a = Sha256::digest(format!("drive:{seed}").as_bytes());
+    let b = Sha256::digest(a);
+    let mut bytes = a.to_vec();
+    bytes.extend_from_slice(&b[..16]);
+    format!(
+        "b!{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// A personal drive id: 16 lowercase hex chars derived from `seed`.
+pub fn personal_drive_id(seed: &str) -> String {
+    hex::encode(&Sha256::digest(format!("cid:{seed}").as_bytes())[..8])
+}
+
+impl Drive {
+    pub fn new(
+        id: String,
+        drive_type: DriveType,
+        name: &str,
+        tenant_id: &str,
+        owner: Identity,
+        web_url: String,
+        created: DateTime<Utc>,
+    ) -> Drive {
+        let mut d = Drive {
+            id,
+            drive_type,
+            name: name.into(),
+            description: String::new(),
+            tenant_id: tenant_id.into(),
+            owner_user: None,
+            owner: owner.clone(),
+            site_id: None,
+            web_url,
+            created,
+            quota_total: 1 << 40,
+            root_id: String::new(),
+            items: HashMap::new(),
+            seq: 0,
+            next_item: 0,
+        };
+        let root_id = d.new_item_id();
+        d.seq += 1;
+        let root = Item {
+            id: root_id.clone(),
+            name: "root".into(),
+            parent: None,
+            file: None,
+            created,
+            created_by: owner.clone(),
+            modified: created,
+            modified_by: owner,
+            guid: guid_from(&root_id),
+            version: 1,
+            content_version: 1,
+            seq: d.seq,
+            deleted: false,
+        };
+        d.items.insert(root_id.clone(), root);
+        d.root_id = root_id;
+        d
+    }
+
+    fn new_item_id(&mut self) -> String {
+        self.next_item += 1;
+        match self.drive_type {
+            DriveType::Personal => format!("{}!{}", self.id.to_uppercase(), 100 + self.next_item),
+            _ => {
+                let h = Sha256::digest(format!("{}:{}", self.id, self.next_item).as_bytes());
+                format!("01{}", base32(&h[..20]))
+            }
+        }
+    }
+
+    /// A live (not deleted) item.
+    pub fn item(&self, id: &str) -> Option<&Item> {
+        self.items.get(id).filter(|i| !i.deleted)
+    }
+
+    pub fn root(&self) -> &Item {
+        self.items
+            .get(&self.root_id)
+            .expect("every drive has a root")
+    }
+
+    /// Live children, sorted by name (case-insensitive).
+    pub fn children(&self, id: &str) -> Vec<&Item> {
+        let mut v: Vec<&Item> = self
+            .items
+            .values()
+            .filter(|i| !i.deleted && i.parent.as_deref() == Some(id))
+            .collect();
+        v.sort_by_cached_key(|i| i.name.to_lowercase());
+        v
+    }
+
+    pub fn child_by_name(&self, parent: &str, name: &str) -> Option<&Item> {
+        let lower = name.to_lowercase();
+        self.items.values().find(|i| {
+            !i.deleted && i.parent.as_deref() == Some(parent) && i.name.to_lowercase() == lower
+        })
+    }
+
+    /// Walks `segments` (decoded names) down from `from`.
+    pub fn resolve_path(&self, from: &str, segments: &[String]) -> Option<&Item> {
+        let mut cur = self.item(from)?;
+        for s in segments {
+            cur = self.child_by_name(&cur.id, s)?;
+        }
+        Some(cur)
+    }
+
+    /// Names from the root (exclusive) down to `id` (inclusive).
+    pub fn path_names(&self, id: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut cur = self.items.get(id);
+        while let Some(i) = cur {
+            if i.parent.is_none() {
+                break;
+            }
+            names.push(i.name.clone());
+            cur = i.parent.as_deref().and_then(|p| self.items.get(p));
+        }
+        names.reverse();
+        names
+    }
+
+    /// Stamps `id` and its ancestors with fresh sequence numbers, root first.
+    fn touch(&mut self, id: &str, now: DateTime<Utc>, by: &Identity, content_changed: bool) {
+        let mut chain = vec![id.to_owned()];
+        let mut cur = self.items.get(id).and_then(|i| i.parent.clone());
+        while let Some(p) = cur {
+            cur = self.items.get(&p).and_then(|i| i.parent.clone());
+            chain.push(p);
+        }
+        for (n, item_id) in chain.iter().rev().enumerate() {
+            self.seq += 1;
+            let seq = self.seq;
+            let is_target = n == chain.len() - 1;
+            if let Some(i) = self.items.get_mut(item_id) {
+                i.seq = seq;
+                i.version += 1;
+                if is_target {
+                    i.modified = now;
+                    i.modified_by = by.clone();
+                }
+                if !is_target || content_changed {
+                    i.content_version += 1;
+                }
+            }
+        }
+    }
+
+    /// `name` made unique in `parent` the way OneDrive renames: `name 1.ext`, `name 2.ext`…
+    fn unique_name(&self, parent: &str, name: &str) -> String {
+        let (stem, ext) = match name.rfind('.') {
+            Some(i) if i > 0 => (&name[..i], &name[i..]),
+            _ => (name, ""),
+        };
+        (1..)
+            .map(|n| format!("{stem} {n}{ext}"))
+            .find(|c| self.child_by_name(parent, c).is_none())
+            .expect("an unused name exists")
+    }
+
+    /// Creates an item under `parent`, or replaces the file of the same name. Returns the item
+    /// id and whether it was created.
+    #[allow(clippy::too_many_arguments)]
+    pub fn put_item(
+        &mut self,
+        parent: &str,
+        name: &str,
+        file: Option<FileData>,
+        conflict: Conflict,
+        now: DateTime<Utc>,
+        by: &Identity,
+    ) -> Result<(String, bool), GraphError> {
+        validate_name(name)?;
+        let parent_item = self.item(parent).ok_or_else(GraphError::item_not_found)?;
+        if !parent_item.is_folder() {
+            return Err(GraphError::invalid_request(
+                "The parent item is not a folder.",
+            ));
+        }
+        let mut name = name.to_owned();
+        if let Some(existing) = self.child_by_name(parent, &name) {
+            match conflict {
+                Conflict::Fail => return Err(GraphError::name_already_exists()),
+                Conflict::Rename => name = self.unique_name(parent, &name),
+                Conflict::Replace => {
+                    let id = existing.id.clone();
+                    if existing.is_folder() != file.is_none() {
+                        return Err(GraphError::name_already_exists());
+                    }
+                    if let Some(f) = file {
+                        self.replace_content(&id, f, now, by)?;
+                    }
+                    return Ok((id, false));
+                }
+            }
+        }
+        let id = self.new_item_id();
+        let item = Item {
+            id: id.clone(),
+            name,
+            parent: Some(parent.to_owned()),
+            file,
+            created: now,
+            created_by: by.clone(),
+            modified: now,
+            modified_by: by.clone(),
+            guid: guid_from(&id),
+            version: 0,
+            content_version: 0,
+            seq: 0,
+            deleted: false,
+        };
+        self.items.insert(id.clone(), item);
+        self.touch(&id, now, by, true);
+        Ok((id, true))
+    }
+
+    pub fn replace_content(
+        &mut self,
+        id: &str,
+        file: FileData,
+        now: DateTime<Utc>,
+        by: &Identity,
+    ) -> Result<(), GraphError> {
+        let item = self
+            .items
+            .get_mut(id)
+            .filter(|i| !i.deleted)
+            .ok_or_else(GraphError::item_not_found)?;
+        if item.is_folder() {
+            return Err(GraphError::invalid_request(
+                "Cannot upload content to a folder.",
+            ));
+        }
+        item.file = Some(file);
+        self.touch(id, now, by, true);
+        Ok(())
+    }
+
+    /// Deletes an item and everything below it (tombstones stay for delta).
+    pub fn delete(
+        &mut self,
+        id: &str,
+        now: DateTime<Utc>,
+        by: &Identity,
+    ) -> Result<(), GraphError> {
+        let item = self.item(id).ok_or_else(GraphError::item_not_found)?;
+        let Some(parent) = item.parent.clone() else {
+            return Err(GraphError::new(
+                http::StatusCode::FORBIDDEN,
+                "accessDenied",
+                "The root of a drive cannot be deleted.",
+            ));
+        };
+        // Descendants first, then the item, so tombstones of children precede the parent.
+        let mut order = Vec::new();
+        let mut stack = vec![id.to_owned()];
+        while let Some(cur) = stack.pop() {
+            stack.extend(self.children(&cur).iter().map(|c| c.id.clone()));
+            order.push(cur);
+        }
+        self.touch(&parent, now, by, false);
+        for item_id in order.iter().rev() {
+            self.seq += 1;
+            let seq = self.seq;
+            if let Some(i) = self.items.get_mut(item_id) {
+                i.deleted = true;
+                i.seq = seq;
+                i.version += 1;
+                i.modified = now;
+                i.modified_by = by.clone();
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes used by live files.
+    pub fn used(&self) -> u64 {
+        self.items
+            .values()
+            .filter(|i| !i.deleted)
+            .map(Item::size_of_file)
+            .sum()
+    }
+
+    /// Size of an item: file length, or the sum of a folder's descendants.
+    pub fn size_of(&self, id: &str) -> u64 {
+        let Some(item) = self.item(id) else { return 0 };
+        if !item.is_folder() {
+            return item.size_of_file();
+        }
+        self.children(id).iter().map(|c| self.size_of(&c.id)).sum()
+    }
+}
+
+/// OneDrive's rules for names: not empty, no `"*:<>?/\|`, not `.` or `..`.
+pub fn validate_name(name: &str) -> Result<(), GraphError> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.len() > 400
+        || name
+            .chars()
+            .any(|c| "\"*:<>?/\\|".contains(c) || c.is_control());
+    if bad {
+        return Err(GraphError::invalid_request(format!(
+            "The provided name '{name}' is not valid."
+        )));
+    }
+    Ok(())
+}
+
+/// Everything `Drives` holds behind its lock.
+#[derive(Debug, Default)]
+pub struct Model {
+    /// Random per seed/reset; stale delta tokens and download URLs from before a reset fail.
+    pub generation: u64,
+    /// Signs download URLs; a new key per seed/reset.
+    pub signer: crate::files::UrlSigner,
+    pub large_file_size: u64,
+    pub drives: BTreeMap<String, Drive>,
+    /// user id → drive id.
+    pub user_drives: HashMap<String, String>,
+    pub sites: BTreeMap<String, Site>,
+    pub sessions: HashMap<String, Arc<tokio::sync::Mutex<super::upload::UploadSession>>>,
+}
+
+impl Model {
+    /// Drive ids are matched exactly, then case-insensitively (personal drive ids show up in
+    /// either case).
+    pub fn drive(&self, id: &str) -> Option<&Drive> {
+        self.drives.get(id).or_else(|| {
+            let lower = id.to_ascii_lowercase();
+            self.drives
+                .values()
+                .find(|d| d.id.to_ascii_lowercase() == lower)
+        })
+    }
+
+    pub fn drive_mut(&mut self, id: &str) -> Option<&mut Drive> {
+        let key = self.drive(id)?.id.clone();
+        self.drives.get_mut(&key)
+    }
+
+    pub fn site(&self, key: &str) -> Option<&Site> {
+        let lower = key.to_ascii_lowercase();
+        self.sites
+            .values()
+            .find(|s| s.id.to_ascii_lowercase() == lower || s.host == lower)
+    }
+
+    pub fn root_site_of(&self, tenant_id: &str) -> Option<&Site> {
+        self.sites.values().find(|s| s.tenant_id == tenant_id)
+    }
+}

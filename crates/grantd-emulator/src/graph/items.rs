@@ -1,0 +1,573 @@
+//! driveItem operations: get, delete, children (paged, `$skiptoken`), create folder, content
+//! (302 to the pre-authenticated download URL), simple upload, createUploadSession and delta.
+//!
+//! Locks are never held across an `.await`: targets are resolved under the lock, bodies are read
+//! without it, and the result is committed under the lock again (re-validated by the model).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use chrono::TimeDelta;
+use http::{Method, StatusCode, header};
+use serde_json::{Value, json};
+
+use super::content::SpillFile;
+use super::drives::{Conflict, Drive, Identity};
+use super::error::GraphError;
+use super::json;
+use super::path::{DriveRef, ItemBase, ItemOp, decode, encode};
+use super::routes::{ApiCtx, ok_json, resolve_drive};
+use super::upload::{
+    self, SESSION_LIFETIME_SECS, SIMPLE_UPLOAD_LIMIT, UploadSession, UploadTarget,
+};
+use crate::state::AppState;
+use crate::tokens::AccessClaims;
+
+/// Default and largest `$top` for children.
+const DEFAULT_PAGE: usize = 200;
+const MAX_PAGE: usize = 1000;
+
+/// Who is acting, for createdBy/lastModifiedBy.
+fn actor(state: &AppState, claims: &AccessClaims) -> Identity {
+    let dir = state.directory.read().expect("directory lock poisoned");
+    if !claims.is_app_only() {
+        if let Some(u) = dir.users.get(&claims.oid) {
+            return super::seed::identity_of(u);
+        }
+    }
+    let name = dir
+        .apps
+        .get(&claims.appid)
+        .map(|a| a.display_name.clone())
+        .unwrap_or_default();
+    Identity {
+        id: claims.appid.clone(),
+        display_name: name,
+        email: None,
+    }
+}
+
+fn item_context(ctx: &ApiCtx, drive_id: &str) -> String {
+    format!(
+        "{}/$metadata#drives('{}')/items/$entity",
+        ctx.api_base,
+        encode(drive_id)
+    )
+}
+
+fn strip_etag(s: &str) -> &str {
+    s.trim().trim_start_matches("W/").trim_matches('"')
+}
+
+fn etag_matches(header_value: &str, drive: &Drive, item: &super::drives::Item) -> bool {
+    let etag = json::etag(drive, item);
+    let ctag = json::ctag(drive, item);
+    header_value
+        .split(',')
+        .map(strip_etag)
+        .any(|v| v == "*" || v == strip_etag(&etag) || v == strip_etag(&ctag))
+}
+
+/// Resolved drive id and base item id, after permission checks.
+fn locate(
+    state: &AppState,
+    ctx: &ApiCtx,
+    claims: &AccessClaims,
+    dref: &DriveRef,
+    base: &ItemBase,
+    write: bool,
+) -> Result<(String, String), GraphError> {
+    let dir = state.directory.read().expect("directory lock poisoned");
+    let mut model = state.drives.lock();
+    let drive_id = resolve_drive(&mut model, &dir, ctx, claims, dref, write)?;
+    let drive = model
+        .drive(&drive_id)
+        .ok_or_else(GraphError::item_not_found)?;
+    let base_id = match base {
+        ItemBase::Root => drive.root_id.clone(),
+        ItemBase::Id(id) => drive
+            .item(id)
+            .ok_or_else(GraphError::item_not_found)?
+            .id
+            .clone(),
+    };
+    Ok((drive_id, base_id))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn handle(
+    state: &AppState,
+    ctx: &ApiCtx,
+    claims: &AccessClaims,
+    dref: &DriveRef,
+    base: ItemBase,
+    path: Vec<String>,
+    op: ItemOp,
+    body: Body,
+) -> Result<Response, GraphError> {
+    let m = &ctx.method;
+    let write = !(m == Method::GET || m == Method::HEAD);
+    let (drive_id, base_id) = locate(state, ctx, claims, dref, &base, write)?;
+    match (op, m.clone()) {
+        (ItemOp::Item, Method::GET | Method::HEAD) => {
+            get_item(state, ctx, &drive_id, &base_id, &path)
+        }
+        (ItemOp::Item, Method::DELETE) => {
+            delete_item(state, ctx, claims, &drive_id, &base_id, &path)
+        }
+        (ItemOp::Children, Method::GET | Method::HEAD) => {
+            children(state, ctx, &drive_id, &base_id, &path)
+        }
+        (ItemOp::Children, Method::POST) => {
+            create_folder(state, ctx, claims, &drive_id, &base_id, &path, body).await
+        }
+        (ItemOp::Content, Method::GET | Method::HEAD) => {
+            content_redirect(state, ctx, &drive_id, &base_id, &path)
+        }
+        (ItemOp::Content, Method::PUT) => {
+            simple_upload(state, ctx, claims, &drive_id, &base_id, &path, body).await
+        }
+        (ItemOp::CreateUploadSession, Method::POST) => {
+            create_session(state, ctx, claims, &drive_id, &base_id, &path, body).await
+        }
+        (ItemOp::Delta, Method::GET | Method::HEAD) => {
+            delta(state, ctx, &drive_id, &base_id, &path)
+        }
+        _ => Err(GraphError::method_not_allowed()),
+    }
+}
+
+fn get_item(
+    state: &AppState,
+    ctx: &ApiCtx,
+    drive_id: &str,
+    base_id: &str,
+    path: &[String],
+) -> Result<Response, GraphError> {
+    let model = state.drives.lock();
+    let drive = model
+        .drive(drive_id)
+        .ok_or_else(GraphError::item_not_found)?;
+    let item = drive
+        .resolve_path(base_id, path)
+        .ok_or_else(GraphError::item_not_found)?;
+    if let Some(inm) = ctx
+        .headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        if etag_matches(inm, drive, item) {
+            return Ok(StatusCode::NOT_MODIFIED.into_response());
+        }
+    }
+    let signer = model.signer.clone();
+    let v = json::item_json(&ctx.render(&signer, state), drive, item, false);
+    let v = json::with_context(v, item_context(ctx, drive_id));
+    Ok(ok_json(json::select(v, ctx.q("$select"))))
+}
+
+fn delete_item(
+    state: &AppState,
+    ctx: &ApiCtx,
+    claims: &AccessClaims,
+    drive_id: &str,
+    base_id: &str,
+    path: &[String],
+) -> Result<Response, GraphError> {
+    let by = actor(state, claims);
+    let now = state.clock.now();
+    let mut model = state.drives.lock();
+    let drive = model
+        .drive_mut(drive_id)
+        .ok_or_else(GraphError::item_not_found)?;
+    let item = drive
+        .resolve_path(base_id, path)
+        .ok_or_else(GraphError::item_not_found)?;
+    if let Some(im) = ctx
+        .headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        if !etag_matches(im, drive, item) {
+            return Err(precondition_failed());
+        }
+    }
+    let id = item.id.clone();
+    drive.delete(&id, now, &by)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn precondition_failed() -> GraphError {
+    GraphError::new(
+        StatusCode::PRECONDITION_FAILED,
+        "resourceModified",
+        "ETag does not match current item's value",
+    )
+    .with_inner("entityTagDoesNotMatch")
+}
+
+const SKIPTOKEN_PREFIX: &str = "Paged=TRUE&p_SortBehavior=1&p_FileLeafRef=";
+
+fn encode_skiptoken(last_name: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("{SKIPTOKEN_PREFIX}{}", encode(last_name)))
+}
+
+fn decode_skiptoken(t: &str) -> Result<String, GraphError> {
+    let bad = || GraphError::invalid_request("Invalid $skiptoken.");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t)
+        .map_err(|_| bad())?;
+    let raw = String::from_utf8(raw).map_err(|_| bad())?;
+    let name = raw.strip_prefix(SKIPTOKEN_PREFIX).ok_or_else(bad)?;
+    Ok(decode(name).to_lowercase())
+}
+
+fn children(
+    state: &AppState,
+    ctx: &ApiCtx,
+    drive_id: &str,
+    base_id: &str,
+    path: &[String],
+) -> Result<Response, GraphError> {
+    let top = ctx.top()?.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE);
+    let after = ctx.q("$skiptoken").map(decode_skiptoken).transpose()?;
+    let model = state.drives.lock();
+    let drive = model
+        .drive(drive_id)
+        .ok_or_else(GraphError::item_not_found)?;
+    let folder = drive
+        .resolve_path(base_id, path)
+        .ok_or_else(GraphError::item_not_found)?;
+    let all = drive.children(&folder.id);
+    let rest: Vec<_> = match &after {
+        Some(a) => all
+            .into_iter()
+            .filter(|i| i.name.to_lowercase() > *a)
+            .collect(),
+        None => all,
+    };
+    let more = rest.len() > top;
+    let signer = model.signer.clone();
+    let r = ctx.render(&signer, state);
+    let select = ctx.q("$select");
+    let value: Vec<Value> = rest
+        .iter()
+        .take(top)
+        .map(|i| json::select(json::item_json(&r, drive, i, false), select))
+        .collect();
+    let mut out = json!({
+        "@odata.context": format!("{}/$metadata#drives('{}')/items('{}')/children", ctx.api_base, encode(drive_id), encode(&folder.id)),
+        "value": value,
+    });
+    if more {
+        let last = rest[top - 1].name.as_str();
+        let mut q = format!("$top={top}&$skiptoken={}", encode_skiptoken(last));
+        if let Some(s) = select {
+            q.push_str(&format!("&$select={}", encode(s)));
+        }
+        out["@odata.nextLink"] = json!(format!("{}/{}?{q}", ctx.api_base, ctx.raw_path));
+    }
+    Ok(ok_json(out))
+}
+
+async fn read_json(body: Body) -> Result<Value, GraphError> {
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map_err(|_| GraphError::invalid_request("The request body is too large."))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| GraphError::invalid_request(format!("Invalid JSON body: {e}")))
+}
+
+fn created(
+    ctx: &ApiCtx,
+    state: &AppState,
+    drive_id: &str,
+    item_id: &str,
+    was_created: bool,
+) -> Result<Response, GraphError> {
+    let model = state.drives.lock();
+    let drive = model
+        .drive(drive_id)
+        .ok_or_else(GraphError::item_not_found)?;
+    let item = drive.item(item_id).ok_or_else(GraphError::item_not_found)?;
+    let signer = model.signer.clone();
+    let v = json::item_json(&ctx.render(&signer, state), drive, item, false);
+    let v = json::with_context(v, item_context(ctx, drive_id));
+    let status = if was_created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(v)).into_response())
+}
+
+async fn create_folder(
+    state: &AppState,
+    ctx: &ApiCtx,
+    claims: &AccessClaims,
+    drive_id: &str,
+    base_id: &str,
+    path: &[String],
+    body: Body,
+) -> Result<Response, GraphError> {
+    let v = read_json(body).await?;
+    let name = v
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if v.get("folder").is_none() {
+        return Err(GraphError::invalid_request(
+            "Only folders can be created this way; upload files with PUT …/content.",
+        ));
+    }
+    let conflict = Conflict::parse(
+        v.get("@microsoft.graph.conflictBehavior")
+            .and_then(Value::as_str)
+            .or(ctx.q("@microsoft.graph.conflictbehavior")),
+        Conflict::Fail,
+    )?;
+    let by = actor(state, claims);
+    let now = state.clock.now();
+    let (id, was_created) = {
+        let mut model = state.drives.lock();
+        let drive = model
+            .drive_mut(drive_id)
+            .ok_or_else(GraphError::item_not_found)?;
+        let parent = drive
+            .resolve_path(base_id, path)
+            .ok_or_else(GraphError::item_not_found)?
+            .id
+            .clone();
+        drive.put_item(&parent, &name, None, conflict, now, &by)?
+    };
+    created(ctx, state, drive_id, &id, was_created)
+}
+
+fn content_redirect(
+    state: &AppState,
+    ctx: &ApiCtx,
+    drive_id: &str,
+    base_id: &str,
+    path: &[String],
+) -> Result<Response, GraphError> {
+    let model = state.drives.lock();
+    let drive = model
+        .drive(drive_id)
+        .ok_or_else(GraphError::item_not_found)?;
+    let item = drive
+        .resolve_path(base_id, path)
+        .ok_or_else(GraphError::item_not_found)?;
+    if item.is_folder() {
+        return Err(GraphError::item_not_found());
+    }
+    if let Some(inm) = ctx
+        .headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        if etag_matches(inm, drive, item) {
+            return Ok(StatusCode::NOT_MODIFIED.into_response());
+        }
+    }
+    let url = model
+        .signer
+        .download_url(&ctx.origin, drive_id, item, state.clock.now());
+    Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response())
+}
+
+/// Where an upload addressed by `base` + `path` goes.
+fn upload_target(
+    state: &AppState,
+    drive_id: &str,
+    base_id: &str,
+    path: &[String],
+    conflict: Conflict,
+) -> Result<UploadTarget, GraphError> {
+    let model = state.drives.lock();
+    let drive = model
+        .drive(drive_id)
+        .ok_or_else(GraphError::item_not_found)?;
+    match path.split_last() {
+        None => {
+            let item = drive.item(base_id).ok_or_else(GraphError::item_not_found)?;
+            if item.is_folder() {
+                return Err(GraphError::invalid_request(
+                    "Cannot upload content to a folder.",
+                ));
+            }
+            Ok(UploadTarget::Replace {
+                item: item.id.clone(),
+            })
+        }
+        Some((name, dirs)) => {
+            super::drives::validate_name(name)?;
+            let parent = drive
+                .resolve_path(base_id, dirs)
+                .ok_or_else(GraphError::item_not_found)?;
+            if !parent.is_folder() {
+                return Err(GraphError::invalid_request(
+                    "The parent item is not a folder.",
+                ));
+            }
+            if conflict == Conflict::Fail && drive.child_by_name(&parent.id, name).is_some() {
+                return Err(GraphError::name_already_exists());
+            }
+            Ok(UploadTarget::Child {
+                parent: parent.id.clone(),
+                name: name.clone(),
+                conflict,
+            })
+        }
+    }
+}
+
+async fn simple_upload(
+    state: &AppState,
+    ctx: &ApiCtx,
+    claims: &AccessClaims,
+    drive_id: &str,
+    base_id: &str,
+    path: &[String],
+    body: Body,
+) -> Result<Response, GraphError> {
+    let conflict = Conflict::parse(
+        ctx.q("@microsoft.graph.conflictbehavior"),
+        Conflict::Replace,
+    )?;
+    let target = upload_target(state, drive_id, base_id, path, conflict)?;
+    let declared = ctx
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > SIMPLE_UPLOAD_LIMIT) {
+        return Err(GraphError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalidRequest",
+            "The request body is too large for a simple upload; use an upload session.",
+        ));
+    }
+    let name = path.last().cloned().unwrap_or_default();
+    let data = upload::receive_body(body, SIMPLE_UPLOAD_LIMIT, &name).await?;
+    let by = actor(state, claims);
+    let now = state.clock.now();
+    let (id, was_created) = {
+        let mut model = state.drives.lock();
+        upload::commit(&mut model, drive_id, &target, data, now, &by)?
+    };
+    created(ctx, state, drive_id, &id, was_created)
+}
+
+async fn create_session(
+    state: &AppState,
+    ctx: &ApiCtx,
+    claims: &AccessClaims,
+    drive_id: &str,
+    base_id: &str,
+    path: &[String],
+    body: Body,
+) -> Result<Response, GraphError> {
+    let v = read_json(body).await?;
+    let item = v.get("item").cloned().unwrap_or(json!({}));
+    let conflict = Conflict::parse(
+        item.get("@microsoft.graph.conflictBehavior")
+            .and_then(Value::as_str)
+            .or(ctx.q("@microsoft.graph.conflictbehavior")),
+        Conflict::Fail,
+    )?;
+    let target = upload_target(state, drive_id, base_id, path, conflict)?;
+    let total = item.get("fileSize").and_then(Value::as_u64);
+    let file = SpillFile::new_path().map_err(|e| {
+        GraphError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "generalException",
+            format!("storage error: {e}"),
+        )
+    })?;
+    let id = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let expires = state.clock.now() + TimeDelta::seconds(SESSION_LIFETIME_SECS);
+    let session = UploadSession {
+        id: id.clone(),
+        drive_id: drive_id.to_owned(),
+        target,
+        by: actor(state, claims),
+        file: Arc::new(file),
+        writer: None,
+        total,
+        received: 0,
+        hasher: super::content::QuickXor::new(),
+        expires,
+        api_base: ctx.api_base.clone(),
+        finished: false,
+    };
+    state
+        .drives
+        .lock()
+        .sessions
+        .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(session)));
+    Ok(ok_json(json!({
+        "@odata.context": format!("{}/$metadata#microsoft.graph.uploadSession", ctx.api_base),
+        "uploadUrl": format!("{}/_upload/{id}", ctx.origin),
+        "expirationDateTime": json::time(expires),
+        "nextExpectedRanges": ["0-"],
+    })))
+}
+
+fn delta(
+    state: &AppState,
+    ctx: &ApiCtx,
+    drive_id: &str,
+    base_id: &str,
+    path: &[String],
+) -> Result<Response, GraphError> {
+    let top = ctx.top()?;
+    let model = state.drives.lock();
+    let drive = model
+        .drive(drive_id)
+        .ok_or_else(GraphError::item_not_found)?;
+    let target = drive
+        .resolve_path(base_id, path)
+        .ok_or_else(GraphError::item_not_found)?;
+    if target.id != drive.root_id {
+        return Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "invalidRequest",
+            "Delta is only supported on the root of the drive.",
+        ));
+    }
+    let signer = model.signer.clone();
+    let r = ctx.render(&signer, state);
+    let link_base = format!("{}/{}", ctx.api_base, ctx.raw_path);
+    let mut page = super::delta::page(
+        &r,
+        drive,
+        model.generation,
+        ctx.q("token"),
+        top,
+        &link_base,
+        r.now,
+    )?;
+    if let Some(sel) = ctx.q("$select") {
+        if let Some(items) = page.get_mut("value").and_then(Value::as_array_mut) {
+            for v in items.iter_mut() {
+                *v = json::select(v.take(), Some(sel));
+            }
+        }
+    }
+    let page = json::with_context(
+        page,
+        format!("{}/$metadata#Collection(driveItem)", ctx.api_base),
+    );
+    Ok(ok_json(page))
+}
