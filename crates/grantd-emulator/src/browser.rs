@@ -24,10 +24,17 @@ pub enum Outcome {
     /// A redirect to the client's redirect URI (query or fragment response mode).
     Redirect(url::Url),
     /// A `form_post` page: the fields it would POST to `action` (the redirect URI).
-    FormPost { action: String, params: Vec<(String, String)> },
+    FormPost {
+        action: String,
+        params: Vec<(String, String)>,
+    },
     /// An error page on the emulator (the client or redirect could not be trusted, or the
     /// account was refused).
-    ErrorPage { status: u16, code: Option<u32>, text: String },
+    ErrorPage {
+        status: u16,
+        code: Option<u32>,
+        text: String,
+    },
     /// The sign-in page came back with an error (unknown user, wrong password).
     SignInFailed { message: String },
     /// A sign-in page was shown but no credentials were given.
@@ -112,7 +119,12 @@ impl Browser {
 
     fn cookie_header(&self) -> Option<String> {
         let c = self.cookies.lock().expect("cookie lock");
-        (!c.is_empty()).then(|| c.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; "))
+        (!c.is_empty()).then(|| {
+            c.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
     }
 
     fn store_cookies(&self, resp: &reqwest::Response) {
@@ -120,7 +132,9 @@ impl Browser {
         for v in resp.headers().get_all(header::SET_COOKIE) {
             let Ok(v) = v.to_str() else { continue };
             let first = v.split(';').next().unwrap_or("");
-            let Some((k, val)) = first.split_once('=') else { continue };
+            let Some((k, val)) = first.split_once('=') else {
+                continue;
+            };
             if val.is_empty() || v.contains("Max-Age=0") {
                 c.remove(k.trim());
             } else {
@@ -141,7 +155,12 @@ impl Browser {
 
     /// Opens `url` (an authorize or admin-consent URL), signs in with `login` (UPN, password) when
     /// asked, answers consent with `consent`, and returns where it ended.
-    pub async fn authorize(&self, url: &str, login: Option<(&str, &str)>, consent: Consent) -> anyhow::Result<Outcome> {
+    pub async fn authorize(
+        &self,
+        url: &str,
+        login: Option<(&str, &str)>,
+        consent: Consent,
+    ) -> anyhow::Result<Outcome> {
         let start = url::Url::parse(url).context("authorize URL")?;
         let mut resp = self.request(self.http.get(start.clone())).await?;
         let mut signed_in = false;
@@ -159,25 +178,38 @@ impl Browser {
             let html = resp.text().await?;
             if html.contains("id=\"error\"") {
                 let code = attr(&html, "id=\"error\"", "data-code").and_then(|c| c.parse().ok());
-                return Ok(Outcome::ErrorPage { status: status.as_u16(), code, text: strip_tags(&html) });
+                return Ok(Outcome::ErrorPage {
+                    status: status.as_u16(),
+                    code,
+                    text: strip_tags(&html),
+                });
             }
             if html.contains("name=\"hiddenform\"") {
-                let action = attr(&html, "name=\"hiddenform\"", "action").context("form_post without action")?;
-                return Ok(Outcome::FormPost { action, params: inputs(&html) });
+                let action = attr(&html, "name=\"hiddenform\"", "action")
+                    .context("form_post without action")?;
+                return Ok(Outcome::FormPost {
+                    action,
+                    params: inputs(&html),
+                });
             }
             if html.contains("id=\"signin\"") {
                 if signed_in {
-                    let message = between(&html, "id=\"error-text\">", "<").map(unescape).unwrap_or_default();
+                    let message = between(&html, "id=\"error-text\">", "<")
+                        .map(unescape)
+                        .unwrap_or_default();
                     return Ok(Outcome::SignInFailed { message });
                 }
                 let Some((upn, password)) = login else {
                     return Ok(Outcome::SignInRequired);
                 };
-                let action = attr(&html, "id=\"signin\"", "action").context("sign-in form action")?;
+                let action =
+                    attr(&html, "id=\"signin\"", "action").context("sign-in form action")?;
                 let ctx = attr(&html, "name=\"ctx\"", "value").context("sign-in ctx")?;
                 let form = [("ctx", ctx.as_str()), ("login", upn), ("passwd", password)];
                 signed_in = true;
-                resp = self.request(self.http.post(page_url.join(&action)?).form(&form)).await?;
+                resp = self
+                    .request(self.http.post(page_url.join(&action)?).form(&form))
+                    .await?;
                 continue;
             }
             let (marker, answer) = if html.contains("id=\"consent\"") {
@@ -198,9 +230,17 @@ impl Browser {
             }
             let action = attr(&html, marker, "action").context("consent form action")?;
             let ctx = attr(&html, "name=\"ctx\"", "value").context("consent ctx")?;
-            let a = if answer == Consent::Accept { "accept" } else { "cancel" };
+            let a = if answer == Consent::Accept {
+                "accept"
+            } else {
+                "cancel"
+            };
             resp = self
-                .request(self.http.post(page_url.join(&action)?).form(&[("ctx", ctx.as_str()), ("action", a)]))
+                .request(
+                    self.http
+                        .post(page_url.join(&action)?)
+                        .form(&[("ctx", ctx.as_str()), ("action", a)]),
+                )
                 .await?;
         }
         bail!("too many steps in the sign-in flow")
@@ -209,7 +249,9 @@ impl Browser {
 
 /// Signs in with `upn`/`password` and accepts consent: the usual happy path.
 pub async fn sign_in(url: &str, upn: &str, password: &str) -> anyhow::Result<Outcome> {
-    Browser::new().authorize(url, Some((upn, password)), Consent::Accept).await
+    Browser::new()
+        .authorize(url, Some((upn, password)), Consent::Accept)
+        .await
 }
 
 fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {

@@ -55,7 +55,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         access_token_lifetime: args.token_lifetime,
         tls,
         https_addr: tls.then(|| SocketAddr::new(args.host, args.https_port.unwrap_or(4443))),
-        ca_pem_path: tls.then(|| args.ca_out.clone().unwrap_or_else(|| PathBuf::from("emulator-ca.pem"))),
+        ca_pem_path: tls.then(|| {
+            args.ca_out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("emulator-ca.pem"))
+        }),
         public_base_url: args.public_base_url.clone(),
         ..EmulatorConfig::default()
     };
@@ -68,9 +72,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let (Some(u), Some(p)) = (&handle.https_url, &handle.ca_pem_path) {
         println!("  HTTPS on {u} (trust the CA in {})", p.display());
     }
-    println!("  authority: {}/common   Graph: {}/v1.0   control: {}/_emulator", handle.base_url, handle.base_url, handle.base_url);
-    println!("  dev app client_id={} secret={}", seed::DEV_CLIENT_ID, seed::DEV_CLIENT_SECRET);
-    println!("  users: {}, {} (admin), {}, {} — password '{}'", seed::ADELE_UPN, seed::MEGAN_UPN, seed::DIEGO_UPN, seed::SAM_UPN, seed::PASSWORD);
+    println!(
+        "  authority: {}/common   Graph: {}/v1.0   control: {}/_emulator",
+        handle.base_url, handle.base_url, handle.base_url
+    );
+    println!(
+        "  dev app client_id={} secret={}",
+        seed::DEV_CLIENT_ID,
+        seed::DEV_CLIENT_SECRET
+    );
+    println!(
+        "  users: {}, {} (admin), {}, {} — password '{}'",
+        seed::ADELE_UPN,
+        seed::MEGAN_UPN,
+        seed::DIEGO_UPN,
+        seed::SAM_UPN,
+        seed::PASSWORD
+    );
     tokio::signal::ctrl_c().await?;
     handle.shutdown().await;
     Ok(())

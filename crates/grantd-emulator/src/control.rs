@@ -17,22 +17,43 @@ use crate::state::{AdminConsent, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/_emulator/health", get(|| async { Json(json!({ "ok": true })) }))
+        .route(
+            "/_emulator/health",
+            get(|| async { Json(json!({ "ok": true })) }),
+        )
         .route("/_emulator/counters", get(counters).delete(reset_counters))
         .route("/_emulator/counters/reset", post(reset_counters))
-        .route("/_emulator/faults", get(list_faults).post(add_fault).delete(clear_faults))
+        .route(
+            "/_emulator/faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
         .route("/_emulator/users/{user}/revoke", post(revoke_user))
         .route("/_emulator/users/{user}/mfa", put(set_mfa))
         .route("/_emulator/clock", get(clock))
         .route("/_emulator/clock/advance", post(advance_clock))
         .route("/_emulator/settings", get(get_settings).put(put_settings))
         .route("/_emulator/apps", get(list_apps).post(register_app))
-        .route("/_emulator/apps/{client_id}", get(get_app).delete(delete_app))
+        .route(
+            "/_emulator/apps/{client_id}",
+            get(get_app).delete(delete_app),
+        )
         .route("/_emulator/apps/{client_id}/secrets", post(add_secret))
-        .route("/_emulator/apps/{client_id}/secrets/expire", post(expire_secret))
-        .route("/_emulator/apps/{client_id}/certificates", post(add_certificate))
-        .route("/_emulator/admin-consents", get(list_admin_consents).post(grant_admin_consent))
-        .route("/_emulator/admin-consents/{tenant}/{client_id}", delete(revoke_admin_consent))
+        .route(
+            "/_emulator/apps/{client_id}/secrets/expire",
+            post(expire_secret),
+        )
+        .route(
+            "/_emulator/apps/{client_id}/certificates",
+            post(add_certificate),
+        )
+        .route(
+            "/_emulator/admin-consents",
+            get(list_admin_consents).post(grant_admin_consent),
+        )
+        .route(
+            "/_emulator/admin-consents/{tenant}/{client_id}",
+            delete(revoke_admin_consent),
+        )
         .route("/_emulator/reset", post(reset))
 }
 
@@ -55,7 +76,10 @@ async fn list_faults(State(s): State<AppState>) -> Json<Vec<FaultRule>> {
 
 async fn add_fault(State(s): State<AppState>, Json(spec): Json<FaultSpec>) -> Response {
     if spec.status.is_none() && spec.latency_ms.is_none() && !spec.down {
-        return err(StatusCode::BAD_REQUEST, "a fault needs status, latency_ms or down");
+        return err(
+            StatusCode::BAD_REQUEST,
+            "a fault needs status, latency_ms or down",
+        );
     }
     if spec.status.is_some_and(|st| !(400..=599).contains(&st)) {
         return err(StatusCode::BAD_REQUEST, "status must be 4xx or 5xx");
@@ -92,7 +116,11 @@ pub struct MfaBody {
     pub required: bool,
 }
 
-async fn set_mfa(State(s): State<AppState>, Path(user): Path<String>, Json(b): Json<MfaBody>) -> Response {
+async fn set_mfa(
+    State(s): State<AppState>,
+    Path(user): Path<String>,
+    Json(b): Json<MfaBody>,
+) -> Response {
     let Some(id) = user_id(&s, &user) else {
         return err(StatusCode::NOT_FOUND, format!("no user {user}"));
     };
@@ -115,7 +143,10 @@ pub struct ClockView {
 
 fn clock_view(s: &AppState) -> ClockView {
     let now = s.clock.now();
-    ClockView { now: now.timestamp(), now_rfc3339: now.to_rfc3339() }
+    ClockView {
+        now: now.timestamp(),
+        now_rfc3339: now.to_rfc3339(),
+    }
 }
 
 async fn clock(State(s): State<AppState>) -> Json<ClockView> {
@@ -140,10 +171,15 @@ pub struct SettingsView {
 }
 
 async fn get_settings(State(s): State<AppState>) -> Json<SettingsView> {
-    Json(SettingsView { strict_rotation: s.grants().strict_rotation })
+    Json(SettingsView {
+        strict_rotation: s.grants().strict_rotation,
+    })
 }
 
-async fn put_settings(State(s): State<AppState>, Json(b): Json<SettingsView>) -> Json<SettingsView> {
+async fn put_settings(
+    State(s): State<AppState>,
+    Json(b): Json<SettingsView>,
+) -> Json<SettingsView> {
     s.grants().strict_rotation = b.strict_rotation;
     Json(b)
 }
@@ -207,11 +243,19 @@ async fn register_app(State(s): State<AppState>, Json(n): Json<NewApp>) -> Respo
         return err(StatusCode::BAD_REQUEST, format!("unknown tenant {home}"));
     };
     for c in &n.certificates {
-        if crate::identity::client_auth::pem_to_der(c).and_then(|d| crate::identity::client_auth::cert_public_key(&d)).is_none() {
-            return err(StatusCode::BAD_REQUEST, "certificate is not a PEM X.509 certificate with an RSA key");
+        if crate::identity::client_auth::pem_to_der(c)
+            .and_then(|d| crate::identity::client_auth::cert_public_key(&d))
+            .is_none()
+        {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "certificate is not a PEM X.509 certificate with an RSA key",
+            );
         }
     }
-    let client_id = n.client_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let client_id = n
+        .client_id
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     if dir.apps.contains_key(&client_id) {
         return err(StatusCode::CONFLICT, format!("app {client_id} exists"));
     }
@@ -258,14 +302,24 @@ pub struct NewSecret {
     pub expires_in_seconds: Option<i64>,
 }
 
-async fn add_secret(State(s): State<AppState>, Path(id): Path<String>, Json(n): Json<NewSecret>) -> Response {
+async fn add_secret(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(n): Json<NewSecret>,
+) -> Response {
     let now = s.clock.unix();
     let mut dir = s.dir_mut();
     let Some(app) = dir.apps.get_mut(&id) else {
         return err(StatusCode::NOT_FOUND, format!("no app {id}"));
     };
     let secret = ClientSecret {
-        value: n.value.unwrap_or_else(|| format!("{}~{}", &uuid::Uuid::new_v4().simple().to_string()[..3], crate::identity::random_token(27))),
+        value: n.value.unwrap_or_else(|| {
+            format!(
+                "{}~{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..3],
+                crate::identity::random_token(27)
+            )
+        }),
         expires_at: n.expires_at.or(n.expires_in_seconds.map(|d| now + d)),
     };
     app.secrets.push(secret.clone());
@@ -279,14 +333,22 @@ pub struct ExpireSecret {
     pub value: Option<String>,
 }
 
-async fn expire_secret(State(s): State<AppState>, Path(id): Path<String>, Json(b): Json<ExpireSecret>) -> Response {
+async fn expire_secret(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(b): Json<ExpireSecret>,
+) -> Response {
     let now = s.clock.unix();
     let mut dir = s.dir_mut();
     let Some(app) = dir.apps.get_mut(&id) else {
         return err(StatusCode::NOT_FOUND, format!("no app {id}"));
     };
     let mut n = 0;
-    for sec in app.secrets.iter_mut().filter(|x| b.value.as_ref().is_none_or(|v| *v == x.value)) {
+    for sec in app
+        .secrets
+        .iter_mut()
+        .filter(|x| b.value.as_ref().is_none_or(|v| *v == x.value))
+    {
         sec.expires_at = Some(now);
         n += 1;
     }
@@ -301,9 +363,19 @@ pub struct NewCertificate {
     pub pem: String,
 }
 
-async fn add_certificate(State(s): State<AppState>, Path(id): Path<String>, Json(b): Json<NewCertificate>) -> Response {
-    if crate::identity::client_auth::pem_to_der(&b.pem).and_then(|d| crate::identity::client_auth::cert_public_key(&d)).is_none() {
-        return err(StatusCode::BAD_REQUEST, "certificate is not a PEM X.509 certificate with an RSA key");
+async fn add_certificate(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(b): Json<NewCertificate>,
+) -> Response {
+    if crate::identity::client_auth::pem_to_der(&b.pem)
+        .and_then(|d| crate::identity::client_auth::cert_public_key(&d))
+        .is_none()
+    {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "certificate is not a PEM X.509 certificate with an RSA key",
+        );
     }
     let mut dir = s.dir_mut();
     let Some(app) = dir.apps.get_mut(&id) else {
@@ -324,10 +396,16 @@ pub struct AdminConsentBody {
     pub client_id: String,
 }
 
-async fn grant_admin_consent(State(s): State<AppState>, Json(b): Json<AdminConsentBody>) -> Response {
+async fn grant_admin_consent(
+    State(s): State<AppState>,
+    Json(b): Json<AdminConsentBody>,
+) -> Response {
     let (tenant, app) = {
         let dir = s.dir();
-        (dir.tenant(&b.tenant).cloned(), dir.apps.get(&b.client_id).cloned())
+        (
+            dir.tenant(&b.tenant).cloned(),
+            dir.apps.get(&b.client_id).cloned(),
+        )
     };
     let (Some(t), Some(app)) = (tenant, app) else {
         return err(StatusCode::NOT_FOUND, "unknown tenant or app");
@@ -338,11 +416,16 @@ async fn grant_admin_consent(State(s): State<AppState>, Json(b): Json<AdminConse
         roles: app.application_permissions.clone(),
         granted_at: s.clock.unix(),
     };
-    s.grants().admin_consents.insert((t.id, app.client_id), c.clone());
+    s.grants()
+        .admin_consents
+        .insert((t.id, app.client_id), c.clone());
     (StatusCode::CREATED, Json(c)).into_response()
 }
 
-async fn revoke_admin_consent(State(s): State<AppState>, Path((tenant, client_id)): Path<(String, String)>) -> Response {
+async fn revoke_admin_consent(
+    State(s): State<AppState>,
+    Path((tenant, client_id)): Path<(String, String)>,
+) -> Response {
     let Some(t) = s.dir().tenant(&tenant).cloned() else {
         return err(StatusCode::NOT_FOUND, format!("no tenant {tenant}"));
     };
@@ -383,7 +466,10 @@ impl Control {
     }
 
     pub fn with_client(base_url: &str, http: reqwest::Client) -> Control {
-        Control { base: base_url.trim_end_matches('/').to_owned(), http }
+        Control {
+            base: base_url.trim_end_matches('/').to_owned(),
+            http,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -395,69 +481,119 @@ impl Control {
     }
 
     pub async fn counters(&self) -> anyhow::Result<CounterSnapshot> {
-        Ok(self.send(self.http.get(self.url("/counters"))).await?.json().await?)
+        Ok(self
+            .send(self.http.get(self.url("/counters")))
+            .await?
+            .json()
+            .await?)
     }
 
     pub async fn reset_counters(&self) -> anyhow::Result<()> {
-        self.send(self.http.delete(self.url("/counters"))).await.map(drop)
-    }
-
-    pub async fn add_fault(&self, spec: &FaultSpec) -> anyhow::Result<FaultRule> {
-        Ok(self.send(self.http.post(self.url("/faults")).json(spec)).await?.json().await?)
-    }
-
-    pub async fn faults(&self) -> anyhow::Result<Vec<FaultRule>> {
-        Ok(self.send(self.http.get(self.url("/faults"))).await?.json().await?)
-    }
-
-    pub async fn clear_faults(&self) -> anyhow::Result<()> {
-        self.send(self.http.delete(self.url("/faults"))).await.map(drop)
-    }
-
-    /// Revokes a user's refresh tokens and sessions (`user` = object id or UPN).
-    pub async fn revoke_user(&self, user: &str) -> anyhow::Result<()> {
-        self.send(self.http.post(self.url(&format!("/users/{user}/revoke")))).await.map(drop)
-    }
-
-    pub async fn set_mfa_required(&self, user: &str, required: bool) -> anyhow::Result<()> {
-        self.send(self.http.put(self.url(&format!("/users/{user}/mfa"))).json(&MfaBody { required }))
+        self.send(self.http.delete(self.url("/counters")))
             .await
             .map(drop)
     }
 
+    pub async fn add_fault(&self, spec: &FaultSpec) -> anyhow::Result<FaultRule> {
+        Ok(self
+            .send(self.http.post(self.url("/faults")).json(spec))
+            .await?
+            .json()
+            .await?)
+    }
+
+    pub async fn faults(&self) -> anyhow::Result<Vec<FaultRule>> {
+        Ok(self
+            .send(self.http.get(self.url("/faults")))
+            .await?
+            .json()
+            .await?)
+    }
+
+    pub async fn clear_faults(&self) -> anyhow::Result<()> {
+        self.send(self.http.delete(self.url("/faults")))
+            .await
+            .map(drop)
+    }
+
+    /// Revokes a user's refresh tokens and sessions (`user` = object id or UPN).
+    pub async fn revoke_user(&self, user: &str) -> anyhow::Result<()> {
+        self.send(self.http.post(self.url(&format!("/users/{user}/revoke"))))
+            .await
+            .map(drop)
+    }
+
+    pub async fn set_mfa_required(&self, user: &str, required: bool) -> anyhow::Result<()> {
+        self.send(
+            self.http
+                .put(self.url(&format!("/users/{user}/mfa")))
+                .json(&MfaBody { required }),
+        )
+        .await
+        .map(drop)
+    }
+
     pub async fn clock(&self) -> anyhow::Result<ClockView> {
-        Ok(self.send(self.http.get(self.url("/clock"))).await?.json().await?)
+        Ok(self
+            .send(self.http.get(self.url("/clock")))
+            .await?
+            .json()
+            .await?)
     }
 
     pub async fn advance_clock(&self, seconds: i64) -> anyhow::Result<ClockView> {
         Ok(self
-            .send(self.http.post(self.url("/clock/advance")).json(&AdvanceBody { seconds }))
+            .send(
+                self.http
+                    .post(self.url("/clock/advance"))
+                    .json(&AdvanceBody { seconds }),
+            )
             .await?
             .json()
             .await?)
     }
 
     pub async fn set_strict_rotation(&self, on: bool) -> anyhow::Result<()> {
-        self.send(self.http.put(self.url("/settings")).json(&SettingsView { strict_rotation: on }))
+        self.send(self.http.put(self.url("/settings")).json(&SettingsView {
+            strict_rotation: on,
+        }))
+        .await
+        .map(drop)
+    }
+
+    pub async fn register_app(&self, app: &NewApp) -> anyhow::Result<App> {
+        Ok(self
+            .send(self.http.post(self.url("/apps")).json(app))
+            .await?
+            .json()
+            .await?)
+    }
+
+    pub async fn app(&self, client_id: &str) -> anyhow::Result<App> {
+        Ok(self
+            .send(self.http.get(self.url(&format!("/apps/{client_id}"))))
+            .await?
+            .json()
+            .await?)
+    }
+
+    pub async fn delete_app(&self, client_id: &str) -> anyhow::Result<()> {
+        self.send(self.http.delete(self.url(&format!("/apps/{client_id}"))))
             .await
             .map(drop)
     }
 
-    pub async fn register_app(&self, app: &NewApp) -> anyhow::Result<App> {
-        Ok(self.send(self.http.post(self.url("/apps")).json(app)).await?.json().await?)
-    }
-
-    pub async fn app(&self, client_id: &str) -> anyhow::Result<App> {
-        Ok(self.send(self.http.get(self.url(&format!("/apps/{client_id}")))).await?.json().await?)
-    }
-
-    pub async fn delete_app(&self, client_id: &str) -> anyhow::Result<()> {
-        self.send(self.http.delete(self.url(&format!("/apps/{client_id}")))).await.map(drop)
-    }
-
-    pub async fn add_secret(&self, client_id: &str, secret: &NewSecret) -> anyhow::Result<ClientSecret> {
+    pub async fn add_secret(
+        &self,
+        client_id: &str,
+        secret: &NewSecret,
+    ) -> anyhow::Result<ClientSecret> {
         Ok(self
-            .send(self.http.post(self.url(&format!("/apps/{client_id}/secrets"))).json(secret))
+            .send(
+                self.http
+                    .post(self.url(&format!("/apps/{client_id}/secrets")))
+                    .json(secret),
+            )
             .await?
             .json()
             .await?)
@@ -465,36 +601,68 @@ impl Control {
 
     /// Expires one secret (`Some(value)`) or all of the app's secrets now (emulator clock).
     pub async fn expire_secret(&self, client_id: &str, value: Option<&str>) -> anyhow::Result<()> {
-        let body = ExpireSecret { value: value.map(str::to_owned) };
-        self.send(self.http.post(self.url(&format!("/apps/{client_id}/secrets/expire"))).json(&body))
-            .await
-            .map(drop)
+        let body = ExpireSecret {
+            value: value.map(str::to_owned),
+        };
+        self.send(
+            self.http
+                .post(self.url(&format!("/apps/{client_id}/secrets/expire")))
+                .json(&body),
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn add_certificate(&self, client_id: &str, pem: &str) -> anyhow::Result<()> {
-        let body = NewCertificate { pem: pem.to_owned() };
-        self.send(self.http.post(self.url(&format!("/apps/{client_id}/certificates"))).json(&body))
-            .await
-            .map(drop)
+        let body = NewCertificate {
+            pem: pem.to_owned(),
+        };
+        self.send(
+            self.http
+                .post(self.url(&format!("/apps/{client_id}/certificates")))
+                .json(&body),
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn admin_consents(&self) -> anyhow::Result<Vec<AdminConsent>> {
-        Ok(self.send(self.http.get(self.url("/admin-consents"))).await?.json().await?)
+        Ok(self
+            .send(self.http.get(self.url("/admin-consents")))
+            .await?
+            .json()
+            .await?)
     }
 
-    pub async fn grant_admin_consent(&self, tenant: &str, client_id: &str) -> anyhow::Result<AdminConsent> {
-        let body = AdminConsentBody { tenant: tenant.to_owned(), client_id: client_id.to_owned() };
-        Ok(self.send(self.http.post(self.url("/admin-consents")).json(&body)).await?.json().await?)
+    pub async fn grant_admin_consent(
+        &self,
+        tenant: &str,
+        client_id: &str,
+    ) -> anyhow::Result<AdminConsent> {
+        let body = AdminConsentBody {
+            tenant: tenant.to_owned(),
+            client_id: client_id.to_owned(),
+        };
+        Ok(self
+            .send(self.http.post(self.url("/admin-consents")).json(&body))
+            .await?
+            .json()
+            .await?)
     }
 
     pub async fn revoke_admin_consent(&self, tenant: &str, client_id: &str) -> anyhow::Result<()> {
-        self.send(self.http.delete(self.url(&format!("/admin-consents/{tenant}/{client_id}"))))
-            .await
-            .map(drop)
+        self.send(
+            self.http
+                .delete(self.url(&format!("/admin-consents/{tenant}/{client_id}"))),
+        )
+        .await
+        .map(drop)
     }
 
     /// Back to the seed (directory, grants, switches, clock, counters, faults, drives).
     pub async fn reset(&self) -> anyhow::Result<()> {
-        self.send(self.http.post(self.url("/reset"))).await.map(drop)
+        self.send(self.http.post(self.url("/reset")))
+            .await
+            .map(drop)
     }
 }

@@ -27,17 +27,23 @@ impl Counters {
     pub fn token(&self, grant_type: &str, client_id: &str) {
         let mut c = self.inner.lock().expect("counters lock poisoned");
         *c.token_requests.entry(grant_type.to_owned()).or_default() += 1;
-        *c.token_requests_by_client.entry(client_id.to_owned()).or_default() += 1;
+        *c.token_requests_by_client
+            .entry(client_id.to_owned())
+            .or_default() += 1;
     }
 
     pub fn graph(&self, method: &str, route: &str) {
         let mut c = self.inner.lock().expect("counters lock poisoned");
-        *c.graph_requests.entry(format!("{method} {route}")).or_default() += 1;
+        *c.graph_requests
+            .entry(format!("{method} {route}"))
+            .or_default() += 1;
     }
 
     pub fn sharepoint(&self, method: &str, host: &str, route: &str) {
         let mut c = self.inner.lock().expect("counters lock poisoned");
-        *c.sharepoint_requests.entry(format!("{method} {host} {route}")).or_default() += 1;
+        *c.sharepoint_requests
+            .entry(format!("{method} {host} {route}"))
+            .or_default() += 1;
     }
 
     pub fn snapshot(&self) -> CounterSnapshot {

@@ -111,12 +111,16 @@ impl Directory {
 
     pub fn user_by_upn(&self, upn: &str) -> Option<&User> {
         let upn = upn.to_ascii_lowercase();
-        self.users.values().find(|u| u.upn.to_ascii_lowercase() == upn)
+        self.users
+            .values()
+            .find(|u| u.upn.to_ascii_lowercase() == upn)
     }
 
     /// By object id or by UPN (Graph accepts both in `/users/{id-or-upn}`).
     pub fn user(&self, id_or_upn: &str) -> Option<&User> {
-        self.users.get(id_or_upn).or_else(|| self.user_by_upn(id_or_upn))
+        self.users
+            .get(id_or_upn)
+            .or_else(|| self.user_by_upn(id_or_upn))
     }
 
     /// The tenant owning a SharePoint host (root or `-my`).

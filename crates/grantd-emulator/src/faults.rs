@@ -97,7 +97,11 @@ impl Faults {
     pub fn add(&self, spec: FaultSpec) -> FaultRule {
         let mut g = self.inner.lock().expect("faults lock poisoned");
         g.0 += 1;
-        let rule = FaultRule { id: g.0, spec, fired: 0 };
+        let rule = FaultRule {
+            id: g.0,
+            spec,
+            fired: 0,
+        };
         g.1.push(rule.clone());
         rule
     }
@@ -117,7 +121,10 @@ impl Faults {
         let rules = &mut g.1;
         let idx = rules.iter().position(|r| {
             (r.spec.scope == FaultScope::All || r.spec.scope == scope)
-                && r.spec.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+                && r.spec
+                    .path_prefix
+                    .as_deref()
+                    .is_none_or(|p| path.starts_with(p))
                 && r.spec.count.is_none_or(|c| r.fired < u64::from(c))
         })?;
         let rule = &mut rules[idx];
@@ -194,21 +201,44 @@ fn dropped_connection() -> Response {
     resp
 }
 
-fn fault_response(state: &AppState, path: &str, status: StatusCode, retry_after: Option<u64>) -> Response {
+fn fault_response(
+    state: &AppState,
+    path: &str,
+    status: StatusCode,
+    retry_after: Option<u64>,
+) -> Response {
     let mut resp = match scope_of(path) {
         Some(FaultScope::Token | FaultScope::Authorize) | Some(FaultScope::All) => {
             let (error, code, text) = match status.as_u16() {
-                429 => ("temporarily_unavailable", 90055, "The service is throttling requests from this tenant. Retry later."),
-                503 => ("temporarily_unavailable", 90033, "A transient error has occurred. Please try again."),
-                _ => ("server_error", 90090, "The service encountered an internal error. Please try again."),
+                429 => (
+                    "temporarily_unavailable",
+                    90055,
+                    "The service is throttling requests from this tenant. Retry later.",
+                ),
+                503 => (
+                    "temporarily_unavailable",
+                    90033,
+                    "A transient error has occurred. Please try again.",
+                ),
+                _ => (
+                    "server_error",
+                    90090,
+                    "The service encountered an internal error. Please try again.",
+                ),
             };
             let err = crate::identity::errors::AadError::new(error, code, text).status(status);
             err.json_response(state, None)
         }
         _ => {
             let (code, message) = match status.as_u16() {
-                429 => ("TooManyRequests", "Too many requests, retry after the indicated time."),
-                503 => ("serviceNotAvailable", "The service is temporarily unavailable. Try again later."),
+                429 => (
+                    "TooManyRequests",
+                    "Too many requests, retry after the indicated time.",
+                ),
+                503 => (
+                    "serviceNotAvailable",
+                    "The service is temporarily unavailable. Try again later.",
+                ),
                 500 => ("generalException", "An unspecified error has occurred."),
                 _ => ("generalException", "Injected fault."),
             };

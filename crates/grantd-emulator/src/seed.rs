@@ -138,16 +138,15 @@ impl Seed {
             dir.tenants.insert(t.id.clone(), t.clone());
         }
         for u in &self.users {
-            let (tenant_id, kind) = if u.tenant.eq_ignore_ascii_case("consumers")
-                || u.tenant == MSA_TENANT_ID
-            {
-                (MSA_TENANT_ID.to_owned(), AccountKind::Personal)
-            } else {
-                let t = dir.tenant(&u.tenant).ok_or_else(|| {
-                    anyhow::anyhow!("seed user {}: unknown tenant {}", u.upn, u.tenant)
-                })?;
-                (t.id.clone(), AccountKind::Work)
-            };
+            let (tenant_id, kind) =
+                if u.tenant.eq_ignore_ascii_case("consumers") || u.tenant == MSA_TENANT_ID {
+                    (MSA_TENANT_ID.to_owned(), AccountKind::Personal)
+                } else {
+                    let t = dir.tenant(&u.tenant).ok_or_else(|| {
+                        anyhow::anyhow!("seed user {}: unknown tenant {}", u.upn, u.tenant)
+                    })?;
+                    (t.id.clone(), AccountKind::Work)
+                };
             let id = if u.id.is_empty() {
                 uuid::Uuid::new_v4().to_string()
             } else {
@@ -202,7 +201,10 @@ pub fn dev_app() -> App {
         }],
         certificates: Vec::new(),
         application_permissions: DEV_APP_PERMISSIONS.iter().map(|s| s.to_string()).collect(),
-        delegated_permissions: DEV_DELEGATED_PERMISSIONS.iter().map(|s| s.to_string()).collect(),
+        delegated_permissions: DEV_DELEGATED_PERMISSIONS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         public_client: false,
     }
 }
@@ -245,10 +247,16 @@ mod tests {
     #[test]
     fn default_seed_builds() {
         let dir = Seed::default().directory().expect("seed");
-        assert_eq!(dir.user_by_upn(MEGAN_UPN).expect("megan").tenant_id, CONTOSO_TENANT_ID);
+        assert_eq!(
+            dir.user_by_upn(MEGAN_UPN).expect("megan").tenant_id,
+            CONTOSO_TENANT_ID
+        );
         assert!(dir.user_by_upn(MEGAN_UPN).expect("megan").admin);
         assert!(!dir.user_by_upn(ADELE_UPN).expect("adele").admin);
-        assert_eq!(dir.user_by_upn(SAM_UPN).expect("sam").kind, AccountKind::Personal);
+        assert_eq!(
+            dir.user_by_upn(SAM_UPN).expect("sam").kind,
+            AccountKind::Personal
+        );
         assert!(dir.apps.contains_key(DEV_CLIENT_ID));
     }
 
@@ -265,7 +273,12 @@ mod tests {
         .expect("parse");
         let dir = seed.directory().expect("dir");
         assert_eq!(dir.users.len(), 1);
-        assert_eq!(dir.user_by_upn("zoe@contoso.onmicrosoft.com").expect("zoe").password, PASSWORD);
+        assert_eq!(
+            dir.user_by_upn("zoe@contoso.onmicrosoft.com")
+                .expect("zoe")
+                .password,
+            PASSWORD
+        );
         assert!(Seed::from_toml("[[users]]\nupn='x'\ndisplay_name='x'\ntenant='nowhere'").is_err());
     }
 }

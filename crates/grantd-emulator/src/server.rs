@@ -134,7 +134,10 @@ async fn mark_scheme(https: bool, mut req: Request, next: Next) -> Response {
 }
 
 /// Starts an emulator on `listener` (and on an HTTPS listener when `config.tls`).
-pub async fn spawn(config: EmulatorConfig, listener: TcpListener) -> anyhow::Result<EmulatorHandle> {
+pub async fn spawn(
+    config: EmulatorConfig,
+    listener: TcpListener,
+) -> anyhow::Result<EmulatorHandle> {
     let addr = listener.local_addr()?;
     let seed = config.seed.clone().unwrap_or_default();
     let settings = Settings {
@@ -151,14 +154,19 @@ pub async fn spawn(config: EmulatorConfig, listener: TcpListener) -> anyhow::Res
     let (stop, mut stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
-    let http_app = app.clone().layer(middleware::from_fn(|r, n| mark_scheme(false, r, n)));
+    let http_app = app
+        .clone()
+        .layer(middleware::from_fn(|r, n| mark_scheme(false, r, n)));
     tasks.push(tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, http_app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
+        if let Err(e) = axum::serve(
+            listener,
+            http_app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
         {
             tracing::error!(error = %e, "emulator http server failed");
         }

@@ -40,7 +40,10 @@ pub struct AccessClaims {
 
 impl AccessClaims {
     pub fn scopes(&self) -> Vec<&str> {
-        self.scp.as_deref().map(|s| s.split(' ').collect()).unwrap_or_default()
+        self.scp
+            .as_deref()
+            .map(|s| s.split(' ').collect())
+            .unwrap_or_default()
     }
     pub fn is_app_only(&self) -> bool {
         self.scp.is_none()
@@ -99,7 +102,9 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -120,9 +125,10 @@ impl SigningKey {
             &rcgen::PKCS_RSA_SHA256,
         )?;
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "accounts.accesscontrol.windows.net");
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            "accounts.accesscontrol.windows.net",
+        );
         let cert = params.self_signed(&kp)?;
         let der = cert.der().to_vec();
         let x5t = URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(&der));
@@ -268,7 +274,9 @@ pub fn mint_access_token(spec: AccessTokenSpec<'_>) -> String {
             (sp.clone(), sp)
         }
     };
-    let personal = spec.user.is_some_and(|u| u.kind == crate::directory::AccountKind::Personal);
+    let personal = spec
+        .user
+        .is_some_and(|u| u.kind == crate::directory::AccountKind::Personal);
     let claims = V1AccessToken {
         aud: spec.aud,
         iss: v1_issuer(&spec.tid),
@@ -282,7 +290,11 @@ pub fn mint_access_token(spec: AccessTokenSpec<'_>) -> String {
         appidacr: spec.appidacr.to_owned(),
         family_name: spec.user.map(|u| u.surname.clone()),
         given_name: spec.user.map(|u| u.given_name.clone()),
-        idp: if personal { Some("live.com".to_owned()) } else { Some(v1_issuer(&spec.tid)) },
+        idp: if personal {
+            Some("live.com".to_owned())
+        } else {
+            Some(v1_issuer(&spec.tid))
+        },
         idtyp: if app_only { "app" } else { "user" }.to_owned(),
         name: spec.user.map(|u| u.display_name.clone()),
         oid,
@@ -347,9 +359,8 @@ pub fn mint_id_token(
         nbf: now,
         exp: now + 3600,
         email: email.then(|| user.upn.clone()),
-        idp: (user.kind == crate::directory::AccountKind::Personal).then(|| {
-            format!("{login_origin}/{}/v2.0", crate::directory::MSA_TENANT_ID)
-        }),
+        idp: (user.kind == crate::directory::AccountKind::Personal)
+            .then(|| format!("{login_origin}/{}/v2.0", crate::directory::MSA_TENANT_ID)),
         name: user.display_name.clone(),
         nonce,
         oid: user.id.clone(),

@@ -16,7 +16,7 @@ use sha1::Digest as _;
 
 const GRAPH_DEFAULT: &str = "https://graph.microsoft.com/.default";
 
-fn cc_form<'a>(secret: &'a str) -> Vec<(&'a str, &'a str)> {
+fn cc_form(secret: &str) -> Vec<(&str, &str)> {
     vec![
         ("grant_type", "client_credentials"),
         ("client_id", DEV_CLIENT_ID),

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 
-use super::authorize::{AuthRequest, RequestKind, ResponseMode, deliver, store_pending, validate_client};
+use super::authorize::{
+    AuthRequest, RequestKind, ResponseMode, deliver, store_pending, validate_client,
+};
 use super::errors::{self, AadError};
 use super::{Authority, pages, scopes};
 use crate::directory::{App, User};
@@ -39,7 +41,7 @@ fn start(
 ) -> Response {
     let (_authority, app, redirect_uri) = match validate_client(&state, &tenant, &q) {
         Ok(v) => v,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let raw_scope = q.get("scope").cloned().unwrap_or_default();
     let req = AuthRequest {
@@ -64,7 +66,13 @@ fn start(
     }
     let login_hint = req.login_hint.clone();
     let ctx = store_pending(&state, req);
-    pages::sign_in(&tenant, &ctx, &app.display_name, login_hint.as_deref(), None)
+    pages::sign_in(
+        &tenant,
+        &ctx,
+        &app.display_name,
+        login_hint.as_deref(),
+        None,
+    )
 }
 
 /// After sign-in: a refused account gets an error page; a non-admin the "need admin approval"
@@ -82,7 +90,10 @@ pub fn after_sign_in(
         return pages::error(state, &e);
     }
     if !user.admin {
-        let msg = format!("AADSTS90094: The grant requires admin permission. {} needs permission to access resources in your organization that only an admin can grant.", app.display_name);
+        let msg = format!(
+            "AADSTS90094: The grant requires admin permission. {} needs permission to access resources in your organization that only an admin can grant.",
+            app.display_name
+        );
         return pages::need_admin(&req.tenant_segment, ctx, &app.display_name, &user.upn, &msg);
     }
     let mut perms: Vec<String> = app
@@ -93,7 +104,14 @@ pub fn after_sign_in(
     if perms.is_empty() {
         perms.push("Sign in and read user profile (User.Read)".to_owned());
     }
-    pages::consent(&req.tenant_segment, ctx, &app.display_name, &user.upn, &perms, true)
+    pages::consent(
+        &req.tenant_segment,
+        ctx,
+        &app.display_name,
+        &user.upn,
+        &perms,
+        true,
+    )
 }
 
 /// The admin's (or the non-admin's) answer.
@@ -102,14 +120,29 @@ pub fn on_consent(state: &AppState, req: &AuthRequest, user_id: &str, accept: bo
         return pages::error(state, &errors::malformed_grant());
     };
     let Some(app) = state.dir().apps.get(&req.client_id).cloned() else {
-        return pages::error(state, &errors::app_not_found(&req.client_id, &req.tenant_segment));
+        return pages::error(
+            state,
+            &errors::app_not_found(&req.client_id, &req.tenant_segment),
+        );
     };
     if !user.admin {
-        let e = AadError::new("access_denied", 90094, "The grant requires admin permission.");
-        return deliver(&req.redirect_uri, req.response_mode, &e.redirect_params(state, req.state.as_deref()));
+        let e = AadError::new(
+            "access_denied",
+            90094,
+            "The grant requires admin permission.",
+        );
+        return deliver(
+            &req.redirect_uri,
+            req.response_mode,
+            &e.redirect_params(state, req.state.as_deref()),
+        );
     }
     if !accept {
-        let e = AadError::new("access_denied", 65004, "User declined to consent to access the app.");
+        let e = AadError::new(
+            "access_denied",
+            65004,
+            "User declined to consent to access the app.",
+        );
         let mut p = e.redirect_params(state, req.state.as_deref());
         p.insert(1, ("error_subcode".to_owned(), "cancel".to_owned()));
         return deliver(&req.redirect_uri, req.response_mode, &p);
@@ -127,7 +160,10 @@ pub fn on_consent(state: &AppState, req: &AuthRequest, user_id: &str, accept: bo
             granted_at: state.clock.unix(),
         },
     );
-    let mut p = vec![("admin_consent".to_owned(), "True".to_owned()), ("tenant".to_owned(), tenant_id)];
+    let mut p = vec![
+        ("admin_consent".to_owned(), "True".to_owned()),
+        ("tenant".to_owned(), tenant_id),
+    ];
     if let RequestKind::AdminConsent { v2: true } = req.kind {
         p.push(("scope".to_owned(), req.raw_scope.clone()));
     }

@@ -23,7 +23,9 @@ pub const SESSION_COOKIE: &str = "ESTSAUTH";
 pub enum RequestKind {
     Authorize,
     /// `/{tenant}/adminconsent` (`v2: false`) or `/{tenant}/v2.0/adminconsent`.
-    AdminConsent { v2: bool },
+    AdminConsent {
+        v2: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +81,11 @@ pub fn deliver(redirect_uri: &str, mode: ResponseMode, params: &[(String, String
 
 /// An error sent to the client's redirect URI.
 pub fn redirect_error(state: &AppState, req: &AuthRequest, err: &AadError) -> Response {
-    deliver(&req.redirect_uri, req.response_mode, &err.redirect_params(state, req.state.as_deref()))
+    deliver(
+        &req.redirect_uri,
+        req.response_mode,
+        &err.redirect_params(state, req.state.as_deref()),
+    )
 }
 
 /// The checks that decide between an error page and a redirect: tenant, client, redirect URI,
@@ -88,11 +94,14 @@ pub fn validate_client(
     state: &AppState,
     tenant: &str,
     q: &HashMap<String, String>,
-) -> Result<(Authority, App, String), Response> {
+) -> Result<(Authority, App, String), Box<Response>> {
     let dir = state.dir();
-    let page = |e: AadError| pages::error(state, &e);
+    let page = |e: AadError| Box::new(pages::error(state, &e));
     let authority = Authority::resolve(&dir, tenant).map_err(page)?;
-    let client_id = q.get("client_id").filter(|c| !c.is_empty()).ok_or_else(|| page(errors::missing_param("client_id")))?;
+    let client_id = q
+        .get("client_id")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| page(errors::missing_param("client_id")))?;
     let app = dir
         .apps
         .get(client_id)
@@ -100,7 +109,11 @@ pub fn validate_client(
         .ok_or_else(|| page(errors::app_not_found(client_id, &authority.label())))?;
     let redirect_uri = match q.get("redirect_uri") {
         Some(r) => {
-            if !app.redirect_uris.iter().any(|reg| redirect_uri_matches(reg, r)) {
+            if !app
+                .redirect_uris
+                .iter()
+                .any(|reg| redirect_uri_matches(reg, r))
+            {
                 return Err(page(errors::redirect_mismatch(r, &app.client_id)));
             }
             r.clone()
@@ -143,7 +156,7 @@ pub async fn authorize(
 ) -> Response {
     let (_authority, app, redirect_uri) = match validate_client(&state, &tenant, &q) {
         Ok(v) => v,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let response_mode = match q.get("response_mode").map(String::as_str) {
         None | Some("query") => ResponseMode::Query,
@@ -151,16 +164,28 @@ pub async fn authorize(
         Some("form_post") => ResponseMode::FormPost,
         Some(other) => {
             let req = bare_request(&tenant, &app, &redirect_uri, ResponseMode::Query, &q);
-            let e = AadError::new("invalid_request", 70007, format!("'{other}' is not a supported value for response_mode. Valid values are query, fragment, form_post."));
+            let e = AadError::new(
+                "invalid_request",
+                70007,
+                format!(
+                    "'{other}' is not a supported value for response_mode. Valid values are query, fragment, form_post."
+                ),
+            );
             return redirect_error(&state, &req, &e);
         }
     };
     let mut req = bare_request(&tenant, &app, &redirect_uri, response_mode, &q);
     match q.get("response_type").map(String::as_str) {
-        None | Some("") => return redirect_error(&state, &req, &errors::missing_param("response_type")),
+        None | Some("") => {
+            return redirect_error(&state, &req, &errors::missing_param("response_type"));
+        }
         Some("code") => {}
         Some(other) => {
-            let e = AadError::new("unsupported_response_type", 700054, format!("response_type '{other}' is not enabled for the application."));
+            let e = AadError::new(
+                "unsupported_response_type",
+                700054,
+                format!("response_type '{other}' is not enabled for the application."),
+            );
             return redirect_error(&state, &req, &e);
         }
     }
@@ -174,20 +199,37 @@ pub async fn authorize(
     }
     req.raw_scope = raw_scope;
     if let Some(ch) = &req.code_challenge {
-        let method = req.code_challenge_method.get_or_insert_with(|| "plain".to_owned());
+        let method = req
+            .code_challenge_method
+            .get_or_insert_with(|| "plain".to_owned());
         if method != "S256" && method != "plain" {
-            let e = AadError::new("invalid_request", 501491, "Invalid code_challenge_method. Supported values are 'S256' and 'plain'.");
+            let e = AadError::new(
+                "invalid_request",
+                501491,
+                "Invalid code_challenge_method. Supported values are 'S256' and 'plain'.",
+            );
             return redirect_error(&state, &req, &e);
         }
         if !(43..=128).contains(&ch.len()) {
-            let e = AadError::new("invalid_request", 501491, "Invalid size of Code_Challenge parameter.");
+            let e = AadError::new(
+                "invalid_request",
+                501491,
+                "Invalid size of Code_Challenge parameter.",
+            );
             return redirect_error(&state, &req, &e);
         }
     }
     if let Some(p) = &req.prompt
-        && !matches!(p.as_str(), "none" | "login" | "consent" | "select_account" | "admin_consent" | "create")
+        && !matches!(
+            p.as_str(),
+            "none" | "login" | "consent" | "select_account" | "admin_consent" | "create"
+        )
     {
-        let e = AadError::new("invalid_request", 90023, format!("Unsupported 'prompt' value '{p}'."));
+        let e = AadError::new(
+            "invalid_request",
+            90023,
+            format!("Unsupported 'prompt' value '{p}'."),
+        );
         return redirect_error(&state, &req, &e);
     }
     let session = current_session(&state, &headers);
@@ -199,14 +241,24 @@ pub async fn authorize(
     let reuse_session = !matches!(prompt.as_deref(), Some("login" | "select_account"));
     if let (true, Some((sid, s))) = (reuse_session, session) {
         let hint_ok = req.login_hint.as_deref().is_none_or(|h| {
-            state.dir().users.get(&s.user_id).is_some_and(|u| u.upn.eq_ignore_ascii_case(h))
+            state
+                .dir()
+                .users
+                .get(&s.user_id)
+                .is_some_and(|u| u.upn.eq_ignore_ascii_case(h))
         });
         let mfa_ok = s.mfa_done || !state.grants().mfa_required.contains(&s.user_id);
         if hint_ok && mfa_ok {
             return after_sign_in(&state, &origin, &ctx, &s.user_id, &sid);
         }
     }
-    pages::sign_in(&tenant, &ctx, &app.display_name, req.login_hint.as_deref(), None)
+    pages::sign_in(
+        &tenant,
+        &ctx,
+        &app.display_name,
+        req.login_hint.as_deref(),
+        None,
+    )
 }
 
 fn bare_request(
@@ -240,28 +292,59 @@ pub fn store_pending(state: &AppState, request: AuthRequest) -> String {
     let mut g = state.grants();
     // Forget abandoned sign-ins after an hour so the map stays small.
     g.pending.retain(|_, p| now - p.created_at < 3600);
-    g.pending.insert(ctx.clone(), Pending { request, user_id: None, created_at: now });
+    g.pending.insert(
+        ctx.clone(),
+        Pending {
+            request,
+            user_id: None,
+            created_at: now,
+        },
+    );
     ctx
 }
 
 /// `prompt=none`: no UI; errors go back to the client.
-fn silent(state: &AppState, origin: &Origin, req: AuthRequest, session: Option<(String, Session)>) -> Response {
+fn silent(
+    state: &AppState,
+    origin: &Origin,
+    req: AuthRequest,
+    session: Option<(String, Session)>,
+) -> Response {
     let Some((sid, s)) = session else {
-        let e = AadError::new("login_required", 50058, "A silent sign-in request was sent but no user is signed in. The cookies used to represent the user's session were not sent in the request to Azure AD. This can happen if the user is using Internet Explorer or Edge, and the web app sending the silent sign-in request is in different IE security zone than the Azure AD endpoint (login.microsoftonline.com).");
+        let e = AadError::new(
+            "login_required",
+            50058,
+            "A silent sign-in request was sent but no user is signed in. The cookies used to represent the user's session were not sent in the request to Azure AD. This can happen if the user is using Internet Explorer or Edge, and the web app sending the silent sign-in request is in different IE security zone than the Azure AD endpoint (login.microsoftonline.com).",
+        );
         return redirect_error(state, &req, &e);
     };
     let Some(user) = state.dir().users.get(&s.user_id).cloned() else {
-        return redirect_error(state, &req, &AadError::new("login_required", 50058, "A silent sign-in request was sent but no user is signed in."));
+        return redirect_error(
+            state,
+            &req,
+            &AadError::new(
+                "login_required",
+                50058,
+                "A silent sign-in request was sent but no user is signed in.",
+            ),
+        );
     };
     if let Some(h) = &req.login_hint
         && !user.upn.eq_ignore_ascii_case(h)
     {
-        let e = AadError::new("login_required", 50058, "A silent sign-in request was sent but the user signed in does not match the login_hint.");
+        let e = AadError::new(
+            "login_required",
+            50058,
+            "A silent sign-in request was sent but the user signed in does not match the login_hint.",
+        );
         return redirect_error(state, &req, &e);
     }
     let app = state.dir().apps.get(&req.client_id).cloned();
     let Some(app) = app else {
-        return pages::error(state, &errors::app_not_found(&req.client_id, &req.tenant_segment));
+        return pages::error(
+            state,
+            &errors::app_not_found(&req.client_id, &req.tenant_segment),
+        );
     };
     let check = {
         let dir = state.dir();
@@ -277,7 +360,14 @@ fn silent(state: &AppState, origin: &Origin, req: AuthRequest, session: Option<(
         return redirect_error(state, &req, &e);
     }
     if needs_consent(state, &user, &req) {
-        let e = AadError::new("consent_required", 65001, format!("The user or administrator has not consented to use the application with ID '{}' named '{}'. Send an interactive authorization request for this user and resource.", app.client_id, app.display_name));
+        let e = AadError::new(
+            "consent_required",
+            65001,
+            format!(
+                "The user or administrator has not consented to use the application with ID '{}' named '{}'. Send an interactive authorization request for this user and resource.",
+                app.client_id, app.display_name
+            ),
+        );
         return redirect_error(state, &req, &e);
     }
     issue_code(state, origin, &req, &user, &sid)
@@ -286,7 +376,9 @@ fn silent(state: &AppState, origin: &Origin, req: AuthRequest, session: Option<(
 fn needs_consent(state: &AppState, user: &User, req: &AuthRequest) -> bool {
     let g = state.grants();
     let consented = g.consents.get(&(user.id.clone(), req.client_id.clone()));
-    !req.scopes.iter().all(|s| consented.is_some_and(|c| c.iter().any(|x| x.eq_ignore_ascii_case(s))))
+    !req.scopes
+        .iter()
+        .all(|s| consented.is_some_and(|c| c.iter().any(|x| x.eq_ignore_ascii_case(s))))
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,7 +391,14 @@ pub struct LoginForm {
 }
 
 fn expired_request(state: &AppState) -> Response {
-    pages::error(state, &AadError::new("invalid_request", 90014, "The sign-in request expired or is unknown. Start the sign-in again from the application."))
+    pages::error(
+        state,
+        &AadError::new(
+            "invalid_request",
+            90014,
+            "The sign-in request expired or is unknown. Start the sign-in again from the application.",
+        ),
+    )
 }
 
 pub async fn login(
@@ -311,7 +410,12 @@ pub async fn login(
     let Some(pending) = state.grants().pending.get(&f.ctx).cloned() else {
         return expired_request(&state);
     };
-    let app_name = state.dir().apps.get(&pending.request.client_id).map(|a| a.display_name.clone()).unwrap_or_default();
+    let app_name = state
+        .dir()
+        .apps
+        .get(&pending.request.client_id)
+        .map(|a| a.display_name.clone())
+        .unwrap_or_default();
     let user = state.dir().user_by_upn(f.login.trim()).cloned();
     let Some(user) = user else {
         let msg = "AADSTS50034: We couldn't find an account with that username.";
@@ -329,18 +433,31 @@ pub async fn login(
         let mfa_done = g.mfa_required.contains(&user.id);
         g.sessions.insert(
             sid.clone(),
-            Session { user_id: user.id.clone(), auth_time: state.clock.unix(), mfa_done, generation },
+            Session {
+                user_id: user.id.clone(),
+                auth_time: state.clock.unix(),
+                mfa_done,
+                generation,
+            },
         );
     }
     let mut resp = after_sign_in(&state, &origin, &f.ctx, &user.id, &sid);
-    if let Ok(v) = HeaderValue::from_str(&format!("{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax")) {
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax"
+    )) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     resp
 }
 
 /// The user is known (fresh sign-in or existing session): check account rules, then consent.
-fn after_sign_in(state: &AppState, origin: &Origin, ctx: &str, user_id: &str, sid: &str) -> Response {
+fn after_sign_in(
+    state: &AppState,
+    origin: &Origin,
+    ctx: &str,
+    user_id: &str,
+    sid: &str,
+) -> Response {
     let pending = {
         let mut g = state.grants();
         let Some(p) = g.pending.get_mut(ctx) else {
@@ -353,7 +470,10 @@ fn after_sign_in(state: &AppState, origin: &Origin, ctx: &str, user_id: &str, si
     let req = pending.request;
     let (user, app) = {
         let dir = state.dir();
-        (dir.users.get(user_id).cloned(), dir.apps.get(&req.client_id).cloned())
+        (
+            dir.users.get(user_id).cloned(),
+            dir.apps.get(&req.client_id).cloned(),
+        )
     };
     let (Some(user), Some(app)) = (user, app) else {
         return expired_request(state);
@@ -370,7 +490,14 @@ fn after_sign_in(state: &AppState, origin: &Origin, ctx: &str, user_id: &str, si
     }
     if req.prompt.as_deref() == Some("consent") || needs_consent(state, &user, &req) {
         let perms: Vec<String> = req.scopes.iter().map(|s| scopes::describe(s)).collect();
-        return pages::consent(&req.tenant_segment, ctx, &app.display_name, &user.upn, &perms, false);
+        return pages::consent(
+            &req.tenant_segment,
+            ctx,
+            &app.display_name,
+            &user.upn,
+            &perms,
+            false,
+        );
     }
     state.grants().pending.remove(ctx);
     issue_code(state, origin, &req, &user, sid)
@@ -401,7 +528,11 @@ pub async fn consent(
         return super::adminconsent::on_consent(&state, &req, &user_id, accept);
     }
     if !accept {
-        let e = AadError::new("access_denied", 65004, "User declined to consent to access the app.");
+        let e = AadError::new(
+            "access_denied",
+            65004,
+            "User declined to consent to access the app.",
+        );
         let mut params = e.redirect_params(&state, req.state.as_deref());
         params.retain(|(k, _)| k != "error_subcode");
         params.insert(1, ("error_subcode".to_owned(), "cancel".to_owned()));
@@ -409,22 +540,41 @@ pub async fn consent(
     }
     {
         let mut g = state.grants();
-        let set = g.consents.entry((user_id.clone(), req.client_id.clone())).or_default();
+        let set = g
+            .consents
+            .entry((user_id.clone(), req.client_id.clone()))
+            .or_default();
         set.extend(req.scopes.iter().cloned());
     }
     let Some(user) = state.dir().users.get(&user_id).cloned() else {
         return expired_request(&state);
     };
-    let sid = current_session(&state, &headers).map(|(sid, _)| sid).unwrap_or_default();
+    let sid = current_session(&state, &headers)
+        .map(|(sid, _)| sid)
+        .unwrap_or_default();
     issue_code(&state, &origin, &req, &user, &sid)
 }
 
 /// Issues a code and sends it to the client.
-pub fn issue_code(state: &AppState, _origin: &Origin, req: &AuthRequest, user: &User, sid: &str) -> Response {
-    let prefix = if user.kind == AccountKind::Personal { "M.C5" } else { "1.A" };
+pub fn issue_code(
+    state: &AppState,
+    _origin: &Origin,
+    req: &AuthRequest,
+    user: &User,
+    sid: &str,
+) -> Response {
+    let prefix = if user.kind == AccountKind::Personal {
+        "M.C5"
+    } else {
+        "1.A"
+    };
     let code = format!("{prefix}{}", random_token(96));
     let mfa_done = state.grants().sessions.get(sid).is_some_and(|s| s.mfa_done);
-    let session_id = if sid.is_empty() { uuid::Uuid::new_v4().to_string() } else { sid.to_owned() };
+    let session_id = if sid.is_empty() {
+        uuid::Uuid::new_v4().to_string()
+    } else {
+        sid.to_owned()
+    };
     state.grants().codes.insert(
         code.clone(),
         CodeGrant {

@@ -80,27 +80,57 @@ pub fn authenticate(
         .filter(|s| !s.is_empty());
     if app.public_client {
         if assertion.is_some() || secret.is_some() {
-            return Err(AadError::new("invalid_client", 700025, "Client is public so neither 'client_assertion' nor 'client_secret' should be presented."));
+            return Err(AadError::new(
+                "invalid_client",
+                700025,
+                "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.",
+            ));
         }
         return Ok(ClientAuthMethod::None);
     }
     if let Some(a) = assertion {
         if form.get("client_assertion_type").map(String::as_str) != Some(JWT_BEARER) {
-            return Err(AadError::new("invalid_request", 90055, format!("The client_assertion_type must be '{JWT_BEARER}'.")).status(http::StatusCode::BAD_REQUEST));
+            return Err(AadError::new(
+                "invalid_request",
+                90055,
+                format!("The client_assertion_type must be '{JWT_BEARER}'."),
+            )
+            .status(http::StatusCode::BAD_REQUEST));
         }
         verify_assertion(state, app, a, origin)?;
         return Ok(ClientAuthMethod::Certificate);
     }
     let Some(secret) = secret else {
-        return Err(AadError::new("invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."));
+        return Err(AadError::new(
+            "invalid_client",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+        ));
     };
     let now = state.clock.unix();
     let matching: Vec<_> = app.secrets.iter().filter(|s| s.value == secret).collect();
     if matching.is_empty() {
-        return Err(AadError::new("invalid_client", 7000215, format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.", app.client_id)));
+        return Err(AadError::new(
+            "invalid_client",
+            7000215,
+            format!(
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
+                app.client_id
+            ),
+        ));
     }
-    if matching.iter().all(|s| s.expires_at.is_some_and(|e| e <= now)) {
-        return Err(AadError::new("invalid_client", 7000222, format!("The provided client secret keys for app '{}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds.", app.client_id)));
+    if matching
+        .iter()
+        .all(|s| s.expires_at.is_some_and(|e| e <= now))
+    {
+        return Err(AadError::new(
+            "invalid_client",
+            7000222,
+            format!(
+                "The provided client secret keys for app '{}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds.",
+                app.client_id
+            ),
+        ));
     }
     Ok(ClientAuthMethod::Secret)
 }
@@ -120,24 +150,73 @@ struct AssertionClaims {
 }
 
 fn key_not_found(app: &App, thumbprint_hex: &str) -> AadError {
-    AadError::new("invalid_client", 700027, format!("Client assertion contains an invalid signature. [Reason - The key was not found., Thumbprint of key used by client: '{thumbprint_hex}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{}'. Review the documentation at https://docs.microsoft.com/en-us/graph/deployments to determine the corresponding service endpoint and https://docs.microsoft.com/en-us/graph/api/application-get?view=graph-rest-1.0&tabs=http to build a query request URL, such as 'https://graph.microsoft.com/beta/applications/{}']", app.client_id, app.client_id))
+    AadError::new(
+        "invalid_client",
+        700027,
+        format!(
+            "Client assertion contains an invalid signature. [Reason - The key was not found., Thumbprint of key used by client: '{thumbprint_hex}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{}'. Review the documentation at https://docs.microsoft.com/en-us/graph/deployments to determine the corresponding service endpoint and https://docs.microsoft.com/en-us/graph/api/application-get?view=graph-rest-1.0&tabs=http to build a query request URL, such as 'https://graph.microsoft.com/beta/applications/{}']",
+            app.client_id, app.client_id
+        ),
+    )
 }
 
-fn verify_assertion(state: &AppState, app: &App, assertion: &str, origin: &str) -> Result<(), AadError> {
-    let malformed = || AadError::new("invalid_client", 50012, "Client assertion is malformed or could not be parsed.");
+fn verify_assertion(
+    state: &AppState,
+    app: &App,
+    assertion: &str,
+    origin: &str,
+) -> Result<(), AadError> {
+    let malformed = || {
+        AadError::new(
+            "invalid_client",
+            50012,
+            "Client assertion is malformed or could not be parsed.",
+        )
+    };
     let header = jsonwebtoken::decode_header(assertion).map_err(|_| malformed())?;
     if !matches!(header.alg, Algorithm::RS256 | Algorithm::PS256) {
-        return Err(AadError::new("invalid_client", 5002738, format!("Invalid JWT token. '{:?}' is not a supported signature algorithm. Supported signing algorithms are: 'RS256, HS256'", header.alg)));
+        return Err(AadError::new(
+            "invalid_client",
+            5002738,
+            format!(
+                "Invalid JWT token. '{:?}' is not a supported signature algorithm. Supported signing algorithms are: 'RS256, HS256'",
+                header.alg
+            ),
+        ));
     }
-    let certs: Vec<Vec<u8>> = app.certificates.iter().filter_map(|p| pem_to_der(p)).collect();
+    let certs: Vec<Vec<u8>> = app
+        .certificates
+        .iter()
+        .filter_map(|p| pem_to_der(p))
+        .collect();
     let (found, thumb_hex) = if let Some(t) = &header.x5t_s256 {
-        let hex = URL_SAFE_NO_PAD.decode(t).map(hex::encode_upper).unwrap_or_default();
-        (certs.iter().find(|c| URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(c)) == *t), hex)
+        let hex = URL_SAFE_NO_PAD
+            .decode(t)
+            .map(hex::encode_upper)
+            .unwrap_or_default();
+        (
+            certs
+                .iter()
+                .find(|c| URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(c)) == *t),
+            hex,
+        )
     } else if let Some(t) = &header.x5t {
-        let hex = URL_SAFE_NO_PAD.decode(t).map(hex::encode_upper).unwrap_or_default();
-        (certs.iter().find(|c| URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(c)) == *t), hex)
+        let hex = URL_SAFE_NO_PAD
+            .decode(t)
+            .map(hex::encode_upper)
+            .unwrap_or_default();
+        (
+            certs
+                .iter()
+                .find(|c| URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(c)) == *t),
+            hex,
+        )
     } else {
-        return Err(AadError::new("invalid_client", 700027, "Client assertion contains an invalid signature. [Reason - The key was not found. The assertion has neither an 'x5t#S256' nor an 'x5t' header.]"));
+        return Err(AadError::new(
+            "invalid_client",
+            700027,
+            "Client assertion contains an invalid signature. [Reason - The key was not found. The assertion has neither an 'x5t#S256' nor an 'x5t' header.]",
+        ));
     };
     let cert = found.ok_or_else(|| key_not_found(app, &thumb_hex))?;
     let key = cert_public_key(cert).ok_or_else(malformed)?;
@@ -153,20 +232,36 @@ fn verify_assertion(state: &AppState, app: &App, assertion: &str, origin: &str) 
         })?
         .claims;
     if claims.iss != app.client_id || claims.sub != app.client_id {
-        return Err(AadError::new("invalid_client", 700021, "Client assertion application identifier doesn't match 'client_id' parameter. Review the documentation at https://docs.microsoft.com/en-us/azure/active-directory/develop/active-directory-certificate-credentials ."));
+        return Err(AadError::new(
+            "invalid_client",
+            700021,
+            "Client assertion application identifier doesn't match 'client_id' parameter. Review the documentation at https://docs.microsoft.com/en-us/azure/active-directory/develop/active-directory-certificate-credentials .",
+        ));
     }
     let auds: Vec<String> = match &claims.aud {
         serde_json::Value::String(s) => vec![s.clone()],
-        serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
         _ => Vec::new(),
     };
     let origin = origin.trim_end_matches('/');
     let aud_ok = auds.iter().any(|a| {
         a.starts_with(&format!("{origin}/"))
-            && (a.ends_with("/oauth2/v2.0/token") || a.ends_with("/oauth2/token") || a.ends_with("/v2.0"))
+            && (a.ends_with("/oauth2/v2.0/token")
+                || a.ends_with("/oauth2/token")
+                || a.ends_with("/v2.0"))
     });
     if !aud_ok {
-        return Err(AadError::new("invalid_client", 700027, format!("Client assertion failed signature validation. [Reason - The audience '{}' of the client assertion does not match the token endpoint.]", auds.join(","))));
+        return Err(AadError::new(
+            "invalid_client",
+            700027,
+            format!(
+                "Client assertion failed signature validation. [Reason - The audience '{}' of the client assertion does not match the token endpoint.]",
+                auds.join(",")
+            ),
+        ));
     }
     let now = state.clock.unix();
     let skew = 300;
@@ -174,7 +269,16 @@ fn verify_assertion(state: &AppState, app: &App, assertion: &str, origin: &str) 
         return Err(malformed());
     };
     if now > exp + skew || now + skew < nbf {
-        return Err(AadError::new("invalid_client", 700024, format!("Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}. Review the documentation at https://docs.microsoft.com/en-us/azure/active-directory/develop/active-directory-certificate-credentials .", fmt_time(now), fmt_time(nbf), fmt_time(exp))));
+        return Err(AadError::new(
+            "invalid_client",
+            700024,
+            format!(
+                "Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}. Review the documentation at https://docs.microsoft.com/en-us/azure/active-directory/develop/active-directory-certificate-credentials .",
+                fmt_time(now),
+                fmt_time(nbf),
+                fmt_time(exp)
+            ),
+        ));
     }
     Ok(())
 }
@@ -200,7 +304,9 @@ pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
 }
 
 /// One DER TLV: (tag, content, whole element, rest).
-fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+type Tlv<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+fn tlv(b: &[u8]) -> Option<Tlv<'_>> {
     let tag = *b.first()?;
     let first = *b.get(1)? as usize;
     let (len, hdr) = if first < 0x80 {

@@ -18,8 +18,14 @@ use crate::tokens::signing_key;
 
 fn cacheable(mut resp: Response) -> Response {
     let h = resp.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=86400, private"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=86400, private"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     resp
 }
 
@@ -66,7 +72,11 @@ pub async fn openid_configuration(
     cacheable(Json(doc).into_response())
 }
 
-pub async fn keys(State(state): State<AppState>, Path(tenant): Path<String>, Origin(o): Origin) -> Response {
+pub async fn keys(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    Origin(o): Origin,
+) -> Response {
     let issuer = match Authority::resolve(&state.dir(), &tenant) {
         Ok(Authority::Tenant(t)) => format!("{o}/{}/v2.0", t.id),
         Ok(_) => format!("{o}/{{tenantid}}/v2.0"),
@@ -85,7 +95,10 @@ pub async fn instance(
     let auth_tenant = q
         .get("authorization_endpoint")
         .and_then(|e| url::Url::parse(e).ok())
-        .and_then(|u| u.path_segments().and_then(|mut s| s.next().map(str::to_owned)))
+        .and_then(|u| {
+            u.path_segments()
+                .and_then(|mut s| s.next().map(str::to_owned))
+        })
         .unwrap_or(tenant);
     cacheable(
         Json(json!({

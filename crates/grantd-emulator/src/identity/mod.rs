@@ -40,7 +40,10 @@ pub fn router() -> Router<AppState> {
         .route("/{tenant}/discovery/keys", get(discovery::keys))
         .route("/{tenant}/discovery/instance", get(discovery::instance))
         .route("/{tenant}/adminconsent", get(adminconsent::adminconsent_v1))
-        .route("/{tenant}/v2.0/adminconsent", get(adminconsent::adminconsent_v2))
+        .route(
+            "/{tenant}/v2.0/adminconsent",
+            get(adminconsent::adminconsent_v2),
+        )
 }
 
 /// The origin clients reach the emulator at (`public_base_url`, or scheme + `Host` of the
@@ -51,7 +54,10 @@ pub struct Origin(pub String);
 impl FromRequestParts<AppState> for Origin {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if let Some(base) = &state.settings.public_base_url {
             return Ok(Origin(base.trim_end_matches('/').to_owned()));
         }
@@ -64,12 +70,20 @@ impl FromRequestParts<AppState> for Origin {
 pub fn request_origin(uri: &http::Uri, headers: &http::HeaderMap) -> String {
     let scheme = uri
         .scheme_str()
-        .or_else(|| headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()))
+        .or_else(|| {
+            headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+        })
         .unwrap_or("http");
     let host = uri
         .authority()
         .map(|a| a.as_str())
-        .or_else(|| headers.get(http::header::HOST).and_then(|v| v.to_str().ok()))
+        .or_else(|| {
+            headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+        })
         .unwrap_or("localhost");
     format!("{scheme}://{host}")
 }
@@ -158,7 +172,11 @@ impl Authority {
                 format!(
                     "User account '{}' from identity provider '{}' does not exist in tenant '{}' and cannot access the application '{}'({}) in that tenant. The account needs to be added as an external user in the tenant first. Sign out and sign in again with a different Azure Active Directory user account.",
                     user.upn,
-                    if personal { "live.com".to_owned() } else { format!("https://sts.windows.net/{}/", user.tenant_id) },
+                    if personal {
+                        "live.com".to_owned()
+                    } else {
+                        format!("https://sts.windows.net/{}/", user.tenant_id)
+                    },
                     tenant_name,
                     app.client_id,
                     app.display_name
@@ -193,7 +211,9 @@ impl Authority {
             SignInAudience::AzureADMyOrg | SignInAudience::AzureADMultipleOrgs if personal => {
                 Err(personal_refused())
             }
-            SignInAudience::PersonalMicrosoftAccount if !personal => Err(not_in_tenant("Microsoft Services")),
+            SignInAudience::PersonalMicrosoftAccount if !personal => {
+                Err(not_in_tenant("Microsoft Services"))
+            }
             _ => Ok(()),
         }
     }
@@ -209,8 +229,7 @@ pub fn redirect_uri_matches(registered: &str, requested: &str) -> bool {
         return false;
     };
     let loopback = |u: &url::Url| {
-        u.scheme() == "http"
-            && matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+        u.scheme() == "http" && matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
     };
     loopback(&r)
         && loopback(&q)
@@ -243,11 +262,29 @@ mod tests {
     #[test]
     fn loopback_redirects_ignore_port() {
         let reg = "http://localhost/oauth/callback";
-        assert!(redirect_uri_matches(reg, "http://localhost:3003/oauth/callback"));
-        assert!(redirect_uri_matches("http://127.0.0.1/oauth/callback", "http://127.0.0.1:9/oauth/callback"));
-        assert!(!redirect_uri_matches(reg, "http://localhost:3003/oauth/Callback"));
-        assert!(!redirect_uri_matches(reg, "http://127.0.0.1:3003/oauth/callback"));
-        assert!(!redirect_uri_matches("https://app.example/cb", "https://app.example:444/cb"));
-        assert!(redirect_uri_matches("https://app.example/cb", "https://app.example/cb"));
+        assert!(redirect_uri_matches(
+            reg,
+            "http://localhost:3003/oauth/callback"
+        ));
+        assert!(redirect_uri_matches(
+            "http://127.0.0.1/oauth/callback",
+            "http://127.0.0.1:9/oauth/callback"
+        ));
+        assert!(!redirect_uri_matches(
+            reg,
+            "http://localhost:3003/oauth/Callback"
+        ));
+        assert!(!redirect_uri_matches(
+            reg,
+            "http://127.0.0.1:3003/oauth/callback"
+        ));
+        assert!(!redirect_uri_matches(
+            "https://app.example/cb",
+            "https://app.example:444/cb"
+        ));
+        assert!(redirect_uri_matches(
+            "https://app.example/cb",
+            "https://app.example/cb"
+        ));
     }
 }

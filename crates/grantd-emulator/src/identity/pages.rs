@@ -24,7 +24,13 @@ fn layout(title: &str, body: Markup) -> Markup {
 }
 
 /// The sign-in page: "Email" and "Password" fields and a "Sign in" button.
-pub fn sign_in(tenant: &str, ctx: &str, app_name: &str, login_hint: Option<&str>, error: Option<&str>) -> Response {
+pub fn sign_in(
+    tenant: &str,
+    ctx: &str,
+    app_name: &str,
+    login_hint: Option<&str>,
+    error: Option<&str>,
+) -> Response {
     let body = html! {
         h1 { "Sign in" }
         p { "to continue to " (app_name) }
@@ -42,7 +48,14 @@ pub fn sign_in(tenant: &str, ctx: &str, app_name: &str, login_hint: Option<&str>
 }
 
 /// The consent page listing the requested permissions, with "Accept" and "Cancel".
-pub fn consent(tenant: &str, ctx: &str, app_name: &str, upn: &str, permissions: &[String], admin: bool) -> Response {
+pub fn consent(
+    tenant: &str,
+    ctx: &str,
+    app_name: &str,
+    upn: &str,
+    permissions: &[String],
+    admin: bool,
+) -> Response {
     let body = html! {
         h1 { "Permissions requested" }
         p { (app_name) }
@@ -112,7 +125,11 @@ pub fn error(state: &AppState, err: &AadError) -> Response {
         }
         p.small { "Request Id: " (o.trace_id) "\nCorrelation Id: " (o.correlation_id) "\nTimestamp: " (o.timestamp) }
     };
-    (StatusCode::BAD_REQUEST, Html(layout("Sign in to your account", body).into_string())).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        Html(layout("Sign in to your account", body).into_string()),
+    )
+        .into_response()
 }
 
 pub fn signed_out() -> Response {

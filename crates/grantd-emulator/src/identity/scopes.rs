@@ -108,7 +108,9 @@ pub fn parse(s: &str) -> Result<Scope, AadError> {
         .strip_prefix("https://")
         .or_else(|| s.strip_prefix("http://"))
     {
-        let (host, name) = rest.split_once('/').ok_or_else(|| errors::invalid_scope(s))?;
+        let (host, name) = rest
+            .split_once('/')
+            .ok_or_else(|| errors::invalid_scope(s))?;
         let host = host.to_ascii_lowercase();
         let r = if host == "graph.microsoft.com" {
             Resource::Graph
@@ -134,7 +136,10 @@ pub fn parse(s: &str) -> Result<Scope, AadError> {
 }
 
 fn canonical(catalog: &[&'static str], name: &str) -> Option<&'static str> {
-    catalog.iter().find(|c| c.eq_ignore_ascii_case(name)).copied()
+    catalog
+        .iter()
+        .find(|c| c.eq_ignore_ascii_case(name))
+        .copied()
 }
 
 /// The app's statically configured delegated permissions (what `.default` means for Graph).
@@ -148,7 +153,11 @@ pub fn static_graph_scopes(app: &App) -> Vec<String> {
 
 /// Validates the scopes of an authorize request and expands them into the canonical strings
 /// consent is recorded for (Graph bare names, `https://host/Name` for SharePoint, OIDC names).
-pub fn expand_for_consent(dir: &Directory, app: &App, raw: &[String]) -> Result<Vec<String>, AadError> {
+pub fn expand_for_consent(
+    dir: &Directory,
+    app: &App,
+    raw: &[String],
+) -> Result<Vec<String>, AadError> {
     let mut out: Vec<String> = Vec::new();
     let mut defaults: BTreeSet<String> = BTreeSet::new();
     let mut dynamic: BTreeSet<String> = BTreeSet::new();
@@ -180,19 +189,25 @@ pub fn expand_for_consent(dir: &Directory, app: &App, raw: &[String]) -> Result<
                         }
                     }
                     Resource::Graph => {
-                        let c = canonical(GRAPH_DELEGATED, &name).ok_or_else(|| unknown_permission(app, s, GRAPH_APP_ID))?;
+                        let c = canonical(GRAPH_DELEGATED, &name)
+                            .ok_or_else(|| unknown_permission(app, s, GRAPH_APP_ID))?;
                         push(&mut out, c.to_owned());
                     }
                     Resource::SharePoint(host) => {
                         if dir.tenant_by_sharepoint_host(&host).is_none() {
-                            return Err(errors::resource_not_found(&format!("https://{host}"), "common"));
+                            return Err(errors::resource_not_found(
+                                &format!("https://{host}"),
+                                "common",
+                            ));
                         }
                         if name == ".default" {
                             for n in ["AllSites.Read", "MyFiles.Read"] {
                                 push(&mut out, format!("https://{host}/{n}"));
                             }
                         } else {
-                            let c = canonical(SHAREPOINT_DELEGATED, &name).ok_or_else(|| unknown_permission(app, s, &format!("https://{host}")))?;
+                            let c = canonical(SHAREPOINT_DELEGATED, &name).ok_or_else(|| {
+                                unknown_permission(app, s, &format!("https://{host}"))
+                            })?;
                             push(&mut out, format!("https://{host}/{c}"));
                         }
                     }
@@ -272,7 +287,8 @@ pub fn resolve_delegated(
                 granted = consented_graph;
             } else {
                 for n in &names {
-                    let c = canonical(GRAPH_DELEGATED, n).ok_or_else(|| unknown_permission(app, n, GRAPH_APP_ID))?;
+                    let c = canonical(GRAPH_DELEGATED, n)
+                        .ok_or_else(|| unknown_permission(app, n, GRAPH_APP_ID))?;
                     if !is_consented(c) {
                         return Err(errors::consent_required(&app.client_id, &app.display_name));
                     }
@@ -288,11 +304,16 @@ pub fn resolve_delegated(
                     .get(&user.tenant_id)
                     .map(|t| t.name.clone())
                     .unwrap_or_else(|| user.tenant_id.clone());
-                return Err(errors::resource_not_found(&format!("https://{host}"), &tname));
+                return Err(errors::resource_not_found(
+                    &format!("https://{host}"),
+                    &tname,
+                ));
             }
             for n in &names {
                 if n == ".default" {
-                    let write = consented.iter().any(|c| c.contains("ReadWrite") || c.ends_with(".Write"));
+                    let write = consented
+                        .iter()
+                        .any(|c| c.contains("ReadWrite") || c.ends_with(".Write"));
                     let set: &[&str] = if write {
                         &["AllSites.Write", "MyFiles.Write"]
                     } else {
@@ -300,7 +321,8 @@ pub fn resolve_delegated(
                     };
                     granted.extend(set.iter().map(|s| s.to_string()));
                 } else {
-                    let c = canonical(SHAREPOINT_DELEGATED, n).ok_or_else(|| unknown_permission(app, n, &resource.uri()))?;
+                    let c = canonical(SHAREPOINT_DELEGATED, n)
+                        .ok_or_else(|| unknown_permission(app, n, &resource.uri()))?;
                     granted.push(c.to_owned());
                 }
             }
@@ -316,7 +338,11 @@ pub fn resolve_delegated(
     }
     granted.sort_by_key(|s| s.to_ascii_lowercase());
     granted.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
-    let visible_oidc: Vec<&str> = oidc.iter().copied().filter(|o| *o != "offline_access").collect();
+    let visible_oidc: Vec<&str> = oidc
+        .iter()
+        .copied()
+        .filter(|o| *o != "offline_access")
+        .collect();
     let (scp, response_scope) = match &resource {
         Resource::Graph => {
             let mut scp: Vec<String> = granted.clone();
@@ -327,7 +353,10 @@ pub fn resolve_delegated(
             (scp.join(" "), resp.join(" "))
         }
         _ => {
-            let mut resp: Vec<String> = granted.iter().map(|n| format!("{}/{n}", resource.uri())).collect();
+            let mut resp: Vec<String> = granted
+                .iter()
+                .map(|n| format!("{}/{n}", resource.uri()))
+                .collect();
             resp.extend(visible_oidc.iter().map(|s| s.to_string()));
             (granted.join(" "), resp.join(" "))
         }

@@ -67,10 +67,18 @@ fn handle(
     body: &[u8],
 ) -> Result<Value, AadError> {
     if method != Method::POST {
-        return Err(AadError::new("invalid_request", 900561, format!("The endpoint only accepts POST requests. Received a {method} request.")));
+        return Err(AadError::new(
+            "invalid_request",
+            900561,
+            format!("The endpoint only accepts POST requests. Received a {method} request."),
+        ));
     }
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| {
-        AadError::new("invalid_request", 900144, "The request body must be application/x-www-form-urlencoded.")
+        AadError::new(
+            "invalid_request",
+            900144,
+            "The request body must be application/x-www-form-urlencoded.",
+        )
     })?;
     let mut form: HashMap<String, String> = HashMap::new();
     for (k, v) in pairs {
@@ -78,7 +86,9 @@ fn handle(
     }
     let grant = form.get("grant_type").cloned().unwrap_or_default();
     let client_id = client_auth::client_id_of(&form, headers);
-    state.counters.token(&grant, client_id.as_deref().unwrap_or(""));
+    state
+        .counters
+        .token(&grant, client_id.as_deref().unwrap_or(""));
     if grant.is_empty() {
         return Err(errors::missing_param("grant_type"));
     }
@@ -93,14 +103,28 @@ fn handle(
             .ok_or_else(|| errors::app_not_found(&client_id, &authority.label()))?;
         (authority, app)
     };
-    if !matches!(grant.as_str(), "authorization_code" | "refresh_token" | "client_credentials") {
-        return Err(AadError::new("unsupported_grant_type", 70003, format!("The app requested an unsupported grant type '{grant}'.")));
+    if !matches!(
+        grant.as_str(),
+        "authorization_code" | "refresh_token" | "client_credentials"
+    ) {
+        return Err(AadError::new(
+            "unsupported_grant_type",
+            70003,
+            format!("The app requested an unsupported grant type '{grant}'."),
+        ));
     }
     if grant != "client_credentials" {
         authority.check_app(&app)?;
     }
     let auth = client_auth::authenticate(state, &app, &form, headers, &origin.0)?;
-    let cx = Ctx { state, origin, authority, app, form, auth };
+    let cx = Ctx {
+        state,
+        origin,
+        authority,
+        app,
+        form,
+        auth,
+    };
     match grant.as_str() {
         "authorization_code" => authorization_code(&cx),
         "refresh_token" => refresh_token(&cx),
@@ -119,33 +143,72 @@ fn pkce_ok(challenge: &str, method: Option<&str>, verifier: &str) -> bool {
 }
 
 fn authorization_code(cx: &Ctx<'_>) -> Result<Value, AadError> {
-    let code = cx.form.get("code").filter(|c| !c.is_empty()).ok_or_else(|| errors::missing_param("code"))?;
-    let redirect_uri = cx.form.get("redirect_uri").ok_or_else(|| errors::missing_param("redirect_uri"))?;
+    let code = cx
+        .form
+        .get("code")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| errors::missing_param("code"))?;
+    let redirect_uri = cx
+        .form
+        .get("redirect_uri")
+        .ok_or_else(|| errors::missing_param("redirect_uri"))?;
     let now = cx.state.clock.unix();
     let grant = {
         let mut g = cx.state.grants();
         let grant = g.codes.get_mut(code).ok_or_else(errors::malformed_grant)?;
         if grant.client_id != cx.app.client_id {
-            return Err(AadError::new("invalid_grant", 70000, "Provided grant is invalid or malformed. The code was issued to a different client."));
+            return Err(AadError::new(
+                "invalid_grant",
+                70000,
+                "Provided grant is invalid or malformed. The code was issued to a different client.",
+            ));
         }
         if grant.redeemed {
-            return Err(AadError::new("invalid_grant", 54005, "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token."));
+            return Err(AadError::new(
+                "invalid_grant",
+                54005,
+                "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.",
+            ));
         }
         if now - grant.issued_at > cx.state.settings.code_lifetime as i64 {
-            return Err(AadError::new("invalid_grant", 70008, "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource."));
+            return Err(AadError::new(
+                "invalid_grant",
+                70008,
+                "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.",
+            ));
         }
         if &grant.redirect_uri != redirect_uri {
-            return Err(AadError::new("invalid_grant", 50011, format!("The redirect URI '{redirect_uri}' specified in the request does not match the redirect URI used to obtain the authorization code.")));
+            return Err(AadError::new(
+                "invalid_grant",
+                50011,
+                format!(
+                    "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URI used to obtain the authorization code."
+                ),
+            ));
         }
         if let Some(ch) = &grant.code_challenge {
-            let verifier = cx.form.get("code_verifier").map(String::as_str).unwrap_or("");
+            let verifier = cx
+                .form
+                .get("code_verifier")
+                .map(String::as_str)
+                .unwrap_or("");
             if !pkce_ok(ch, grant.code_challenge_method.as_deref(), verifier) {
-                return Err(AadError::new("invalid_grant", 501481, "The Code_Verifier does not match the code_challenge supplied in the authorization request."));
+                return Err(AadError::new(
+                    "invalid_grant",
+                    501481,
+                    "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
+                ));
             }
         }
         grant.clone()
     };
-    let user = cx.state.dir().users.get(&grant.user_id).cloned().ok_or_else(errors::malformed_grant)?;
+    let user = cx
+        .state
+        .dir()
+        .users
+        .get(&grant.user_id)
+        .cloned()
+        .ok_or_else(errors::malformed_grant)?;
     let code_tenant_ok = match &cx.authority {
         Authority::Tenant(t) => t.id == user.tenant_id,
         Authority::Organizations => user.kind == AccountKind::Work,
@@ -153,10 +216,20 @@ fn authorization_code(cx: &Ctx<'_>) -> Result<Value, AadError> {
         Authority::Common => true,
     };
     if !code_tenant_ok {
-        return Err(AadError::new("invalid_grant", 700005, "Provided Authorization Code is intended to use against other tenant, thus rejected."));
+        return Err(AadError::new(
+            "invalid_grant",
+            700005,
+            "Provided Authorization Code is intended to use against other tenant, thus rejected.",
+        ));
     }
-    cx.state.grants().codes.get_mut(code).map(|g| g.redeemed = true);
-    let requested = cx.form.get("scope").map(|s| scopes::split(s)).unwrap_or_else(|| grant.scopes.clone());
+    if let Some(g) = cx.state.grants().codes.get_mut(code) {
+        g.redeemed = true;
+    }
+    let requested = cx
+        .form
+        .get("scope")
+        .map(|s| scopes::split(s))
+        .unwrap_or_else(|| grant.scopes.clone());
     let offline = grant.scopes.iter().any(|s| s == "offline_access");
     let openid = grant.scopes.iter().any(|s| s == "openid");
     let rt = RefreshGrant {
@@ -170,42 +243,86 @@ fn authorization_code(cx: &Ctx<'_>) -> Result<Value, AadError> {
         generation: cx.state.grants().generation(&user.id),
         mfa_done: grant.mfa_done,
     };
-    issue_delegated(cx, &user, &requested, openid, grant.nonce.clone(), offline.then_some(rt))
+    issue_delegated(
+        cx,
+        &user,
+        &requested,
+        openid,
+        grant.nonce.clone(),
+        offline.then_some(rt),
+    )
 }
 
 fn refresh_token(cx: &Ctx<'_>) -> Result<Value, AadError> {
-    let token = cx.form.get("refresh_token").filter(|c| !c.is_empty()).ok_or_else(|| errors::missing_param("refresh_token"))?;
+    let token = cx
+        .form
+        .get("refresh_token")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| errors::missing_param("refresh_token"))?;
     let now = cx.state.clock.unix();
     let rt = {
         let g = cx.state.grants();
-        let rt = g.refresh_tokens.get(token).cloned().ok_or_else(errors::malformed_grant)?;
+        let rt = g
+            .refresh_tokens
+            .get(token)
+            .cloned()
+            .ok_or_else(errors::malformed_grant)?;
         if rt.client_id != cx.app.client_id {
             return Err(AadError::new("invalid_grant", 70000, "Provided grant is invalid or malformed. The refresh token was issued to a different client.").suberror("client_mismatch"));
         }
         if rt.generation < g.generation(&rt.user_id) {
             let revoked = g.revoked_at.get(&rt.user_id).copied().unwrap_or(now);
-            return Err(AadError::new("invalid_grant", 50173, format!("The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password. The grant was issued on '{}' and the TokensValidFrom date (before which tokens are not valid) for this user is '{}'.", iso(rt.issued_at), iso(revoked))));
+            return Err(AadError::new(
+                "invalid_grant",
+                50173,
+                format!(
+                    "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password. The grant was issued on '{}' and the TokensValidFrom date (before which tokens are not valid) for this user is '{}'.",
+                    iso(rt.issued_at),
+                    iso(revoked)
+                ),
+            ));
         }
         if now - rt.last_used > cx.state.settings.refresh_token_inactivity as i64 {
             let d = cx.state.settings.refresh_token_inactivity / 86400;
             return Err(AadError::new("invalid_grant", 700082, format!("The refresh token has expired due to inactivity. The token was issued on {} and was inactive for {d}.00:00:00.", iso(rt.issued_at))).suberror("bad_token"));
         }
         if g.strict_rotation && rt.redeemed {
-            return Err(AadError::new("invalid_grant", 70000, "Provided grant is invalid or malformed. The refresh token was already redeemed (emulator strict rotation mode)."));
+            return Err(AadError::new(
+                "invalid_grant",
+                70000,
+                "Provided grant is invalid or malformed. The refresh token was already redeemed (emulator strict rotation mode).",
+            ));
         }
         rt
     };
-    let user = cx.state.dir().users.get(&rt.user_id).cloned().ok_or_else(errors::malformed_grant)?;
+    let user = cx
+        .state
+        .dir()
+        .users
+        .get(&rt.user_id)
+        .cloned()
+        .ok_or_else(errors::malformed_grant)?;
     {
         let dir = cx.state.dir();
-        cx.authority.check_user(&dir, &cx.app, &user).map_err(|mut e| {
-            e.error = "invalid_grant";
-            e
-        })?;
+        cx.authority
+            .check_user(&dir, &cx.app, &user)
+            .map_err(|mut e| {
+                e.error = "invalid_grant";
+                e
+            })?;
     }
-    let requested = cx.form.get("scope").map(|s| scopes::split(s)).unwrap_or_else(|| rt.scopes.clone());
+    let requested = cx
+        .form
+        .get("scope")
+        .map(|s| scopes::split(s))
+        .unwrap_or_else(|| rt.scopes.clone());
     let openid = requested.iter().any(|s| s == "openid");
-    let new_rt = RefreshGrant { issued_at: now, last_used: now, redeemed: false, ..rt.clone() };
+    let new_rt = RefreshGrant {
+        issued_at: now,
+        last_used: now,
+        redeemed: false,
+        ..rt.clone()
+    };
     let value = issue_delegated(cx, &user, &requested, openid, None, Some(new_rt))?;
     if let Some(old) = cx.state.grants().refresh_tokens.get_mut(token) {
         old.redeemed = true;
@@ -232,7 +349,11 @@ fn issue_delegated(
     let state = cx.state;
     let consented: BTreeSet<String> = {
         let g = state.grants();
-        let mut c = g.consents.get(&(user.id.clone(), cx.app.client_id.clone())).cloned().unwrap_or_default();
+        let mut c = g
+            .consents
+            .get(&(user.id.clone(), cx.app.client_id.clone()))
+            .cloned()
+            .unwrap_or_default();
         if let Some(rt) = &rt {
             c.extend(rt.scopes.iter().cloned());
         }
@@ -271,11 +392,27 @@ fn issue_delegated(
         state.grants().refresh_tokens.insert(value.clone(), rt);
         body["refresh_token"] = Value::from(value);
         if openid || granted.openid {
-            body["id_token"] = Value::from(tokens::mint_id_token(&cx.origin.0, user, &cx.app.client_id, nonce, &session, now, granted.email));
+            body["id_token"] = Value::from(tokens::mint_id_token(
+                &cx.origin.0,
+                user,
+                &cx.app.client_id,
+                nonce,
+                &session,
+                now,
+                granted.email,
+            ));
         }
     } else if openid || granted.openid {
         let sid = uuid::Uuid::new_v4().to_string();
-        body["id_token"] = Value::from(tokens::mint_id_token(&cx.origin.0, user, &cx.app.client_id, nonce, &sid, now, granted.email));
+        body["id_token"] = Value::from(tokens::mint_id_token(
+            &cx.origin.0,
+            user,
+            &cx.app.client_id,
+            nonce,
+            &sid,
+            now,
+            granted.email,
+        ));
     }
     if cx.form.get("client_info").is_some_and(|v| v == "1") {
         body["client_info"] = Value::from(client_info(user));
@@ -285,9 +422,17 @@ fn issue_delegated(
 
 fn client_credentials(cx: &Ctx<'_>) -> Result<Value, AadError> {
     let Authority::Tenant(tenant) = &cx.authority else {
-        return Err(AadError::new("invalid_request", 50059, "No tenant-identifying information found in either the request or implied by any provided credentials."));
+        return Err(AadError::new(
+            "invalid_request",
+            50059,
+            "No tenant-identifying information found in either the request or implied by any provided credentials.",
+        ));
     };
-    let raw = cx.form.get("scope").filter(|s| !s.trim().is_empty()).ok_or_else(|| errors::missing_param("scope"))?;
+    let raw = cx
+        .form
+        .get("scope")
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| errors::missing_param("scope"))?;
     let list = scopes::split(raw);
     if list.len() != 1 {
         return Err(errors::invalid_scope(raw));
@@ -295,22 +440,51 @@ fn client_credentials(cx: &Ctx<'_>) -> Result<Value, AadError> {
     let resource = match scopes::parse(&list[0])? {
         Scope::Resource(r, name) if name == ".default" => r,
         Scope::Resource(..) => {
-            return Err(AadError::new("invalid_scope", 1002012, format!("The provided value for scope {raw} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")));
+            return Err(AadError::new(
+                "invalid_scope",
+                1002012,
+                format!(
+                    "The provided value for scope {raw} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+                ),
+            ));
         }
         Scope::Oidc(_) => return Err(errors::invalid_scope(raw)),
     };
-    let consent = cx.state.grants().admin_consents.get(&(tenant.id.clone(), cx.app.client_id.clone())).cloned();
+    let consent = cx
+        .state
+        .grants()
+        .admin_consents
+        .get(&(tenant.id.clone(), cx.app.client_id.clone()))
+        .cloned();
     if consent.is_none() && tenant.id != cx.app.home_tenant_id {
-        return Err(AadError::new("invalid_client", 7000229, format!("The client application {} is missing service principal in the tenant {}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119", cx.app.client_id, tenant.id)));
+        return Err(AadError::new(
+            "invalid_client",
+            7000229,
+            format!(
+                "The client application {} is missing service principal in the tenant {}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119",
+                cx.app.client_id, tenant.id
+            ),
+        ));
     }
     let roles: Vec<String> = consent.map(|c| c.roles).unwrap_or_default();
     let (aud, roles) = match &resource {
         Resource::Graph => (scopes::GRAPH_URI.to_owned(), roles),
         Resource::SharePoint(host) => {
-            if cx.state.dir().tenant_by_sharepoint_host(host).is_none_or(|t| t.id != tenant.id) {
-                return Err(errors::resource_not_found(&format!("https://{host}"), &tenant.name));
+            if cx
+                .state
+                .dir()
+                .tenant_by_sharepoint_host(host)
+                .is_none_or(|t| t.id != tenant.id)
+            {
+                return Err(errors::resource_not_found(
+                    &format!("https://{host}"),
+                    &tenant.name,
+                ));
             }
-            let r = roles.into_iter().filter(|r| r.starts_with("Sites.")).collect();
+            let r = roles
+                .into_iter()
+                .filter(|r| r.starts_with("Sites."))
+                .collect();
             (format!("https://{host}"), r)
         }
         Resource::Other(uri) => return Err(errors::resource_not_found(uri, &tenant.name)),

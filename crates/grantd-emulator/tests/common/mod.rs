@@ -25,10 +25,18 @@ pub async fn spawn() -> Emu {
 
 pub async fn spawn_with(mut config: EmulatorConfig) -> Emu {
     config.large_file_size = 1 << 20;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let handle = grantd_emulator::spawn(config, listener).await.expect("spawn emulator");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let handle = grantd_emulator::spawn(config, listener)
+        .await
+        .expect("spawn emulator");
     let control = handle.control();
-    Emu { handle, http: reqwest::Client::new(), control }
+    Emu {
+        handle,
+        http: reqwest::Client::new(),
+        control,
+    }
 }
 
 pub fn pkce() -> (String, String) {
@@ -43,7 +51,8 @@ impl Emu {
     }
 
     pub fn authorize_url(&self, tenant: &str, extra: &[(&str, &str)]) -> String {
-        let mut u = url::Url::parse(&format!("{}/{tenant}/oauth2/v2.0/authorize", self.base())).expect("url");
+        let mut u = url::Url::parse(&format!("{}/{tenant}/oauth2/v2.0/authorize", self.base()))
+            .expect("url");
         {
             let mut q = u.query_pairs_mut();
             let has = |k: &str| extra.iter().any(|(n, _)| *n == k);
@@ -51,7 +60,10 @@ impl Emu {
                 ("client_id", DEV_CLIENT_ID),
                 ("response_type", "code"),
                 ("redirect_uri", REDIRECT),
-                ("scope", "openid profile offline_access User.Read Files.Read"),
+                (
+                    "scope",
+                    "openid profile offline_access User.Read Files.Read",
+                ),
                 ("state", "st-123"),
             ] {
                 if !has(k) {
@@ -70,8 +82,19 @@ impl Emu {
     /// Signs `upn` in (accepting consent) and returns (code, verifier).
     pub async fn code_for(&self, tenant: &str, upn: &str, scope: &str) -> (String, String) {
         let (verifier, challenge) = pkce();
-        let url = self.authorize_url(tenant, &[("scope", scope), ("code_challenge", &challenge), ("code_challenge_method", "S256"), ("nonce", "n-1")]);
-        let out = Browser::new().authorize(&url, Some((upn, PASSWORD)), Consent::Accept).await.expect("flow");
+        let url = self.authorize_url(
+            tenant,
+            &[
+                ("scope", scope),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("nonce", "n-1"),
+            ],
+        );
+        let out = Browser::new()
+            .authorize(&url, Some((upn, PASSWORD)), Consent::Accept)
+            .await
+            .expect("flow");
         let code = out.code().unwrap_or_else(|| panic!("no code: {out:?}"));
         (code, verifier)
     }
@@ -89,14 +112,17 @@ impl Emu {
     }
 
     pub async fn redeem(&self, tenant: &str, code: &str, verifier: &str) -> (u16, Value) {
-        self.token(tenant, &[
-            ("grant_type", "authorization_code"),
-            ("client_id", DEV_CLIENT_ID),
-            ("client_secret", DEV_CLIENT_SECRET),
-            ("code", code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier),
-        ])
+        self.token(
+            tenant,
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", DEV_CLIENT_ID),
+                ("client_secret", DEV_CLIENT_SECRET),
+                ("code", code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", verifier),
+            ],
+        )
         .await
     }
 
@@ -140,9 +166,21 @@ pub fn assert_aad(status: u16, body: &Value, want_status: u16, error: &str, code
     assert_eq!(body["error_codes"][0], code, "{body}");
     let d = body["error_description"].as_str().expect("description");
     assert!(d.starts_with(&format!("AADSTS{code}: ")), "{d}");
-    assert!(d.contains("\r\nTrace ID: ") && d.contains("\r\nCorrelation ID: ") && d.contains("\r\nTimestamp: "), "{d}");
-    assert!(body["trace_id"].is_string() && body["correlation_id"].is_string() && body["timestamp"].is_string());
-    assert_eq!(body["error_uri"], format!("https://login.microsoftonline.com/error?code={code}"));
+    assert!(
+        d.contains("\r\nTrace ID: ")
+            && d.contains("\r\nCorrelation ID: ")
+            && d.contains("\r\nTimestamp: "),
+        "{d}"
+    );
+    assert!(
+        body["trace_id"].is_string()
+            && body["correlation_id"].is_string()
+            && body["timestamp"].is_string()
+    );
+    assert_eq!(
+        body["error_uri"],
+        format!("https://login.microsoftonline.com/error?code={code}")
+    );
 }
 
 pub fn outcome_params(o: &Outcome) -> std::collections::HashMap<String, String> {
