@@ -541,7 +541,7 @@ async fn finish(
     let item = drive
         .item(&item_id)
         .ok_or_else(GraphError::item_not_found)?;
-    let origin = origin(uri, headers);
+    let origin = origin(state, uri, headers);
     let r = Render {
         origin: &origin,
         api_base: &s.api_base,

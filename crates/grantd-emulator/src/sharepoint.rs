@@ -244,7 +244,7 @@ async fn v2(
     claims: AccessClaims,
     body: Body,
 ) -> Response {
-    let origin = origin(uri, &headers);
+    let origin = origin(state, uri, &headers);
     let ctx = ApiCtx {
         scope: ApiScope::SharePoint {
             host: host.to_owned(),

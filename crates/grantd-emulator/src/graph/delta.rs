@@ -2,9 +2,10 @@
 //! the last page, changes (incl. tombstones with the `deleted` facet) since a token,
 //! `token=latest`, and `410 resyncRequired` with a `Location` for unknown or expired tokens.
 //!
-//! A token is opaque to clients; inside it is `generation.since.upto.after.issued`: changes with
-//! `since < seq <= upto` (upto fixed by the first page, so later changes wait for the next round),
-//! continuing after sequence `after`. Tokens from before a reset (other generation) or older than
+//! A token is opaque to clients; inside it is `generation.since.upto.depth.ordinal.issued`:
+//! changes with `since < seq <= upto` (upto fixed by the first page, so later changes wait for the
+//! next round), ordered parents-first by (depth, creation order) and continuing after the
+//! (depth, ordinal) key of the previous page's last item. Tokens from before a reset (other generation) or older than
 //! [`TOKEN_LIFETIME_DAYS`] on the emulator clock answer 410.
 
 use base64::Engine;
@@ -28,15 +29,16 @@ struct Token {
     since: u64,
     /// 0 = not fixed yet (a deltaLink); fixed on the first page of a round.
     upto: u64,
-    after: u64,
+    /// (depth, ordinal) of the last item already returned; (0, 0) = from the start.
+    after: (u64, u64),
     issued: i64,
 }
 
 impl Token {
     fn encode(&self) -> String {
         let raw = format!(
-            "{}.{}.{}.{}.{}",
-            self.generation, self.since, self.upto, self.after, self.issued
+            "{}.{}.{}.{}.{}.{}",
+            self.generation, self.since, self.upto, self.after.0, self.after.1, self.issued
         );
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
     }
@@ -47,15 +49,15 @@ impl Token {
             .ok()?;
         let raw = String::from_utf8(raw).ok()?;
         let p: Vec<&str> = raw.split('.').collect();
-        if p.len() != 5 {
+        if p.len() != 6 {
             return None;
         }
         Some(Token {
             generation: p[0].parse().ok()?,
             since: p[1].parse().ok()?,
             upto: p[2].parse().ok()?,
-            after: p[3].parse().ok()?,
-            issued: p[4].parse().ok()?,
+            after: (p[3].parse().ok()?, p[4].parse().ok()?),
+            issued: p[5].parse().ok()?,
         })
     }
 }
@@ -91,7 +93,7 @@ pub fn page(
         generation,
         since: 0,
         upto: 0,
-        after: 0,
+        after: (0, 0),
         issued: now.timestamp(),
     };
     let mut tok = match token {
@@ -119,22 +121,23 @@ pub fn page(
     if tok.upto == 0 {
         tok.upto = drive.seq;
     }
-    let lower = tok.since.max(tok.after);
     let mut changed: Vec<_> = drive
         .items
         .values()
-        .filter(|i| i.seq > lower && i.seq <= tok.upto && (tok.since > 0 || !i.deleted))
+        .filter(|i| i.seq > tok.since && i.seq <= tok.upto && (tok.since > 0 || !i.deleted))
+        .map(|i| ((drive.depth(&i.id), i.ordinal), i))
+        .filter(|(key, _)| *key > tok.after)
         .collect();
-    changed.sort_by_key(|i| i.seq);
+    changed.sort_by_key(|(key, _)| *key);
     let more = changed.len() > top;
     changed.truncate(top);
     let value: Vec<Value> = changed
         .iter()
-        .map(|i| item_json(r, drive, i, true))
+        .map(|(_, i)| item_json(r, drive, i, true))
         .collect();
     let mut out = json!({ "value": value });
     if more {
-        let after = changed.last().map_or(lower, |i| i.seq);
+        let after = changed.last().map_or(tok.after, |(key, _)| *key);
         out["@odata.nextLink"] = json!(link(Token {
             after,
             issued: now.timestamp(),
@@ -144,7 +147,7 @@ pub fn page(
         let next = Token {
             since: tok.upto,
             upto: 0,
-            after: 0,
+            after: (0, 0),
             issued: now.timestamp(),
             generation,
         };
@@ -163,7 +166,7 @@ mod tests {
             generation: 7,
             since: 3,
             upto: 9,
-            after: 4,
+            after: (2, 4),
             issued: 1_700_000_000,
         };
         assert_eq!(Token::decode(&t.encode()), Some(t));

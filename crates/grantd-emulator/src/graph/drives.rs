@@ -74,6 +74,8 @@ pub struct Item {
     pub content_version: u32,
     /// Drive sequence number of the last change (delta).
     pub seq: u64,
+    /// Creation order within the drive; with the depth, orders delta pages parents-first.
+    pub ordinal: u64,
     pub deleted: bool,
 }
 
@@ -238,6 +240,7 @@ impl Drive {
             version: 1,
             content_version: 1,
             seq: d.seq,
+            ordinal: d.next_item,
             deleted: false,
         };
         d.items.insert(root_id.clone(), root);
@@ -307,6 +310,17 @@ impl Drive {
         }
         names.reverse();
         names
+    }
+
+    /// Number of ancestors (0 for the root); tombstones keep their parent link.
+    pub fn depth(&self, id: &str) -> u64 {
+        let mut n = 0;
+        let mut cur = self.items.get(id).and_then(|i| i.parent.as_deref());
+        while let Some(p) = cur {
+            n += 1;
+            cur = self.items.get(p).and_then(|i| i.parent.as_deref());
+        }
+        n
     }
 
     /// Stamps `id` and its ancestors with fresh sequence numbers, root first.
@@ -397,6 +411,7 @@ impl Drive {
             version: 0,
             content_version: 0,
             seq: 0,
+            ordinal: self.next_item,
             deleted: false,
         };
         self.items.insert(id.clone(), item);

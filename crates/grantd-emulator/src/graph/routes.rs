@@ -79,32 +79,13 @@ impl ApiCtx {
     }
 }
 
-/// The scheme and authority the client used, for absolute links.
-pub fn origin(uri: &Uri, headers: &HeaderMap) -> String {
-    // NOTE(graph): behind TLS on HTTP/1.1 the URI has no scheme; if server.rs serves HTTPS it
-    // should set `x-forwarded-proto: https` on requests (or tell us another way) so links say
-    // https. HTTP/2 requests carry the scheme in the URI.
-    let scheme = uri
-        .scheme_str()
-        .map(str::to_owned)
-        .or_else(|| {
-            headers
-                .get("x-forwarded-proto")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "http".into());
-    let host = uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            headers
-                .get(http::header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "localhost".into());
-    format!("{scheme}://{host}")
+/// The origin clients reach the emulator at, for absolute links: `public_base_url` when set,
+/// else the request's scheme (`x-forwarded-proto` over TLS) and authority.
+pub fn origin(state: &AppState, uri: &Uri, headers: &HeaderMap) -> String {
+    match &state.settings.public_base_url {
+        Some(base) => base.trim_end_matches('/').to_owned(),
+        None => crate::identity::request_origin(uri, headers),
+    }
 }
 
 /// Query string → map with lower-cased keys (`$skipToken` = `$skiptoken`).
@@ -137,7 +118,7 @@ async fn graph_entry(State(state): State<AppState>, req: Request) -> Response {
         Err(_) => "/v1.0/{unknown}".to_owned(),
     };
     state.counters.graph(parts.method.as_str(), &template);
-    let origin = origin(&parts.uri, &parts.headers);
+    let origin = origin(&state, &parts.uri, &parts.headers);
     let ctx = ApiCtx {
         scope: ApiScope::Graph,
         api_base: format!("{origin}/v1.0"),
