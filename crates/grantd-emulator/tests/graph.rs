@@ -1103,3 +1103,56 @@ async fn sharepoint_accepts_only_its_own_audience() {
         c.sharepoint_requests
     );
 }
+
+#[tokio::test]
+async fn sessions_expire_and_reset_restores_the_seed() {
+    let emu = spawn_large(1 << 20).await;
+    let t = access_token(&emu, ADELE_UPN, RW).await;
+    let s = call(
+        &emu,
+        reqwest::Method::POST,
+        Some(&t),
+        "/v1.0/me/drive/root:/late.bin:/createUploadSession",
+        None,
+    )
+    .await;
+    let upload_url = s.body["uploadUrl"].as_str().expect("uploadUrl").to_owned();
+    let r = call(
+        &emu,
+        reqwest::Method::PUT,
+        Some(&t),
+        "/v1.0/me/drive/root:/Documents/kept.txt:/content",
+        Some(b"x".to_vec()),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let delta_link = delta_all(&emu, &t, "/v1.0/me/drive/root/delta".into())
+        .await
+        .1;
+
+    emu.control.advance_clock(2 * 3600).await.expect("advance");
+    let late = emu
+        .http
+        .put(&upload_url)
+        .header(header::CONTENT_RANGE, "bytes 0-0/1")
+        .body("x")
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(late.status(), 404);
+
+    emu.control.reset().await.expect("reset");
+    let t = access_token(&emu, ADELE_UPN, RW).await;
+    assert_graph_error(
+        &get(&emu, &t, "/v1.0/me/drive/root:/Documents/kept.txt").await,
+        404,
+        "itemNotFound",
+    );
+    assert_eq!(
+        get(&emu, &t, "/v1.0/me/drive/root:/Documents/Report.docx")
+            .await
+            .status,
+        200
+    );
+    assert_graph_error(&get(&emu, &t, &delta_link).await, 410, "resyncRequired");
+}

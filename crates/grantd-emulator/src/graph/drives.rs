@@ -113,6 +113,9 @@ pub struct Drive {
     pub quota_total: u64,
     pub root_id: String,
     pub items: HashMap<String, Item>,
+    /// parent id → child ids (tombstones included; filtered on read), so listings and folder
+    /// sizes do not scan the whole drive.
+    children_index: HashMap<String, Vec<String>>,
     /// Last change sequence number handed out.
     pub seq: u64,
     next_item: u64,
@@ -222,6 +225,7 @@ impl Drive {
             quota_total: 1 << 40,
             root_id: String::new(),
             items: HashMap::new(),
+            children_index: HashMap::new(),
             seq: 0,
             next_item: 0,
         };
@@ -273,9 +277,11 @@ impl Drive {
     /// Live children, sorted by name (case-insensitive).
     pub fn children(&self, id: &str) -> Vec<&Item> {
         let mut v: Vec<&Item> = self
-            .items
-            .values()
-            .filter(|i| !i.deleted && i.parent.as_deref() == Some(id))
+            .children_index
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| self.item(c))
             .collect();
         v.sort_by_cached_key(|i| i.name.to_lowercase());
         v
@@ -283,9 +289,11 @@ impl Drive {
 
     pub fn child_by_name(&self, parent: &str, name: &str) -> Option<&Item> {
         let lower = name.to_lowercase();
-        self.items.values().find(|i| {
-            !i.deleted && i.parent.as_deref() == Some(parent) && i.name.to_lowercase() == lower
-        })
+        self.children_index
+            .get(parent)?
+            .iter()
+            .filter_map(|c| self.item(c))
+            .find(|i| i.name.to_lowercase() == lower)
     }
 
     /// Walks `segments` (decoded names) down from `from`.
@@ -415,6 +423,10 @@ impl Drive {
             deleted: false,
         };
         self.items.insert(id.clone(), item);
+        self.children_index
+            .entry(parent.to_owned())
+            .or_default()
+            .push(id.clone());
         self.touch(&id, now, by, true);
         Ok((id, true))
     }
