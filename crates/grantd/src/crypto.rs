@@ -14,9 +14,13 @@ use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("encryption key must be base64 of exactly 32 bytes (generate one with `openssl rand -base64 32`)")]
+    #[error(
+        "encryption key must be base64 of exactly 32 bytes (generate one with `openssl rand -base64 32`)"
+    )]
     BadKey,
-    #[error("no configured encryption key has id {0}; add the key that sealed this data to GRANTD_ENCRYPTION_KEYS_OLD")]
+    #[error(
+        "no configured encryption key has id {0}; add the key that sealed this data to GRANTD_ENCRYPTION_KEYS_OLD"
+    )]
     UnknownKey(String),
     #[error("ciphertext failed authentication (wrong key or tampered data)")]
     Tampered,
@@ -63,10 +67,16 @@ impl Cipher {
         let cur = decode_key(current_b64)?;
         let current = key_id(&cur);
         let mut keys = BTreeMap::new();
-        keys.insert(current.clone(), Aes256Gcm::new_from_slice(&cur).expect("32-byte key"));
+        keys.insert(
+            current.clone(),
+            Aes256Gcm::new_from_slice(&cur).expect("32-byte key"),
+        );
         for k in old_b64 {
             let bytes = decode_key(k)?;
-            keys.insert(key_id(&bytes), Aes256Gcm::new_from_slice(&bytes).expect("32-byte key"));
+            keys.insert(
+                key_id(&bytes),
+                Aes256Gcm::new_from_slice(&bytes).expect("32-byte key"),
+            );
         }
         Ok(Self { current, keys })
     }
@@ -89,11 +99,20 @@ impl Cipher {
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
         let ct = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: context.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: context.as_bytes(),
+                },
+            )
             .expect("AES-GCM encryption cannot fail for in-memory buffers");
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&ct);
-        Sealed { key_id: self.current.clone(), bytes }
+        Sealed {
+            key_id: self.current.clone(),
+            bytes,
+        }
     }
 
     pub fn open(&self, context: &str, sealed: &Sealed) -> Result<Vec<u8>, Error> {
@@ -106,7 +125,13 @@ impl Cipher {
         }
         let (nonce, ct) = sealed.bytes.split_at(12);
         cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: context.as_bytes() })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: context.as_bytes(),
+                },
+            )
             .map_err(|_| Error::Tampered)
     }
 }
@@ -132,7 +157,10 @@ mod tests {
         assert_eq!(rotated.open("x", &sealed).unwrap(), b"v");
         assert_ne!(rotated.current_key_id(), sealed.key_id);
         let without = Cipher::new(&Cipher::generate_key(), &[]).unwrap();
-        assert!(matches!(without.open("x", &sealed), Err(Error::UnknownKey(_))));
+        assert!(matches!(
+            without.open("x", &sealed),
+            Err(Error::UnknownKey(_))
+        ));
     }
 
     #[test]

@@ -1,6 +1,17 @@
 //! grantd: a self-hosted OAuth token broker and Graph proxy for Microsoft 365, wire-compatible
 //! with the auth/connections/proxy subset of Nango's API. See ARCHITECTURE.md for the map.
 
+pub mod api;
+pub mod catalog;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod connections;
 pub mod crypto;
+pub mod microsoft;
 pub mod model;
+pub mod oauth;
+pub mod proxy;
+pub mod server;
 pub mod store;
+pub mod web;

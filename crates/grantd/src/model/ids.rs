@@ -37,7 +37,9 @@ pub struct ConnectionId(String);
 
 impl ConnectionId {
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        check(s, |c| c.is_alphanumeric() || " ,.;:=+~[]|@${}\"'\\/_-".contains(c))?;
+        check(s, |c| {
+            c.is_alphanumeric() || " ,.;:=+~[]|@${}\"'\\/_-".contains(c)
+        })?;
         Ok(Self(s.to_owned()))
     }
     pub fn new_random() -> Self {
@@ -94,7 +96,10 @@ mod tests {
         assert!(ProviderConfigKey::parse("a b:c@d.e~f_g").is_ok());
         assert_eq!(ProviderConfigKey::parse(""), Err(IdError::Empty));
         assert_eq!(ProviderConfigKey::parse("a/b"), Err(IdError::BadChar('/')));
-        assert_eq!(ProviderConfigKey::parse(&"a".repeat(256)), Err(IdError::TooLong));
+        assert_eq!(
+            ProviderConfigKey::parse(&"a".repeat(256)),
+            Err(IdError::TooLong)
+        );
     }
 
     #[test]

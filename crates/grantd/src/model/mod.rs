@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use ids::{ConnectionId, ProviderConfigKey};
-pub use secret::{AccessToken, ApiKey, AuthCode, ClientSecret, CodeVerifier, RefreshToken, SessionToken};
+pub use secret::{
+    AccessToken, ApiKey, AuthCode, ClientSecret, CodeVerifier, RefreshToken, SessionToken,
+};
 
 pub type Tags = BTreeMap<String, String>;
 

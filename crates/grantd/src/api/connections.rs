@@ -1,0 +1,630 @@
+//! `/connections` (and the deprecated `/connection` forms the SDK still uses): list, fetch with
+//! fresh credentials, import, patch, delete, metadata.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, JsonBody, Query, SecretKey, parse_bool, render};
+use crate::model::{
+    AccessToken, ConnectionFilter, ConnectionId, Credentials, NewConnection, ProviderConfigKey,
+    RefreshToken, Tags,
+};
+use crate::server::AppState;
+use crate::store::ConnectionPatch;
+
+fn key_param(s: Option<&str>) -> Result<ProviderConfigKey, ApiError> {
+    let s = s.filter(|s| !s.is_empty()).ok_or_else(|| {
+        ApiError::validation(
+            "invalid_query_params",
+            &["provider_config_key"],
+            "provider_config_key is required",
+        )
+    })?;
+    ProviderConfigKey::parse(s).map_err(|e| {
+        ApiError::validation(
+            "invalid_query_params",
+            &["provider_config_key"],
+            e.to_string(),
+        )
+    })
+}
+
+fn connection_id(s: &str) -> Result<ConnectionId, ApiError> {
+    ConnectionId::parse(s)
+        .map_err(|e| ApiError::validation("invalid_uri_params", &["connectionId"], e.to_string()))
+}
+
+/// `GET /connections` with Nango's filters; `tags[k]=v` pairs are read from the raw query.
+pub async fn list(
+    State(st): State<AppState>,
+    _: SecretKey,
+    parts: Parts,
+) -> Result<Json<Value>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+        .map_err(|e| ApiError::validation("invalid_query_params", &[], e.to_string()))?;
+    let mut f = ConnectionFilter {
+        limit: 10_000,
+        ..Default::default()
+    };
+    let mut page: u64 = 0;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "connectionId" => f.connection_id = Some(v),
+            "search" => f.search = Some(v),
+            "endUserId" => f.end_user_id = Some(v),
+            "endUserOrganizationId" => f.end_user_organization_id = Some(v),
+            "integrationId" => f
+                .integration_keys
+                .extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_owned)),
+            "limit" => {
+                f.limit = v
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=10_000).contains(l))
+                    .ok_or_else(|| {
+                        ApiError::validation(
+                            "invalid_query_params",
+                            &["limit"],
+                            "limit must be a number from 1 to 10000",
+                        )
+                    })?
+            }
+            "page" => {
+                page = v.parse().map_err(|_| {
+                    ApiError::validation(
+                        "invalid_query_params",
+                        &["page"],
+                        "page must be a whole number",
+                    )
+                })?
+            }
+            other => match other
+                .strip_prefix("tags[")
+                .and_then(|r| r.strip_suffix(']'))
+            {
+                Some(tag) => {
+                    f.tags.insert(tag.to_ascii_lowercase(), v);
+                }
+                None => {
+                    return Err(ApiError::validation(
+                        "invalid_query_params",
+                        &[other],
+                        format!("Unknown query parameter {other}"),
+                    ));
+                }
+            },
+        }
+    }
+    f.offset = page * u64::from(f.limit);
+    let conns = st.core.store.list_connections(&f).await?;
+    Ok(Json(
+        json!({ "connections": conns.iter().map(render::connection_item).collect::<Vec<_>>() }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShowQuery {
+    #[serde(default)]
+    provider_config_key: Option<String>,
+    #[serde(default)]
+    force_refresh: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    refresh_github_app_jwt_token: Option<String>,
+}
+
+/// `GET /connections/{id}`: the connection with credentials valid for at least the margin.
+pub async fn show(
+    State(st): State<AppState>,
+    _: SecretKey,
+    Path(id): Path<String>,
+    Query(q): Query<ShowQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let key = key_param(q.provider_config_key.as_deref())?;
+    let cid = connection_id(&id)?;
+    let force = parse_bool(q.force_refresh.as_deref())?;
+    let with_rt = parse_bool(q.refresh_token.as_deref())?;
+    parse_bool(q.refresh_github_app_jwt_token.as_deref())?;
+    let (_, provider) = st.core.integration(&key).await?;
+    let conn = st
+        .core
+        .store
+        .get_connection(&key, &cid)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Failed to find connection"))?;
+    let conn = match st.core.fresh_connection(conn.clone(), force).await {
+        Ok(c) => c,
+        Err(e) => {
+            let mut err: ApiError = e.into();
+            if err.code == "invalid_credentials" {
+                let mut payload = err.payload.take().unwrap_or_else(|| json!({}));
+                let mut c = render::connection(&conn, false, provider.sharepoint_token);
+                if let Some(m) = c.as_object_mut() {
+                    m.remove("credentials");
+                }
+                payload["connection"] = c;
+                err.payload = Some(payload);
+            }
+            return Err(err);
+        }
+    };
+    let now = st.core.clock.now();
+    st.core.store.touch_last_fetched(conn.id, now).await?;
+    let mut conn = conn;
+    conn.last_fetched_at = Some(now);
+    Ok(Json(render::connection(
+        &conn,
+        with_rt,
+        provider.sharepoint_token,
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyQuery {
+    #[serde(default)]
+    provider_config_key: Option<String>,
+}
+
+pub async fn delete(
+    State(st): State<AppState>,
+    _: SecretKey,
+    Path(id): Path<String>,
+    Query(q): Query<KeyQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let key = key_param(q.provider_config_key.as_deref())?;
+    let cid = connection_id(&id)?;
+    if !st.core.store.delete_connection(&key, &cid).await? {
+        return Err(ApiError::code_only(
+            StatusCode::BAD_REQUEST,
+            "unknown_connection",
+        ));
+    }
+    tracing::info!(connection.id = %cid, integration.key = %key, "connection {cid} deleted");
+    Ok(Json(json!({ "success": true })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchBody {
+    #[serde(default)]
+    end_user: Option<super::sessions::EndUserBody>,
+    #[serde(default)]
+    tags: Option<Tags>,
+    #[serde(default)]
+    webhook_url_override: Option<String>,
+}
+
+pub async fn patch(
+    State(st): State<AppState>,
+    _: SecretKey,
+    Path(id): Path<String>,
+    Query(q): Query<KeyQuery>,
+    JsonBody(b): JsonBody<PatchBody>,
+) -> Result<Json<Value>, ApiError> {
+    let key = key_param(q.provider_config_key.as_deref())?;
+    let cid = connection_id(&id)?;
+    st.core.integration(&key).await?;
+    let patch = ConnectionPatch {
+        end_user: b.end_user.map(|u| crate::model::EndUser {
+            id: u.id,
+            email: u.email,
+            display_name: u.display_name,
+            tags: u.tags,
+            organization: None,
+        }),
+        tags: b.tags,
+        webhook_url_override: b
+            .webhook_url_override
+            .map(|s| Some(s).filter(|s| !s.is_empty())),
+    };
+    if !st.core.store.patch_connection(&key, &cid, patch).await? {
+        return Err(ApiError::not_found("Failed to find connection"));
+    }
+    Ok(Json(json!({ "success": true })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportCredentials {
+    #[serde(rename = "type")]
+    kind: String,
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default)]
+    config_override: Option<Value>,
+    #[serde(default)]
+    raw: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportBody {
+    provider_config_key: String,
+    #[serde(default)]
+    connection_id: Option<String>,
+    #[serde(default)]
+    metadata: Option<Value>,
+    #[serde(default)]
+    connection_config: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    webhook_url_override: Option<String>,
+    #[serde(default)]
+    end_user: Option<super::sessions::EndUserBody>,
+    #[serde(default)]
+    tags: Option<Tags>,
+    credentials: ImportCredentials,
+}
+
+fn parse_date(s: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|d| d.with_timezone(&Utc))
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").map(|d| d.and_utc())
+        })
+        .map_err(|_| {
+            ApiError::validation(
+                "invalid_body",
+                &["credentials", "expires_at"],
+                "expires_at must be an ISO 8601 date",
+            )
+        })
+}
+
+struct Import {
+    key: ProviderConfigKey,
+    connection_id: Option<String>,
+    access_token: String,
+    refresh_token: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+    raw: Value,
+    connection_config: serde_json::Map<String, Value>,
+    metadata: Option<Value>,
+    end_user: Option<super::sessions::EndUserBody>,
+    tags: Option<Tags>,
+    webhook_url_override: Option<String>,
+}
+
+async fn do_import(st: &AppState, i: Import) -> Result<crate::model::Connection, ApiError> {
+    let (integration, _) = st.core.integration(&i.key).await.map_err(|e| match e {
+        crate::connections::Error::UnknownIntegration(_) => {
+            ApiError::not_found("Integration does not exist")
+        }
+        other => other.into(),
+    })?;
+    if i.access_token.is_empty() {
+        return Err(ApiError::validation(
+            "invalid_body",
+            &["credentials", "access_token"],
+            "access_token must not be empty",
+        ));
+    }
+    let cid = match &i.connection_id {
+        Some(c) => ConnectionId::parse(c)
+            .map_err(|e| ApiError::validation("invalid_body", &["connection_id"], e.to_string()))?,
+        None => ConnectionId::new_random(),
+    };
+    let (conn, created) = st
+        .core
+        .store
+        .upsert_connection(NewConnection {
+            connection_id: cid,
+            provider_config_key: i.key,
+            provider: integration.provider,
+            credentials: Credentials {
+                access_token: AccessToken::new(i.access_token),
+                refresh_token: i
+                    .refresh_token
+                    .filter(|s| !s.is_empty())
+                    .map(RefreshToken::new),
+                expires_at: i.expires_at,
+                raw: i.raw,
+                sharepoint: None,
+            },
+            connection_config: Value::Object(i.connection_config),
+            metadata: i.metadata,
+            end_user: i.end_user.map(|u| crate::model::EndUser {
+                id: u.id,
+                email: u.email,
+                display_name: u.display_name,
+                tags: u.tags,
+                organization: None,
+            }),
+            tags: i.tags.unwrap_or_default(),
+            webhook_url_override: i.webhook_url_override.filter(|s| !s.is_empty()),
+        })
+        .await?;
+    tracing::info!(connection.id = %conn.connection_id, integration.key = %conn.provider_config_key, created, "connection {} imported", conn.connection_id);
+    Ok(conn)
+}
+
+/// `POST /connections`: import existing credentials. 201 with the full connection.
+pub async fn import(
+    State(st): State<AppState>,
+    _: SecretKey,
+    JsonBody(b): JsonBody<ImportBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if b.credentials.kind != "OAUTH2" {
+        return Err(ApiError::validation(
+            "invalid_body",
+            &["credentials", "type"],
+            "credentials.type must be OAUTH2 for this provider",
+        ));
+    }
+    let key = ProviderConfigKey::parse(&b.provider_config_key).map_err(|e| {
+        ApiError::validation("invalid_body", &["provider_config_key"], e.to_string())
+    })?;
+    let expires_at = b
+        .credentials
+        .expires_at
+        .as_deref()
+        .map(parse_date)
+        .transpose()?;
+    let raw = b.credentials.raw.clone().unwrap_or_else(|| {
+        let mut r = json!({ "type": "OAUTH2", "access_token": b.credentials.access_token });
+        if let Some(rt) = &b.credentials.refresh_token {
+            r["refresh_token"] = json!(rt);
+        }
+        if let Some(e) = &b.credentials.expires_at {
+            r["expires_at"] = json!(e);
+        }
+        if let Some(c) = &b.credentials.config_override {
+            r["config_override"] = c.clone();
+        }
+        r
+    });
+    let conn = do_import(
+        &st,
+        Import {
+            key,
+            connection_id: b.connection_id,
+            access_token: b.credentials.access_token,
+            refresh_token: b.credentials.refresh_token,
+            expires_at,
+            raw,
+            connection_config: b.connection_config.unwrap_or_default(),
+            metadata: b.metadata,
+            end_user: b.end_user,
+            tags: b.tags,
+            webhook_url_override: b.webhook_url_override,
+        },
+    )
+    .await?;
+    let sharepoint = st
+        .core
+        .catalog
+        .get(&conn.provider)
+        .is_some_and(|p| p.sharepoint_token);
+    Ok((
+        StatusCode::CREATED,
+        Json(render::connection(&conn, true, sharepoint)),
+    ))
+}
+
+/// Deprecated `POST /connection`: flat body with the credential fields at the top level.
+pub async fn import_flat(
+    State(st): State<AppState>,
+    _: SecretKey,
+    JsonBody(b): JsonBody<serde_json::Map<String, Value>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let s = |k: &str| b.get(k).and_then(Value::as_str).map(str::to_owned);
+    let key =
+        ProviderConfigKey::parse(&s("provider_config_key").unwrap_or_default()).map_err(|e| {
+            ApiError::validation("invalid_body", &["provider_config_key"], e.to_string())
+        })?;
+    let access_token = s("access_token").filter(|t| !t.is_empty()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_access_token",
+            "access_token is required",
+        )
+    })?;
+    let now = st.core.clock.now();
+    let expires_at = match (
+        s("expires_at"),
+        b.get("expires_in").and_then(Value::as_i64),
+        b.get("no_expiration").and_then(Value::as_bool),
+    ) {
+        (Some(at), _, _) => Some(parse_date(&at)?),
+        (None, Some(secs), _) => Some(now + TimeDelta::seconds(secs)),
+        (None, None, Some(true)) => None,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "missing_expires_at",
+                "One of expires_at, expires_in or no_expiration:true is required",
+            ));
+        }
+    };
+    let conn = do_import(
+        &st,
+        Import {
+            key,
+            connection_id: s("connection_id"),
+            access_token,
+            refresh_token: s("refresh_token"),
+            expires_at,
+            raw: Value::Object(b.clone()),
+            connection_config: b
+                .get("connection_config")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+            metadata: b.get("metadata").cloned(),
+            end_user: None,
+            tags: None,
+            webhook_url_override: None,
+        },
+    )
+    .await?;
+    let mut echo = Value::Object(b);
+    echo["connection_id"] = json!(conn.connection_id.as_str());
+    Ok((StatusCode::CREATED, Json(echo)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataBody {
+    connection_id: Value,
+    provider_config_key: String,
+    metadata: Value,
+}
+
+async fn write_metadata(
+    st: &AppState,
+    key: &str,
+    ids: Vec<String>,
+    metadata: &Value,
+    merge: bool,
+) -> Result<(), ApiError> {
+    if !metadata.is_object() {
+        return Err(ApiError::validation(
+            "invalid_body",
+            &["metadata"],
+            "metadata must be an object",
+        ));
+    }
+    let key = ProviderConfigKey::parse(key).map_err(|e| {
+        ApiError::validation("invalid_body", &["provider_config_key"], e.to_string())
+    })?;
+    let ids = ids
+        .iter()
+        .map(|i| {
+            ConnectionId::parse(i).map_err(|e| {
+                ApiError::validation("invalid_body", &["connection_id"], e.to_string())
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    st.core
+        .store
+        .set_metadata(&key, &ids, metadata, merge)
+        .await
+        .map_err(|e| match e {
+            crate::store::Error::MissingConnection(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_connection",
+                format!(
+                    "Connection with connection id {id} and provider config key {key} not found"
+                ),
+            ),
+            other => other.into(),
+        })
+}
+
+fn ids_of(v: &Value) -> Result<Vec<String>, ApiError> {
+    match v {
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(a) if !a.is_empty() => a
+            .iter()
+            .map(|x| {
+                x.as_str().map(str::to_owned).ok_or_else(|| {
+                    ApiError::validation(
+                        "invalid_body",
+                        &["connection_id"],
+                        "connection_id must be a string or an array of strings",
+                    )
+                })
+            })
+            .collect(),
+        _ => Err(ApiError::validation(
+            "invalid_body",
+            &["connection_id"],
+            "connection_id must be a string or an array of strings",
+        )),
+    }
+}
+
+pub async fn set_metadata(
+    State(st): State<AppState>,
+    _: SecretKey,
+    JsonBody(b): JsonBody<MetadataBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    write_metadata(
+        &st,
+        &b.provider_config_key,
+        ids_of(&b.connection_id)?,
+        &b.metadata,
+        false,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"connection_id": b.connection_id, "provider_config_key": b.provider_config_key, "metadata": b.metadata}),
+        ),
+    ))
+}
+
+pub async fn update_metadata(
+    State(st): State<AppState>,
+    _: SecretKey,
+    JsonBody(b): JsonBody<MetadataBody>,
+) -> Result<Json<Value>, ApiError> {
+    write_metadata(
+        &st,
+        &b.provider_config_key,
+        ids_of(&b.connection_id)?,
+        &b.metadata,
+        true,
+    )
+    .await?;
+    Ok(Json(
+        json!({"connection_id": b.connection_id, "provider_config_key": b.provider_config_key, "metadata": b.metadata}),
+    ))
+}
+
+fn deprecated_key(q: &BTreeMap<String, String>, headers: &HeaderMap) -> Result<String, ApiError> {
+    q.get("provider_config_key")
+        .cloned()
+        .or_else(|| {
+            headers
+                .get("provider-config-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .ok_or_else(|| {
+            ApiError::validation(
+                "invalid_query_params",
+                &["provider_config_key"],
+                "provider_config_key is required",
+            )
+        })
+}
+
+pub async fn set_metadata_deprecated(
+    State(st): State<AppState>,
+    _: SecretKey,
+    Path(id): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    JsonBody(metadata): JsonBody<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let key = deprecated_key(&q, &headers)?;
+    write_metadata(&st, &key, vec![id], &metadata, false).await?;
+    Ok((StatusCode::CREATED, Json(metadata)))
+}
+
+pub async fn update_metadata_deprecated(
+    State(st): State<AppState>,
+    _: SecretKey,
+    Path(id): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    JsonBody(metadata): JsonBody<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let key = deprecated_key(&q, &headers)?;
+    write_metadata(&st, &key, vec![id], &metadata, true).await?;
+    Ok(Json(metadata))
+}

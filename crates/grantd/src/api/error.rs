@@ -1,0 +1,165 @@
+//! `ApiError`: every failure the JSON API answers with, rendered in Nango's envelope
+//! `{"error":{"code","message","errors"?,"payload"?}}`. Domain errors map here in one exhaustive
+//! `match`, so a new variant forces a decision. 5xx bodies say nothing internal; the detail is
+//! logged with the request.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::connections::Error as CoreError;
+use crate::store::Error as StoreError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: Option<String>,
+    /// Validation issues: `{code, message, path[]}`.
+    pub errors: Option<Vec<Value>>,
+    pub payload: Option<Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: Some(message.into()),
+            errors: None,
+            payload: None,
+        }
+    }
+
+    /// Only a code, as Nango sends for some errors (e.g. `unknown_connection` on DELETE).
+    pub fn code_only(status: StatusCode, code: &'static str) -> Self {
+        Self {
+            status,
+            code,
+            message: None,
+            errors: None,
+            payload: None,
+        }
+    }
+
+    /// 400 `invalid_body` (or another validation code) with one issue at `path`.
+    pub fn validation(code: &'static str, path: &[&str], message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: Some(message.clone()),
+            errors: Some(vec![
+                json!({"code": "custom", "message": message, "path": path}),
+            ]),
+            payload: None,
+        }
+    }
+
+    pub fn auth(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            code,
+            message: Some(message.into()),
+            errors: None,
+            payload: Some(json!({})),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "An internal error occurred; see grantd's logs.",
+        )
+    }
+
+    pub fn with_payload(mut self, payload: Value) -> Self {
+        self.payload = Some(payload);
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut err = serde_json::Map::new();
+        err.insert("code".into(), json!(self.code));
+        if let Some(m) = self.message {
+            err.insert("message".into(), json!(m));
+        }
+        if let Some(e) = self.errors {
+            err.insert("errors".into(), json!(e));
+        }
+        if let Some(p) = self.payload {
+            err.insert("payload".into(), p);
+        }
+        (self.status, Json(json!({ "error": err }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => {
+                ApiError::validation("invalid_body", &[what], format!("{what} already exists"))
+            }
+            StoreError::Refused(why) => ApiError::validation("invalid_body", &[], why),
+            StoreError::MissingConnection(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_connection",
+                format!("Connection {id} does not exist"),
+            ),
+            StoreError::Database(_)
+            | StoreError::Migrate(_)
+            | StoreError::Crypto(_)
+            | StoreError::Corrupt(_)
+            | StoreError::UnsupportedUrl => {
+                tracing::error!(error = %crate::api::error_chain(&e), "store failure");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Store(s) => s.into(),
+            CoreError::UnknownIntegration(k) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unknown_provider_config",
+                format!(
+                    "There is no integration with the key {k:?}; create it with POST /integrations."
+                ),
+            ),
+            CoreError::UnknownProvider(p) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unknown_provider",
+                format!("Provider {p:?} is not in the catalog."),
+            ),
+            CoreError::UnknownConnection => ApiError::not_found("Failed to find connection"),
+            CoreError::Invalid(m) => ApiError::validation("invalid_body", &[], m),
+            CoreError::Refresh(c) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_credentials",
+                format!(
+                    "The connection's credentials could not be refreshed: {}",
+                    c.cause
+                ),
+            )
+            .with_payload(json!({
+                "auth_error": {
+                    "type": c.class.as_str(),
+                    "aadsts": c.aadsts,
+                    "error": c.error,
+                    "description": c.cause,
+                }
+            })),
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! `/integrations` and `/providers`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, JsonBody, Query, SecretKey, render};
+use crate::model::{ClientSecret, NewIntegration, ProviderConfigKey};
+use crate::server::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsBody {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub client_id: String,
+    pub client_secret: String,
+    #[serde(default)]
+    pub scopes: Option<String>,
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    pub provider: String,
+    pub unique_key: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub forward_webhooks: Option<bool>,
+    #[serde(default)]
+    pub credentials: Option<CredentialsBody>,
+    #[serde(default)]
+    pub integration_config: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub custom: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBody {
+    #[serde(default)]
+    pub unique_key: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub forward_webhooks: Option<bool>,
+    #[serde(default)]
+    pub credentials: Option<CredentialsBody>,
+    #[serde(default)]
+    pub integration_config: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub custom: Option<BTreeMap<String, String>>,
+}
+
+/// Comma-separated scopes of `[0-9A-Za-z:/_.*-]`.
+fn parse_scopes(s: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let Some(s) = s else { return Ok(vec![]) };
+    let mut out = Vec::new();
+    for scope in s.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if !scope
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":/_.*-".contains(c))
+        {
+            return Err(ApiError::validation(
+                "invalid_body",
+                &["credentials", "scopes"],
+                format!("Invalid scope {scope:?}: scopes are comma separated"),
+            ));
+        }
+        out.push(scope.to_owned());
+    }
+    Ok(out)
+}
+
+fn check_credentials(c: &CredentialsBody) -> Result<(), ApiError> {
+    if c.kind != "OAUTH2" {
+        return Err(ApiError::validation(
+            "invalid_body",
+            &["credentials", "type"],
+            format!(
+                "Credential type {} is incompatible with the provider's auth mode OAUTH2",
+                c.kind
+            ),
+        ));
+    }
+    if c.client_id.is_empty() || c.client_id.len() > 255 {
+        return Err(ApiError::validation(
+            "invalid_body",
+            &["credentials", "client_id"],
+            "client_id must be 1-255 characters",
+        ));
+    }
+    if c.client_secret.is_empty() {
+        return Err(ApiError::validation(
+            "invalid_body",
+            &["credentials", "client_secret"],
+            "client_secret must not be empty",
+        ));
+    }
+    Ok(())
+}
+
+fn parse_key(s: &str, path: &'static str) -> Result<ProviderConfigKey, ApiError> {
+    ProviderConfigKey::parse(s).map_err(|e| {
+        ApiError::validation("invalid_body", &[path], format!("Invalid unique_key: {e}"))
+    })
+}
+
+fn path_key(s: &str) -> Result<ProviderConfigKey, ApiError> {
+    ProviderConfigKey::parse(s).map_err(|e| {
+        ApiError::validation(
+            "invalid_uri_params",
+            &["uniqueKey"],
+            format!("Invalid integration key: {e}"),
+        )
+    })
+}
+
+/// `GET /integrations`: the secret key, or a connect session token (which sees only its allowed
+/// integrations).
+pub async fn list(State(st): State<AppState>, parts: Parts) -> Result<Json<Value>, ApiError> {
+    let token = super::bearer(&parts)?;
+    let allowed: Option<Vec<String>> = if st.core.config.secret_key.ct_eq(&token) {
+        None
+    } else if token.starts_with(crate::connections::sessions::TOKEN_PREFIX) {
+        if !crate::connections::sessions::is_well_formed(&token) {
+            return Err(ApiError::auth(
+                "invalid_connect_session_token_format",
+                "The connect session token is malformed.",
+            ));
+        }
+        let session = st.core.connect_session(&token).await?.ok_or_else(|| {
+            ApiError::auth(
+                "unknown_connect_session_token",
+                "The connect session token is unknown or expired.",
+            )
+        })?;
+        Some(session.allowed_integrations.unwrap_or_default()).filter(|v| !v.is_empty())
+    } else {
+        return Err(ApiError::auth(
+            "unknown_account",
+            "Authentication failed. The provided secret key is invalid.",
+        ));
+    };
+    let all = st.core.store.list_integrations().await?;
+    let public = st.core.config.public_url.as_str();
+    let data: Vec<Value> = all
+        .iter()
+        .filter(|i| {
+            allowed
+                .as_ref()
+                .is_none_or(|a| a.iter().any(|k| k == i.unique_key.as_str()))
+        })
+        .map(|i| render::integration(i, public, false))
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+pub async fn create(
+    State(st): State<AppState>,
+    _: SecretKey,
+    JsonBody(b): JsonBody<CreateBody>,
+) -> Result<Json<Value>, ApiError> {
+    let unique_key = parse_key(&b.unique_key, "unique_key")?;
+    if st.core.catalog.get(&b.provider).is_none() {
+        return Err(ApiError::validation(
+            "invalid_body",
+            &["provider"],
+            "Invalid provider",
+        ));
+    }
+    let creds = b.credentials.ok_or_else(|| {
+        ApiError::validation("invalid_body", &["credentials"], "Missing credentials")
+    })?;
+    check_credentials(&creds)?;
+    if let Some(d) = &b.display_name {
+        if d.is_empty() || d.len() > 255 {
+            return Err(ApiError::validation(
+                "invalid_body",
+                &["display_name"],
+                "display_name must be 1-255 characters",
+            ));
+        }
+    }
+    let mut integration_config = b.integration_config.unwrap_or_default();
+    integration_config.extend(b.custom.unwrap_or_default());
+    let created = st
+        .core
+        .store
+        .create_integration(NewIntegration {
+            unique_key,
+            provider: b.provider,
+            display_name: b.display_name,
+            client_id: creds.client_id,
+            client_secret: ClientSecret::new(creds.client_secret),
+            scopes: parse_scopes(creds.scopes.as_deref())?,
+            forward_webhooks: b.forward_webhooks.unwrap_or(true),
+            integration_config,
+        })
+        .await
+        .map_err(|e| match e {
+            crate::store::Error::Conflict(_) => ApiError::validation(
+                "invalid_body",
+                &["uniqueKey"],
+                "An integration with this unique_key already exists",
+            ),
+            other => other.into(),
+        })?;
+    tracing::info!(integration.key = %created.unique_key, "integration {} created", created.unique_key);
+    Ok(Json(
+        json!({ "data": render::integration(&created, st.core.config.public_url.as_str(), false) }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShowQuery {
+    #[serde(default)]
+    include: Option<String>,
+}
+
+pub async fn show(
+    State(st): State<AppState>,
+    _: SecretKey,
+    Path(key): Path<String>,
+    Query(q): Query<ShowQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let key = path_key(&key)?;
+    let i = st
+        .core
+        .store
+        .get_integration(&key)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Integration \"{key}\" does not exist")))?;
+    let include = q.include.unwrap_or_default();
+    let mut v = render::integration(
+        &i,
+        st.core.config.public_url.as_str(),
+        include.split(',').any(|s| s == "credentials"),
+    );
+    if include.split(',').any(|s| s == "webhook") {
+        v["webhook_url"] = Value::Null;
+    }
+    Ok(Json(json!({ "data": v })))
+}
+
+pub async fn update(
+    State(st): State<AppState>,
+    _: SecretKey,
+    Path(key): Path<String>,
+    JsonBody(b): JsonBody<UpdateBody>,
+) -> Result<Json<Value>, ApiError> {
+    let key = path_key(&key)?;
+    let cur = st
+        .core
+        .store
+        .get_integration(&key)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Integration \"{key}\" does not exist")))?;
+    let mut new = NewIntegration {
+        unique_key: match &b.unique_key {
+            Some(k) => parse_key(k, "unique_key")?,
+            None => cur.unique_key.clone(),
+        },
+        provider: cur.provider.clone(),
+        display_name: b.display_name.or(cur.display_name.clone()),
+        client_id: cur.client_id.clone(),
+        client_secret: cur.client_secret.clone(),
+        scopes: cur.scopes.clone(),
+        forward_webhooks: b.forward_webhooks.unwrap_or(cur.forward_webhooks),
+        integration_config: cur.integration_config.clone(),
+    };
+    if let Some(c) = b.credentials {
+        check_credentials(&c)?;
+        new.client_id = c.client_id;
+        new.client_secret = ClientSecret::new(c.client_secret);
+        new.scopes = parse_scopes(c.scopes.as_deref())?;
+    }
+    if let Some(ic) = b.integration_config {
+        new.integration_config = ic;
+    }
+    if let Some(c) = b.custom {
+        new.integration_config.extend(c);
+    }
+    let updated = st
+        .core
+        .store
+        .update_integration(&key, new)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Integration \"{key}\" does not exist")))?;
+    Ok(Json(
+        json!({ "data": render::integration(&updated, st.core.config.public_url.as_str(), false) }),
+    ))
+}
+
+pub async fn delete(
+    State(st): State<AppState>,
+    _: SecretKey,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = path_key(&key)?;
+    if !st.core.store.delete_integration(&key).await? {
+        return Err(ApiError::not_found("Integration does not exist"));
+    }
+    tracing::info!(integration.key = %key, "integration {key} deleted");
+    Ok(Json(json!({ "success": true })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersQuery {
+    #[serde(default)]
+    search: Option<String>,
+}
+
+pub async fn providers(
+    State(st): State<AppState>,
+    _: SecretKey,
+    Query(q): Query<ProvidersQuery>,
+) -> Json<Value> {
+    let search = q.search.map(|s| s.to_ascii_lowercase());
+    let cfg = &st.core.config;
+    let data: Vec<Value> = st
+        .core
+        .catalog
+        .all()
+        .filter(|p| {
+            search
+                .as_ref()
+                .is_none_or(|s| p.name.to_ascii_lowercase().contains(s))
+        })
+        .map(|p| render::provider(p, cfg.public_url.as_str(), &cfg.callback_url()))
+        .collect();
+    Json(json!({ "data": data }))
+}
+
+pub async fn provider(
+    State(st): State<AppState>,
+    _: SecretKey,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let p = st
+        .core
+        .catalog
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found(format!("Unknown provider {name}")))?;
+    let cfg = &st.core.config;
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "data": render::provider(p, cfg.public_url.as_str(), &cfg.callback_url()) })),
+    ))
+}

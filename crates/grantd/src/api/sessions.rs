@@ -1,0 +1,316 @@
+//! `/connect/sessions` (secret key) and `/connect/session` (session token).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, JsonBody, SecretKey, render};
+use crate::connections::sessions::SessionRequest;
+use crate::model::{ConnectionId, EndUser, Organization, ProviderConfigKey, Tags};
+use crate::server::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndUserBody {
+    pub id: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Tags>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationBody {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    #[serde(default)]
+    pub end_user: Option<EndUserBody>,
+    #[serde(default)]
+    pub organization: Option<OrganizationBody>,
+    #[serde(default)]
+    pub allowed_integrations: Option<Vec<String>>,
+    #[serde(default)]
+    pub integrations_config_defaults: Option<BTreeMap<String, Value>>,
+    #[serde(default)]
+    pub overrides: Option<Value>,
+    #[serde(default)]
+    pub webhook_url_override: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Tags>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconnectBody {
+    pub connection_id: String,
+    pub integration_id: String,
+    #[serde(default)]
+    pub end_user: Option<EndUserBody>,
+    #[serde(default)]
+    pub organization: Option<OrganizationBody>,
+    #[serde(default)]
+    pub integrations_config_defaults: Option<BTreeMap<String, Value>>,
+    #[serde(default)]
+    pub overrides: Option<Value>,
+    #[serde(default)]
+    pub webhook_url_override: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Tags>,
+}
+
+fn validate_tags(tags: &Tags, path: &'static str) -> Result<Tags, ApiError> {
+    if tags.len() > 10 {
+        return Err(ApiError::validation(
+            "invalid_body",
+            &[path],
+            "At most 10 tags",
+        ));
+    }
+    let mut out = Tags::new();
+    for (k, v) in tags {
+        let ok_key = k.len() <= 64
+            && k.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c));
+        if !ok_key {
+            return Err(ApiError::validation(
+                "invalid_body",
+                &[path, k],
+                "Tag keys start with a letter and use letters, digits, _ - . / (at most 64)",
+            ));
+        }
+        if v.is_empty() || v.len() > 255 {
+            return Err(ApiError::validation(
+                "invalid_body",
+                &[path, k],
+                "Tag values must be 1-255 characters",
+            ));
+        }
+        out.insert(k.to_ascii_lowercase(), v.clone());
+    }
+    Ok(out)
+}
+
+fn end_user(b: Option<EndUserBody>) -> Result<Option<EndUser>, ApiError> {
+    let Some(b) = b else { return Ok(None) };
+    if b.id.is_empty() || b.id.len() > 255 {
+        return Err(ApiError::validation(
+            "invalid_body",
+            &["end_user", "id"],
+            "end_user.id must be 1-255 characters",
+        ));
+    }
+    if let Some(e) = &b.email {
+        if e.len() < 5 || !e.contains('@') {
+            return Err(ApiError::validation(
+                "invalid_body",
+                &["end_user", "email"],
+                "Invalid email",
+            ));
+        }
+    }
+    let tags = b
+        .tags
+        .as_ref()
+        .map(|t| validate_tags(t, "end_user"))
+        .transpose()?;
+    Ok(Some(EndUser {
+        id: b.id,
+        email: b.email,
+        display_name: b.display_name,
+        tags,
+        organization: None,
+    }))
+}
+
+fn organization(b: Option<OrganizationBody>) -> Option<Organization> {
+    b.map(|o| Organization {
+        id: o.id,
+        display_name: o.display_name,
+    })
+}
+
+fn check_overrides(o: &Option<Value>) -> Result<(), ApiError> {
+    match o {
+        Some(v) if !v.as_object().is_none_or(|m| m.is_empty()) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "overrides (custom docs links) are not supported by grantd",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn defaults_value(d: Option<BTreeMap<String, Value>>) -> Result<Value, ApiError> {
+    let d = d.unwrap_or_default();
+    for (k, v) in &d {
+        if !v.is_object() {
+            return Err(ApiError::validation(
+                "invalid_body",
+                &["integrations_config_defaults", k],
+                "Must be an object",
+            ));
+        }
+    }
+    Ok(serde_json::to_value(d).unwrap_or(Value::Null))
+}
+
+async fn respond(
+    st: &AppState,
+    req: SessionRequest,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (token, session) = st
+        .core
+        .create_connect_session(req)
+        .await
+        .map_err(|e| match e {
+            crate::connections::Error::UnknownIntegration(k) => ApiError::validation(
+                "invalid_body",
+                &["allowed_integrations"],
+                format!("Integration does not exist: {k}"),
+            ),
+            crate::connections::Error::UnknownConnection => ApiError::validation(
+                "invalid_body",
+                &["connection_id"],
+                "The connection id or integration id does not exist",
+            ),
+            other => other.into(),
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "data": {
+            "token": token.expose_secret(),
+            "connect_link": st.core.connect_link(&token),
+            "expires_at": render::ts(&session.expires_at),
+        }})),
+    ))
+}
+
+pub async fn create(
+    State(st): State<AppState>,
+    _: SecretKey,
+    JsonBody(b): JsonBody<CreateBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_overrides(&b.overrides)?;
+    if b.end_user.is_none() && b.tags.is_none() {
+        return Err(ApiError::validation(
+            "invalid_body",
+            &["end_user"],
+            "end_user is required (or top-level tags)",
+        ));
+    }
+    let req = SessionRequest {
+        end_user: end_user(b.end_user)?,
+        organization: organization(b.organization),
+        allowed_integrations: b.allowed_integrations,
+        integrations_config_defaults: defaults_value(b.integrations_config_defaults)?,
+        tags: b
+            .tags
+            .as_ref()
+            .map(|t| validate_tags(t, "tags"))
+            .transpose()?
+            .unwrap_or_default(),
+        webhook_url_override: b.webhook_url_override.filter(|s| !s.is_empty()),
+        reconnect: None,
+    };
+    respond(&st, req).await
+}
+
+pub async fn reconnect(
+    State(st): State<AppState>,
+    _: SecretKey,
+    JsonBody(b): JsonBody<ReconnectBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_overrides(&b.overrides)?;
+    let bad = || {
+        ApiError::validation(
+            "invalid_body",
+            &["connection_id"],
+            "The connection id or integration id does not exist",
+        )
+    };
+    let key = ProviderConfigKey::parse(&b.integration_id).map_err(|_| bad())?;
+    let cid = ConnectionId::parse(&b.connection_id).map_err(|_| bad())?;
+    let existing = st
+        .core
+        .store
+        .get_connection(&key, &cid)
+        .await?
+        .ok_or_else(bad)?;
+    let req = SessionRequest {
+        end_user: end_user(b.end_user)?.or(existing.end_user.clone()),
+        organization: organization(b.organization),
+        allowed_integrations: Some(vec![key.to_string()]),
+        integrations_config_defaults: defaults_value(b.integrations_config_defaults)?,
+        tags: b
+            .tags
+            .as_ref()
+            .map(|t| validate_tags(t, "tags"))
+            .transpose()?
+            .unwrap_or_else(|| existing.tags.clone()),
+        webhook_url_override: b
+            .webhook_url_override
+            .filter(|s| !s.is_empty())
+            .or(existing.webhook_url_override.clone()),
+        reconnect: Some((key, cid)),
+    };
+    respond(&st, req).await
+}
+
+async fn session_from(
+    st: &AppState,
+    parts: &Parts,
+) -> Result<(String, crate::model::ConnectSession), ApiError> {
+    let token = super::bearer(parts)?;
+    if !crate::connections::sessions::is_well_formed(&token) {
+        return Err(ApiError::auth(
+            "invalid_connect_session_token_format",
+            "The connect session token is malformed.",
+        ));
+    }
+    let s = st.core.connect_session(&token).await?.ok_or_else(|| {
+        ApiError::auth(
+            "unknown_connect_session_token",
+            "The connect session token is unknown or expired.",
+        )
+    })?;
+    Ok((token, s))
+}
+
+pub async fn show(State(st): State<AppState>, parts: Parts) -> Result<Json<Value>, ApiError> {
+    let (_, s) = session_from(&st, &parts).await?;
+    let mut data = json!({
+        "endUser": render::end_user(&s.end_user),
+        "connectUISettings": {
+            "theme": {"light": {"primary": "#0b5cad"}, "dark": {"primary": "#5ea7ff"}},
+            "defaultTheme": "system",
+            "showWatermark": false,
+        },
+        "allowed_integrations": s.allowed_integrations,
+        "integrations_config_defaults": s.integrations_config_defaults,
+    });
+    if s.reconnect.is_some() {
+        data["isReconnecting"] = json!(true);
+    }
+    Ok(Json(json!({ "data": data })))
+}
+
+pub async fn delete(State(st): State<AppState>, parts: Parts) -> Result<StatusCode, ApiError> {
+    let (token, _) = session_from(&st, &parts).await?;
+    st.core.delete_connect_session(&token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

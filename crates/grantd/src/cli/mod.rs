@@ -1,0 +1,122 @@
+//! The `grantd` command line: `dev` (the one-command local setup), `serve`, `emulator`,
+//! `migrate` and `config check`. Thin: parse, build, call into `server`.
+
+mod dev;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::server::{self, AppState};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "grantd",
+    version,
+    about = "OAuth token broker and Graph proxy for Microsoft 365 (Nango-compatible API)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run grantd with SQLite, the Microsoft emulator and a ready OneDrive for Business
+    /// integration: the quickest way to try it.
+    Dev(dev::DevArgs),
+    /// Run the server (configuration from GRANTD_* environment variables).
+    Serve {
+        /// Port to listen on (overrides GRANTD_PORT).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Run the Microsoft Entra ID + Graph emulator on its own.
+    Emulator(grantd_emulator::cli::Args),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print it with secrets hidden.
+    Check,
+}
+
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GRANTD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+fn load_config() -> anyhow::Result<Config> {
+    Config::from_env().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Dev(args) => dev::run(args).await,
+        Command::Serve { port } => {
+            init_tracing();
+            let mut config = load_config()?;
+            if let Some(p) = port {
+                config.port = p;
+            }
+            let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
+            let state = AppState::build(config, None).await?;
+            tracing::info!(
+                "grantd listening on {} (callback URL {})",
+                listener.local_addr()?,
+                state.core.config.callback_url()
+            );
+            server::start(state, listener, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Emulator(args) => grantd_emulator::cli::run(args).await,
+        Command::Migrate => {
+            init_tracing();
+            let config = load_config()?;
+            let state = AppState::build(config, None).await?;
+            println!(
+                "migrations applied ({} database)",
+                state.core.store.backend_name()
+            );
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let config = load_config()?;
+            print!("{}", config.redacted());
+            println!("configuration is valid");
+            Ok(())
+        }
+    }
+}

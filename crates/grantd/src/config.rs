@@ -1,0 +1,372 @@
+//! The configuration tree: defaults, then `GRANTD_…` environment variables (every secret also
+//! accepts `…_FILE`), then command-line flags applied by `cli`. `Config::from_env` validates
+//! everything at once and lists each problem with its fix; `Config::redacted` prints it safely.
+
+use std::time::Duration;
+
+use url::Url;
+
+use crate::model::ApiKey;
+
+/// Where grantd finds Microsoft. Defaults are the global cloud; dev mode and tests point all three
+/// at the emulator, and sovereign clouds override them.
+#[derive(Debug, Clone)]
+pub struct MicrosoftHosts {
+    /// Identity platform base, e.g. `https://login.microsoftonline.com`.
+    pub login_url: Url,
+    /// Graph base, e.g. `https://graph.microsoft.com`.
+    pub graph_url: Url,
+    /// How a SharePoint host is reached; `{host}` is replaced, e.g. `https://{host}` or
+    /// `http://127.0.0.1:4100/_sharepoint/{host}` for the emulator.
+    pub sharepoint_url_template: String,
+}
+
+impl Default for MicrosoftHosts {
+    fn default() -> Self {
+        Self {
+            login_url: Url::parse("https://login.microsoftonline.com").expect("static URL"),
+            graph_url: Url::parse("https://graph.microsoft.com").expect("static URL"),
+            sharepoint_url_template: "https://{host}".into(),
+        }
+    }
+}
+
+impl MicrosoftHosts {
+    /// All three pointed at one emulator base URL.
+    pub fn emulator(base: &str) -> Self {
+        let base = base.trim_end_matches('/');
+        Self {
+            login_url: Url::parse(base).expect("emulator base URL is valid"),
+            graph_url: Url::parse(base).expect("emulator base URL is valid"),
+            sharepoint_url_template: format!("{base}/_sharepoint/{{host}}"),
+        }
+    }
+
+    pub fn sharepoint_base(&self, host: &str) -> String {
+        self.sharepoint_url_template.replace("{host}", host)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The backend API key (`Authorization: Bearer …`).
+    pub secret_key: ApiKey,
+    /// Base64 of 32 bytes; seals new data.
+    pub encryption_key: secrecy::SecretString,
+    /// Older keys that may still open data sealed before a rotation.
+    pub old_encryption_keys: Vec<secrecy::SecretString>,
+    pub database_url: String,
+    /// Address to bind.
+    pub host: String,
+    pub port: u16,
+    /// Public base URL; the OAuth callback is `{public_url}/oauth/callback`.
+    pub public_url: Url,
+    pub microsoft: MicrosoftHosts,
+    /// Tokens expiring within this margin are refreshed on read (Nango's default is 15 minutes).
+    pub refresh_margin: Duration,
+    /// Lifetime of connect session tokens.
+    pub connect_session_ttl: Duration,
+    /// Lifetime of an OAuth flow between the redirect to Microsoft and the callback.
+    pub oauth_flow_ttl: Duration,
+    /// Upper bound for one proxied call including retries.
+    pub proxy_deadline: Duration,
+    /// Extra hosts `Base-Url-Override` may target, beyond the provider's own.
+    pub proxy_allowed_hosts: Vec<String>,
+}
+
+impl Config {
+    /// A config for tests and dev mode: everything explicit, nothing read from the environment.
+    pub fn for_local(
+        secret_key: ApiKey,
+        encryption_key: String,
+        database_url: String,
+        port: u16,
+        microsoft: MicrosoftHosts,
+    ) -> Self {
+        Self {
+            secret_key,
+            encryption_key: encryption_key.into(),
+            old_encryption_keys: vec![],
+            database_url,
+            host: "127.0.0.1".into(),
+            port,
+            public_url: Url::parse(&format!("http://localhost:{port}")).expect("valid URL"),
+            microsoft,
+            refresh_margin: Duration::from_secs(15 * 60),
+            connect_session_ttl: Duration::from_secs(30 * 60),
+            oauth_flow_ttl: Duration::from_secs(15 * 60),
+            proxy_deadline: Duration::from_secs(120),
+            proxy_allowed_hosts: vec![],
+        }
+    }
+
+    /// Reads `GRANTD_…` variables through `get` (the environment in production, a map in tests)
+    /// and validates them. On failure, the error lists every problem with its fix.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let secret = |name: &str, problems: &mut Vec<String>| -> Option<String> {
+            if let Some(v) = get(name) {
+                return Some(v);
+            }
+            let file_var = format!("{name}_FILE");
+            let path = get(&file_var)?;
+            match std::fs::read_to_string(&path) {
+                Ok(s) => Some(s.trim().to_owned()),
+                Err(e) => {
+                    problems.push(format!("{file_var}: cannot read {path}: {e}"));
+                    None
+                }
+            }
+        };
+
+        let secret_key = match secret("GRANTD_SECRET_KEY", &mut problems) {
+            Some(k) if k.trim().len() >= 16 => Some(ApiKey::new(k.trim())),
+            Some(_) => {
+                problems.push("GRANTD_SECRET_KEY: must be at least 16 characters; a UUID v4 is what Nango's SDKs expect (e.g. `uuidgen`)".into());
+                None
+            }
+            None => {
+                problems.push("GRANTD_SECRET_KEY is not set: the API key clients send as `Authorization: Bearer …` (e.g. `export GRANTD_SECRET_KEY=$(uuidgen)`)".into());
+                None
+            }
+        };
+        let encryption_key = match secret("GRANTD_ENCRYPTION_KEY", &mut problems) {
+            Some(k) => {
+                if let Err(e) = crate::crypto::Cipher::new(&k, &[]) {
+                    problems.push(format!("GRANTD_ENCRYPTION_KEY: {e}"));
+                }
+                Some(k)
+            }
+            None => {
+                problems.push("GRANTD_ENCRYPTION_KEY is not set: base64 of 32 random bytes that encrypts credentials at rest (e.g. `openssl rand -base64 32`); keep it safe, data cannot be read without it".into());
+                None
+            }
+        };
+        let old_encryption_keys: Vec<String> = secret("GRANTD_ENCRYPTION_KEYS_OLD", &mut problems)
+            .map(|s| {
+                s.split(',')
+                    .map(|k| k.trim().to_owned())
+                    .filter(|k| !k.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for k in &old_encryption_keys {
+            if crate::crypto::Cipher::new(k, &[]).is_err() {
+                problems.push("GRANTD_ENCRYPTION_KEYS_OLD: every entry must be base64 of 32 bytes, comma separated".into());
+                break;
+            }
+        }
+
+        let port = match get("GRANTD_PORT") {
+            None => 3003,
+            Some(p) => p.parse().unwrap_or_else(|_| {
+                problems.push(format!("GRANTD_PORT: {p:?} is not a port number (1-65535)"));
+                0
+            }),
+        };
+        let host = get("GRANTD_HOST").unwrap_or_else(|| "0.0.0.0".into());
+        let public_url = url_var(
+            &get,
+            "GRANTD_PUBLIC_URL",
+            &format!("http://localhost:{port}"),
+            &mut problems,
+        );
+        let database_url = get("GRANTD_DATABASE_URL")
+            .unwrap_or_else(|| "sqlite://./data/grantd.db?mode=rwc".into());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            problems.push("GRANTD_DATABASE_URL: must start with sqlite: (embedded, the default) or postgres://".into());
+        }
+        let defaults = MicrosoftHosts::default();
+        let sharepoint_url_template =
+            get("GRANTD_MICROSOFT_SHAREPOINT_URL").unwrap_or(defaults.sharepoint_url_template);
+        if !sharepoint_url_template.contains("{host}") {
+            problems.push(
+                "GRANTD_MICROSOFT_SHAREPOINT_URL: must contain {host}, e.g. https://{host}".into(),
+            );
+        }
+        let microsoft = MicrosoftHosts {
+            login_url: url_var(
+                &get,
+                "GRANTD_MICROSOFT_LOGIN_URL",
+                defaults.login_url.as_str(),
+                &mut problems,
+            ),
+            graph_url: url_var(
+                &get,
+                "GRANTD_MICROSOFT_GRAPH_URL",
+                defaults.graph_url.as_str(),
+                &mut problems,
+            ),
+            sharepoint_url_template,
+        };
+        let refresh_margin = secs_var(&get, "GRANTD_REFRESH_MARGIN_SECS", 15 * 60, &mut problems);
+        let proxy_deadline = secs_var(&get, "GRANTD_PROXY_DEADLINE_SECS", 120, &mut problems);
+        let proxy_allowed_hosts = get("GRANTD_PROXY_ALLOWED_HOSTS")
+            .map(|s| {
+                s.split(',')
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        if !problems.is_empty() {
+            return Err(ConfigError(problems));
+        }
+        Ok(Self {
+            secret_key: secret_key.expect("checked above"),
+            encryption_key: encryption_key.expect("checked above").into(),
+            old_encryption_keys: old_encryption_keys.into_iter().map(Into::into).collect(),
+            database_url,
+            host,
+            port,
+            public_url,
+            microsoft,
+            refresh_margin,
+            connect_session_ttl: Duration::from_secs(30 * 60),
+            oauth_flow_ttl: Duration::from_secs(15 * 60),
+            proxy_deadline,
+            proxy_allowed_hosts,
+        })
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// `{public_url}/oauth/callback`, the redirect URI to register in Entra.
+    pub fn callback_url(&self) -> String {
+        format!(
+            "{}/oauth/callback",
+            self.public_url.as_str().trim_end_matches('/')
+        )
+    }
+
+    /// The effective configuration with secrets shown as `***` (for `grantd config check`).
+    pub fn redacted(&self) -> String {
+        let db = match Url::parse(&self.database_url) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("***"));
+                u.to_string()
+            }
+            _ => self.database_url.clone(),
+        };
+        format!(
+            "secret_key = ***\nencryption_key = *** (+{} old)\ndatabase_url = {db}\nlisten = {}:{}\npublic_url = {}\ncallback_url = {}\nmicrosoft.login_url = {}\nmicrosoft.graph_url = {}\nmicrosoft.sharepoint_url = {}\nrefresh_margin_secs = {}\nproxy_deadline_secs = {}\nproxy_allowed_hosts = {:?}\n",
+            self.old_encryption_keys.len(),
+            self.host,
+            self.port,
+            self.public_url,
+            self.callback_url(),
+            self.microsoft.login_url,
+            self.microsoft.graph_url,
+            self.microsoft.sharepoint_url_template,
+            self.refresh_margin.as_secs(),
+            self.proxy_deadline.as_secs(),
+            self.proxy_allowed_hosts,
+        )
+    }
+}
+
+fn url_var(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: &str,
+    problems: &mut Vec<String>,
+) -> Url {
+    let raw = get(name).unwrap_or_else(|| default.to_owned());
+    match Url::parse(&raw) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+        _ => {
+            problems.push(format!("{name}: {raw:?} is not an absolute http(s) URL"));
+            Url::parse("http://invalid.invalid").expect("static URL")
+        }
+    }
+}
+
+fn secs_var(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: u64,
+    problems: &mut Vec<String>,
+) -> Duration {
+    match get(name) {
+        None => Duration::from_secs(default),
+        Some(v) => match v.parse::<u64>() {
+            Ok(s) => Duration::from_secs(s),
+            Err(_) => {
+                problems.push(format!("{name}: {v:?} is not a whole number of seconds"));
+                Duration::from_secs(default)
+            }
+        },
+    }
+}
+
+/// Every configuration problem found, each with what to set.
+#[derive(Debug)]
+pub struct ConfigError(pub Vec<String>);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "grantd cannot start; fix the configuration:")?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn lists_every_problem_at_once() {
+        let err = Config::from_vars(vars(&[
+            ("GRANTD_PORT", "http"),
+            ("GRANTD_PUBLIC_URL", "nope"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("GRANTD_SECRET_KEY is not set"), "{text}");
+        assert!(text.contains("GRANTD_ENCRYPTION_KEY is not set"), "{text}");
+        assert!(text.contains("GRANTD_PORT"), "{text}");
+        assert!(text.contains("GRANTD_PUBLIC_URL"), "{text}");
+    }
+
+    #[test]
+    fn valid_config_and_redaction() {
+        let key = crate::crypto::Cipher::generate_key();
+        let c = Config::from_vars(vars(&[
+            ("GRANTD_SECRET_KEY", "0c6e9a4e-7f1b-4c7e-9d55-3a8f7b2e1c90"),
+            ("GRANTD_ENCRYPTION_KEY", &key),
+            ("GRANTD_DATABASE_URL", "postgres://grantd:hunter2@db/grantd"),
+            ("GRANTD_PUBLIC_URL", "https://grantd.example.com/"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.callback_url(),
+            "https://grantd.example.com/oauth/callback"
+        );
+        let shown = c.redacted();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains(&key) && !shown.contains("0c6e9a4e"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,443 @@
+//! The OAuth connect flow. `start` checks the connect session and integration, stores the flow
+//! (state, PKCE verifier, connection id) and returns the authorize URL; `callback` takes the flow
+//! (single use), exchanges the code, records the tenant and identity, obtains the SharePoint token
+//! where granted, and stores the connection — new, or the reconnected one in place.
+
+use std::collections::BTreeMap;
+
+use chrono::TimeDelta;
+use serde_json::{Map, Value, json};
+
+use super::{Core, Error};
+use crate::microsoft::{self, TokenIdentity};
+use crate::model::{
+    AuthCode, Connection, ConnectionId, Credentials, NewConnection, OAuthFlow, ProviderConfigKey,
+};
+use crate::oauth::{self, AuthorizeRequest, ClientAuth};
+
+/// What the browser sent to `GET /oauth/connect/{key}`.
+#[derive(Debug, Clone, Default)]
+pub struct StartRequest {
+    pub key: String,
+    pub session_token: Option<String>,
+    pub ws_client_id: Option<String>,
+    /// `params[k]=v`: connection config.
+    pub params: BTreeMap<String, String>,
+    /// `authorization_params[k]=v`: extra authorize parameters.
+    pub authorization_params: Vec<(String, String)>,
+    pub user_scope: Option<String>,
+    pub connection_id: Option<String>,
+}
+
+/// A failure the browser sees: reported over the WebSocket (`error_type`, `message`) and on an
+/// HTML page that says what happened and what to do.
+#[derive(Debug, Clone)]
+pub struct FlowFailure {
+    pub error_type: &'static str,
+    pub message: String,
+    pub what_to_do: String,
+    pub provider_config_key: Option<String>,
+    pub connection_id: Option<String>,
+    pub ws_client_id: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum StartError {
+    /// 401 JSON: the session token is missing, malformed or unknown. No WebSocket message.
+    Unauthorized(&'static str, &'static str),
+    /// 400 JSON, no WebSocket message (`integration_not_allowed`, `invalid_connection`,
+    /// `invalid_query_params`).
+    Rejected(&'static str, String),
+    /// WebSocket error + HTML page.
+    Flow(FlowFailure),
+    Internal(Error),
+}
+
+#[derive(Debug)]
+pub enum CallbackError {
+    /// No usable `state`: an HTML page, no WebSocket message (there is nobody to tell).
+    BadState(String),
+    Flow(FlowFailure),
+    Internal(Error),
+}
+
+/// What a successful callback produced.
+#[derive(Debug)]
+pub struct Connected {
+    pub connection: Connection,
+    pub created: bool,
+    pub ws_client_id: Option<String>,
+}
+
+impl From<Error> for StartError {
+    fn from(e: Error) -> Self {
+        StartError::Internal(e)
+    }
+}
+impl From<Error> for CallbackError {
+    fn from(e: Error) -> Self {
+        CallbackError::Internal(e)
+    }
+}
+impl From<crate::store::Error> for CallbackError {
+    fn from(e: crate::store::Error) -> Self {
+        CallbackError::Internal(e.into())
+    }
+}
+impl From<crate::store::Error> for StartError {
+    fn from(e: crate::store::Error) -> Self {
+        StartError::Internal(e.into())
+    }
+}
+
+impl Core {
+    pub async fn start_connect(&self, req: StartRequest) -> Result<String, StartError> {
+        let fail = |error_type: &'static str, message: String, what_to_do: &str| {
+            StartError::Flow(FlowFailure {
+                error_type,
+                message,
+                what_to_do: what_to_do.to_owned(),
+                provider_config_key: Some(req.key.clone()),
+                connection_id: None,
+                ws_client_id: req.ws_client_id.clone(),
+            })
+        };
+        let token = req
+            .session_token
+            .as_deref()
+            .ok_or(StartError::Unauthorized(
+                "missing_connect_session_token",
+                "A connect session token is required (connect_session_token).",
+            ))?;
+        if !super::sessions::is_well_formed(token) {
+            return Err(StartError::Unauthorized(
+                "invalid_connect_session_token_format",
+                "The connect session token is malformed.",
+            ));
+        }
+        let session = self
+            .connect_session(token)
+            .await?
+            .ok_or(StartError::Unauthorized(
+                "unknown_connect_session_token",
+                "The connect session token is unknown or expired.",
+            ))?;
+        if req.connection_id.is_some() {
+            return Err(StartError::Rejected(
+                "invalid_query_params",
+                "connection_id cannot be set when using a connect session".into(),
+            ));
+        }
+        let key = ProviderConfigKey::parse(&req.key).map_err(|e| {
+            fail(
+                "provider_config_err",
+                format!("Invalid integration key: {e}"),
+                "Check the integration name.",
+            )
+        })?;
+        let (integration, provider) = match self.integration(&key).await {
+            Ok(x) => x,
+            Err(Error::UnknownIntegration(_)) => {
+                return Err(fail(
+                    "provider_config_err",
+                    format!("Integration {key} does not exist."),
+                    "Ask the app's developers to set up this integration.",
+                ));
+            }
+            Err(Error::UnknownProvider(p)) => {
+                return Err(fail(
+                    "unknown_config_key",
+                    format!("Provider {p} is not supported."),
+                    "Ask the app's developers to fix the integration.",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(allowed) = &session.allowed_integrations {
+            if !allowed.iter().any(|a| a == key.as_str()) {
+                return Err(StartError::Rejected(
+                    "integration_not_allowed",
+                    format!("Integration {key} is not allowed by this connect session"),
+                ));
+            }
+        }
+        let connection_id = match &session.reconnect {
+            Some((rkey, rcid)) => {
+                if rkey != &key || self.store.get_connection(rkey, rcid).await?.is_none() {
+                    return Err(StartError::Rejected(
+                        "invalid_connection",
+                        "The connection this session reconnects no longer exists".into(),
+                    ));
+                }
+                rcid.clone()
+            }
+            None => ConnectionId::new_random(),
+        };
+        if integration.client_id.is_empty() || integration.client_secret.expose_secret().is_empty()
+        {
+            return Err(fail(
+                "provider_config_err",
+                "The integration has no client id or secret.".into(),
+                "Ask the app's developers to finish setting up the integration.",
+            ));
+        }
+
+        // Session defaults for this integration win over the query (Nango's rules).
+        let defaults = session
+            .integrations_config_defaults
+            .get(key.as_str())
+            .cloned()
+            .unwrap_or(Value::Null);
+        let mut params = req.params.clone();
+        params.remove("webhook_url");
+        let mut scope_override: Option<String> = None;
+        if let Some(cc) = defaults.get("connection_config").and_then(Value::as_object) {
+            for (k, v) in cc {
+                if k == "oauth_scopes_override" {
+                    scope_override = v.as_str().map(str::to_owned);
+                } else if let Some(s) = v.as_str() {
+                    params.insert(k.clone(), s.to_owned());
+                }
+            }
+        }
+        let mut extra = req.authorization_params.clone();
+        if let Some(ap) = defaults
+            .get("authorization_params")
+            .and_then(Value::as_object)
+        {
+            extra = ap
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect();
+        }
+        extra.retain(|(_, v)| v != "undefined");
+        let user_scope = defaults
+            .get("user_scopes")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or(req.user_scope.clone());
+
+        let tenant = provider
+            .authority(
+                integration
+                    .integration_config
+                    .get("tenant")
+                    .map(String::as_str),
+                params.get("tenant").map(String::as_str),
+            )
+            .ok_or_else(|| {
+                fail(
+                    "url_param_err",
+                    "This integration needs the tenant (params[tenant]).".into(),
+                    "Pass the directory (tenant) id or domain as params[tenant].",
+                )
+            })?;
+        let scopes = self.scopes_for(&integration, &provider, scope_override.as_deref());
+        let (verifier, challenge) = oauth::pkce_pair();
+        let state = uuid::Uuid::new_v4().to_string();
+        let redirect_uri = self.config.callback_url();
+        let authorization_url = provider.authorization_url(&self.config.microsoft, &tenant);
+        let url = oauth::authorize_url(&AuthorizeRequest {
+            authorization_url: &authorization_url,
+            client_id: &integration.client_id,
+            redirect_uri: &redirect_uri,
+            scopes: &scopes,
+            scope_separator: &provider.scope_separator,
+            state: &state,
+            code_challenge: (!provider.disable_pkce).then_some(challenge.as_str()),
+            extra: &extra,
+        })
+        .map_err(|e| {
+            fail(
+                "url_param_err",
+                format!("The authorization URL is invalid: {e}"),
+                "Check the integration's configuration.",
+            )
+        })?;
+
+        let mut connection_config: Map<String, Value> = params
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        if let Some(us) = user_scope {
+            connection_config.insert("user_scope".into(), Value::String(us));
+        }
+        let now = self.clock.now();
+        self.store
+            .put_oauth_flow(OAuthFlow {
+                state,
+                provider_config_key: key,
+                connection_id,
+                connect_session_id: Some(session.id),
+                ws_client_id: req.ws_client_id.clone(),
+                code_verifier: verifier,
+                connection_config: Value::Object(connection_config),
+                redirect_uri,
+                kind: "delegated".into(),
+                expires_at: now
+                    + TimeDelta::from_std(self.config.oauth_flow_ttl)
+                        .unwrap_or(TimeDelta::minutes(15)),
+                created_at: now,
+            })
+            .await?;
+        Ok(url)
+    }
+
+    /// Handles `GET /oauth/callback` with its query parameters.
+    pub async fn finish_connect(
+        &self,
+        query: &BTreeMap<String, String>,
+    ) -> Result<Connected, CallbackError> {
+        let state = query
+            .get("state")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                CallbackError::BadState("The callback has no state parameter.".into())
+            })?;
+        let flow = self.store.take_oauth_flow(state).await?.ok_or_else(|| {
+            CallbackError::BadState(
+                "This sign-in link was already used or is unknown. Start the connection again."
+                    .into(),
+            )
+        })?;
+        let fail = |error_type: &'static str, message: String, what_to_do: String| {
+            CallbackError::Flow(FlowFailure {
+                error_type,
+                message,
+                what_to_do,
+                provider_config_key: Some(flow.provider_config_key.to_string()),
+                connection_id: Some(flow.connection_id.to_string()),
+                ws_client_id: flow.ws_client_id.clone(),
+            })
+        };
+        let now = self.clock.now();
+        if flow.expires_at < now {
+            return Err(fail(
+                "state_err",
+                "The sign-in took too long and expired.".into(),
+                "Start the connection again.".into(),
+            ));
+        }
+        if let Some(error) = query.get("error") {
+            let (what, todo) = microsoft::aadsts::explain_authorize_error(
+                error,
+                query.get("error_description").map(String::as_str),
+            );
+            return Err(fail("callback_err", what, todo));
+        }
+        let code = query.get("code").filter(|c| !c.is_empty()).ok_or_else(|| {
+            fail(
+                "callback_err",
+                "Microsoft sent no authorization code.".into(),
+                "Start the connection again.".into(),
+            )
+        })?;
+
+        let (integration, provider) =
+            self.integration(&flow.provider_config_key)
+                .await
+                .map_err(|e| match e {
+                    Error::UnknownIntegration(_) | Error::UnknownProvider(_) => fail(
+                        "provider_config_err",
+                        e.to_string(),
+                        "The integration was removed while you were signing in.".into(),
+                    ),
+                    other => CallbackError::Internal(other),
+                })?;
+        let connection_tenant = flow.connection_config.get("tenant").and_then(Value::as_str);
+        let tenant = provider
+            .authority(
+                integration
+                    .integration_config
+                    .get("tenant")
+                    .map(String::as_str),
+                connection_tenant,
+            )
+            .unwrap_or_else(|| "common".into());
+        let token_url = provider.token_url(&self.config.microsoft, &tenant);
+        let tokens = oauth::token_request(
+            &self.http,
+            &token_url,
+            &integration.client_id,
+            ClientAuth::Secret(&integration.client_secret),
+            oauth::code_grant(&AuthCode::new(code.clone()), &flow.redirect_uri, (!provider.disable_pkce).then_some(&flow.code_verifier)),
+            now,
+        )
+        .await
+        .map_err(|e| {
+            let c = microsoft::classify(&e);
+            tracing::warn!(integration.key = %flow.provider_config_key, aadsts = ?c.aadsts, class = c.class.as_str(), "code exchange failed for integration {}", flow.provider_config_key);
+            fail("token_err", format!("The sign-in could not be completed: {}", c.cause), "Start the connection again; if it keeps failing, the app's administrator should check the integration.".into())
+        })?;
+
+        let mut connection_config = match flow.connection_config.clone() {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        if provider.is_microsoft() {
+            if let Some(id) = TokenIdentity::from_jwt(tokens.access_token.expose_secret()) {
+                if let Some(tid) = &id.tid {
+                    connection_config.insert("tenantId".into(), json!(tid));
+                }
+                if let Some(oid) = &id.oid {
+                    connection_config.insert("userId".into(), json!(oid));
+                }
+                if let Some(u) = id.username() {
+                    connection_config.insert("userPrincipalName".into(), json!(u));
+                }
+            }
+        }
+        let mut credentials = Credentials {
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+            expires_at: tokens.expires_at,
+            raw: tokens.raw,
+            sharepoint: None,
+        };
+        if provider.sharepoint_token {
+            self.obtain_sharepoint_token(
+                &integration,
+                &provider,
+                &tenant,
+                &mut credentials,
+                &mut connection_config,
+                tokens.scope.as_deref(),
+            )
+            .await;
+        }
+
+        let session = match flow.connect_session_id {
+            Some(id) => self.store.get_connect_session_by_id(id).await?,
+            None => None,
+        };
+        let (connection, created) = self
+            .store
+            .upsert_connection(NewConnection {
+                connection_id: flow.connection_id.clone(),
+                provider_config_key: flow.provider_config_key.clone(),
+                provider: integration.provider.clone(),
+                credentials,
+                connection_config: Value::Object(connection_config),
+                metadata: None,
+                end_user: session.as_ref().and_then(|s| s.end_user.clone()),
+                tags: session.as_ref().map(|s| s.tags.clone()).unwrap_or_default(),
+                webhook_url_override: session
+                    .as_ref()
+                    .and_then(|s| s.webhook_url_override.clone()),
+            })
+            .await?;
+        tracing::info!(
+            connection.id = %connection.connection_id,
+            integration.key = %connection.provider_config_key,
+            created,
+            "connection {} {}",
+            connection.connection_id,
+            if created { "created" } else { "reconnected" }
+        );
+        Ok(Connected {
+            connection,
+            created,
+            ws_client_id: flow.ws_client_id,
+        })
+    }
+}

@@ -1,0 +1,58 @@
+//! The SharePoint-audience token that OneDrive File Picker v8 and SharePoint REST need
+//! (`connection_config.sharepointAccessToken`). The tenant's SharePoint host is discovered from
+//! Graph (`GET /v1.0/sites/root` → `siteCollection.hostname`), never guessed from the tenant id,
+//! and the token is minted from the connection's refresh token for `https://{host}/.default`.
+
+use serde_json::Value;
+
+use crate::model::AccessToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Graph could not be reached to discover the SharePoint host")]
+    Network(#[source] reqwest::Error),
+    #[error("Graph answered HTTP {status} when asked for the root site ({code})")]
+    Graph { status: u16, code: String },
+    #[error("the root site has no SharePoint hostname")]
+    NoHost,
+}
+
+/// The scope string asking for a SharePoint token for `host` (plus a new refresh token).
+pub fn scope_for(host: &str) -> String {
+    format!("https://{host}/.default offline_access")
+}
+
+/// Discovers the tenant's root SharePoint host (e.g. `contoso.sharepoint.com`) with a Graph token.
+pub async fn discover_host(
+    http: &reqwest::Client,
+    graph_base: &str,
+    token: &AccessToken,
+) -> Result<String, Error> {
+    let url = format!("{}/v1.0/sites/root", graph_base.trim_end_matches('/'));
+    let resp = http
+        .get(url)
+        .bearer_auth(token.expose_secret())
+        .send()
+        .await
+        .map_err(Error::Network)?;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if status != 200 {
+        let code = body
+            .pointer("/error/code")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned();
+        return Err(Error::Graph { status, code });
+    }
+    body.pointer("/siteCollection/hostname")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| {
+            let web = body.get("webUrl")?.as_str()?;
+            url::Url::parse(web).ok()?.host_str().map(str::to_owned)
+        })
+        .filter(|h| !h.is_empty())
+        .map(|h| h.to_ascii_lowercase())
+        .ok_or(Error::NoHost)
+}

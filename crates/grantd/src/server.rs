@@ -1,0 +1,127 @@
+//! Wiring: `AppState`, the router and its middleware, and `start`, which serves on a listener
+//! it is given until the shutdown future resolves (so tests bind port 0 and run servers side by
+//! side).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{any, get};
+use tokio::net::TcpListener;
+
+use crate::catalog::Catalog;
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::connections::Core;
+use crate::crypto::Cipher;
+use crate::store::Store;
+use crate::web::ws::WsHub;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub core: Core,
+    pub ws: Arc<WsHub>,
+    /// Outbound client for proxied calls (no redirects followed).
+    pub proxy_http: reqwest::Client,
+}
+
+/// Outbound client for token endpoints and discovery calls.
+pub fn token_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("static client configuration is valid")
+}
+
+impl AppState {
+    /// Opens the store (applying migrations) and builds the state.
+    pub async fn build(config: Config, clock: Option<SharedClock>) -> anyhow::Result<Self> {
+        let old: Vec<String> = config
+            .old_encryption_keys
+            .iter()
+            .map(|k| secrecy::ExposeSecret::expose_secret(k).to_owned())
+            .collect();
+        let cipher = Cipher::new(
+            secrecy::ExposeSecret::expose_secret(&config.encryption_key),
+            &old,
+        )?;
+        let store = Store::connect(&config.database_url, cipher).await?;
+        let catalog = match std::env::var("GRANTD_PROVIDERS_FILE") {
+            Ok(path) if !path.is_empty() => {
+                Catalog::with_extra(&path, &std::fs::read_to_string(&path)?)?
+            }
+            _ => Catalog::builtin(),
+        };
+        let core = Core::new(
+            store,
+            catalog,
+            config,
+            token_client(),
+            clock.unwrap_or_else(|| Arc::new(SystemClock)),
+        );
+        Ok(Self {
+            core,
+            ws: Arc::new(WsHub::default()),
+            proxy_http: crate::proxy::client(),
+        })
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(crate::api::router())
+        .merge(crate::web::router())
+        .route("/proxy", any(crate::proxy::handle))
+        .route("/proxy/{*path}", any(crate::proxy::handle))
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({"result": "ok"})) }),
+        )
+        .route("/ready", get(ready))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<axum::body::Body>| {
+                    // Only method and path: query strings may carry codes or session tokens.
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+                },
+            ),
+        )
+        .with_state(state)
+}
+
+async fn ready(State(st): State<AppState>) -> impl IntoResponse {
+    match st.core.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(
+                serde_json::json!({"result": "ready", "database": st.core.store.backend_name()}),
+            ),
+        ),
+        Err(e) => {
+            tracing::error!(error = %crate::api::error_chain(&e), "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(
+                    serde_json::json!({"result": "unavailable", "reason": "database unreachable"}),
+                ),
+            )
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn start(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

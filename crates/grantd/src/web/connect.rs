@@ -1,0 +1,217 @@
+//! `GET /oauth/connect/{key}` (start: 302 to Microsoft), `GET /oauth/callback` (finish) and the
+//! hosted Connect UI at `/connect?session_token=…`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+
+use super::pages;
+use crate::api::ApiError;
+use crate::connections::flow::{CallbackError, FlowFailure, StartError, StartRequest};
+use crate::server::AppState;
+
+fn query_pairs(parts: &Parts) -> Vec<(String, String)> {
+    serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).unwrap_or_default()
+}
+
+fn report(st: &AppState, f: &FlowFailure) -> Response {
+    if let Some(ws) = &f.ws_client_id {
+        st.ws.error(
+            ws,
+            f.provider_config_key.as_deref(),
+            f.connection_id.as_deref(),
+            f.error_type,
+            &f.message,
+        );
+    }
+    (
+        StatusCode::BAD_REQUEST,
+        Html(pages::failure(&f.message, &f.what_to_do, f.error_type).into_string()),
+    )
+        .into_response()
+}
+
+pub async fn start(State(st): State<AppState>, Path(key): Path<String>, parts: Parts) -> Response {
+    let mut req = StartRequest {
+        key,
+        ..Default::default()
+    };
+    for (k, v) in query_pairs(&parts) {
+        match k.as_str() {
+            "connect_session_token" => req.session_token = Some(v),
+            "ws_client_id" => req.ws_client_id = Some(v),
+            "user_scope" => req.user_scope = Some(v),
+            "connection_id" => req.connection_id = Some(v),
+            _ => {
+                if let Some(p) = k.strip_prefix("params[").and_then(|r| r.strip_suffix(']')) {
+                    req.params.insert(p.to_owned(), v);
+                } else if let Some(p) = k
+                    .strip_prefix("authorization_params[")
+                    .and_then(|r| r.strip_suffix(']'))
+                {
+                    req.authorization_params.push((p.to_owned(), v));
+                }
+            }
+        }
+    }
+    match st.core.start_connect(req).await {
+        Ok(url) => Redirect::to(&url).into_response(),
+        Err(StartError::Unauthorized(code, msg)) => ApiError::auth(code, msg).into_response(),
+        Err(StartError::Rejected(code, msg)) => {
+            ApiError::new(StatusCode::BAD_REQUEST, code, msg).into_response()
+        }
+        Err(StartError::Flow(f)) => report(&st, &f),
+        Err(StartError::Internal(e)) => {
+            tracing::error!(error = %crate::api::error_chain(&e), "connect start failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Html(
+                    pages::failure(
+                        "Something went wrong on our side.",
+                        "Try again in a moment.",
+                        "unknown_err",
+                    )
+                    .into_string(),
+                ),
+            )
+                .into_response()
+        }
+    }
+}
+
+pub async fn callback(State(st): State<AppState>, parts: Parts) -> Response {
+    let query: BTreeMap<String, String> = query_pairs(&parts).into_iter().collect();
+    match st.core.finish_connect(&query).await {
+        Ok(done) => {
+            let c = &done.connection;
+            if let Some(ws) = &done.ws_client_id {
+                st.ws
+                    .success(ws, c.provider_config_key.as_str(), c.connection_id.as_str());
+            }
+            Html(
+                pages::success(
+                    c.provider_config_key.as_str(),
+                    c.connection_id.as_str(),
+                    done.created,
+                )
+                .into_string(),
+            )
+            .into_response()
+        }
+        Err(CallbackError::BadState(msg)) => (
+            StatusCode::BAD_REQUEST,
+            Html(
+                pages::failure(
+                    &msg,
+                    "Close this window and start the connection again from the app.",
+                    "state_err",
+                )
+                .into_string(),
+            ),
+        )
+            .into_response(),
+        Err(CallbackError::Flow(f)) => report(&st, &f),
+        Err(CallbackError::Internal(e)) => {
+            tracing::error!(error = %crate::api::error_chain(&e), "connect callback failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Html(
+                    pages::failure(
+                        "Something went wrong on our side.",
+                        "Try again in a moment.",
+                        "unknown_err",
+                    )
+                    .into_string(),
+                ),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The hosted Connect UI: lists the session's integrations, each a link that starts the flow.
+pub async fn connect_ui(State(st): State<AppState>, parts: Parts) -> Response {
+    let token = query_pairs(&parts)
+        .into_iter()
+        .find(|(k, _)| k == "session_token")
+        .map(|(_, v)| v);
+    let Some(token) = token else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Html(
+                pages::failure(
+                    "This connect link is incomplete.",
+                    "Ask the app for a new connect link.",
+                    "missing_connect_session_token",
+                )
+                .into_string(),
+            ),
+        )
+            .into_response();
+    };
+    let session = match st.core.connect_session(&token).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Html(
+                    pages::failure(
+                        "This connect link has expired or is invalid.",
+                        "Go back to the app and start again to get a new link.",
+                        "unknown_connect_session_token",
+                    )
+                    .into_string(),
+                ),
+            )
+                .into_response();
+        }
+        Err(e) => {
+            tracing::error!(error = %crate::api::error_chain(&e), "connect UI failed");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Html(
+                    pages::failure(
+                        "Something went wrong on our side.",
+                        "Try again in a moment.",
+                        "unknown_err",
+                    )
+                    .into_string(),
+                ),
+            )
+                .into_response();
+        }
+    };
+    let integrations = match st.core.store.list_integrations().await {
+        Ok(all) => all
+            .into_iter()
+            .filter(|i| {
+                session
+                    .allowed_integrations
+                    .as_ref()
+                    .is_none_or(|a| a.iter().any(|k| k == i.unique_key.as_str()))
+            })
+            .map(|i| {
+                let name = i
+                    .display_name
+                    .clone()
+                    .or_else(|| {
+                        st.core
+                            .catalog
+                            .get(&i.provider)
+                            .map(|p| p.display_name.clone())
+                    })
+                    .unwrap_or_else(|| i.unique_key.to_string());
+                (i.unique_key.to_string(), name)
+            })
+            .collect::<Vec<_>>(),
+        Err(e) => {
+            tracing::error!(error = %e, "connect UI failed to list integrations");
+            vec![]
+        }
+    };
+    Html(pages::connect_ui(&token, &integrations, session.reconnect.is_some()).into_string())
+        .into_response()
+}

@@ -1,0 +1,20 @@
+//! Browser-facing endpoints: the OAuth connect/callback pair used by `@nangohq/frontend`'s popup and
+//! by the hosted Connect UI, the WebSocket that tells the SDK how the flow ended, and the pages
+//! (server-rendered with maud, no JavaScript framework).
+
+pub mod connect;
+pub mod pages;
+pub mod ws;
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::server::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(ws::root))
+        .route("/oauth/connect/{key}", get(connect::start))
+        .route("/oauth/callback", get(connect::callback))
+        .route("/connect", get(connect::connect_ui))
+}
