@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 
 use super::pages;
 use crate::api::ApiError;
@@ -58,7 +58,7 @@ pub async fn start(State(st): State<AppState>, Path(key): Path<String>, parts: P
         }
     }
     match st.core.start_connect(req).await {
-        Ok(url) => Redirect::to(&url).into_response(),
+        Ok(url) => (StatusCode::FOUND, [(header::LOCATION, url)]).into_response(),
         Err(StartError::Unauthorized(code, msg)) => ApiError::auth(code, msg).into_response(),
         Err(StartError::Rejected(code, msg)) => {
             ApiError::new(StatusCode::BAD_REQUEST, code, msg).into_response()

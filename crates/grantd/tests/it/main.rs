@@ -1,5 +1,6 @@
 //! Integration tests: one binary, a module per feature (STYLE §6). Shared helpers live in
 //! `support` (e.g. `support::db::TestDb` for a fresh SQLite or PostgreSQL database).
 
+mod flow;
 mod store;
 mod support;
