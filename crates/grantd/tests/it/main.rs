@@ -2,5 +2,6 @@
 //! `support` (e.g. `support::db::TestDb` for a fresh SQLite or PostgreSQL database).
 
 mod flow;
+mod sdk;
 mod store;
 mod support;

@@ -1,0 +1,260 @@
+// Runs Nango's published @nangohq/node SDK against a running grantd and asserts what it gets.
+// Driven by crates/grantd/tests/it/sdk.rs, which starts grantd + the emulator, connects a user
+// through the browser flow (the SDK cannot fill Microsoft's sign-in form) and passes:
+//   GRANTD_URL, GRANTD_SECRET_KEY       grantd's base URL and backend secret key
+//   GRANTD_INTEGRATION                  the integration the connection belongs to
+//   GRANTD_CONNECTION_ID                the connection made by the Rust side
+//   GRANTD_END_USER_ID                  the end user of that connection
+//   GRANTD_CLIENT_ID, GRANTD_CLIENT_SECRET  an Entra app (the emulator's) for createIntegration
+// Exits 0 when every check passes; otherwise prints the failing check and exits 1.
+// It never prints tokens: only whether they look right.
+
+import assert from 'node:assert/strict';
+import { Nango } from '@nangohq/node';
+
+function env(name) {
+    const v = process.env[name];
+    if (!v) {
+        console.error(`missing environment variable ${name}`);
+        process.exit(2);
+    }
+    return v;
+}
+
+const host = env('GRANTD_URL');
+const secretKey = env('GRANTD_SECRET_KEY');
+const key = env('GRANTD_INTEGRATION');
+const connectionId = env('GRANTD_CONNECTION_ID');
+const endUserId = env('GRANTD_END_USER_ID');
+const clientId = env('GRANTD_CLIENT_ID');
+const clientSecret = env('GRANTD_CLIENT_SECRET');
+
+const nango = new Nango({ host, secretKey });
+let passed = 0;
+
+async function step(name, f) {
+    try {
+        await f();
+        passed += 1;
+        console.log(`ok - ${name}`);
+    } catch (e) {
+        const detail = e?.response ? `HTTP ${e.response.status} ${JSON.stringify(e.response.data)}` : (e?.stack ?? String(e));
+        console.error(`not ok - ${name}: ${detail}`);
+        process.exit(1);
+    }
+}
+
+/** Runs `f`, which must fail with an HTTP error; returns the response. */
+async function httpError(f) {
+    try {
+        await f();
+    } catch (e) {
+        if (e?.response) {
+            return e.response;
+        }
+        throw e;
+    }
+    throw new Error('expected an HTTP error, got a success');
+}
+
+const sdkKey = 'sdk-one-drive';
+
+await step('createIntegration', async () => {
+    const res = await nango.createIntegration({
+        provider: 'one-drive',
+        unique_key: sdkKey,
+        display_name: 'OneDrive (SDK)',
+        credentials: { type: 'OAUTH2', client_id: clientId, client_secret: clientSecret, scopes: 'User.Read,Files.ReadWrite.All' }
+    });
+    assert.equal(res.data.unique_key, sdkKey);
+    assert.equal(res.data.provider, 'one-drive');
+    assert.equal(res.data.display_name, 'OneDrive (SDK)');
+    assert.equal(res.data.credentials, undefined, 'no credentials unless asked for');
+});
+
+await step('createIntegration refuses a duplicate key', async () => {
+    const r = await httpError(() =>
+        nango.createIntegration({
+            provider: 'one-drive',
+            unique_key: sdkKey,
+            credentials: { type: 'OAUTH2', client_id: clientId, client_secret: clientSecret }
+        })
+    );
+    assert.equal(r.status, 400);
+    assert.equal(r.data.error.code, 'invalid_body');
+});
+
+await step('listIntegrations', async () => {
+    const { configs } = await nango.listIntegrations();
+    const keys = configs.map((c) => c.unique_key).sort();
+    assert.deepEqual(keys, [key, sdkKey].sort());
+});
+
+await step('getIntegration with include=credentials', async () => {
+    const res = await nango.getIntegration({ uniqueKey: sdkKey }, { include: ['credentials'] });
+    assert.equal(res.data.credentials.type, 'OAUTH2');
+    assert.equal(res.data.credentials.client_id, clientId);
+    assert.equal(res.data.credentials.scopes, 'User.Read,Files.ReadWrite.All');
+});
+
+await step('createConnectSession', async () => {
+    const res = await nango.createConnectSession({
+        end_user: { id: 'sdk-user', email: 'sdk@example.com', display_name: 'SDK User' },
+        organization: { id: 'sdk-org', display_name: 'SDK Org' },
+        allowed_integrations: [sdkKey],
+        integrations_config_defaults: { [sdkKey]: { connection_config: {} } }
+    });
+    assert.match(res.data.token, /^nango_connect_session_[0-9a-f]{64}$/);
+    assert.ok(res.data.connect_link.includes(res.data.token), 'connect_link carries the token');
+    assert.ok(Date.parse(res.data.expires_at) > Date.now(), 'expires_at is in the future');
+});
+
+await step('createConnectSession refuses an unknown integration', async () => {
+    const r = await httpError(() => nango.createConnectSession({ end_user: { id: 'x' }, allowed_integrations: ['nope'] }));
+    assert.equal(r.status, 400);
+    assert.equal(r.data.error.code, 'invalid_body');
+});
+
+await step('createReconnectSession', async () => {
+    const res = await nango.createReconnectSession({ connection_id: connectionId, integration_id: key });
+    assert.match(res.data.token, /^nango_connect_session_[0-9a-f]{64}$/);
+});
+
+await step('listConnections (all, by id, by end user)', async () => {
+    const all = await nango.listConnections();
+    const mine = all.connections.find((c) => c.connection_id === connectionId);
+    assert.ok(mine, 'the connection is listed');
+    assert.equal(mine.provider_config_key, key);
+    assert.equal(mine.provider, 'one-drive');
+    assert.equal(typeof mine.created, 'string');
+    assert.equal(mine.end_user.id, endUserId);
+    const byId = await nango.listConnections(connectionId);
+    assert.deepEqual(byId.connections.map((c) => c.connection_id), [connectionId]);
+    const byUser = await nango.listConnections({ userId: endUserId, integrationId: [key] });
+    assert.deepEqual(byUser.connections.map((c) => c.connection_id), [connectionId]);
+    const none = await nango.listConnections({ userId: 'nobody' });
+    assert.deepEqual(none.connections, []);
+});
+
+let firstToken;
+await step('getConnection', async () => {
+    const c = await nango.getConnection(key, connectionId);
+    assert.equal(c.connection_id, connectionId);
+    assert.equal(c.provider_config_key, key);
+    assert.equal(c.credentials.type, 'OAUTH2');
+    assert.equal(typeof c.credentials.access_token, 'string');
+    assert.ok(c.credentials.access_token.length > 100, 'a JWT access token');
+    assert.equal(c.credentials.refresh_token, undefined, 'refresh token hidden by default');
+    assert.equal(c.credentials.raw.refresh_token, undefined, 'hidden inside raw too');
+    assert.ok(Date.parse(c.credentials.expires_at) > Date.now());
+    assert.equal(typeof c.connection_config.tenantId, 'string');
+    assert.equal(c.end_user.id, endUserId);
+    for (const f of ['created_at', 'updated_at', 'last_fetched_at']) {
+        assert.equal(typeof c[f], 'string', f);
+    }
+    firstToken = c.credentials.access_token;
+    const withRt = await nango.getConnection(key, connectionId, false, true);
+    assert.equal(typeof withRt.credentials.refresh_token, 'string', 'refresh token on request');
+});
+
+await step('getConnection of an unknown connection: 404', async () => {
+    const r = await httpError(() => nango.getConnection(key, 'no-such-connection'));
+    assert.equal(r.status, 404);
+    assert.equal(r.data.error.code, 'not_found');
+});
+
+await step('getToken (and forced refresh)', async () => {
+    const t = await nango.getToken(key, connectionId);
+    assert.equal(t, firstToken, 'a valid token is not refreshed');
+    const fresh = await nango.getToken(key, connectionId, true);
+    assert.equal(typeof fresh, 'string');
+    assert.notEqual(fresh, firstToken, 'forceRefresh gives a new token');
+    const raw = await nango.getRawTokenResponse(key, connectionId);
+    assert.equal(raw.token_type, 'Bearer');
+});
+
+await step('setMetadata / getMetadata / updateMetadata', async () => {
+    const set = await nango.setMetadata(key, connectionId, { folder: 'Reports', nested: { a: 1 } });
+    assert.equal(set.status, 201);
+    assert.deepEqual(await nango.getMetadata(key, connectionId), { folder: 'Reports', nested: { a: 1 } });
+    const upd = await nango.updateMetadata(key, connectionId, { nested: { b: 2 }, extra: true });
+    assert.equal(upd.status, 200);
+    assert.deepEqual(await nango.getMetadata(key, connectionId), { folder: 'Reports', nested: { b: 2 }, extra: true });
+    const replaced = await nango.setMetadata(key, [connectionId], { only: 'this' });
+    assert.equal(replaced.status, 201);
+    assert.deepEqual(await nango.getMetadata(key, connectionId), { only: 'this' });
+    const r = await httpError(() => nango.setMetadata(key, 'no-such-connection', { x: 1 }));
+    assert.equal(r.status, 404);
+    assert.equal(r.data.error.code, 'unknown_connection');
+});
+
+await step('proxy GET /v1.0/me/drives (get and proxy)', async () => {
+    const res = await nango.get({ endpoint: '/v1.0/me/drives', providerConfigKey: key, connectionId });
+    assert.equal(res.status, 200);
+    assert.equal(res.data.value[0].driveType, 'business');
+    const me = await nango.proxy({ method: 'GET', endpoint: 'v1.0/me', providerConfigKey: key, connectionId, params: { $select: 'id,userPrincipalName' } });
+    assert.equal(me.status, 200);
+    assert.equal(typeof me.data.userPrincipalName, 'string');
+});
+
+await step('proxy POST creates a folder, GET lists it', async () => {
+    const name = `sdk-folder-${Date.now()}`;
+    const res = await nango.post({
+        endpoint: '/v1.0/me/drive/root/children',
+        providerConfigKey: key,
+        connectionId,
+        data: { name, folder: {}, '@microsoft.graph.conflictBehavior': 'fail' }
+    });
+    assert.ok(res.status === 200 || res.status === 201, `status ${res.status}`);
+    assert.equal(res.data.name, name);
+    assert.ok(res.data.folder, 'a folder');
+    const list = await nango.get({ endpoint: '/v1.0/me/drive/root/children', providerConfigKey: key, connectionId });
+    assert.ok(list.data.value.some((i) => i.name === name), 'the new folder is listed');
+    // Graph's errors pass through unchanged.
+    const again = await httpError(() =>
+        nango.post({
+            endpoint: '/v1.0/me/drive/root/children',
+            providerConfigKey: key,
+            connectionId,
+            data: { name, folder: {}, '@microsoft.graph.conflictBehavior': 'fail' }
+        })
+    );
+    assert.equal(again.status, 409);
+    assert.equal(again.data.error.code, 'nameAlreadyExists');
+});
+
+await step('proxy with an unknown integration: 404 unknown_provider_config', async () => {
+    const r = await httpError(() => nango.get({ endpoint: '/v1.0/me', providerConfigKey: 'nope', connectionId }));
+    assert.equal(r.status, 404);
+    assert.equal(r.data.error.code, 'unknown_provider_config');
+});
+
+await step('a wrong secret key: 401 unknown_account', async () => {
+    const bad = new Nango({ host, secretKey: '00000000-0000-4000-8000-000000000000' });
+    const r = await httpError(() => bad.listConnections());
+    assert.equal(r.status, 401);
+    assert.equal(r.data.error.code, 'unknown_account');
+});
+
+await step('deleteConnection', async () => {
+    const res = await nango.deleteConnection(key, connectionId);
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.data, { success: true });
+    const r = await httpError(() => nango.getConnection(key, connectionId));
+    assert.equal(r.status, 404);
+    const all = await nango.listConnections();
+    assert.ok(!all.connections.some((c) => c.connection_id === connectionId), 'no longer listed');
+    const again = await httpError(() => nango.deleteConnection(key, connectionId));
+    assert.equal(again.status, 400);
+    assert.deepEqual(again.data, { error: { code: 'unknown_connection' } });
+});
+
+await step('deleteIntegration', async () => {
+    const res = await nango.deleteIntegration(sdkKey);
+    assert.equal(res.status, 200);
+    const r = await httpError(() => nango.getIntegration({ uniqueKey: sdkKey }));
+    assert.equal(r.status, 404);
+    assert.equal(r.data.error.code, 'not_found');
+});
+
+console.log(`all ${passed} checks passed`);
