@@ -5,3 +5,4 @@ mod flow;
 mod sdk;
 mod store;
 mod support;
+mod tidy;
