@@ -72,6 +72,15 @@ pub struct Config {
     pub proxy_deadline: Duration,
     /// Extra hosts `Base-Url-Override` may target, beyond the provider's own.
     pub proxy_allowed_hosts: Vec<String>,
+    /// Dashboard login besides the secret key (`GRANTD_ADMIN_USER` + `GRANTD_ADMIN_PASSWORD`).
+    pub admin: Option<AdminLogin>,
+}
+
+/// A dashboard user name and password; the password compares in constant time.
+#[derive(Debug, Clone)]
+pub struct AdminLogin {
+    pub user: String,
+    pub password: ApiKey,
 }
 
 impl Config {
@@ -97,6 +106,7 @@ impl Config {
             oauth_flow_ttl: Duration::from_secs(15 * 60),
             proxy_deadline: Duration::from_secs(120),
             proxy_allowed_hosts: vec![],
+            admin: None,
         }
     }
 
@@ -213,6 +223,25 @@ impl Config {
             })
             .unwrap_or_default();
 
+        let admin = match (
+            get("GRANTD_ADMIN_USER"),
+            secret("GRANTD_ADMIN_PASSWORD", &mut problems),
+        ) {
+            (Some(user), Some(pw)) if pw.len() >= 12 => Some(AdminLogin {
+                user,
+                password: ApiKey::new(pw),
+            }),
+            (Some(_), Some(_)) => {
+                problems.push("GRANTD_ADMIN_PASSWORD: must be at least 12 characters".into());
+                None
+            }
+            (None, None) => None,
+            _ => {
+                problems.push("GRANTD_ADMIN_USER and GRANTD_ADMIN_PASSWORD go together: set both (or neither, and sign in to the dashboard with the secret key)".into());
+                None
+            }
+        };
+
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -230,6 +259,7 @@ impl Config {
             oauth_flow_ttl: Duration::from_secs(15 * 60),
             proxy_deadline,
             proxy_allowed_hosts,
+            admin,
         })
     }
 

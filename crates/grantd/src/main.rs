@@ -9,7 +9,11 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            // Commands that mean something by their exit code say so with `ExitError`.
+            match e.downcast_ref::<grantd::cli::remote::ExitError>() {
+                Some(x) => std::process::ExitCode::from(x.code),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }

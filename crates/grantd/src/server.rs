@@ -27,6 +27,8 @@ pub struct AppState {
     pub ws: Arc<WsHub>,
     /// Outbound client for proxied calls (no redirects followed).
     pub proxy_http: reqwest::Client,
+    /// Which hosts proxied calls and redirects may reach (SSRF guard).
+    pub guard: crate::outbound::Guard,
 }
 
 /// Outbound client for token endpoints and discovery calls.
@@ -58,6 +60,7 @@ impl AppState {
             }
             _ => Catalog::builtin(),
         };
+        let guard = crate::outbound::Guard::from_config(&config);
         let core = Core::new(
             store,
             catalog,
@@ -68,7 +71,8 @@ impl AppState {
         Ok(Self {
             core,
             ws: Arc::new(WsHub::default()),
-            proxy_http: crate::proxy::client(),
+            proxy_http: crate::proxy::client(&guard),
+            guard,
         })
     }
 }
@@ -84,6 +88,8 @@ pub fn router(state: AppState) -> Router {
             get(|| async { axum::Json(serde_json::json!({"result": "ok"})) }),
         )
         .route("/ready", get(ready))
+        .route("/metrics", get(crate::metrics::handler))
+        .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
                 |req: &axum::http::Request<axum::body::Body>| {

@@ -134,11 +134,11 @@ pub async fn show(
     let force = parse_bool(q.force_refresh.as_deref())?;
     let with_rt = parse_bool(q.refresh_token.as_deref())?;
     parse_bool(q.refresh_github_app_jwt_token.as_deref())?;
-    let (_, provider) = st.core.integration(&key).await?;
+    let (_, provider) = st.core.integration_cached(&key).await?;
     let conn = st
         .core
         .store
-        .get_connection(&key, &cid)
+        .cached_connection(&key, &cid)
         .await?
         .ok_or_else(|| ApiError::not_found("Failed to find connection"))?;
     let conn = match st.core.fresh_connection(conn.clone(), force).await {

@@ -1,7 +1,9 @@
 //! The `grantd` command line: `dev` (the one-command local setup), `serve`, `emulator`,
-//! `migrate` and `config check`. Thin: parse, build, call into `server`.
+//! `migrate` and `config check`; `keys` (local) and `integrations`, `connections`, `connect-link`
+//! (over the HTTP API of a running grantd, `remote.rs`). Thin: parse, build, call into `server`.
 
 mod dev;
+pub mod remote;
 
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
@@ -39,6 +41,27 @@ pub enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Manage integrations of a running grantd (GRANTD_URL, GRANTD_SECRET_KEY).
+    Integrations {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: remote::IntegrationsCommand,
+    },
+    /// Manage connections of a running grantd (GRANTD_URL, GRANTD_SECRET_KEY).
+    Connections {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: remote::ConnectionsCommand,
+    },
+    /// Print a Connect link (a new connect session) for an integration.
+    ConnectLink {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(flatten)]
+        args: remote::ConnectLinkArgs,
     },
 }
 
@@ -104,6 +127,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Emulator(args) => grantd_emulator::cli::run(args).await,
+        Command::Integrations { remote, command } => remote::integrations(&remote, command).await,
+        Command::Connections { remote, command } => remote::connections(&remote, command).await,
+        Command::ConnectLink { remote, args } => remote::connect_link(&remote, args).await,
         Command::Migrate => {
             init_tracing();
             let config = load_config()?;

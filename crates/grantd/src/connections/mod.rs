@@ -5,6 +5,7 @@
 //! - `flow`: the OAuth connect flow (start → redirect; callback → connection).
 //! - `refresh`: fresh credentials on read, single-flight refresh, the SharePoint token.
 
+pub mod cached;
 pub mod flow;
 pub mod refresh;
 pub mod sessions;

@@ -6,6 +6,7 @@
 //! Every operation that must be atomic is one method owning its transaction.
 
 mod backend;
+pub mod cache;
 mod postgres;
 mod sqlite;
 
@@ -64,6 +65,8 @@ pub struct ConnectionPatch {
 pub struct Store {
     cipher: Cipher,
     backend: Arc<dyn Backend>,
+    /// Read-through cache for the hot paths; writes below forget what they change.
+    cache: Arc<cache::Cache>,
 }
 
 impl std::fmt::Debug for Store {
@@ -150,7 +153,15 @@ impl Store {
         } else {
             return Err(Error::UnsupportedUrl);
         };
-        Ok(Store { cipher, backend })
+        let cache = Arc::new(cache::Cache::default());
+        if backend.name() == "postgres" {
+            cache::listen(url.to_owned(), &cache);
+        }
+        Ok(Store {
+            cipher,
+            backend,
+            cache,
+        })
     }
 
     /// `sqlite` or `postgres`.
@@ -248,15 +259,18 @@ impl Store {
         key: &ProviderConfigKey,
         new: NewIntegration,
     ) -> Result<Option<Integration>, Error> {
-        self.backend
+        let updated = self
+            .backend
             .update_integration(key.as_str(), &self.integration_write(&new))
-            .await?
-            .map(|r| self.integration(r))
-            .transpose()
+            .await;
+        self.cache.forget_integration(key.as_str());
+        updated?.map(|r| self.integration(r)).transpose()
     }
     /// Deletes the integration and soft-deletes its connections. `false` if it did not exist.
     pub async fn delete_integration(&self, key: &ProviderConfigKey) -> Result<bool, Error> {
-        self.backend.delete_integration(key.as_str(), now()).await
+        let deleted = self.backend.delete_integration(key.as_str(), now()).await;
+        self.cache.forget_integration(key.as_str());
+        deleted
     }
 
     // ---- connect sessions ----
@@ -446,7 +460,11 @@ impl Store {
         let (row, created) = loop {
             match self.backend.upsert_connection(&write).await {
                 Err(Error::Conflict(_)) if attempt < 3 => attempt += 1,
-                other => break other?,
+                other => {
+                    self.cache
+                        .forget_connection(&write.provider_config_key, &write.connection_id);
+                    break other?;
+                }
             }
         };
         Ok((self.connection(row)?, created))
@@ -507,9 +525,13 @@ impl Store {
         key: &ProviderConfigKey,
         connection_id: &ConnectionId,
     ) -> Result<bool, Error> {
-        self.backend
+        let deleted = self
+            .backend
             .delete_connection(key.as_str(), connection_id.as_str(), now())
-            .await
+            .await;
+        self.cache
+            .forget_connection(key.as_str(), connection_id.as_str());
+        deleted
     }
     /// Replaces (`merge == false`) or shallow-merges the metadata of every listed connection,
     /// atomically: if one is missing, `Error::MissingConnection` and nothing is written.
@@ -521,9 +543,14 @@ impl Store {
         merge: bool,
     ) -> Result<(), Error> {
         let ids: Vec<&str> = connection_ids.iter().map(|c| c.as_str()).collect();
-        self.backend
+        let result = self
+            .backend
             .set_metadata(key.as_str(), &ids, metadata, merge, now())
-            .await
+            .await;
+        for id in &ids {
+            self.cache.forget_connection(key.as_str(), id);
+        }
+        result
     }
     /// `false` if there was no live connection.
     pub async fn patch_connection(
@@ -541,9 +568,13 @@ impl Store {
             webhook_url_override: patch.webhook_url_override,
             at: now(),
         };
-        self.backend
+        let patched = self
+            .backend
             .patch_connection(key.as_str(), connection_id.as_str(), &write)
-            .await
+            .await;
+        self.cache
+            .forget_connection(key.as_str(), connection_id.as_str());
+        patched
     }
     pub async fn touch_last_fetched(&self, id: i64, at: DateTime<Utc>) -> Result<(), Error> {
         self.backend.touch_last_fetched(id, micros(at)).await
@@ -561,11 +592,12 @@ impl Store {
     ) -> Result<Option<Connection>, Error> {
         let sealed = self.seal_credentials(credentials)?;
         let expires_at = credentials.expires_at.map(micros);
-        self.backend
+        let saved = self
+            .backend
             .save_refreshed(id, expected_version, &sealed, expires_at, micros(at))
-            .await?
-            .map(|r| self.connection(r))
-            .transpose()
+            .await;
+        self.cache.forget_connection_id(id);
+        saved?.map(|r| self.connection(r)).transpose()
     }
     /// Records (or clears with `None`) why the connection's credentials stopped working.
     pub async fn set_auth_failure(
@@ -574,9 +606,12 @@ impl Store {
         failure: Option<&AuthFailure>,
     ) -> Result<(), Error> {
         let json = failure.map(to_json);
-        self.backend
+        let result = self
+            .backend
             .set_auth_failure(id, json.as_deref(), now())
-            .await
+            .await;
+        self.cache.forget_connection_id(id);
+        result
     }
     /// Count of live connections (benchmarks, dashboard).
     pub async fn count_connections(&self) -> Result<u64, Error> {

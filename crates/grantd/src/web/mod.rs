@@ -1,8 +1,11 @@
 //! Browser-facing endpoints: the OAuth connect/callback pair used by `@nangohq/frontend`'s popup and
 //! by the hosted Connect UI, the WebSocket that tells the SDK how the flow ended, and the pages
-//! (server-rendered with maud, no JavaScript framework).
+//! (server-rendered with maud, no JavaScript framework), the admin dashboard (`dashboard/`) and
+//! the OpenAPI document (`openapi.rs`).
 
 pub mod connect;
+pub mod dashboard;
+pub mod openapi;
 pub mod pages;
 pub mod ws;
 
@@ -17,4 +20,6 @@ pub fn router() -> Router<AppState> {
         .route("/oauth/connect/{key}", get(connect::start))
         .route("/oauth/callback", get(connect::callback))
         .route("/connect", get(connect::connect_ui))
+        .route("/openapi.json", get(openapi::serve))
+        .merge(dashboard::router())
 }

@@ -2,6 +2,7 @@
 //! `support` (e.g. `support::db::TestDb` for a fresh SQLite or PostgreSQL database).
 
 mod flow;
+mod proxy;
 mod sdk;
 mod store;
 mod support;

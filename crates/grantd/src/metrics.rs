@@ -1,0 +1,417 @@
+//! Process-wide metrics in Prometheus text format, served at `GET /metrics`.
+//!
+//! Like Prometheus' default registry these are process globals, so any module records with a
+//! plain function call (`metrics::refresh(RefreshOutcome::Ok)`, `metrics::proxy_retry("throttled")`)
+//! and nothing has to be threaded through. Several servers in one process (tests) share them:
+//! assert on differences, never on absolute values.
+//!
+//! Recording is lock-free once a label set exists (a read lock plus an atomic add); label values
+//! must come from small fixed sets (route templates, status codes, causes), never from input.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, RwLock};
+use std::time::Duration;
+
+/// Latency buckets in seconds: 100 µs to 30 s.
+const BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
+];
+
+/// A counter family keyed by label values.
+struct Counters {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    values: RwLock<BTreeMap<Vec<String>, AtomicU64>>,
+}
+
+impl Counters {
+    const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+        Self {
+            name,
+            help,
+            labels,
+            values: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    fn add(&self, label_values: &[&str], n: u64) {
+        {
+            let map = self.values.read().expect("metrics lock poisoned");
+            if let Some(c) = lookup(&map, label_values) {
+                c.fetch_add(n, Ordering::Relaxed);
+                return;
+            }
+        }
+        let mut map = self.values.write().expect("metrics lock poisoned");
+        map.entry(label_values.iter().map(|s| (*s).to_owned()).collect())
+            .or_insert_with(|| AtomicU64::new(0))
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} counter", self.name);
+        let map = self.values.read().expect("metrics lock poisoned");
+        for (values, c) in map.iter() {
+            let _ = writeln!(
+                out,
+                "{}{} {}",
+                self.name,
+                label_text(self.labels, values, None),
+                c.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+fn lookup<'a, V>(map: &'a BTreeMap<Vec<String>, V>, label_values: &[&str]) -> Option<&'a V> {
+    // BTreeMap<Vec<String>> cannot be queried by &[&str] directly; label sets are tiny, and the
+    // number of distinct sets small, so a scan of the range is cheap.
+    map.iter().find_map(|(k, v)| {
+        (k.len() == label_values.len() && k.iter().zip(label_values).all(|(a, b)| a == b))
+            .then_some(v)
+    })
+}
+
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(
+            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// A histogram family keyed by label values.
+struct Histograms {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    values: RwLock<BTreeMap<Vec<String>, Histogram>>,
+}
+
+impl Histograms {
+    const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+        Self {
+            name,
+            help,
+            labels,
+            values: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    fn observe(&self, label_values: &[&str], d: Duration) {
+        {
+            let map = self.values.read().expect("metrics lock poisoned");
+            if let Some(h) = lookup(&map, label_values) {
+                h.observe(d);
+                return;
+            }
+        }
+        let mut map = self.values.write().expect("metrics lock poisoned");
+        map.entry(label_values.iter().map(|s| (*s).to_owned()).collect())
+            .or_insert_with(Histogram::new)
+            .observe(d);
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} histogram", self.name);
+        let map = self.values.read().expect("metrics lock poisoned");
+        for (values, h) in map.iter() {
+            let mut cumulative = 0;
+            for (i, le) in BUCKETS.iter().enumerate() {
+                cumulative += h.buckets[i].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "{}_bucket{} {cumulative}",
+                    self.name,
+                    label_text(self.labels, values, Some(&le.to_string()))
+                );
+            }
+            let count = h.count.load(Ordering::Relaxed);
+            let labels = label_text(self.labels, values, None);
+            let _ = writeln!(
+                out,
+                "{}_bucket{} {count}",
+                self.name,
+                label_text(self.labels, values, Some("+Inf"))
+            );
+            let _ = writeln!(
+                out,
+                "{}_sum{labels} {}",
+                self.name,
+                h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(out, "{}_count{labels} {count}", self.name);
+        }
+    }
+}
+
+fn label_text(names: &[&str], values: &[String], le: Option<&str>) -> String {
+    let mut parts: Vec<String> = names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| format!("{n}=\"{}\"", escape(v)))
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+static HTTP_REQUESTS: Counters = Counters::new(
+    "grantd_http_requests_total",
+    "HTTP requests served, by route template, method and status.",
+    &["route", "method", "status"],
+);
+static HTTP_DURATION: LazyLock<Histograms> = LazyLock::new(|| {
+    Histograms::new(
+        "grantd_http_request_duration_seconds",
+        "Time to the response head, by route template.",
+        &["route"],
+    )
+});
+static PROXY_UPSTREAM: Counters = Counters::new(
+    "grantd_proxy_upstream_responses_total",
+    "Responses received from upstream APIs by the proxy (every attempt), by status; 0 = no response.",
+    &["status"],
+);
+static PROXY_UPSTREAM_DURATION: LazyLock<Histograms> = LazyLock::new(|| {
+    Histograms::new(
+        "grantd_proxy_upstream_duration_seconds",
+        "Time from sending a proxied request upstream to its response head (every attempt).",
+        &[],
+    )
+});
+static PROXY_RETRIES: Counters = Counters::new(
+    "grantd_proxy_retries_total",
+    "Proxied calls retried, by reason (throttled, server_error, network, unauthorized, retry_on).",
+    &["reason"],
+);
+static PROXY_REFUSED: Counters = Counters::new(
+    "grantd_proxy_refused_total",
+    "Proxied calls refused before reaching upstream, by reason.",
+    &["reason"],
+);
+static REFRESHES: Counters = Counters::new(
+    "grantd_refreshes_total",
+    "Credential refreshes, by outcome (ok, failed).",
+    &["outcome"],
+);
+static REFRESH_FAILURES: Counters = Counters::new(
+    "grantd_refresh_failures_total",
+    "Failed credential refreshes, by cause (reconnect, transient, misconfigured, …).",
+    &["cause"],
+);
+static TOKEN_CACHE: Counters = Counters::new(
+    "grantd_token_cache_total",
+    "Connection and integration cache lookups, by result (hit, miss) and kind.",
+    &["kind", "result"],
+);
+
+/// How a refresh ended.
+#[derive(Debug, Clone, Copy)]
+pub enum RefreshOutcome<'a> {
+    Ok,
+    /// Failed; `cause` is a stable word such as the classification (`reconnect`, `transient`,
+    /// `misconfigured`).
+    Failed {
+        cause: &'a str,
+    },
+}
+
+/// Records a refresh (called by the refresh code).
+pub fn refresh(outcome: RefreshOutcome<'_>) {
+    match outcome {
+        RefreshOutcome::Ok => REFRESHES.add(&["ok"], 1),
+        RefreshOutcome::Failed { cause } => {
+            REFRESHES.add(&["failed"], 1);
+            REFRESH_FAILURES.add(&[cause], 1);
+        }
+    }
+}
+
+/// Records one served HTTP request. `route` is the matched route template, never the raw path.
+pub fn http_request(route: &str, method: &str, status: u16, elapsed: Duration) {
+    HTTP_REQUESTS.add(&[route, method, status_str(status)], 1);
+    HTTP_DURATION.observe(&[route], elapsed);
+}
+
+/// Records one upstream attempt of the proxy; `status` 0 means no response (network error).
+pub fn proxy_upstream(status: u16, elapsed: Duration) {
+    PROXY_UPSTREAM.add(&[status_str(status)], 1);
+    PROXY_UPSTREAM_DURATION.observe(&[], elapsed);
+}
+
+pub fn proxy_retry(reason: &'static str) {
+    PROXY_RETRIES.add(&[reason], 1);
+}
+
+pub fn proxy_refused(reason: &'static str) {
+    PROXY_REFUSED.add(&[reason], 1);
+}
+
+/// Records a cache lookup: `kind` is `connection` or `integration`.
+pub fn cache_lookup(kind: &'static str, hit: bool) {
+    TOKEN_CACHE.add(&[kind, if hit { "hit" } else { "miss" }], 1);
+}
+
+/// Status codes as static strings, so recording allocates nothing for the usual ones.
+fn status_str(status: u16) -> &'static str {
+    const KNOWN: &[(u16, &str)] = &[
+        (0, "0"),
+        (200, "200"),
+        (201, "201"),
+        (202, "202"),
+        (204, "204"),
+        (206, "206"),
+        (301, "301"),
+        (302, "302"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (409, "409"),
+        (413, "413"),
+        (414, "414"),
+        (416, "416"),
+        (424, "424"),
+        (429, "429"),
+        (431, "431"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(s, _)| *s == status)
+        .map(|(_, t)| *t)
+        .unwrap_or(match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        })
+}
+
+/// The whole registry in Prometheus text exposition format (version 0.0.4).
+pub fn render() -> String {
+    let mut out = String::with_capacity(8192);
+    HTTP_REQUESTS.render(&mut out);
+    HTTP_DURATION.render(&mut out);
+    PROXY_UPSTREAM.render(&mut out);
+    PROXY_UPSTREAM_DURATION.render(&mut out);
+    PROXY_RETRIES.render(&mut out);
+    PROXY_REFUSED.render(&mut out);
+    REFRESHES.render(&mut out);
+    REFRESH_FAILURES.render(&mut out);
+    TOKEN_CACHE.render(&mut out);
+    out
+}
+
+/// `GET /metrics`.
+pub async fn handler() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(),
+    )
+}
+
+/// Middleware recording every request's route, method, status and time to the response head.
+pub async fn track(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().clone();
+    let start = std::time::Instant::now();
+    let resp = next.run(req).await;
+    http_request(
+        &route,
+        method.as_str(),
+        resp.status().as_u16(),
+        start.elapsed(),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        static C: Counters = Counters::new("t_total", "help", &["a"]);
+        C.add(&["x\"y"], 2);
+        C.add(&["x\"y"], 1);
+        let mut out = String::new();
+        C.render(&mut out);
+        assert!(out.contains("t_total{a=\"x\\\"y\"} 3"), "{out}");
+
+        let h = Histograms::new("t_seconds", "help", &["r"]);
+        h.observe(&["/p"], Duration::from_micros(300));
+        h.observe(&["/p"], Duration::from_secs(60));
+        let mut out = String::new();
+        h.render(&mut out);
+        assert!(
+            out.contains("t_seconds_bucket{r=\"/p\",le=\"0.0005\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("t_seconds_bucket{r=\"/p\",le=\"+Inf\"} 2"),
+            "{out}"
+        );
+        assert!(out.contains("t_seconds_count{r=\"/p\"} 2"), "{out}");
+    }
+
+    #[test]
+    fn refresh_failures_by_cause() {
+        refresh(RefreshOutcome::Failed { cause: "reconnect" });
+        let out = render();
+        assert!(out.contains("grantd_refresh_failures_total{cause=\"reconnect\"}"));
+        assert!(out.contains("grantd_refreshes_total{outcome=\"failed\"}"));
+    }
+}

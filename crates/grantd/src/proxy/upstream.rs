@@ -1,0 +1,262 @@
+//! The outgoing side of `/proxy`: the request body (buffered when small enough to replay,
+//! otherwise streamed with a size limit), sending one attempt, following redirects when asked
+//! (never sending the Authorization header to another host, every hop through the SSRF guard),
+//! and streaming the upstream response back with hop-by-hop headers dropped.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use url::Url;
+
+use super::request::{HOP_BY_HOP, MAX_BODY_BYTES, Options, REPLAYABLE_BODY_BYTES};
+use crate::api::ApiError;
+use crate::outbound::Guard;
+
+/// Most redirects followed for one call.
+const MAX_REDIRECTS: usize = 5;
+/// Headers kept on a redirect to another host when the caller did not ask to forward its own.
+const KEPT_ACROSS_HOSTS: &[&str] = &["range", "if-range", "if-none-match", "if-match", "accept"];
+
+/// The body to send upstream.
+pub enum UpBody {
+    None,
+    /// Small enough to hold, so the request can be replayed.
+    Buffered(Bytes),
+    /// Streamed once; taken by the first attempt.
+    Stream(Option<Body>),
+}
+
+impl UpBody {
+    /// Buffers bodies up to `REPLAYABLE_BODY_BYTES` with a known length; streams the rest.
+    pub async fn prepare(opts: &Options, body: Body) -> Result<UpBody, ApiError> {
+        if !opts.has_body {
+            return Ok(UpBody::None);
+        }
+        match opts.content_length {
+            Some(n) if n <= REPLAYABLE_BODY_BYTES => {
+                let limit = usize::try_from(n).unwrap_or(usize::MAX);
+                let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+                    ApiError::validation(
+                        "invalid_body",
+                        &[],
+                        "The request body does not match its Content-Length",
+                    )
+                })?;
+                Ok(UpBody::Buffered(bytes))
+            }
+            _ => Ok(UpBody::Stream(Some(body))),
+        }
+    }
+
+    pub fn replayable(&self) -> bool {
+        !matches!(self, UpBody::Stream(_))
+    }
+
+    fn take(&mut self) -> Option<reqwest::Body> {
+        match self {
+            UpBody::None => None,
+            UpBody::Buffered(b) => Some(reqwest::Body::from(b.clone())),
+            UpBody::Stream(s) => s.take().map(|b| {
+                let mut seen: u64 = 0;
+                reqwest::Body::wrap_stream(b.into_data_stream().map(move |chunk| {
+                    let chunk = chunk.map_err(std::io::Error::other)?;
+                    seen += chunk.len() as u64;
+                    if seen > MAX_BODY_BYTES {
+                        return Err(std::io::Error::other("request body too large"));
+                    }
+                    Ok::<_, std::io::Error>(chunk)
+                }))
+            }),
+        }
+    }
+}
+
+/// Why one attempt got no response.
+pub enum SendError {
+    Timeout,
+    Refused,
+    Network(reqwest::Error),
+}
+
+/// Sends one attempt. `deadline` bounds the wait for the response head (replayable calls); a
+/// streamed upload is bounded by the client's idle timeouts instead, since it may be large.
+pub async fn send(
+    client: &reqwest::Client,
+    method: &Method,
+    url: &Url,
+    headers: &reqwest::header::HeaderMap,
+    token: Option<&str>,
+    body: &mut UpBody,
+    deadline: Option<Instant>,
+) -> Result<reqwest::Response, SendError> {
+    let mut rb = client
+        .request(method.clone(), url.clone())
+        .headers(headers.clone());
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    if let Some(b) = body.take() {
+        rb = rb.body(b);
+    }
+    let result = match deadline {
+        Some(d) => {
+            let remaining = d.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(remaining, rb.send()).await {
+                Ok(r) => r,
+                Err(_) => return Err(SendError::Timeout),
+            }
+        }
+        None => rb.send().await,
+    };
+    result.map_err(|e| {
+        if crate::outbound::is_refused(&e) {
+            SendError::Refused
+        } else if e.is_timeout() {
+            SendError::Timeout
+        } else {
+            SendError::Network(e)
+        }
+    })
+}
+
+/// Follows `resp`'s redirects (bodyless requests only). The token goes only to the original
+/// host; the caller's headers go to other hosts only with `Forward-Headers-On-Redirect: true`.
+#[allow(clippy::too_many_arguments)]
+pub async fn follow(
+    client: &reqwest::Client,
+    guard: &Guard,
+    opts: &Options,
+    mut method: Method,
+    origin: &Url,
+    headers: &reqwest::header::HeaderMap,
+    token: Option<&str>,
+    mut resp: reqwest::Response,
+    deadline: Instant,
+) -> Result<reqwest::Response, Response> {
+    for _ in 0..MAX_REDIRECTS {
+        let status = resp.status().as_u16();
+        if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+            return Ok(resp);
+        }
+        let Some(location) = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Ok(resp);
+        };
+        let next = resp
+            .url()
+            .join(location)
+            .map_err(|_| refused("The upstream redirected to an invalid URL").into_response())?;
+        if let Err(e) = guard.check(&next).await {
+            crate::metrics::proxy_refused("redirect");
+            tracing::warn!(reason = %e, "refused to follow a proxied redirect");
+            return Err(refused(&format!("Refused to follow the redirect: {e}")).into_response());
+        }
+        if status == 303 || (matches!(status, 301 | 302) && method == Method::POST) {
+            method = Method::GET;
+        }
+        let same_origin = next.origin() == origin.origin();
+        let hop_headers = if same_origin || opts.forward_headers_on_redirect {
+            headers.clone()
+        } else {
+            let mut h = reqwest::header::HeaderMap::new();
+            for (n, v) in headers {
+                if KEPT_ACROSS_HOSTS.contains(&n.as_str()) {
+                    h.append(n.clone(), v.clone());
+                }
+            }
+            h
+        };
+        let mut none = UpBody::None;
+        resp = match send(
+            client,
+            &method,
+            &next,
+            &hop_headers,
+            token.filter(|_| same_origin),
+            &mut none,
+            Some(deadline),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(SendError::Refused) => {
+                crate::metrics::proxy_refused("redirect");
+                return Err(
+                    refused("Refused to follow the redirect to a non-public address")
+                        .into_response(),
+                );
+            }
+            Err(SendError::Timeout) => return Err(no_response(&method, true)),
+            Err(SendError::Network(_)) => return Err(no_response(&method, false)),
+        };
+        crate::metrics::proxy_upstream(resp.status().as_u16(), Duration::ZERO);
+    }
+    Ok(resp)
+}
+
+fn refused(msg: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "redirect_not_allowed",
+        msg.to_owned(),
+    )
+}
+
+/// Nango's answer when no upstream response came: `{message, code, status, method}`.
+pub fn no_response(method: &Method, timeout: bool) -> Response {
+    let status = if timeout {
+        StatusCode::GATEWAY_TIMEOUT
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    (
+        status,
+        axum::Json(serde_json::json!({
+            "message": if timeout { "The upstream API did not answer in time" } else { "The upstream API could not be reached" },
+            "code": if timeout { "timeout" } else { "upstream_unreachable" },
+            "status": status.as_u16(),
+            "method": method.as_str(),
+        })),
+    )
+        .into_response()
+}
+
+/// The upstream response, streamed: status and headers as they came (minus hop-by-hop and the
+/// headers its `Connection` names), body chunk by chunk.
+pub fn stream_back(resp: reqwest::Response) -> Response {
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let upstream = resp.headers();
+    let named: Vec<String> = upstream
+        .get_all(reqwest::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    let mut headers = HeaderMap::with_capacity(upstream.len());
+    for (name, value) in upstream {
+        let n = name.as_str();
+        if (HOP_BY_HOP.contains(&n) && name != header::CONTENT_LENGTH)
+            || named.iter().any(|x| x == n)
+        {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            headers.append(n, v);
+        }
+    }
+    let mut out = Response::new(Body::from_stream(resp.bytes_stream()));
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    out
+}

@@ -1,0 +1,325 @@
+//! Read-through cache of live connections (decrypted) and integrations, so the hot paths — the
+//! proxy and `GET /connections/{id}` — do no database work while a cached token is fresh.
+//!
+//! Invalidation, three ways:
+//! - `Store`'s own writes forget what they change before returning (refresh, reconnect, delete,
+//!   metadata, integration changes), so this process never reads its own stale data. New `Store`
+//!   methods that write connections must call `Cache::forget_connection_id` (or the key form).
+//! - On PostgreSQL, triggers (migration `0003_cache_notify`) `NOTIFY grantd_cache` on every
+//!   meaningful change of a connection or integration row, by any instance; `listen` forwards
+//!   them here. While the listener is disconnected the cache is bypassed, and it is cleared on
+//!   reconnect, so a missed notification cannot leave stale entries.
+//! - Every entry expires after `TTL`, a backstop for writes that bypass `Store`.
+//!
+//! A read that raced with an invalidation never stores its (possibly older) row: inserts carry
+//! the generation seen before the database read and are dropped when it moved.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use crate::model::{Connection, Integration};
+
+/// Longest an entry is served without being read again.
+pub const TTL: Duration = Duration::from_secs(10);
+/// Most entries kept per kind; beyond, an arbitrary entry makes room.
+const CAPACITY: usize = 10_000;
+/// The PostgreSQL notification channel.
+pub const CHANNEL: &str = "grantd_cache";
+
+type ConnKey = (String, String);
+
+struct Entry<T> {
+    value: T,
+    at: Instant,
+}
+
+#[derive(Default)]
+struct Maps {
+    connections: HashMap<ConnKey, Entry<Connection>>,
+    by_id: HashMap<i64, ConnKey>,
+    integrations: HashMap<String, Entry<Integration>>,
+}
+
+pub struct Cache {
+    maps: RwLock<Maps>,
+    generation: AtomicU64,
+    /// False while a PostgreSQL listener is (re)connecting: lookups then miss.
+    live: AtomicBool,
+    /// Counts listener events (connected, notification applied), so tests can wait for them.
+    events: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            maps: RwLock::new(Maps::default()),
+            generation: AtomicU64::new(0),
+            live: AtomicBool::new(true),
+            events: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cache")
+    }
+}
+
+impl Cache {
+    /// The generation to pass to `put_*` after reading the database.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn connection(&self, key: &str, connection_id: &str) -> Option<Connection> {
+        if !self.live.load(Ordering::Acquire) {
+            return None;
+        }
+        let maps = self.maps.read().expect("cache lock poisoned");
+        let hit = maps
+            .connections
+            .get(&(key.to_owned(), connection_id.to_owned()))
+            .filter(|e| e.at.elapsed() < TTL)
+            .map(|e| e.value.clone());
+        crate::metrics::cache_lookup("connection", hit.is_some());
+        hit
+    }
+
+    pub fn put_connection(&self, generation: u64, c: &Connection) {
+        let mut maps = self.maps.write().expect("cache lock poisoned");
+        if self.generation() != generation || !self.live.load(Ordering::Acquire) {
+            return;
+        }
+        let k = (
+            c.provider_config_key.as_str().to_owned(),
+            c.connection_id.as_str().to_owned(),
+        );
+        if maps.connections.len() >= CAPACITY && !maps.connections.contains_key(&k) {
+            if let Some(old) = maps.connections.keys().next().cloned() {
+                if let Some(e) = maps.connections.remove(&old) {
+                    maps.by_id.remove(&e.value.id);
+                }
+            }
+        }
+        maps.by_id.insert(c.id, k.clone());
+        maps.connections.insert(
+            k,
+            Entry {
+                value: c.clone(),
+                at: Instant::now(),
+            },
+        );
+    }
+
+    pub fn integration(&self, key: &str) -> Option<Integration> {
+        if !self.live.load(Ordering::Acquire) {
+            return None;
+        }
+        let maps = self.maps.read().expect("cache lock poisoned");
+        let hit = maps
+            .integrations
+            .get(key)
+            .filter(|e| e.at.elapsed() < TTL)
+            .map(|e| e.value.clone());
+        crate::metrics::cache_lookup("integration", hit.is_some());
+        hit
+    }
+
+    pub fn put_integration(&self, generation: u64, i: &Integration) {
+        let mut maps = self.maps.write().expect("cache lock poisoned");
+        if self.generation() != generation || !self.live.load(Ordering::Acquire) {
+            return;
+        }
+        if maps.integrations.len() >= CAPACITY {
+            maps.integrations.clear();
+        }
+        maps.integrations.insert(
+            i.unique_key.as_str().to_owned(),
+            Entry {
+                value: i.clone(),
+                at: Instant::now(),
+            },
+        );
+    }
+
+    pub fn forget_connection(&self, key: &str, connection_id: &str) {
+        self.bump();
+        let mut maps = self.maps.write().expect("cache lock poisoned");
+        if let Some(e) = maps
+            .connections
+            .remove(&(key.to_owned(), connection_id.to_owned()))
+        {
+            maps.by_id.remove(&e.value.id);
+        }
+    }
+
+    pub fn forget_connection_id(&self, id: i64) {
+        self.bump();
+        let mut maps = self.maps.write().expect("cache lock poisoned");
+        if let Some(k) = maps.by_id.remove(&id) {
+            maps.connections.remove(&k);
+        }
+    }
+
+    /// Forgets the integration and every cached connection of it.
+    pub fn forget_integration(&self, key: &str) {
+        self.bump();
+        let mut maps = self.maps.write().expect("cache lock poisoned");
+        maps.integrations.remove(key);
+        let Maps {
+            connections, by_id, ..
+        } = &mut *maps;
+        connections.retain(|(k, _), e| {
+            let keep = k != key;
+            if !keep {
+                by_id.remove(&e.value.id);
+            }
+            keep
+        });
+    }
+
+    pub fn clear(&self) {
+        self.bump();
+        let mut maps = self.maps.write().expect("cache lock poisoned");
+        *maps = Maps::default();
+    }
+
+    /// Applies one notification payload: `c:<id>` or `i:<integration key>`.
+    fn apply(&self, payload: &str) {
+        match payload.split_once(':') {
+            Some(("c", id)) => match id.parse() {
+                Ok(id) => self.forget_connection_id(id),
+                Err(_) => self.clear(),
+            },
+            Some(("i", key)) => self.forget_integration(key),
+            _ => self.clear(),
+        }
+        self.events.send_modify(|n| *n += 1);
+    }
+
+    fn set_live(&self, live: bool) {
+        self.live.store(live, Ordering::Release);
+        self.clear();
+        self.events.send_modify(|n| *n += 1);
+    }
+}
+
+/// Follows `NOTIFY grantd_cache` on PostgreSQL for as long as the cache lives. The cache is
+/// bypassed until the first `LISTEN` succeeds and whenever the connection drops.
+pub fn listen(url: String, cache: &Arc<Cache>) {
+    cache.set_live(false);
+    let weak: Weak<Cache> = Arc::downgrade(cache);
+    tokio::spawn(async move {
+        let mut failures: u32 = 0;
+        loop {
+            if weak.strong_count() == 0 {
+                return;
+            }
+            match follow(&url, &weak).await {
+                Ok(()) => return,
+                Err(e) => {
+                    if let Some(c) = weak.upgrade() {
+                        c.set_live(false);
+                    }
+                    failures += 1;
+                    tracing::warn!(error = %e, "cache invalidation listener disconnected; the cache is bypassed until it reconnects");
+                    let wait = Duration::from_millis(200 << failures.min(5));
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    });
+}
+
+/// One listener session; `Ok` when the cache is gone.
+async fn follow(url: &str, weak: &Weak<Cache>) -> Result<(), sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+    listener.listen(CHANNEL).await?;
+    match weak.upgrade() {
+        Some(c) => c.set_live(true),
+        None => return Ok(()),
+    }
+    loop {
+        // Wake up now and then to notice that the store was dropped.
+        match tokio::time::timeout(Duration::from_secs(1), listener.try_recv()).await {
+            Err(_) => {
+                if weak.strong_count() == 0 {
+                    return Ok(());
+                }
+            }
+            Ok(Ok(Some(n))) => match weak.upgrade() {
+                Some(c) => c.apply(n.payload()),
+                None => return Ok(()),
+            },
+            // The connection dropped (notifications may be lost): start over.
+            Ok(Ok(None)) => {
+                return Err(sqlx::Error::Protocol("listener connection lost".into()));
+            }
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+}
+
+impl super::Store {
+    /// The integration, from the cache when present. For lookups that need only the provider and
+    /// client settings; its `app_credential` may lag a change by up to `TTL`.
+    pub async fn cached_integration(
+        &self,
+        key: &crate::model::ProviderConfigKey,
+    ) -> Result<Option<Integration>, super::Error> {
+        if let Some(i) = self.cache.integration(key.as_str()) {
+            return Ok(Some(i));
+        }
+        let generation = self.cache.generation();
+        let found = self.get_integration(key).await?;
+        if let Some(i) = &found {
+            self.cache.put_integration(generation, i);
+        }
+        Ok(found)
+    }
+
+    /// The live connection, from the cache when present (no database work on a hit).
+    pub async fn cached_connection(
+        &self,
+        key: &crate::model::ProviderConfigKey,
+        connection_id: &crate::model::ConnectionId,
+    ) -> Result<Option<Connection>, super::Error> {
+        if let Some(c) = self.cache.connection(key.as_str(), connection_id.as_str()) {
+            return Ok(Some(c));
+        }
+        let generation = self.cache.generation();
+        let found = self.get_connection(key, connection_id).await?;
+        if let Some(c) = &found {
+            self.cache.put_connection(generation, c);
+        }
+        Ok(found)
+    }
+
+    /// Remembers a connection just read or written (e.g. after a refresh), unless something
+    /// changed it since `generation`.
+    pub fn cache_connection(&self, generation: u64, c: &Connection) {
+        self.cache.put_connection(generation, c);
+    }
+
+    /// Whether the cache is in use (on PostgreSQL: the invalidation listener is connected).
+    pub fn cache_live(&self) -> bool {
+        self.cache.live.load(Ordering::Acquire)
+    }
+
+    /// Changes whenever the invalidation listener connects or applies a notification.
+    pub fn cache_events(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.cache.events.subscribe()
+    }
+
+    /// The cache generation, to pass to `cache_connection` after a read.
+    pub fn cache_generation(&self) -> u64 {
+        self.cache.generation()
+    }
+}

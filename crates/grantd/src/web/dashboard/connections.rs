@@ -1,0 +1,527 @@
+//! Dashboard connections: the overview (counts and recent auth events), the searchable list with
+//! each connection's status, and the detail page with its actions — refresh now, copy a reconnect
+//! link (a new reconnect session), a test call that lists the user's drives through the proxy,
+//! and delete.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{Request, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use chrono::{DateTime, Utc};
+use maud::{Markup, PreEscaped, html};
+use serde_json::Value;
+
+use super::auth::Admin;
+use super::layout::{csrf_field, page};
+use crate::connections::sessions::SessionRequest;
+use crate::model::{Connection, ConnectionFilter, ConnectionId, ProviderConfigKey};
+use crate::server::AppState;
+
+/// What the dashboard says about a connection, derived from its auth failure and
+/// `connection_config.sharepointTokenStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Healthy,
+    /// The last refresh failed transiently; grantd keeps retrying.
+    Refreshing,
+    MustReconnect,
+    /// The app registration is wrong (e.g. expired client secret); users cannot fix it.
+    Misconfigured,
+    SharePointMissing,
+}
+
+impl Status {
+    pub fn of(c: &Connection) -> Status {
+        if let Some(f) = &c.auth_failure {
+            return match f.kind.as_str() {
+                "reconnect" => Status::MustReconnect,
+                "misconfigured" => Status::Misconfigured,
+                _ => Status::Refreshing,
+            };
+        }
+        match sharepoint_status(c) {
+            // Not requested (no Sites.Read.All) is a choice, not a fault.
+            Some(s) if s != "ok" && !s.starts_with("not_requested") => Status::SharePointMissing,
+            _ => Status::Healthy,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Healthy => "healthy",
+            Status::Refreshing => "refreshing",
+            Status::MustReconnect => "must reconnect",
+            Status::Misconfigured => "app misconfigured",
+            Status::SharePointMissing => "SharePoint token missing",
+        }
+    }
+
+    fn class(self) -> &'static str {
+        match self {
+            Status::Healthy => "status s-healthy",
+            Status::Refreshing => "status s-refreshing",
+            Status::MustReconnect => "status s-reconnect",
+            Status::Misconfigured => "status s-misconfigured",
+            Status::SharePointMissing => "status s-sharepoint",
+        }
+    }
+
+    pub fn badge(self) -> Markup {
+        html! { span class=(self.class()) data-status=(self.label()) { (self.label()) } }
+    }
+}
+
+fn sharepoint_status(c: &Connection) -> Option<&str> {
+    c.connection_config
+        .get("sharepointTokenStatus")
+        .and_then(Value::as_str)
+}
+
+fn when(t: Option<DateTime<Utc>>) -> Markup {
+    match t {
+        Some(t) => html! { time datetime=(t.to_rfc3339()) { (t.format("%Y-%m-%d %H:%M UTC")) } },
+        None => html! { span.muted { "never" } },
+    }
+}
+
+fn end_user(c: &Connection) -> String {
+    c.end_user
+        .as_ref()
+        .map(|u| match (&u.email, &u.display_name) {
+            (Some(e), _) => format!("{} ({e})", u.id),
+            (None, Some(d)) => format!("{} ({d})", u.id),
+            _ => u.id.clone(),
+        })
+        .unwrap_or_default()
+}
+
+fn detail_href(c: &Connection) -> String {
+    format!(
+        "/dashboard/connections/{}/{}",
+        c.provider_config_key,
+        urlencode(c.connection_id.as_str())
+    )
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn internal(e: impl std::error::Error) -> Response {
+    tracing::error!(error = %crate::api::error_chain(&e), "dashboard request failed");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Html(
+            page(
+                "Error",
+                None,
+                html! { p.error role="alert" { "Something went wrong on our side; the server log has the details." } },
+            )
+            .into_string(),
+        ),
+    )
+        .into_response()
+}
+
+async fn all_connections(
+    st: &AppState,
+    filter: ConnectionFilter,
+) -> Result<Vec<Connection>, Response> {
+    st.core
+        .store
+        .list_connections(&filter)
+        .await
+        .map_err(internal)
+}
+
+pub async fn overview(State(st): State<AppState>, admin: Admin) -> Response {
+    let integrations = match st.core.store.list_integrations().await {
+        Ok(i) => i,
+        Err(e) => return internal(e),
+    };
+    let conns = match all_connections(&st, ConnectionFilter::default()).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let count = |s: Status| conns.iter().filter(|c| Status::of(c) == s).count();
+    let mut failures: Vec<&Connection> =
+        conns.iter().filter(|c| c.auth_failure.is_some()).collect();
+    failures.sort_by_key(|c| std::cmp::Reverse(c.auth_failure.as_ref().map(|f| f.at)));
+    let mut refreshed: Vec<&Connection> = conns
+        .iter()
+        .filter(|c| c.last_refreshed_at.is_some())
+        .collect();
+    refreshed.sort_by_key(|c| std::cmp::Reverse(c.last_refreshed_at));
+    let now = st.core.clock.now();
+    Html(
+        page(
+            "Overview",
+            Some(&admin.csrf),
+            html! {
+                h1 { "Overview" }
+                div.row {
+                    @for s in [Status::Healthy, Status::Refreshing, Status::MustReconnect, Status::Misconfigured, Status::SharePointMissing] {
+                        div.card { (s.badge()) " " strong { (count(s)) } }
+                    }
+                }
+                p { (conns.len()) " connections across " (integrations.len()) " integrations. " a href="/dashboard/connections" { "All connections" } }
+                @for i in &integrations {
+                    @if !matches!(super::integrations::secret_expiry(&i.integration_config, now), super::integrations::SecretExpiry::Ok(_) | super::integrations::SecretExpiry::Unknown) {
+                        p { "Integration " a href=(format!("/dashboard/integrations/{}", i.unique_key)) { (i.unique_key.as_str()) } ": " (super::integrations::expiry_note(&i.integration_config, now)) }
+                    }
+                }
+                h2 { "Recent auth events" }
+                p.hint { "Failed refreshes (with Microsoft's AADSTS code) and successful refreshes, newest first." }
+                table {
+                    thead { tr { th scope="col" { "When" } th scope="col" { "Connection" } th scope="col" { "Event" } th scope="col" { "Detail" } } }
+                    tbody {
+                        @for c in failures.iter().take(20) {
+                            @let f = c.auth_failure.as_ref().expect("filtered on auth_failure");
+                            tr {
+                                td { (when(Some(f.at))) }
+                                td { a href=(detail_href(c)) { (c.connection_id.as_str()) } }
+                                td { (Status::of(c).badge()) }
+                                td { @if let Some(code) = f.aadsts { code { "AADSTS" (code) } " " } (f.description) }
+                            }
+                        }
+                        @for c in refreshed.iter().take(20) {
+                            tr {
+                                td { (when(c.last_refreshed_at)) }
+                                td { a href=(detail_href(c)) { (c.connection_id.as_str()) } }
+                                td { "refreshed" }
+                                td { "Token now expires " (when(c.credentials.expires_at)) }
+                            }
+                        }
+                    }
+                }
+                h2 { "Webhook deliveries" }
+                p.muted { "This grantd build keeps no webhook delivery log yet, so there is nothing to show here." }
+            },
+        )
+        .into_string(),
+    )
+    .into_response()
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct ListQuery {
+    #[serde(default)]
+    q: Option<String>,
+    #[serde(default)]
+    integration: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+pub async fn list(
+    State(st): State<AppState>,
+    admin: Admin,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let search = q.q.clone().filter(|s| !s.trim().is_empty());
+    let filter = ConnectionFilter {
+        search: search.as_ref().map(|s| s.trim().to_owned()),
+        integration_keys: q
+            .integration
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect(),
+        limit: 500,
+        ..Default::default()
+    };
+    let conns = match all_connections(&st, filter).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let wanted = q.status.as_deref().filter(|s| !s.is_empty());
+    let shown: Vec<&Connection> = conns
+        .iter()
+        .filter(|c| wanted.is_none_or(|w| Status::of(c).label() == w))
+        .collect();
+    Html(
+        page(
+            "Connections",
+            Some(&admin.csrf),
+            html! {
+                h1 { "Connections" }
+                form.row method="get" action="/dashboard/connections" role="search" {
+                    label for="q" { "Search" }
+                    input #q type="search" name="q" value=(search.unwrap_or_default()) placeholder="connection id, end user id, email or name";
+                    label for="status" { "Status" }
+                    select #status name="status" {
+                        option value="" { "any" }
+                        @for s in [Status::Healthy, Status::Refreshing, Status::MustReconnect, Status::Misconfigured, Status::SharePointMissing] {
+                            option value=(s.label()) selected[wanted == Some(s.label())] { (s.label()) }
+                        }
+                    }
+                    @if let Some(i) = &q.integration { input type="hidden" name="integration" value=(i); }
+                    button type="submit" { "Search" }
+                }
+                @if shown.is_empty() {
+                    p { "No connections match." }
+                } @else {
+                    table {
+                        thead { tr { th scope="col" { "Connection" } th scope="col" { "Integration" } th scope="col" { "End user" } th scope="col" { "Status" } th scope="col" { "Last refresh" } th scope="col" { "Token expires" } th scope="col" { "Problem" } } }
+                        tbody {
+                            @for c in &shown {
+                                tr data-connection-id=(c.connection_id.as_str()) {
+                                    td { a href=(detail_href(c)) { (c.connection_id.as_str()) } }
+                                    td { (c.provider_config_key.as_str()) }
+                                    td { (end_user(c)) }
+                                    td { (Status::of(c).badge()) }
+                                    td { (when(c.last_refreshed_at)) }
+                                    td { (when(c.credentials.expires_at)) }
+                                    td { (problem(c)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        )
+        .into_string(),
+    )
+    .into_response()
+}
+
+fn problem(c: &Connection) -> Markup {
+    html! {
+        @if let Some(f) = &c.auth_failure {
+            @if let Some(code) = f.aadsts { code { "AADSTS" (code) } " " }
+            (f.description)
+        } @else if let Some(s) = sharepoint_status(c).filter(|s| *s != "ok") {
+            (s)
+        }
+    }
+}
+
+async fn load(st: &AppState, key: &str, id: &str) -> Result<Connection, Response> {
+    let not_found = || {
+        (
+            StatusCode::NOT_FOUND,
+            Html(
+                page(
+                    "Not found",
+                    None,
+                    html! { p.error { "There is no such connection." } p { a href="/dashboard/connections" { "Back to connections" } } },
+                )
+                .into_string(),
+            ),
+        )
+            .into_response()
+    };
+    let key = ProviderConfigKey::parse(key).map_err(|_| not_found())?;
+    let cid = ConnectionId::parse(id).map_err(|_| not_found())?;
+    match st.core.store.get_connection(&key, &cid).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(not_found()),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+/// The result of an action, shown above the connection's details.
+enum Notice {
+    None,
+    Ok(Markup),
+    Error(Markup),
+}
+
+fn detail(st: &AppState, admin: &Admin, c: &Connection, notice: Notice) -> Response {
+    let base = detail_href(c);
+    let status = Status::of(c);
+    let _ = st;
+    Html(
+        page(
+            &format!("Connection {}", c.connection_id),
+            Some(&admin.csrf),
+            html! {
+                h1 { "Connection " code { (c.connection_id.as_str()) } " " (status.badge()) }
+                @match notice {
+                    Notice::None => {},
+                    Notice::Ok(m) => div.ok role="status" { (m) },
+                    Notice::Error(m) => div.error role="alert" { (m) },
+                }
+                dl.card {
+                    dt { "Integration" } dd { a href=(format!("/dashboard/integrations/{}", c.provider_config_key)) { (c.provider_config_key.as_str()) } }
+                    dt { "End user" } dd { (end_user(c)) }
+                    dt { "Status" } dd { (status.label()) }
+                    dt { "Created" } dd { (when(Some(c.created_at))) }
+                    dt { "Last refresh" } dd { (when(c.last_refreshed_at)) }
+                    dt { "Token expires" } dd { (when(c.credentials.expires_at)) }
+                    dt { "SharePoint token" } dd { (sharepoint_status(c).unwrap_or("—")) }
+                    @if let Some(f) = &c.auth_failure {
+                        dt { "Error" } dd {
+                            @if let Some(code) = f.aadsts { code { "AADSTS" (code) } " " }
+                            @if let Some(e) = &f.error { code { (e) } " " }
+                            (f.description) " (" (when(Some(f.at))) ")"
+                        }
+                    }
+                }
+                div.row {
+                    form method="post" action=(format!("{base}/refresh")) { (csrf_field(&admin.csrf)) button type="submit" { "Refresh now" } }
+                    form method="post" action=(format!("{base}/reconnect-link")) { (csrf_field(&admin.csrf)) button.secondary type="submit" { "Copy reconnect link" } }
+                    form method="post" action=(format!("{base}/test-call")) { (csrf_field(&admin.csrf)) button.secondary type="submit" { "Test call: list drives" } }
+                    form method="post" action=(format!("{base}/delete")) { (csrf_field(&admin.csrf)) button.danger type="submit" { "Delete" } }
+                }
+            },
+        )
+        .into_string(),
+    )
+    .into_response()
+}
+
+pub async fn show(
+    State(st): State<AppState>,
+    admin: Admin,
+    Path((key, id)): Path<(String, String)>,
+) -> Response {
+    match load(&st, &key, &id).await {
+        Ok(c) => detail(&st, &admin, &c, Notice::None),
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct CsrfOnly {
+    csrf: String,
+}
+
+pub async fn refresh(
+    State(st): State<AppState>,
+    admin: Admin,
+    Path((key, id)): Path<(String, String)>,
+    axum::Form(f): axum::Form<CsrfOnly>,
+) -> Response {
+    if let Err(r) = admin.check_csrf(&f.csrf) {
+        return r;
+    }
+    let c = match load(&st, &key, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let notice = match st.core.fresh_connection(c, true).await {
+        Ok(_) => Notice::Ok(html! { "Refreshed." }),
+        Err(crate::connections::Error::Refresh(c)) => Notice::Error(html! {
+            "Refresh failed: " @if let Some(code) = c.aadsts { code { "AADSTS" (code) } " " } (c.cause)
+        }),
+        Err(e) => return internal(e),
+    };
+    match load(&st, &key, &id).await {
+        Ok(c) => detail(&st, &admin, &c, notice),
+        Err(r) => r,
+    }
+}
+
+pub async fn reconnect_link(
+    State(st): State<AppState>,
+    admin: Admin,
+    Path((key, id)): Path<(String, String)>,
+    axum::Form(f): axum::Form<CsrfOnly>,
+) -> Response {
+    if let Err(r) = admin.check_csrf(&f.csrf) {
+        return r;
+    }
+    let c = match load(&st, &key, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let req = SessionRequest {
+        end_user: c.end_user.clone(),
+        allowed_integrations: Some(vec![c.provider_config_key.to_string()]),
+        tags: c.tags.clone(),
+        webhook_url_override: c.webhook_url_override.clone(),
+        reconnect: Some((c.provider_config_key.clone(), c.connection_id.clone())),
+        ..Default::default()
+    };
+    let link = match st.core.create_connect_session(req).await {
+        Ok((token, _)) => st.core.connect_link(&token),
+        Err(e) => return internal(e),
+    };
+    // The copy button is an enhancement: without JavaScript the link is still selectable.
+    let notice = Notice::Ok(html! {
+        label for="reconnect-link" { "Reconnect link (valid " (st.core.config.connect_session_ttl.as_secs() / 60) " minutes); send it to the user:" }
+        input #reconnect-link type="text" readonly value=(link);
+        button.secondary type="button" onclick="navigator.clipboard.writeText(document.getElementById('reconnect-link').value).then(function(){document.getElementById('copied').textContent='Copied.'})" { "Copy" }
+        span #copied role="status" {}
+        script { (PreEscaped("document.getElementById('reconnect-link').select();")) }
+    });
+    detail(&st, &admin, &c, notice)
+}
+
+pub async fn test_call(
+    State(st): State<AppState>,
+    admin: Admin,
+    Path((key, id)): Path<(String, String)>,
+    axum::Form(f): axum::Form<CsrfOnly>,
+) -> Response {
+    if let Err(r) = admin.check_csrf(&f.csrf) {
+        return r;
+    }
+    let c = match load(&st, &key, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let req = Request::builder()
+        .method("GET")
+        .uri("/proxy/v1.0/me/drives")
+        .header("connection-id", c.connection_id.as_str())
+        .header("provider-config-key", c.provider_config_key.as_str())
+        .body(Body::empty())
+        .expect("static request is valid");
+    let resp = match crate::proxy::handle(State(st.clone()), crate::api::SecretKey, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let notice = if status.is_success() {
+        let drives = json["value"].as_array().cloned().unwrap_or_default();
+        Notice::Ok(html! {
+            p { "GET /proxy/v1.0/me/drives answered " (status.as_u16()) " with " (drives.len()) " drive(s):" }
+            ul #drives {
+                @for d in &drives {
+                    li { (d["name"].as_str().unwrap_or("(unnamed)")) " — " (d["driveType"].as_str().unwrap_or("")) " " code { (d["id"].as_str().unwrap_or("")) } }
+                }
+            }
+        })
+    } else {
+        // Shown to the signed-in admin only, never logged: the error message, not the whole body.
+        let msg = json["error"]["message"]
+            .as_str()
+            .or(json["error"]["code"].as_str())
+            .unwrap_or("the call failed");
+        Notice::Error(html! { "GET /proxy/v1.0/me/drives answered " (status.as_u16()) ": " (msg) })
+    };
+    match load(&st, &key, &id).await {
+        Ok(c) => detail(&st, &admin, &c, notice),
+        Err(r) => r,
+    }
+}
+
+pub async fn delete(
+    State(st): State<AppState>,
+    admin: Admin,
+    Path((key, id)): Path<(String, String)>,
+    axum::Form(f): axum::Form<CsrfOnly>,
+) -> Response {
+    if let Err(r) = admin.check_csrf(&f.csrf) {
+        return r;
+    }
+    let c = match load(&st, &key, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match st
+        .core
+        .store
+        .delete_connection(&c.provider_config_key, &c.connection_id)
+        .await
+    {
+        Ok(_) => Redirect::to("/dashboard/connections").into_response(),
+        Err(e) => internal(e),
+    }
+}

@@ -1,0 +1,438 @@
+//! `GET /openapi.json`: the OpenAPI 3.1 document of grantd's HTTP API, assembled here from the
+//! route table (a test reads the routers' source and fails if a route is missing from it).
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Map, Value, json};
+
+use crate::server::AppState;
+
+/// One documented operation: (path, method, summary, tag, has JSON body).
+struct Op {
+    path: &'static str,
+    method: &'static str,
+    summary: &'static str,
+    tag: &'static str,
+    body: bool,
+    auth: Auth,
+}
+
+#[derive(Clone, Copy)]
+enum Auth {
+    SecretKey,
+    SessionToken,
+    None,
+}
+
+const fn op(
+    path: &'static str,
+    method: &'static str,
+    tag: &'static str,
+    auth: Auth,
+    body: bool,
+    summary: &'static str,
+) -> Op {
+    Op {
+        path,
+        method,
+        summary,
+        tag,
+        body,
+        auth,
+    }
+}
+
+use Auth::{None as Public, SecretKey as Key, SessionToken as Session};
+
+const OPS: &[Op] = &[
+    op(
+        "/integrations",
+        "get",
+        "Integrations",
+        Key,
+        false,
+        "List integrations",
+    ),
+    op(
+        "/integrations",
+        "post",
+        "Integrations",
+        Key,
+        true,
+        "Create an integration (provider, unique_key, credentials {client_id, client_secret, scopes})",
+    ),
+    op(
+        "/integrations/{key}",
+        "get",
+        "Integrations",
+        Key,
+        false,
+        "Show an integration (?include=credentials for the client secret)",
+    ),
+    op(
+        "/integrations/{key}",
+        "patch",
+        "Integrations",
+        Key,
+        true,
+        "Update an integration",
+    ),
+    op(
+        "/integrations/{key}",
+        "delete",
+        "Integrations",
+        Key,
+        false,
+        "Delete an integration and its connections",
+    ),
+    op(
+        "/providers",
+        "get",
+        "Integrations",
+        Key,
+        false,
+        "List the provider catalog",
+    ),
+    op(
+        "/providers/{provider}",
+        "get",
+        "Integrations",
+        Key,
+        false,
+        "Show one provider",
+    ),
+    op(
+        "/connect/sessions",
+        "post",
+        "Connect sessions",
+        Key,
+        true,
+        "Create a connect session (end_user, allowed_integrations…); returns token and connect_link",
+    ),
+    op(
+        "/connect/sessions/reconnect",
+        "post",
+        "Connect sessions",
+        Key,
+        true,
+        "Create a reconnect session for an existing connection",
+    ),
+    op(
+        "/connect/session",
+        "get",
+        "Connect sessions",
+        Session,
+        false,
+        "Show the presented connect session",
+    ),
+    op(
+        "/connect/session",
+        "delete",
+        "Connect sessions",
+        Session,
+        false,
+        "Delete the presented connect session",
+    ),
+    op(
+        "/connections",
+        "get",
+        "Connections",
+        Key,
+        false,
+        "List connections (connectionId, search, endUserId, endUserOrganizationId, integrationId, tags, limit, page)",
+    ),
+    op(
+        "/connections",
+        "post",
+        "Connections",
+        Key,
+        true,
+        "Import a connection with existing credentials",
+    ),
+    op(
+        "/connection",
+        "get",
+        "Connections",
+        Key,
+        false,
+        "List connections (legacy path)",
+    ),
+    op(
+        "/connection",
+        "post",
+        "Connections",
+        Key,
+        true,
+        "Import a connection (legacy flat body)",
+    ),
+    op(
+        "/connections/metadata",
+        "post",
+        "Connections",
+        Key,
+        true,
+        "Replace metadata of connections",
+    ),
+    op(
+        "/connections/metadata",
+        "patch",
+        "Connections",
+        Key,
+        true,
+        "Merge metadata of connections",
+    ),
+    op(
+        "/connection/metadata",
+        "post",
+        "Connections",
+        Key,
+        true,
+        "Replace metadata (legacy path)",
+    ),
+    op(
+        "/connection/metadata",
+        "patch",
+        "Connections",
+        Key,
+        true,
+        "Merge metadata (legacy path)",
+    ),
+    op(
+        "/connections/{id}",
+        "get",
+        "Connections",
+        Key,
+        false,
+        "Show a connection with fresh credentials (?provider_config_key=…&force_refresh=true&refresh_token=true)",
+    ),
+    op(
+        "/connections/{id}",
+        "patch",
+        "Connections",
+        Key,
+        true,
+        "Update a connection's end user, tags or webhook override",
+    ),
+    op(
+        "/connections/{id}",
+        "delete",
+        "Connections",
+        Key,
+        false,
+        "Delete a connection (?provider_config_key=…)",
+    ),
+    op(
+        "/connection/{id}",
+        "get",
+        "Connections",
+        Key,
+        false,
+        "Show a connection (legacy path)",
+    ),
+    op(
+        "/connection/{id}",
+        "delete",
+        "Connections",
+        Key,
+        false,
+        "Delete a connection (legacy path)",
+    ),
+    op(
+        "/connection/{id}/metadata",
+        "post",
+        "Connections",
+        Key,
+        true,
+        "Replace metadata (deprecated path)",
+    ),
+    op(
+        "/connection/{id}/metadata",
+        "patch",
+        "Connections",
+        Key,
+        true,
+        "Merge metadata (deprecated path)",
+    ),
+    op(
+        "/proxy/{path}",
+        "get",
+        "Proxy",
+        Key,
+        false,
+        "Forward a call to Graph with the connection's token (headers Connection-Id, Provider-Config-Key; optional Retries, Retry-On, Base-Url-Override, Grantd-Resource: sharepoint). All methods are accepted.",
+    ),
+    op(
+        "/proxy",
+        "get",
+        "Proxy",
+        Key,
+        false,
+        "Forward a call to the provider's API root",
+    ),
+    op(
+        "/oauth/connect/{key}",
+        "get",
+        "OAuth (browser)",
+        Public,
+        false,
+        "Start the OAuth flow: 302 to Microsoft (?connect_session_token=…&ws_client_id=…&params[tenant]=…)",
+    ),
+    op(
+        "/oauth/callback",
+        "get",
+        "OAuth (browser)",
+        Public,
+        false,
+        "OAuth redirect URI: finishes the flow and renders the outcome page",
+    ),
+    op(
+        "/connect",
+        "get",
+        "OAuth (browser)",
+        Public,
+        false,
+        "The hosted Connect UI (?session_token=…)",
+    ),
+    op(
+        "/",
+        "get",
+        "OAuth (browser)",
+        Public,
+        false,
+        "WebSocket used by @nangohq/frontend to learn the outcome of a flow",
+    ),
+    op("/health", "get", "Operations", Public, false, "Liveness"),
+    op(
+        "/ready",
+        "get",
+        "Operations",
+        Public,
+        false,
+        "Readiness (database reachable)",
+    ),
+    op(
+        "/metrics",
+        "get",
+        "Operations",
+        Public,
+        false,
+        "Prometheus metrics (text format)",
+    ),
+    op(
+        "/openapi.json",
+        "get",
+        "Operations",
+        Public,
+        false,
+        "This document",
+    ),
+];
+
+fn path_params(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect()
+}
+
+fn error_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {"error": {"type": "object", "properties": {
+            "code": {"type": "string"}, "message": {"type": "string"}, "errors": {"type": "array"}
+        }, "required": ["code", "message"]}}
+    })
+}
+
+/// The document, for a server at `public_url`.
+pub fn document(public_url: &str) -> Value {
+    let mut paths = Map::new();
+    for o in OPS {
+        let mut operation = json!({
+            "summary": o.summary,
+            "tags": [o.tag],
+            "operationId": format!("{}_{}", o.method, o.path.trim_matches('/').replace(['/', '{', '}', '.'], "_")),
+            "parameters": path_params(o.path),
+            "responses": {
+                "200": {"description": "Success", "content": {"application/json": {"schema": {}}}},
+                "400": {"description": "Invalid input", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "401": {"description": "Missing or wrong credentials", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "404": {"description": "Not found", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            }
+        });
+        match o.auth {
+            Auth::SecretKey => operation["security"] = json!([{"secretKey": []}]),
+            Auth::SessionToken => operation["security"] = json!([{"connectSessionToken": []}]),
+            Auth::None => operation["security"] = json!([]),
+        }
+        if o.body {
+            operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
+        }
+        paths
+            .entry(o.path)
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("path items are objects")
+            .insert(o.method.into(), operation);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "grantd API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Nango-compatible auth, connections and proxy API for Microsoft 365. See docs/api.md.",
+        },
+        "servers": [{"url": public_url}],
+        "components": {
+            "securitySchemes": {
+                "secretKey": {"type": "http", "scheme": "bearer", "description": "The backend secret key (GRANTD_SECRET_KEY)."},
+                "connectSessionToken": {"type": "http", "scheme": "bearer", "description": "A connect session token (nango_connect_session_…)."},
+            },
+            "schemas": {"Error": error_schema()},
+        },
+        "paths": paths,
+    })
+}
+
+pub async fn serve(State(st): State<AppState>) -> Json<Value> {
+    Json(document(
+        st.core.config.public_url.as_str().trim_end_matches('/'),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every `.route("…")` in the routers (except the HTML dashboard) is documented.
+    #[test]
+    fn every_route_is_documented() {
+        let doc = super::document("http://localhost:3003");
+        let paths = doc["paths"].as_object().expect("paths object");
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut checked = 0;
+        for file in ["src/api/mod.rs", "src/web/mod.rs", "src/server.rs"] {
+            let src = std::fs::read_to_string(format!("{root}/{file}")).expect("router source");
+            for chunk in src.split(".route(").skip(1) {
+                let Some(path) = chunk
+                    .trim_start()
+                    .strip_prefix('"')
+                    .and_then(|r| r.split('"').next())
+                else {
+                    continue;
+                };
+                if path.starts_with("/dashboard") {
+                    continue;
+                }
+                let openapi_path = path.replace("{*", "{");
+                assert!(
+                    paths.contains_key(&openapi_path),
+                    "{path} (in {file}) is missing from /openapi.json"
+                );
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 20,
+            "found only {checked} routes; did the router move?"
+        );
+    }
+}

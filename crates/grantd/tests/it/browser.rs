@@ -1,0 +1,148 @@
+//! Real-browser tests: headless Chromium (Debian's `chromium`) driven from Node with
+//! `playwright-core` (`tests/browser/run.mjs`) against a live grantd and its emulator. Scenarios:
+//! the Connect UI flow through the emulator's sign-in and consent pages, `@nangohq/frontend`'s
+//! popup flow resolving with the connection id, a cancelled consent, and the dashboard turning a
+//! connection to "must reconnect" after the emulator revokes its user. Screenshots go to
+//! `target/browser-screenshots/`.
+//!
+//! Skips (printing `SKIPPED: …`) when Chromium or the Node packages are missing; with
+//! `GRANTD_TEST_NO_SKIP=1` (CI) that is a failure.
+
+use std::path::{Path, PathBuf};
+
+use grantd_emulator::seed;
+use serde_json::{Value, json};
+
+use crate::support::app::{SECRET, TestApp};
+
+const UPN: &str = "adele@contoso.onmicrosoft.com";
+
+fn skip(why: &str) {
+    if std::env::var("GRANTD_TEST_NO_SKIP").is_ok_and(|v| v == "1") {
+        panic!("{why} (GRANTD_TEST_NO_SKIP=1 forbids skipping)");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs one scenario of `tests/browser/run.mjs` and returns its result object.
+async fn scenario(app: &TestApp, name: &str, extra: Value) -> Value {
+    let root = repo_root();
+    let mut cfg = json!({
+        "scenario": name,
+        "grantdUrl": app.url,
+        "secretKey": SECRET,
+        "upn": UPN,
+        "password": seed::PASSWORD,
+        "screenshots": root.join("target/browser-screenshots"),
+    });
+    for (k, v) in extra.as_object().expect("extra is an object") {
+        cfg[k] = v.clone();
+    }
+    let out = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/run.mjs"))
+        .env("BROWSER_TEST", cfg.to_string())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser scenario {name} failed\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    let v: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(v["ok"], true, "{v}");
+    v
+}
+
+async fn connect_link(app: &TestApp, end_user: &str) -> String {
+    let token = app.session(end_user, &["one-drive"]).await;
+    format!("{}/connect?session_token={token}", app.url)
+}
+
+#[tokio::test]
+async fn browser_scenarios() {
+    if !Path::new("/usr/bin/chromium").exists() {
+        return skip("chromium not installed (apt-get install -y chromium chromium-driver)");
+    }
+    if !repo_root()
+        .join("tests/browser/node_modules/playwright-core")
+        .exists()
+    {
+        return skip("browser test packages not installed (cd tests/browser && npm ci)");
+    }
+    let app = TestApp::spawn().await;
+    app.create_integration(
+        "one-drive",
+        "offline_access,User.Read,Files.ReadWrite.All,Sites.Read.All",
+    )
+    .await;
+
+    // 1. The Connect UI, end to end.
+    let r = scenario(
+        &app,
+        "connect",
+        json!({"connectLink": connect_link(&app, "u-connect").await}),
+    )
+    .await;
+    assert!(r["title"].as_str().unwrap().starts_with("Connected"), "{r}");
+    let ids = app.connection_ids("u-connect").await;
+    assert_eq!(ids.len(), 1);
+    let id = ids[0].clone();
+
+    // 2. The dashboard shows it healthy; the test call lists drives; a reconnect link is made.
+    let r = scenario(&app, "dashboard-healthy", json!({"connectionId": id})).await;
+    assert_eq!(r["status"], "healthy", "{r}");
+    assert!(r["drives"].as_u64().unwrap() >= 1, "{r}");
+    assert!(
+        r["link"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}/connect?session_token=", app.url)),
+        "{r}"
+    );
+    assert_eq!(
+        r["redirectUri"],
+        format!("{}/oauth/callback", app.url),
+        "{r}"
+    );
+
+    // 3. @nangohq/frontend's popup flow resolves with the new connection's id.
+    let token = app.session("u-popup", &["one-drive"]).await;
+    // Users who have not consented yet, so the consent page shows (the emulator remembers consent).
+    let r = scenario(
+        &app,
+        "popup",
+        json!({"sessionToken": token, "upn": seed::MEGAN_UPN}),
+    )
+    .await;
+    let popup_ids = app.connection_ids("u-popup").await;
+    assert_eq!(popup_ids.len(), 1);
+    assert_eq!(r["connectionId"], popup_ids[0].as_str(), "{r}");
+    assert_eq!(r["providerConfigKey"], "one-drive", "{r}");
+
+    // 4. A cancelled consent says so, and what to do.
+    let r = scenario(
+        &app,
+        "cancel",
+        json!({"connectLink": connect_link(&app, "u-cancel").await, "upn": seed::DIEGO_UPN}),
+    )
+    .await;
+    let text = r["text"].as_str().unwrap();
+    assert!(text.to_lowercase().contains("cancel"), "{text}");
+    assert!(text.contains("What to do"), "{text}");
+    assert!(app.connection_ids("u-cancel").await.is_empty());
+
+    // 5. The emulator revokes the user; a forced refresh from the dashboard turns the connection
+    //    to "must reconnect", with the AADSTS code.
+    app.emu.control().revoke_user(UPN).await.unwrap();
+    let r = scenario(&app, "dashboard-revoked", json!({"connectionId": id})).await;
+    assert_eq!(r["status"], "must reconnect", "{r}");
+    assert!(r["problem"].as_str().unwrap().contains("AADSTS"), "{r}");
+}

@@ -1,0 +1,164 @@
+// Browser scenarios in real headless Chromium (Debian's /usr/bin/chromium via playwright-core),
+// driven by crates/grantd/tests/it/browser.rs, which starts grantd + the emulator and passes
+// everything in the BROWSER_TEST environment variable (JSON):
+//   { scenario, grantdUrl, secretKey, connectLink?, sessionToken?, connectionId?, upn, password,
+//     screenshots }
+// Prints one JSON line {"ok":true,...} on success; throws (exit 1) otherwise.
+import { chromium } from 'playwright-core';
+import { build } from 'esbuild';
+import http from 'node:http';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const cfg = JSON.parse(process.env.BROWSER_TEST);
+const here = path.dirname(fileURLToPath(import.meta.url));
+fs.mkdirSync(cfg.screenshots, { recursive: true });
+const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'grantd-chromium-'));
+const TIMEOUT = 30_000;
+
+const context = await chromium.launchPersistentContext(userDataDir, {
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  viewport: { width: 1100, height: 800 },
+});
+context.setDefaultTimeout(TIMEOUT);
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(cfg.screenshots, `${cfg.scenario}-${name}.png`), fullPage: true });
+}
+
+/** Fills the emulator's sign-in page, then accepts or cancels consent. */
+async function signInAndConsent(page, action) {
+  await page.waitForSelector('#passwd');
+  await shot(page, 'emulator-sign-in');
+  await page.fill('#login', cfg.upn);
+  await page.fill('#passwd', cfg.password);
+  await page.click('#idSIButton9');
+  await page.waitForSelector(`#${action}`);
+  await shot(page, 'emulator-consent');
+  await page.click(`#${action}`);
+}
+
+async function dashboardLogin(page) {
+  await page.goto(`${cfg.grantdUrl}/dashboard/login`);
+  await shot(page, 'login');
+  await page.getByLabel('Secret key').fill(cfg.secretKey);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForSelector('h1:has-text("Overview")');
+}
+
+const scenarios = {
+  // The hosted Connect UI end to end through the emulator's sign-in and consent pages.
+  async connect() {
+    const page = await context.newPage();
+    await page.goto(cfg.connectLink);
+    await shot(page, 'connect-ui');
+    await page.getByRole('link', { name: /Connect / }).click();
+    await signInAndConsent(page, 'accept');
+    await page.waitForSelector('h1:has-text("Connected")');
+    await shot(page, 'success');
+    return { title: await page.title() };
+  },
+
+  // A cancelled consent shows its message in plain words.
+  async cancel() {
+    const page = await context.newPage();
+    await page.goto(cfg.connectLink);
+    await page.getByRole('link', { name: /Connect / }).click();
+    await signInAndConsent(page, 'cancel');
+    await page.waitForSelector('[role=alert]');
+    await shot(page, 'failure');
+    return { text: await page.locator('[role=alert]').innerText() };
+  },
+
+  // @nangohq/frontend's popup flow from a page served here: nango.auth() resolves with the id.
+  async popup() {
+    const bundle = await build({
+      entryPoints: [path.join(here, 'node_modules/@nangohq/frontend/dist/index.js')],
+      bundle: true, format: 'iife', globalName: 'NangoFrontend', write: false, platform: 'browser',
+    });
+    const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>App using @nangohq/frontend</title></head>
+<body><h1>My SaaS app</h1><button id="connect">Connect OneDrive</button><pre id="result"></pre>
+<script>${bundle.outputFiles[0].text}</script>
+<script>
+  const Nango = NangoFrontend.default || NangoFrontend.Nango;
+  document.getElementById('connect').onclick = () => {
+    const nango = new Nango({ host: ${JSON.stringify(cfg.grantdUrl)}, connectSessionToken: ${JSON.stringify(cfg.sessionToken)} });
+    nango.auth('one-drive')
+      .then((r) => { window.__result = r; document.getElementById('result').textContent = JSON.stringify(r); })
+      .catch((e) => { window.__error = { type: e.type, message: e.message }; document.getElementById('result').textContent = 'error: ' + e.message; });
+  };
+</script></body></html>`;
+    const server = http.createServer((_, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end(html); });
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const page = await context.newPage();
+      await page.goto(`http://127.0.0.1:${server.address().port}/`);
+      const [popup] = await Promise.all([context.waitForEvent('page'), page.click('#connect')]);
+      await signInAndConsent(popup, 'accept');
+      await page.waitForFunction(() => window.__result || window.__error, null, { timeout: TIMEOUT });
+      const error = await page.evaluate(() => window.__error);
+      if (error) throw new Error(`nango.auth rejected: ${JSON.stringify(error)}`);
+      await shot(page, 'app-resolved');
+      return await page.evaluate(() => window.__result);
+    } finally {
+      server.close();
+    }
+  },
+
+  // The dashboard shows the connection healthy.
+  async 'dashboard-healthy'() {
+    const page = await context.newPage();
+    await dashboardLogin(page);
+    await shot(page, 'overview');
+    await page.getByRole('link', { name: 'Connections', exact: true }).click();
+    const row = page.locator(`tr[data-connection-id="${cfg.connectionId}"]`);
+    await row.waitFor();
+    await shot(page, 'connections');
+    const status = await row.locator('[data-status]').getAttribute('data-status');
+    await row.getByRole('link').first().click();
+    await page.getByRole('button', { name: 'Test call: list drives' }).click();
+    await page.waitForSelector('#drives');
+    await shot(page, 'test-call');
+    const drives = await page.locator('#drives li').count();
+    await page.getByRole('button', { name: 'Copy reconnect link' }).click();
+    const link = await page.locator('#reconnect-link').inputValue();
+    await shot(page, 'reconnect-link');
+    await page.goto(`${cfg.grantdUrl}/dashboard/integrations/one-drive`);
+    await shot(page, 'integration');
+    const redirectUri = await page.locator('#redirect-uri').innerText();
+    return { status, drives, link, redirectUri };
+  },
+
+  // After the emulator revoked the user: "Refresh now" turns the connection to "must reconnect".
+  async 'dashboard-revoked'() {
+    const page = await context.newPage();
+    await dashboardLogin(page);
+    await page.goto(`${cfg.grantdUrl}/dashboard/connections/one-drive/${encodeURIComponent(cfg.connectionId)}`);
+    await page.getByRole('button', { name: 'Refresh now' }).click();
+    await page.waitForSelector('[role=alert]');
+    await shot(page, 'refresh-failed');
+    const alert = await page.locator('[role=alert]').innerText();
+    await page.goto(`${cfg.grantdUrl}/dashboard/connections`);
+    const row = page.locator(`tr[data-connection-id="${cfg.connectionId}"]`);
+    await row.waitFor();
+    await shot(page, 'connections');
+    const status = await row.locator('[data-status]').getAttribute('data-status');
+    const problem = await row.locator('td').last().innerText();
+    return { status, alert, problem };
+  },
+};
+
+try {
+  const fn = scenarios[cfg.scenario];
+  if (!fn) throw new Error(`unknown scenario ${cfg.scenario}`);
+  const result = await fn();
+  console.log(JSON.stringify({ ok: true, ...result }));
+} finally {
+  await context.close();
+  fs.rmSync(userDataDir, { recursive: true, force: true });
+}
