@@ -134,7 +134,7 @@ pub async fn show(
     let force = parse_bool(q.force_refresh.as_deref())?;
     let with_rt = parse_bool(q.refresh_token.as_deref())?;
     parse_bool(q.refresh_github_app_jwt_token.as_deref())?;
-    let (_, provider) = st.core.integration_cached(&key).await?;
+    let (integration, provider) = st.core.integration_cached(&key).await?;
     let conn = st
         .core
         .store
@@ -161,11 +161,11 @@ pub async fn show(
     st.core.store.touch_last_fetched(conn.id, now).await?;
     let mut conn = conn;
     conn.last_fetched_at = Some(now);
-    Ok(Json(render::connection(
-        &conn,
-        with_rt,
-        provider.sharepoint_token,
-    )))
+    let mut v = render::connection(&conn, with_rt, provider.sharepoint_token);
+    if provider.is_app_only() {
+        v["credentials"] = super::app_only::cc_credentials(&conn, &integration.client_id);
+    }
+    Ok(Json(v))
 }
 
 #[derive(Debug, Deserialize)]
@@ -354,8 +354,13 @@ async fn do_import(st: &AppState, i: Import) -> Result<crate::model::Connection,
 pub async fn import(
     State(st): State<AppState>,
     _: SecretKey,
-    JsonBody(b): JsonBody<ImportBody>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if super::app_only::is_app_only_import(&body) {
+        return super::app_only::import(&st, body).await;
+    }
+    let b: ImportBody = serde_json::from_value(body)
+        .map_err(|e| ApiError::validation("invalid_body", &[], e.to_string()))?;
     if b.credentials.kind != "OAUTH2" {
         return Err(ApiError::validation(
             "invalid_body",

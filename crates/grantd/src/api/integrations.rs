@@ -19,12 +19,28 @@ pub struct CredentialsBody {
     #[serde(rename = "type")]
     pub kind: String,
     pub client_id: String,
-    pub client_secret: String,
+    /// Optional when a certificate is given.
+    #[serde(default)]
+    pub client_secret: Option<String>,
     #[serde(default)]
     pub scopes: Option<String>,
     #[serde(default)]
     pub webhook_secret: Option<String>,
+    /// grantd extension: a PEM certificate registered on the app; with `private_key`, the client
+    /// authenticates with signed assertions instead of the secret.
+    #[serde(default)]
+    pub client_certificate: Option<String>,
+    /// grantd extension: the certificate's PEM private key (encrypted at rest, never returned).
+    #[serde(default)]
+    pub private_key: Option<String>,
+    /// grantd extension: `PS256` (default) or `RS256`.
+    #[serde(default)]
+    pub client_assertion_alg: Option<String>,
+    /// grantd extension: when the client secret expires (ISO 8601), for expiry warnings.
+    #[serde(default)]
+    pub client_secret_expires_at: Option<String>,
 }
+
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,34 +96,6 @@ fn parse_scopes(s: Option<&str>) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
-fn check_credentials(c: &CredentialsBody) -> Result<(), ApiError> {
-    if c.kind != "OAUTH2" {
-        return Err(ApiError::validation(
-            "invalid_body",
-            &["credentials", "type"],
-            format!(
-                "Credential type {} is incompatible with the provider's auth mode OAUTH2",
-                c.kind
-            ),
-        ));
-    }
-    if c.client_id.is_empty() || c.client_id.len() > 255 {
-        return Err(ApiError::validation(
-            "invalid_body",
-            &["credentials", "client_id"],
-            "client_id must be 1-255 characters",
-        ));
-    }
-    if c.client_secret.is_empty() {
-        return Err(ApiError::validation(
-            "invalid_body",
-            &["credentials", "client_secret"],
-            "client_secret must not be empty",
-        ));
-    }
-    Ok(())
-}
-
 fn parse_key(s: &str, path: &'static str) -> Result<ProviderConfigKey, ApiError> {
     ProviderConfigKey::parse(s).map_err(|e| {
         ApiError::validation("invalid_body", &[path], format!("Invalid unique_key: {e}"))
@@ -150,6 +138,10 @@ pub async fn list(State(st): State<AppState>, parts: Parts) -> Result<Json<Value
             "Authentication failed. The provided secret key is invalid.",
         ));
     };
+    let now = st.core.clock.now();
+    if let Err(e) = st.core.check_credential_expiry(now).await {
+        tracing::warn!(error = %crate::api::error_chain(&e), "credential expiry check failed");
+    }
     let all = st.core.store.list_integrations().await?;
     let public = st.core.config.public_url.as_str();
     let data: Vec<Value> = all
@@ -159,7 +151,11 @@ pub async fn list(State(st): State<AppState>, parts: Parts) -> Result<Json<Value
                 .as_ref()
                 .is_none_or(|a| a.iter().any(|k| k == i.unique_key.as_str()))
         })
-        .map(|i| render::integration(i, public, false))
+        .map(|i| {
+            let mut v = render::integration(i, public, false);
+            super::app_only::decorate_integration(&mut v, i, now);
+            v
+        })
         .collect();
     Ok(Json(json!({ "data": data })))
 }
@@ -180,7 +176,8 @@ pub async fn create(
     let creds = b.credentials.ok_or_else(|| {
         ApiError::validation("invalid_body", &["credentials"], "Missing credentials")
     })?;
-    check_credentials(&creds)?;
+    let provider = st.core.catalog.get(&b.provider).expect("checked above");
+    let app_credential = super::app_only::check_credentials(&creds, provider)?;
     if let Some(d) = &b.display_name {
         if d.is_empty() || d.len() > 255 {
             return Err(ApiError::validation(
@@ -192,7 +189,7 @@ pub async fn create(
     }
     let mut integration_config = b.integration_config.unwrap_or_default();
     integration_config.extend(b.custom.unwrap_or_default());
-    let created = st
+    let mut created = st
         .core
         .store
         .create_integration(NewIntegration {
@@ -200,7 +197,7 @@ pub async fn create(
             provider: b.provider,
             display_name: b.display_name,
             client_id: creds.client_id,
-            client_secret: ClientSecret::new(creds.client_secret),
+            client_secret: ClientSecret::new(creds.client_secret.unwrap_or_default()),
             scopes: parse_scopes(creds.scopes.as_deref())?,
             forward_webhooks: b.forward_webhooks.unwrap_or(true),
             integration_config,
@@ -214,10 +211,17 @@ pub async fn create(
             ),
             other => other.into(),
         })?;
+    if !app_credential.is_empty() {
+        st.core
+            .store
+            .set_app_credential(created.id, &app_credential)
+            .await?;
+        created.app_credential = app_credential;
+    }
     tracing::info!(integration.key = %created.unique_key, "integration {} created", created.unique_key);
-    Ok(Json(
-        json!({ "data": render::integration(&created, st.core.config.public_url.as_str(), false) }),
-    ))
+    let mut v = render::integration(&created, st.core.config.public_url.as_str(), false);
+    super::app_only::decorate_integration(&mut v, &created, st.core.clock.now());
+    Ok(Json(json!({ "data": v })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -249,6 +253,7 @@ pub async fn show(
     if include.split(',').any(|s| s == "webhook") {
         v["webhook_url"] = Value::Null;
     }
+    super::app_only::decorate_integration(&mut v, &i, st.core.clock.now());
     Ok(Json(json!({ "data": v })))
 }
 
@@ -278,10 +283,14 @@ pub async fn update(
         forward_webhooks: b.forward_webhooks.unwrap_or(cur.forward_webhooks),
         integration_config: cur.integration_config.clone(),
     };
+    let mut app_credential = None;
     if let Some(c) = b.credentials {
-        check_credentials(&c)?;
+        let provider = st.core.catalog.get(&cur.provider).ok_or_else(|| {
+            ApiError::validation("invalid_body", &["provider"], "Invalid provider")
+        })?;
+        app_credential = Some(super::app_only::check_credentials(&c, provider)?);
         new.client_id = c.client_id;
-        new.client_secret = ClientSecret::new(c.client_secret);
+        new.client_secret = ClientSecret::new(c.client_secret.unwrap_or_default());
         new.scopes = parse_scopes(c.scopes.as_deref())?;
     }
     if let Some(ic) = b.integration_config {
@@ -290,15 +299,19 @@ pub async fn update(
     if let Some(c) = b.custom {
         new.integration_config.extend(c);
     }
-    let updated = st
+    let mut updated = st
         .core
         .store
         .update_integration(&key, new)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("Integration \"{key}\" does not exist")))?;
-    Ok(Json(
-        json!({ "data": render::integration(&updated, st.core.config.public_url.as_str(), false) }),
-    ))
+    if let Some(ac) = app_credential {
+        st.core.store.set_app_credential(updated.id, &ac).await?;
+        updated.app_credential = ac;
+    }
+    let mut v = render::integration(&updated, st.core.config.public_url.as_str(), false);
+    super::app_only::decorate_integration(&mut v, &updated, st.core.clock.now());
+    Ok(Json(json!({ "data": v })))
 }
 
 pub async fn delete(

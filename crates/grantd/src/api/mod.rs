@@ -2,6 +2,7 @@
 //! Handlers are thin: extract and validate → call a `connections::Core` use case → render.
 //! Invariant: nothing here touches SQL or names a Microsoft host.
 
+pub mod app_only;
 pub mod connections;
 pub mod error;
 pub mod integrations;

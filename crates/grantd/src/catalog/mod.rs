@@ -45,7 +45,17 @@ fn space() -> String {
     " ".into()
 }
 
+/// The auth mode of application-permission providers: admin consent, then client-credentials
+/// tokens per tenant (Nango's name).
+pub const AUTH_MODE_CC: &str = "OAUTH2_CC";
+
 impl Provider {
+    /// True for application-permission providers (`OAUTH2_CC`): admin-consent connections with
+    /// client-credentials tokens.
+    pub fn is_app_only(&self) -> bool {
+        self.auth_mode == AUTH_MODE_CC
+    }
+
     /// True for providers served by Microsoft's identity platform (AADSTS errors, tenants).
     pub fn is_microsoft(&self) -> bool {
         self.authorization_url.starts_with("${login}")
@@ -121,10 +131,15 @@ impl Catalog {
             toml::from_str(text).map_err(|e| err(e.to_string()))?;
         for (name, p) in providers.iter_mut() {
             p.name = name.clone();
-            if p.auth_mode != "OAUTH2" {
+            if p.auth_mode != "OAUTH2" && p.auth_mode != AUTH_MODE_CC {
                 return Err(err(format!(
-                    "{name}: auth_mode {} is not supported (OAUTH2 only)",
+                    "{name}: auth_mode {} is not supported (OAUTH2 or OAUTH2_CC)",
                     p.auth_mode
+                )));
+            }
+            if p.auth_mode == AUTH_MODE_CC && !p.is_microsoft() {
+                return Err(err(format!(
+                    "{name}: OAUTH2_CC is supported for Microsoft providers only (admin consent)"
                 )));
             }
         }
@@ -179,6 +194,25 @@ mod tests {
                 .as_deref(),
             Some("contoso.onmicrosoft.com")
         );
+    }
+
+    #[test]
+    fn app_only_provider() {
+        let c = Catalog::builtin();
+        let hosts = MicrosoftHosts::emulator("http://127.0.0.1:4100/");
+        let p = c.get("one-drive-app").unwrap();
+        assert!(p.is_app_only() && p.is_microsoft());
+        let tenant = p.authority(None, None).unwrap();
+        assert_eq!(
+            p.authorization_url(&hosts, &tenant),
+            "http://127.0.0.1:4100/organizations/v2.0/adminconsent"
+        );
+        assert_eq!(p.default_scopes, ["https://graph.microsoft.com/.default"]);
+        assert!(Catalog::with_extra(
+            "extra",
+            "[acme]\ndisplay_name = \"A\"\nauth_mode = \"OAUTH2_CC\"\nauthorization_url = \"https://a.example/x\"\ntoken_url = \"https://a.example/t\"\nproxy_base_url = \"https://a.example\"\n",
+        )
+        .is_err());
     }
 
     #[test]

@@ -173,7 +173,9 @@ impl Core {
             }
             None => ConnectionId::new_random(),
         };
-        if integration.client_id.is_empty() || integration.client_secret.expose_secret().is_empty()
+        if integration.client_id.is_empty()
+            || (integration.client_secret.expose_secret().is_empty()
+                && integration.app_credential.certificate.is_none())
         {
             return Err(fail(
                 "provider_config_err",
@@ -237,7 +239,10 @@ impl Core {
         let state = uuid::Uuid::new_v4().to_string();
         let redirect_uri = self.config.callback_url();
         let authorization_url = provider.authorization_url(&self.config.microsoft, &tenant);
-        let url = oauth::authorize_url(&AuthorizeRequest {
+        let url = if provider.is_app_only() {
+            self.admin_consent_url(&integration, &provider, &tenant, &redirect_uri, &state)
+        } else {
+            oauth::authorize_url(&AuthorizeRequest {
             authorization_url: &authorization_url,
             client_id: &integration.client_id,
             redirect_uri: &redirect_uri,
@@ -247,6 +252,7 @@ impl Core {
             code_challenge: (!provider.disable_pkce).then_some(challenge.as_str()),
             extra: &extra,
         })
+        }
         .map_err(|e| {
             fail(
                 "url_param_err",
@@ -273,7 +279,11 @@ impl Core {
                 code_verifier: verifier,
                 connection_config: Value::Object(connection_config),
                 redirect_uri,
-                kind: "delegated".into(),
+                kind: if provider.is_app_only() {
+                    super::app_only::FLOW_KIND.into()
+                } else {
+                    "delegated".into()
+                },
                 expires_at: now
                     + TimeDelta::from_std(self.config.oauth_flow_ttl)
                         .unwrap_or(TimeDelta::minutes(15)),
@@ -318,6 +328,9 @@ impl Core {
                 "Start the connection again.".into(),
             ));
         }
+        if flow.kind == super::app_only::FLOW_KIND {
+            return self.finish_admin_consent(flow, query).await;
+        }
         if let Some(error) = query.get("error") {
             let (what, todo) = microsoft::aadsts::explain_authorize_error(
                 error,
@@ -359,7 +372,7 @@ impl Core {
             &self.http,
             &token_url,
             &integration.client_id,
-            ClientAuth::Secret(&integration.client_secret),
+            ClientAuth::of(&integration),
             oauth::code_grant(&AuthCode::new(code.clone()), &flow.redirect_uri, (!provider.disable_pkce).then_some(&flow.code_verifier)),
             now,
         )

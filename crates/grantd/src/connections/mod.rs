@@ -4,8 +4,11 @@
 //! - `sessions`: connect sessions (create, reconnect, look up by token).
 //! - `flow`: the OAuth connect flow (start → redirect; callback → connection).
 //! - `refresh`: fresh credentials on read, single-flight refresh, the SharePoint token.
+//! - `app_only`: admin-consent connections with client-credentials tokens (`OAUTH2_CC`).
 
 pub mod cached;
+pub mod app_only;
+pub mod credential_expiry;
 pub mod flow;
 pub mod refresh;
 pub mod sessions;

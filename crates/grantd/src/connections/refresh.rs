@@ -58,7 +58,7 @@ impl Core {
         if !force && !self.needs_refresh(&conn) {
             return Ok(conn);
         }
-        if conn.credentials.refresh_token.is_none() {
+        if conn.credentials.refresh_token.is_none() && !self.is_app_only(&conn) {
             // Nothing to refresh with: Nango returns the stored token as it is.
             return Ok(conn);
         }
@@ -93,7 +93,7 @@ impl Core {
             &self.http,
             &token_url,
             &integration.client_id,
-            ClientAuth::Secret(&integration.client_secret),
+            ClientAuth::of(&integration),
             oauth::refresh_grant(&refresh_token, Some(&scopes)),
             now,
         )
@@ -262,7 +262,7 @@ impl Core {
             &self.http,
             &token_url,
             &integration.client_id,
-            ClientAuth::Secret(&integration.client_secret),
+            ClientAuth::of(integration),
             oauth::refresh_grant(&refresh_token, Some(&sharepoint::scope_for(&host))),
             now,
         )

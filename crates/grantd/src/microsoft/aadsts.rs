@@ -100,9 +100,17 @@ fn cause_for(code: Option<u32>, error: &str) -> (Class, &'static str) {
         ),
         Some(7000222) => (
             Misconfigured,
-            "The integration's client secret has expired: create a new one in Entra and update the integration.",
+            "App misconfigured: client secret expired. Create a new secret in Entra ID and update the integration.",
         ),
-        Some(7000218) | Some(700027) | Some(700025) | Some(50012) => (
+        Some(700027) => (
+            Misconfigured,
+            "App misconfigured: Microsoft refused the client certificate assertion (the certificate is not registered on the app, or its key does not match).",
+        ),
+        Some(7000229) => (
+            Misconfigured,
+            "App misconfigured: the app has no service principal in this tenant (an administrator of the tenant has not granted admin consent).",
+        ),
+        Some(7000218) | Some(700025) | Some(50012) => (
             Misconfigured,
             "The integration's client credential is missing or invalid (secret or certificate).",
         ),
@@ -192,6 +200,12 @@ pub fn classify(err: &TokenError) -> Classified {
             aadsts: None,
             error: None,
             cause: "The token endpoint could not be reached; grantd will retry.".into(),
+        },
+        TokenError::Assertion(e) => Classified {
+            class: Class::Misconfigured,
+            aadsts: None,
+            error: None,
+            cause: format!("The integration's certificate credential cannot be used: {e}."),
         },
         TokenError::NoAccessToken => Classified {
             class: Class::Misconfigured,

@@ -3,6 +3,7 @@
 //! identity claims out of Graph access tokens, and obtaining the SharePoint-audience token.
 
 pub mod aadsts;
+pub mod admin_consent;
 pub mod sharepoint;
 
 use base64::Engine;
@@ -32,6 +33,9 @@ pub struct TokenIdentity {
     pub name: Option<String>,
     #[serde(default)]
     pub scp: Option<String>,
+    /// Application permissions of an app-only token.
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
 }
 
 impl TokenIdentity {

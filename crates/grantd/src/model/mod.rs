@@ -1,6 +1,7 @@
 //! Plain domain data shared by every layer: integrations, connections, their credentials, connect
 //! sessions and OAuth flow state. No I/O here.
 
+pub mod app_credential;
 pub mod ids;
 pub mod secret;
 
@@ -10,9 +11,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use app_credential::{AppCredential, AssertionAlg, ClientCertificate};
 pub use ids::{ConnectionId, ProviderConfigKey};
 pub use secret::{
-    AccessToken, ApiKey, AuthCode, ClientSecret, CodeVerifier, RefreshToken, SessionToken,
+    AccessToken, ApiKey, AuthCode, ClientSecret, CodeVerifier, PrivateKeyPem, RefreshToken,
+    SessionToken,
 };
 
 pub type Tags = BTreeMap<String, String>;
@@ -32,6 +35,9 @@ pub struct Integration {
     pub forward_webhooks: bool,
     /// Provider-specific extras (`integration_config`).
     pub integration_config: BTreeMap<String, String>,
+    /// The certificate credential and the recorded secret/certificate expiry (stored apart from
+    /// the integration row; empty by default).
+    pub app_credential: AppCredential,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -83,6 +83,10 @@ secret_type!(
     /// An OAuth authorization code.
     AuthCode
 );
+secret_type!(
+    /// A PEM private key that signs client assertions for a certificate credential.
+    PrivateKeyPem
+);
 
 #[cfg(test)]
 mod tests {

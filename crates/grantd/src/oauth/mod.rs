@@ -1,7 +1,9 @@
 //! Provider-neutral OAuth 2.0: PKCE and state generation, the authorization URL, and the token
 //! endpoint calls (code exchange, refresh, client credentials). It knows nothing about
 //! Microsoft's error codes: it returns the provider's error body parsed, and `microsoft/`
-//! classifies it.
+//! classifies it. `assertion` signs client assertions for certificate credentials.
+
+pub mod assertion;
 
 use std::time::Duration;
 
@@ -13,7 +15,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::model::{AccessToken, AuthCode, ClientSecret, CodeVerifier, RefreshToken};
+use crate::model::{
+    AccessToken, AuthCode, ClientCertificate, ClientSecret, CodeVerifier, Integration, RefreshToken,
+};
 
 /// A random URL-safe string of `bytes` random bytes.
 pub fn random_token(bytes: usize) -> String {
@@ -106,6 +110,9 @@ pub enum TokenError {
     Network(#[source] reqwest::Error),
     #[error("token response is missing access_token")]
     NoAccessToken,
+    /// The client assertion could not be built from the integration's certificate credential.
+    #[error("client assertion failed")]
+    Assertion(#[source] assertion::Error),
 }
 
 /// How the client authenticates at the token endpoint.
@@ -113,6 +120,18 @@ pub enum TokenError {
 pub enum ClientAuth<'a> {
     /// `client_secret` in the form body (Microsoft's `client_secret_post`).
     Secret(&'a ClientSecret),
+    /// A signed client assertion (`private_key_jwt`) from a certificate and its private key.
+    Assertion(&'a ClientCertificate),
+}
+
+impl<'a> ClientAuth<'a> {
+    /// The integration's certificate when it has one, else its client secret.
+    pub fn of(integration: &'a Integration) -> Self {
+        match &integration.app_credential.certificate {
+            Some(c) => ClientAuth::Assertion(c),
+            None => ClientAuth::Secret(&integration.client_secret),
+        }
+    }
 }
 
 /// One token endpoint call. `grant` holds the grant-specific form fields.
@@ -127,6 +146,12 @@ pub async fn token_request(
     let mut form: Vec<(&str, String)> = vec![("client_id", client_id.to_owned())];
     match auth {
         ClientAuth::Secret(s) => form.push(("client_secret", s.expose_secret().to_owned())),
+        ClientAuth::Assertion(c) => {
+            let jwt =
+                assertion::sign(c, client_id, token_url, now).map_err(TokenError::Assertion)?;
+            form.push(("client_assertion_type", assertion::JWT_BEARER.to_owned()));
+            form.push(("client_assertion", jwt));
+        }
     }
     form.extend(grant);
     let resp = http
@@ -218,6 +243,14 @@ pub fn refresh_grant(
         g.push(("scope", s.to_owned()));
     }
     g
+}
+
+/// The client-credentials grant fields; `scope` is `{resource}/.default`.
+pub fn client_credentials_grant(scope: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("grant_type", "client_credentials".to_owned()),
+        ("scope", scope.to_owned()),
+    ]
 }
 
 #[cfg(test)]

@@ -195,6 +195,8 @@ pub(super) fn merged_metadata(stored: &str, patch: &Value, merge: bool) -> Resul
 #[async_trait]
 pub(super) trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
+    /// Certificate credentials and expiry state of integrations.
+    fn app_credentials(&self) -> &dyn super::app_credentials::AppCredentialBackend;
     async fn ping(&self) -> Result<(), Error>;
 
     async fn insert_integration(&self, w: &IntegrationWrite) -> Result<IntegrationRow, Error>;

@@ -5,6 +5,7 @@
 //!
 //! Every operation that must be atomic is one method owning its transaction.
 
+mod app_credentials;
 mod backend;
 pub mod cache;
 mod postgres;
@@ -219,6 +220,7 @@ impl Store {
             scopes: from_json(&r.scopes, "integration scopes")?,
             forward_webhooks: r.forward_webhooks,
             integration_config: from_json(&r.integration_config, "integration config")?,
+            app_credential: Default::default(),
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -230,26 +232,27 @@ impl Store {
             .backend
             .insert_integration(&self.integration_write(&new))
             .await?;
-        self.integration(row)
+        self.with_app_credential(self.integration(row)?).await
     }
     pub async fn get_integration(
         &self,
         key: &ProviderConfigKey,
     ) -> Result<Option<Integration>, Error> {
-        self.backend
-            .get_integration(key.as_str())
-            .await?
-            .map(|r| self.integration(r))
-            .transpose()
+        match self.backend.get_integration(key.as_str()).await? {
+            Some(r) => Ok(Some(self.with_app_credential(self.integration(r)?).await?)),
+            None => Ok(None),
+        }
     }
     /// Ordered by creation time, oldest first.
     pub async fn list_integrations(&self) -> Result<Vec<Integration>, Error> {
-        self.backend
+        let list = self
+            .backend
             .list_integrations()
             .await?
             .into_iter()
             .map(|r| self.integration(r))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        self.with_app_credentials(list).await
     }
     /// Replaces every field of the integration `key` with `new` (which may carry a new key).
     /// `Ok(None)` if `key` does not exist; `Error::Conflict` if the new key is taken;
@@ -264,7 +267,10 @@ impl Store {
             .update_integration(key.as_str(), &self.integration_write(&new))
             .await;
         self.cache.forget_integration(key.as_str());
-        updated?.map(|r| self.integration(r)).transpose()
+        match updated? {
+            Some(r) => Ok(Some(self.with_app_credential(self.integration(r)?).await?)),
+            None => Ok(None),
+        }
     }
     /// Deletes the integration and soft-deletes its connections. `false` if it did not exist.
     pub async fn delete_integration(&self, key: &ProviderConfigKey) -> Result<bool, Error> {

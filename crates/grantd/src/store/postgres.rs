@@ -11,6 +11,8 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
+mod app_credentials;
+
 use super::Error;
 use super::backend::*;
 use crate::crypto::Sealed;
@@ -142,6 +144,10 @@ fn connection_row(r: &PgRow) -> Result<ConnectionRow, Error> {
 impl Backend for PgBackend {
     fn name(&self) -> &'static str {
         "postgres"
+    }
+
+    fn app_credentials(&self) -> &dyn super::app_credentials::AppCredentialBackend {
+        self
     }
 
     async fn ping(&self) -> Result<(), Error> {

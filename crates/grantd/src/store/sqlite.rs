@@ -14,6 +14,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+mod app_credentials;
+
 use super::Error;
 use super::backend::*;
 use crate::crypto::Sealed;
@@ -192,6 +194,10 @@ fn connection_row(r: &SqliteRow) -> Result<ConnectionRow, Error> {
 impl Backend for SqliteBackend {
     fn name(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn app_credentials(&self) -> &dyn super::app_credentials::AppCredentialBackend {
+        self
     }
 
     async fn ping(&self) -> Result<(), Error> {
