@@ -78,11 +78,12 @@ pub struct Admin {
 
 impl Admin {
     /// Checks a submitted CSRF token.
-    pub fn check_csrf(&self, submitted: &str) -> Result<(), Response> {
+    pub fn check_csrf(&self, submitted: &str) -> Result<(), Box<Response>> {
         if ct_eq(&self.csrf, submitted) {
             Ok(())
         } else {
-            Err((
+            Err(Box::new(
+                (
                 StatusCode::FORBIDDEN,
                 Html(
                     layout::page(
@@ -95,7 +96,8 @@ impl Admin {
                     .into_string(),
                 ),
             )
-                .into_response())
+                .into_response(),
+            ))
         }
     }
 }
@@ -169,7 +171,7 @@ pub struct CsrfForm {
 
 pub async fn logout(admin: Admin, axum::Form(f): axum::Form<CsrfForm>) -> Response {
     if let Err(r) = admin.check_csrf(&f.csrf) {
-        return r;
+        return *r;
     }
     let mut r = Redirect::to("/dashboard/login").into_response();
     r.headers_mut().insert(

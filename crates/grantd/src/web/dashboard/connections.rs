@@ -394,7 +394,7 @@ pub async fn refresh(
     axum::Form(f): axum::Form<CsrfOnly>,
 ) -> Response {
     if let Err(r) = admin.check_csrf(&f.csrf) {
-        return r;
+        return *r;
     }
     let c = match load(&st, &key, &id).await {
         Ok(c) => c,
@@ -420,7 +420,7 @@ pub async fn reconnect_link(
     axum::Form(f): axum::Form<CsrfOnly>,
 ) -> Response {
     if let Err(r) = admin.check_csrf(&f.csrf) {
-        return r;
+        return *r;
     }
     let c = match load(&st, &key, &id).await {
         Ok(c) => c,
@@ -456,7 +456,7 @@ pub async fn test_call(
     axum::Form(f): axum::Form<CsrfOnly>,
 ) -> Response {
     if let Err(r) = admin.check_csrf(&f.csrf) {
-        return r;
+        return *r;
     }
     let c = match load(&st, &key, &id).await {
         Ok(c) => c,
@@ -509,7 +509,7 @@ pub async fn delete(
     axum::Form(f): axum::Form<CsrfOnly>,
 ) -> Response {
     if let Err(r) = admin.check_csrf(&f.csrf) {
-        return r;
+        return *r;
     }
     let c = match load(&st, &key, &id).await {
         Ok(c) => c,

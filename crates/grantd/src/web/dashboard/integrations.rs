@@ -434,7 +434,7 @@ fn form_error(
 pub async fn create(State(st): State<AppState>, admin: Admin, body: axum::body::Bytes) -> Response {
     let (values, csrf, secret) = FormValues::parse(&body);
     if let Err(r) = admin.check_csrf(&csrf) {
-        return r;
+        return *r;
     }
     let Ok(key) = ProviderConfigKey::parse(&values.unique_key) else {
         return form_error(
@@ -533,7 +533,7 @@ pub async fn update(
 ) -> Response {
     let (values, csrf, secret) = FormValues::parse(&body);
     if let Err(r) = admin.check_csrf(&csrf) {
-        return r;
+        return *r;
     }
     let cur = match load(&st, &key).await {
         Ok(i) => i,
@@ -577,7 +577,7 @@ pub async fn delete(
     axum::Form(f): axum::Form<CsrfOnly>,
 ) -> Response {
     if let Err(r) = admin.check_csrf(&f.csrf) {
-        return r;
+        return *r;
     }
     let cur = match load(&st, &key).await {
         Ok(i) => i,
