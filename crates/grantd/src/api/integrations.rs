@@ -41,7 +41,6 @@ pub struct CredentialsBody {
     pub client_secret_expires_at: Option<String>,
 }
 
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
@@ -116,6 +115,7 @@ fn path_key(s: &str) -> Result<ProviderConfigKey, ApiError> {
 /// integrations).
 pub async fn list(State(st): State<AppState>, parts: Parts) -> Result<Json<Value>, ApiError> {
     let token = super::bearer(&parts)?;
+    super::no_query(&parts)?;
     let allowed: Option<Vec<String>> = if st.core.config.secret_key.ct_eq(&token) {
         None
     } else if token.starts_with(crate::connections::sessions::TOKEN_PREFIX) {
@@ -133,10 +133,7 @@ pub async fn list(State(st): State<AppState>, parts: Parts) -> Result<Json<Value
         })?;
         Some(session.allowed_integrations.unwrap_or_default()).filter(|v| !v.is_empty())
     } else {
-        return Err(ApiError::auth(
-            "unknown_account",
-            "Authentication failed. The provided secret key is invalid.",
-        ));
+        return Err(super::wrong_secret_key(&token));
     };
     let now = st.core.clock.now();
     if let Err(e) = st.core.check_credential_expiry(now).await {
@@ -224,19 +221,40 @@ pub async fn create(
     Ok(Json(json!({ "data": v })))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShowQuery {
-    #[serde(default)]
-    include: Option<String>,
+/// `include=webhook|credentials`, one value, repeated, or comma-separated.
+fn includes(parts: &Parts) -> Result<Vec<String>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+        .map_err(|e| ApiError::validation("invalid_query_params", &[], e.to_string()))?;
+    let mut out = Vec::new();
+    for (k, v) in pairs {
+        if k != "include" && k != "include[]" {
+            return Err(ApiError::validation(
+                "invalid_query_params",
+                &[k.as_str()],
+                format!("Unknown query parameter {k}"),
+            ));
+        }
+        for v in v.split(',').filter(|s| !s.is_empty()) {
+            if v != "webhook" && v != "credentials" {
+                return Err(ApiError::validation(
+                    "invalid_query_params",
+                    &["include"],
+                    format!("include must be webhook or credentials, not {v:?}"),
+                ));
+            }
+            out.push(v.to_owned());
+        }
+    }
+    Ok(out)
 }
 
 pub async fn show(
     State(st): State<AppState>,
     _: SecretKey,
     Path(key): Path<String>,
-    Query(q): Query<ShowQuery>,
+    parts: Parts,
 ) -> Result<Json<Value>, ApiError> {
+    let include = includes(&parts)?;
     let key = path_key(&key)?;
     let i = st
         .core
@@ -244,13 +262,12 @@ pub async fn show(
         .get_integration(&key)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("Integration \"{key}\" does not exist")))?;
-    let include = q.include.unwrap_or_default();
     let mut v = render::integration(
         &i,
         st.core.config.public_url.as_str(),
-        include.split(',').any(|s| s == "credentials"),
+        include.iter().any(|s| s == "credentials"),
     );
-    if include.split(',').any(|s| s == "webhook") {
+    if include.iter().any(|s| s == "webhook") {
         v["webhook_url"] = Value::Null;
     }
     super::app_only::decorate_integration(&mut v, &i, st.core.clock.now());

@@ -112,9 +112,44 @@ impl FromRequestParts<AppState> for SecretKey {
         if state.core.config.secret_key.ct_eq(&token) {
             Ok(SecretKey)
         } else {
-            Err(ApiError::auth(
-                "unknown_account",
-                "Authentication failed. The provided secret key is invalid.",
+            Err(wrong_secret_key(&token))
+        }
+    }
+}
+
+/// Nango's 401 for a bearer value that is not the secret key: `invalid_secret_key_format` when it
+/// is not even a UUID v4 (Nango's key format), else `unknown_account`. The configured key itself
+/// is accepted whatever its format (checked before this).
+pub fn wrong_secret_key(token: &str) -> ApiError {
+    let is_uuid_v4 = uuid::Uuid::try_parse(token).is_ok_and(|u| u.get_version_num() == 4);
+    if is_uuid_v4 {
+        ApiError::auth(
+            "unknown_account",
+            "Authentication failed. The provided secret key is invalid.",
+        )
+    } else {
+        ApiError::auth(
+            "invalid_secret_key_format",
+            "Authentication failed. The provided secret key is not a UUID v4.",
+        )
+    }
+}
+
+/// Refuses any query string, for the routes Nango declares without query parameters.
+pub fn no_query(parts: &Parts) -> Result<(), ApiError> {
+    match parts.uri.query().filter(|q| !q.is_empty()) {
+        None => Ok(()),
+        Some(q) => {
+            let names: Vec<String> = serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            let first = names.first().cloned().unwrap_or_default();
+            Err(ApiError::validation(
+                "invalid_query_params",
+                &[first.as_str()],
+                format!("This route takes no query parameters (got {})", names.join(", ")),
             ))
         }
     }
@@ -150,6 +185,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     format!("Could not read the body: {e}"),
                 )
             })?;
+        // An empty body reads as `{}` (as Express does), so missing fields say which.
+        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+            axum::body::Bytes::from_static(b"{}")
+        } else {
+            bytes
+        };
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,

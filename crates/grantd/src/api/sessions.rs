@@ -173,16 +173,24 @@ async fn respond(
     st: &AppState,
     req: SessionRequest,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let allowed = req.allowed_integrations.clone().unwrap_or_default();
     let (token, session) = st
         .core
         .create_connect_session(req)
         .await
         .map_err(|e| match e {
-            crate::connections::Error::UnknownIntegration(k) => ApiError::validation(
-                "invalid_body",
-                &["allowed_integrations"],
-                format!("Integration does not exist: {k}"),
-            ),
+            crate::connections::Error::UnknownIntegration(k) => {
+                // Nango's path names the offending entry: ["allowed_integrations", i].
+                let (field, index) = match allowed.iter().position(|a| *a == k) {
+                    Some(i) => ("allowed_integrations", i.to_string()),
+                    None => ("integrations_config_defaults", k.clone()),
+                };
+                ApiError::validation(
+                    "invalid_body",
+                    &[field, index.as_str()],
+                    "Integration does not exist",
+                )
+            }
             crate::connections::Error::UnknownConnection => ApiError::validation(
                 "invalid_body",
                 &["connection_id"],
@@ -293,6 +301,7 @@ async fn session_from(
 
 pub async fn show(State(st): State<AppState>, parts: Parts) -> Result<Json<Value>, ApiError> {
     let (_, s) = session_from(&st, &parts).await?;
+    super::no_query(&parts)?;
     let mut data = json!({
         "endUser": render::end_user(&s.end_user),
         "connectUISettings": {
@@ -311,6 +320,7 @@ pub async fn show(State(st): State<AppState>, parts: Parts) -> Result<Json<Value
 
 pub async fn delete(State(st): State<AppState>, parts: Parts) -> Result<StatusCode, ApiError> {
     let (token, _) = session_from(&st, &parts).await?;
+    super::no_query(&parts)?;
     st.core.delete_connect_session(&token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

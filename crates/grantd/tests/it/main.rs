@@ -1,10 +1,13 @@
 //! Integration tests: one binary, a module per feature (STYLE §6). Shared helpers live in
 //! `support` (e.g. `support::db::TestDb` for a fresh SQLite or PostgreSQL database).
 
+mod api;
 mod app_only;
 mod flow;
+mod logs;
 mod proxy;
 mod sdk;
 mod store;
 mod support;
 mod tidy;
+mod ws;

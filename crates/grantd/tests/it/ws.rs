@@ -1,0 +1,135 @@
+//! The WebSocket protocol `@nangohq/frontend` speaks: connect to `/`, receive `connection_ack`
+//! with a `ws_client_id`, start the flow with it, and receive exactly one `success` (with the new
+//! connection id) or `error` frame (`error_type`, `error_desc`) when the flow ends.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use grantd_emulator::browser::{Browser, Consent};
+use grantd_emulator::seed;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::app::TestApp;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the SDK's WebSocket and returns it with the acknowledged `ws_client_id`.
+async fn open(app: &TestApp) -> (Socket, String) {
+    let url = format!("{}/", app.url.replacen("http://", "ws://", 1));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("WebSocket upgrade at /");
+    let ack = next_frame(&mut ws).await.expect("connection_ack");
+    assert_eq!(ack["message_type"], "connection_ack", "{ack}");
+    let id = ack["ws_client_id"].as_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    (ws, id)
+}
+
+/// The next text frame as JSON; `None` when the server closed the socket. The timeout only keeps
+/// a broken server from hanging the test run.
+async fn next_frame(ws: &mut Socket) -> Option<Value> {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
+            .await
+            .expect("a frame or a close within a minute");
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                return Some(serde_json::from_str(t.as_str()).expect("JSON frame"));
+            }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn success_frame_carries_the_new_connection() {
+    let app = TestApp::spawn().await;
+    app.create_integration("one-drive", "User.Read,Files.Read")
+        .await;
+    let (mut ws, ws_id) = open(&app).await;
+    let (mut other, other_id) = open(&app).await;
+    assert_ne!(ws_id, other_id);
+
+    let token = app.session("u", &["one-drive"]).await;
+    let authorize = app
+        .start_connect("one-drive", &token, &format!("&ws_client_id={ws_id}"))
+        .await;
+    let outcome = Browser::new()
+        .authorize(
+            &authorize,
+            Some((seed::ADELE_UPN, seed::PASSWORD)),
+            Consent::Accept,
+        )
+        .await
+        .unwrap();
+    let (status, _) = app.deliver(&outcome).await;
+    assert_eq!(status, 200);
+
+    let frame = next_frame(&mut ws).await.expect("a success frame");
+    assert_eq!(frame["message_type"], "success", "{frame}");
+    assert_eq!(frame["provider_config_key"], "one-drive");
+    assert_eq!(frame["is_pending"], false);
+    let ids = app.connection_ids("u").await;
+    assert_eq!(frame["connection_id"], ids[0].as_str(), "{frame}");
+    // Exactly one final frame, then the server forgets the id and closes.
+    assert!(next_frame(&mut ws).await.is_none());
+
+    // The other client heard nothing and is still open: its own flow still reaches it. (Megan
+    // has not consented yet, so she sees the consent page and cancels.)
+    let authorize = app
+        .start_connect("one-drive", &token, &format!("&ws_client_id={other_id}"))
+        .await;
+    let outcome = Browser::new()
+        .authorize(
+            &authorize,
+            Some((seed::MEGAN_UPN, seed::PASSWORD)),
+            Consent::Cancel,
+        )
+        .await
+        .unwrap();
+    let (status, _) = app.deliver(&outcome).await;
+    assert_eq!(status, 400);
+    let frame = next_frame(&mut other).await.expect("an error frame");
+    assert_eq!(frame["message_type"], "error", "{frame}");
+    assert_eq!(frame["error_type"], "callback_err");
+    let desc = frame["error_desc"].as_str().unwrap();
+    assert!(desc.contains("cancelled"), "{desc}");
+    assert!(desc.contains("AADSTS65004"), "{desc}");
+    assert_eq!(frame["provider_config_key"], "one-drive");
+}
+
+#[tokio::test]
+async fn error_frame_when_the_flow_cannot_start() {
+    let app = TestApp::spawn().await;
+    app.create_integration("gone", "User.Read").await;
+    let token = app.session("u", &["gone"]).await;
+    let r = app.delete("/integrations/gone").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let (mut ws, ws_id) = open(&app).await;
+    let r = app
+        .http
+        .get(format!(
+            "{}/oauth/connect/gone?connect_session_token={token}&ws_client_id={ws_id}",
+            app.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("does not exist"), "{html}");
+    let frame = next_frame(&mut ws).await.expect("an error frame");
+    assert_eq!(frame["message_type"], "error", "{frame}");
+    assert_eq!(frame["error_type"], "provider_config_err", "{frame}");
+}
+
+#[tokio::test]
+async fn a_plain_get_of_the_root_is_not_a_websocket() {
+    let app = TestApp::spawn().await;
+    let r = app.http.get(format!("{}/", app.url)).send().await.unwrap();
+    assert!(r.status().is_redirection() || r.status().is_success());
+}
