@@ -21,7 +21,12 @@ fn every_rust_file_says_what_it_owns() {
     let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut files = Vec::new();
     rust_files(crates, &mut files);
-    assert!(files.len() > 20, "found only {} files under {}", files.len(), crates.display());
+    assert!(
+        files.len() > 20,
+        "found only {} files under {}",
+        files.len(),
+        crates.display()
+    );
     let missing: Vec<_> = files
         .iter()
         .filter(|f| {
@@ -30,5 +35,8 @@ fn every_rust_file_says_what_it_owns() {
         })
         .map(|f| f.strip_prefix(crates).unwrap().display().to_string())
         .collect();
-    assert!(missing.is_empty(), "files without a //! header: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "files without a //! header: {missing:#?}"
+    );
 }
