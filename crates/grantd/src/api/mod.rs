@@ -149,7 +149,10 @@ pub fn no_query(parts: &Parts) -> Result<(), ApiError> {
             Err(ApiError::validation(
                 "invalid_query_params",
                 &[first.as_str()],
-                format!("This route takes no query parameters (got {})", names.join(", ")),
+                format!(
+                    "This route takes no query parameters (got {})",
+                    names.join(", ")
+                ),
             ))
         }
     }

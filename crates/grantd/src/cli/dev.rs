@@ -1,6 +1,6 @@
 //! `grantd dev`: one process with grantd on SQLite (under `.grantd/`), the Microsoft emulator,
 //! and a ready `one-drive` integration registered with the emulator's app. Prints what a
-//! developer needs next: the secret key, a Connect link and a copy-paste curl.
+//! developer needs next: the dashboard URL, the secret key, a Connect link and a copy-paste curl.
 
 use std::path::PathBuf;
 
@@ -141,6 +141,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 grantd dev is running.
 
   grantd       {base}
+  dashboard    {base}/dashboard   (sign in with the secret key)
   emulator     {emu}   (Entra ID + Graph + SharePoint)
   database     {db}
   secret key   {secret}
