@@ -3,6 +3,7 @@
 //! (over the HTTP API of a running grantd, `remote.rs`). Thin: parse, build, call into `server`.
 
 mod dev;
+mod keys;
 pub mod remote;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,11 @@ pub enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Encryption key commands (local: uses the GRANTD_* configuration and the database).
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
     },
     /// Manage integrations of a running grantd (GRANTD_URL, GRANTD_SECRET_KEY).
     Integrations {
@@ -127,6 +133,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Emulator(args) => grantd_emulator::cli::run(args).await,
+        Command::Keys { command } => keys::run(command).await,
         Command::Integrations { remote, command } => remote::integrations(&remote, command).await,
         Command::Connections { remote, command } => remote::connections(&remote, command).await,
         Command::ConnectLink { remote, args } => remote::connect_link(&remote, args).await,

@@ -197,6 +197,8 @@ pub(super) trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     /// Certificate credentials and expiry state of integrations.
     fn app_credentials(&self) -> &dyn super::app_credentials::AppCredentialBackend;
+    /// Key rotation: re-sealing values under the current key.
+    fn rekey(&self) -> &dyn super::rekey::RekeyBackend;
     async fn ping(&self) -> Result<(), Error>;
 
     async fn insert_integration(&self, w: &IntegrationWrite) -> Result<IntegrationRow, Error>;

@@ -9,6 +9,7 @@ mod app_credentials;
 mod backend;
 pub mod cache;
 mod postgres;
+pub mod rekey;
 mod sqlite;
 
 use std::sync::Arc;

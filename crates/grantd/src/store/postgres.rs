@@ -12,6 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 mod app_credentials;
+mod rekey;
 
 use super::Error;
 use super::backend::*;
@@ -147,6 +148,10 @@ impl Backend for PgBackend {
     }
 
     fn app_credentials(&self) -> &dyn super::app_credentials::AppCredentialBackend {
+        self
+    }
+
+    fn rekey(&self) -> &dyn super::rekey::RekeyBackend {
         self
     }
 

@@ -15,6 +15,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 mod app_credentials;
+mod rekey;
 
 use super::Error;
 use super::backend::*;
@@ -197,6 +198,10 @@ impl Backend for SqliteBackend {
     }
 
     fn app_credentials(&self) -> &dyn super::app_credentials::AppCredentialBackend {
+        self
+    }
+
+    fn rekey(&self) -> &dyn super::rekey::RekeyBackend {
         self
     }
 

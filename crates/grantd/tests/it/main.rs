@@ -3,9 +3,12 @@
 
 mod api;
 mod app_only;
+mod browser;
+mod cli;
 mod flow;
 mod logs;
 mod proxy;
+mod rekey;
 mod sdk;
 mod store;
 mod support;

@@ -1,0 +1,74 @@
+//! SQLite SQL for key rotation (`store::rekey`): list values not under the current key, and
+//! replace one value if it is unchanged.
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::SqliteBackend;
+use crate::crypto::Sealed;
+use crate::store::Error;
+use crate::store::rekey::{RekeyBackend, SealedColumn};
+
+#[async_trait]
+impl RekeyBackend for SqliteBackend {
+    async fn sealed_batch(
+        &self,
+        c: &SealedColumn,
+        current_key_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Sealed)>, Error> {
+        let sql = format!(
+            "SELECT {id} AS id, {data} AS data, {key} AS key_id FROM {table} \
+             WHERE {data} IS NOT NULL AND {key} <> ? AND {id} > ? ORDER BY {id} LIMIT ?",
+            id = c.id,
+            data = c.data,
+            key = c.key_id,
+            table = c.table
+        );
+        let rows = sqlx::query(&sql)
+            .bind(current_key_id)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::Database)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id").map_err(Error::Database)?,
+                    Sealed {
+                        key_id: r.try_get("key_id").map_err(Error::Database)?,
+                        bytes: r.try_get("data").map_err(Error::Database)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    async fn reseal(
+        &self,
+        c: &SealedColumn,
+        id: i64,
+        old: &Sealed,
+        new: &Sealed,
+    ) -> Result<bool, Error> {
+        let sql = format!(
+            "UPDATE {table} SET {data} = ?, {key} = ? WHERE {id} = ? AND {data} = ? AND {key} = ?",
+            id = c.id,
+            data = c.data,
+            key = c.key_id,
+            table = c.table
+        );
+        let done = sqlx::query(&sql)
+            .bind(&new.bytes)
+            .bind(&new.key_id)
+            .bind(id)
+            .bind(&old.bytes)
+            .bind(&old.key_id)
+            .execute(&self.pool)
+            .await
+            .map_err(Error::Database)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
