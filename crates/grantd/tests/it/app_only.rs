@@ -493,8 +493,25 @@ async fn expiry_of(app: &TestApp, key: &str) -> Value {
 }
 
 #[tokio::test]
-async fn expiry_warnings_at_30_14_and_3_days() {
-    let app = TestApp::spawn().await;
+async fn expiry_warnings_at_30_14_and_3_days_on_sqlite() {
+    expiry_warnings(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn expiry_warnings_at_30_14_and_3_days_on_postgres() {
+    expiry_warnings(DbKind::Postgres).await;
+}
+
+/// Also exercises the certificate store (sealed key, list, warning CAS) on either database.
+async fn expiry_warnings(kind: DbKind) {
+    let Some(app) = TestApp::spawn_with(Opts {
+        db: kind,
+        ..Default::default()
+    })
+    .await
+    else {
+        return;
+    };
     let start = app.state.core.clock.now();
     let secret_expiry = start + TimeDelta::days(40);
     create_app_integration(
