@@ -485,7 +485,7 @@ async fn raw(app: &TestApp, method: &str, target: &str, id: &str, extra: &str) -
         "{method} {target} HTTP/1.1\r\nHost: grantd\r\nAuthorization: Bearer {SECRET}\r\nProvider-Config-Key: {KEY}\r\nConnection-Id: {id}\r\n{extra}Connection: close\r\n\r\n"
     );
     s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 64];
+    let mut buf = [0u8; 64];
     let mut n = 0;
     while n < 12 {
         let k = s.read(&mut buf[n..]).await.unwrap();
