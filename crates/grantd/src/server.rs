@@ -121,13 +121,20 @@ async fn ready(State(st): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves, then writes the pending `last_fetched_at` values.
 pub async fn start(
     state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let store = state.core.store.clone();
+    let flusher = store.spawn_fetched_flusher();
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    flusher.abort();
+    if let Err(e) = store.flush_fetched().await {
+        tracing::error!(error = %crate::api::error_chain(&e), "could not write last_fetched_at at shutdown");
+    }
+    served
 }

@@ -157,8 +157,9 @@ pub async fn show(
             return Err(err);
         }
     };
+    // Written in the background (`store::touch`); the caller sees the time of this call.
     let now = st.core.clock.now();
-    st.core.store.touch_last_fetched(conn.id, now).await?;
+    st.core.store.note_fetched(conn.id, now);
     let mut conn = conn;
     conn.last_fetched_at = Some(now);
     let mut v = render::connection(&conn, with_rt, provider.sharepoint_token);

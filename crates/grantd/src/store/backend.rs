@@ -199,6 +199,8 @@ pub(super) trait Backend: Send + Sync {
     fn app_credentials(&self) -> &dyn super::app_credentials::AppCredentialBackend;
     /// Key rotation: re-sealing values under the current key.
     fn rekey(&self) -> &dyn super::rekey::RekeyBackend;
+    /// Coalesced `last_fetched_at` writes.
+    fn touch(&self) -> &dyn super::touch::TouchBackend;
     async fn ping(&self) -> Result<(), Error>;
 
     async fn insert_integration(&self, w: &IntegrationWrite) -> Result<IntegrationRow, Error>;

@@ -11,6 +11,7 @@ pub mod cache;
 mod postgres;
 pub mod rekey;
 mod sqlite;
+mod touch;
 
 use std::sync::Arc;
 
@@ -69,6 +70,8 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     /// Read-through cache for the hot paths; writes below forget what they change.
     cache: Arc<cache::Cache>,
+    /// `last_fetched_at` values not yet written (`touch.rs`).
+    touches: Arc<touch::Touches>,
 }
 
 impl std::fmt::Debug for Store {
@@ -163,6 +166,7 @@ impl Store {
             cipher,
             backend,
             cache,
+            touches: Arc::default(),
         })
     }
 
@@ -423,7 +427,7 @@ impl Store {
         let credentials: Credentials = serde_json::from_slice(&plain).map_err(|_| {
             Error::Corrupt("decrypted credentials are not valid credentials JSON".into())
         })?;
-        Ok(Connection {
+        let mut c = Connection {
             id: r.id,
             connection_id: connection_id(&r.connection_id)?,
             provider_config_key: key(&r.provider_config_key)?,
@@ -440,7 +444,9 @@ impl Store {
             last_refreshed_at: r.last_refreshed_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
-        })
+        };
+        self.overlay_fetched(&mut c);
+        Ok(c)
     }
 
     /// Creates the connection, or overwrites credentials/config/end user/tags of the live one with

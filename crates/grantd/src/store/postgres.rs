@@ -13,6 +13,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 mod app_credentials;
 mod rekey;
+mod touch;
 
 use super::Error;
 use super::backend::*;
@@ -152,6 +153,10 @@ impl Backend for PgBackend {
     }
 
     fn rekey(&self) -> &dyn super::rekey::RekeyBackend {
+        self
+    }
+
+    fn touch(&self) -> &dyn super::touch::TouchBackend {
         self
     }
 

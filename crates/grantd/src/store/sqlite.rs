@@ -16,6 +16,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 mod app_credentials;
 mod rekey;
+mod touch;
 
 use super::Error;
 use super::backend::*;
@@ -202,6 +203,10 @@ impl Backend for SqliteBackend {
     }
 
     fn rekey(&self) -> &dyn super::rekey::RekeyBackend {
+        self
+    }
+
+    fn touch(&self) -> &dyn super::touch::TouchBackend {
         self
     }
 

@@ -6,6 +6,7 @@ mod app_only;
 mod browser;
 mod cli;
 mod flow;
+mod last_fetched;
 mod logs;
 mod proxy;
 mod rekey;
