@@ -361,16 +361,16 @@ pub async fn track(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    // `MatchedPath` is a shared string: cloning it allocates nothing.
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+        .cloned();
     let method = req.method().clone();
     let start = std::time::Instant::now();
     let resp = next.run(req).await;
     http_request(
-        &route,
+        route.as_ref().map_or("unmatched", |r| r.as_str()),
         method.as_str(),
         resp.status().as_u16(),
         start.elapsed(),

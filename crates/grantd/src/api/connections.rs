@@ -128,7 +128,7 @@ pub async fn show(
     _: SecretKey,
     Path(id): Path<String>,
     Query(q): Query<ShowQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let key = key_param(q.provider_config_key.as_deref())?;
     let cid = connection_id(&id)?;
     let force = parse_bool(q.force_refresh.as_deref())?;
@@ -141,11 +141,15 @@ pub async fn show(
         .cached_connection(&key, &cid)
         .await?
         .ok_or_else(|| ApiError::not_found("Failed to find connection"))?;
-    let conn = match st.core.fresh_connection(conn.clone(), force).await {
+    let conn = match st.core.fresh_connection_hot(conn, force).await {
         Ok(c) => c,
         Err(e) => {
             let mut err: ApiError = e.into();
             if err.code == "invalid_credentials" {
+                // Read again rather than clone on every call: failures are rare.
+                let Some(conn) = st.core.store.cached_connection(&key, &cid).await? else {
+                    return Err(err);
+                };
                 let mut payload = err.payload.take().unwrap_or_else(|| json!({}));
                 let mut c = render::connection(&conn, false, provider.sharepoint_token);
                 if let Some(m) = c.as_object_mut() {
@@ -166,7 +170,7 @@ pub async fn show(
     if provider.is_app_only() {
         v["credentials"] = super::app_only::cc_credentials(&conn, &integration.client_id);
     }
-    Ok(Json(v))
+    Ok(super::fast_json::response(&v))
 }
 
 #[derive(Debug, Deserialize)]

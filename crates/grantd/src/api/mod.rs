@@ -5,6 +5,7 @@
 pub mod app_only;
 pub mod connections;
 pub mod error;
+pub mod fast_json;
 pub mod integrations;
 pub mod render;
 pub mod sessions;

@@ -80,14 +80,25 @@ pub fn connection_item(c: &Connection) -> Value {
     })
 }
 
+/// Whether a key names a refresh token: `refresh_token`, `refreshToken`, `Refresh-Token`, …
+/// (case, `_` and `-` ignored). Allocation-free: it runs on every key of every credential read.
+fn is_refresh_token_key(k: &str) -> bool {
+    const WANT: &[u8] = b"refreshtoken";
+    let mut want = WANT.iter();
+    for b in k.bytes().filter(|b| !matches!(b, b'_' | b'-')) {
+        match want.next() {
+            Some(w) if b.eq_ignore_ascii_case(w) => {}
+            _ => return false,
+        }
+    }
+    want.next().is_none()
+}
+
 /// Removes every key named like a refresh token, recursively (Nango hides them unless asked).
 fn strip_refresh_tokens(v: &mut Value) {
     match v {
         Value::Object(m) => {
-            m.retain(|k, _| {
-                let k = k.to_ascii_lowercase().replace(['_', '-'], "");
-                k != "refreshtoken"
-            });
+            m.retain(|k, _| !is_refresh_token_key(k));
             m.values_mut().for_each(strip_refresh_tokens);
         }
         Value::Array(a) => a.iter_mut().for_each(strip_refresh_tokens),
@@ -98,15 +109,23 @@ fn strip_refresh_tokens(v: &mut Value) {
 /// The full connection of `GET /connections/{id}`.
 pub fn connection(c: &Connection, with_refresh_token: bool, sharepoint_expected: bool) -> Value {
     let creds = &c.credentials;
-    let mut credentials = json!({
-        "type": "OAUTH2",
-        "access_token": creds.access_token.expose_secret(),
-        "expires_at": creds.expires_at.as_ref().map(ts),
-        "raw": creds.raw,
-    });
+    // Built by moving values into maps: `json!` would deep-copy every nested `Value` through
+    // the serializer, which dominated the cost of `GET /connections/{id}`.
+    let mut credentials = Map::new();
+    credentials.insert("type".into(), "OAUTH2".into());
+    credentials.insert(
+        "access_token".into(),
+        creds.access_token.expose_secret().into(),
+    );
+    credentials.insert(
+        "expires_at".into(),
+        creds.expires_at.as_ref().map(ts).into(),
+    );
+    credentials.insert("raw".into(), creds.raw.clone());
     if let Some(rt) = &creds.refresh_token {
-        credentials["refresh_token"] = json!(rt.expose_secret());
+        credentials.insert("refresh_token".into(), rt.expose_secret().into());
     }
+    let mut credentials = Value::Object(credentials);
     let mut config: Map<String, Value> =
         c.connection_config.as_object().cloned().unwrap_or_default();
     match &creds.sharepoint {
@@ -137,31 +156,82 @@ pub fn connection(c: &Connection, with_refresh_token: bool, sharepoint_expected:
         strip_refresh_tokens(&mut credentials);
         strip_refresh_tokens(&mut config);
     }
-    json!({
-        "id": c.id,
-        "connection_id": c.connection_id.as_str(),
-        "provider_config_key": c.provider_config_key.as_str(),
-        "provider": c.provider,
-        "errors": errors(c),
-        "end_user": end_user(&c.end_user),
-        "metadata": c.metadata,
-        "tags": c.tags,
-        "connection_config": config,
-        "webhook_url_override": c.webhook_url_override,
-        "created_at": ts(&c.created_at),
-        "updated_at": ts(&c.updated_at),
-        "last_fetched_at": c.last_fetched_at.as_ref().map(ts),
-        "last_refreshed_at": c.last_refreshed_at.as_ref().map(ts),
-        "auth_error": c.auth_failure.as_ref().map(|f| json!({
-            "type": f.kind, "description": f.description, "aadsts": f.aadsts, "error": f.error, "at": ts(&f.at),
-        })),
-        "credentials": credentials,
-    })
+    let mut out = Map::new();
+    out.insert("id".into(), c.id.into());
+    out.insert("connection_id".into(), c.connection_id.as_str().into());
+    out.insert(
+        "provider_config_key".into(),
+        c.provider_config_key.as_str().into(),
+    );
+    out.insert("provider".into(), c.provider.as_str().into());
+    out.insert("errors".into(), errors(c));
+    out.insert("end_user".into(), end_user(&c.end_user));
+    out.insert("metadata".into(), c.metadata.clone());
+    out.insert(
+        "tags".into(),
+        Value::Object(
+            c.tags
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                .collect(),
+        ),
+    );
+    out.insert("connection_config".into(), config);
+    out.insert(
+        "webhook_url_override".into(),
+        c.webhook_url_override.as_deref().into(),
+    );
+    out.insert("created_at".into(), ts(&c.created_at).into());
+    out.insert("updated_at".into(), ts(&c.updated_at).into());
+    out.insert(
+        "last_fetched_at".into(),
+        c.last_fetched_at.as_ref().map(ts).into(),
+    );
+    out.insert(
+        "last_refreshed_at".into(),
+        c.last_refreshed_at.as_ref().map(ts).into(),
+    );
+    out.insert(
+        "auth_error".into(),
+        c.auth_failure
+            .as_ref()
+            .map(|f| {
+                json!({
+                    "type": f.kind, "description": f.description, "aadsts": f.aadsts, "error": f.error, "at": ts(&f.at),
+                })
+            })
+            .into(),
+    );
+    out.insert("credentials".into(), credentials);
+    Value::Object(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refresh_token_key_names() {
+        for k in [
+            "refresh_token",
+            "refreshToken",
+            "Refresh-Token",
+            "REFRESHTOKEN",
+            "refresh__token",
+        ] {
+            assert!(is_refresh_token_key(k), "{k}");
+        }
+        for k in [
+            "refresh_tokens",
+            "refresh",
+            "access_token",
+            "",
+            "xrefreshtoken",
+            "refresh_toke",
+        ] {
+            assert!(!is_refresh_token_key(k), "{k}");
+        }
+    }
 
     #[test]
     fn strips_refresh_tokens_everywhere() {

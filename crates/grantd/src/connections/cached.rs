@@ -3,9 +3,11 @@
 //! `GET /connections/{id}`). Connections come from `Store::cached_connection` and then
 //! `Core::fresh_connection`, which does no database work while the token is fresh.
 
+use chrono::TimeDelta;
+
 use super::{Core, Error};
 use crate::catalog::Provider;
-use crate::model::{Integration, ProviderConfigKey};
+use crate::model::{Connection, Integration, ProviderConfigKey};
 
 impl Core {
     /// Like `Core::integration`, from the cache when present.
@@ -24,5 +26,30 @@ impl Core {
             .cloned()
             .ok_or_else(|| Error::UnknownProvider(integration.provider.clone()))?;
         Ok((integration, provider))
+    }
+
+    /// `fresh_connection` for the hot paths (the proxy, `GET /connections/{id}`). While the
+    /// token is fresh — nearly always — the connection comes straight back; only a refresh goes
+    /// through `fresh_connection`, boxed. Its future is large (the refresh with its HTTP and
+    /// database calls, ~10 KB) and would otherwise be part of every caller's future, which the
+    /// server copies on every request.
+    ///
+    /// The freshness test must stay the one `fresh_connection` applies first (`needs_refresh`
+    /// in `refresh.rs`): expiry within the refresh margin.
+    pub async fn fresh_connection_hot(
+        &self,
+        conn: Connection,
+        force: bool,
+    ) -> Result<Connection, Error> {
+        let margin =
+            TimeDelta::from_std(self.config.refresh_margin).unwrap_or(TimeDelta::minutes(15));
+        let due = conn
+            .credentials
+            .expires_at
+            .is_some_and(|at| at <= self.clock.now() + margin);
+        if !force && !due {
+            return Ok(conn);
+        }
+        Box::pin(self.fresh_connection(conn, force)).await
     }
 }

@@ -127,7 +127,8 @@ pub async fn handle(
                 if status == 401 && !refreshed && policy.replayable && token.is_some() {
                     refreshed = true;
                     // A token revoked or expired early: refresh once, then try again.
-                    if let Ok(c) = st.core.fresh_connection(conn.clone(), true).await {
+                    // Boxed: a rare path whose large future should not weigh on every call.
+                    if let Ok(c) = Box::pin(st.core.fresh_connection(conn.clone(), true)).await {
                         conn = c;
                         metrics::proxy_retry("unauthorized");
                         continue;
@@ -153,7 +154,7 @@ pub async fn handle(
 
     let resp = if opts.follow_redirects && policy.replayable && resp.status().is_redirection() {
         let token = token(&opts, &conn)?;
-        match upstream::follow(
+        match Box::pin(upstream::follow(
             http,
             &st.guard,
             &opts,
@@ -163,7 +164,7 @@ pub async fn handle(
             token.as_deref(),
             resp,
             deadline,
-        )
+        ))
         .await
         {
             Ok(r) => r,
@@ -177,14 +178,17 @@ pub async fn handle(
 
 /// Fresh credentials (refreshing when due), mapped to Nango's proxy errors.
 async fn fresh(st: &AppState, conn: Connection, force: bool) -> Result<Connection, ApiError> {
-    st.core.fresh_connection(conn, force).await.map_err(|e| {
-        let msg = e.to_string();
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "server_error",
-            format!("Failed to get connection credentials: '{msg}'"),
-        )
-    })
+    st.core
+        .fresh_connection_hot(conn, force)
+        .await
+        .map_err(|e| {
+            let msg = e.to_string();
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "server_error",
+                format!("Failed to get connection credentials: '{msg}'"),
+            )
+        })
 }
 
 /// The bearer token to send: none for pre-authenticated URLs.
@@ -279,12 +283,7 @@ async fn target_url(
         )
     };
     let url = Url::parse(&raw).map_err(|_| invalid())?;
-    let base_url = Url::parse(base).map_err(|_| invalid())?;
-    if url.origin() != base_url.origin()
-        || !url
-            .path()
-            .starts_with(base_url.path().trim_end_matches('/'))
-    {
+    if !stays_under(&url, base).ok_or_else(invalid)? {
         return Err(invalid());
     }
     if let Err(e) = st.guard.check(&url).await {
@@ -296,4 +295,35 @@ async fn target_url(
         ));
     }
     Ok(url)
+}
+
+/// Whether `url` has the origin of `base` and a path under its path; `None` when `base` is not a
+/// valid URL. Bases are few (one per provider, SharePoint host or override), so each thread keeps
+/// the last ones parsed: parsing a URL is a noticeable part of a proxied call.
+fn stays_under(url: &Url, base: &str) -> Option<bool> {
+    thread_local! {
+        static PARSED: std::cell::RefCell<Vec<(String, Url)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    const KEPT: usize = 8;
+    PARSED.with_borrow_mut(|parsed| {
+        let i = match parsed.iter().position(|(b, _)| b == base) {
+            Some(i) => i,
+            None => {
+                let u = Url::parse(base).ok()?;
+                if parsed.len() == KEPT {
+                    parsed.remove(0);
+                }
+                parsed.push((base.to_owned(), u));
+                parsed.len() - 1
+            }
+        };
+        let b = &parsed[i].1;
+        // The tuple origin, compared field by field (`Url::origin` allocates).
+        Some(
+            url.scheme() == b.scheme()
+                && url.host() == b.host()
+                && url.port_or_known_default() == b.port_or_known_default()
+                && url.path().starts_with(b.path().trim_end_matches('/')),
+        )
+    })
 }

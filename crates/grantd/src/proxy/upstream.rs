@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -229,34 +229,25 @@ pub fn no_response(method: &Method, timeout: bool) -> Response {
 }
 
 /// The upstream response, streamed: status and headers as they came (minus hop-by-hop and the
-/// headers its `Connection` names), body chunk by chunk.
+/// headers its `Connection` names), body chunk by chunk. The header map and the body are moved
+/// over as they are (reqwest and axum share the `http` types), not rebuilt.
 pub fn stream_back(resp: reqwest::Response) -> Response {
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let upstream = resp.headers();
-    let named: Vec<String> = upstream
-        .get_all(reqwest::header::CONNECTION)
+    let (mut parts, body) = http::Response::<reqwest::Body>::from(resp).into_parts();
+    let headers = &mut parts.headers;
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
+        .filter_map(|s| HeaderName::from_bytes(s.trim().as_bytes()).ok())
         .collect();
-    let mut headers = HeaderMap::with_capacity(upstream.len());
-    for (name, value) in upstream {
-        let n = name.as_str();
-        if (HOP_BY_HOP.contains(&n) && name != header::CONTENT_LENGTH)
-            || named.iter().any(|x| x == n)
-        {
-            continue;
-        }
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(n.as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            headers.append(n, v);
+    for name in HOP_BY_HOP {
+        if *name != header::CONTENT_LENGTH {
+            headers.remove(*name);
         }
     }
-    let mut out = Response::new(Body::from_stream(resp.bytes_stream()));
-    *out.status_mut() = status;
-    *out.headers_mut() = headers;
-    out
+    for name in named {
+        headers.remove(name);
+    }
+    Response::from_parts(parts, Body::new(body))
 }

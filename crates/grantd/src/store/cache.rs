@@ -278,7 +278,8 @@ impl super::Store {
             return Ok(Some(i));
         }
         let generation = self.cache.generation();
-        let found = self.get_integration(key).await?;
+        // Boxed: the miss path's database future would otherwise enlarge every caller's.
+        let found = Box::pin(self.get_integration(key)).await?;
         if let Some(i) = &found {
             self.cache.put_integration(generation, i);
         }
@@ -295,7 +296,7 @@ impl super::Store {
             return Ok(Some(c));
         }
         let generation = self.cache.generation();
-        let found = self.get_connection(key, connection_id).await?;
+        let found = Box::pin(self.get_connection(key, connection_id)).await?;
         if let Some(c) = &found {
             self.cache.put_connection(generation, c);
         }
