@@ -72,6 +72,8 @@ pub struct Config {
     pub proxy_deadline: Duration,
     /// Extra hosts `Base-Url-Override` may target, beyond the provider's own.
     pub proxy_allowed_hosts: Vec<String>,
+    /// Token lifecycle: background refresh and auth webhooks.
+    pub lifecycle: LifecycleConfig,
     /// Dashboard login besides the secret key (`GRANTD_ADMIN_USER` + `GRANTD_ADMIN_PASSWORD`).
     pub admin: Option<AdminLogin>,
 }
@@ -81,6 +83,41 @@ pub struct Config {
 pub struct AdminLogin {
     pub user: String,
     pub password: ApiKey,
+}
+
+/// Background refresh and webhook settings (`GRANTD_WEBHOOK_URL`, `GRANTD_WEBHOOK_SIGNING_KEY`,
+/// `GRANTD_IDLE_REFRESH_SECS`, `GRANTD_PROACTIVE_REFRESH_SECS`, `GRANTD_JOBS_INTERVAL_SECS`,
+/// `GRANTD_REFRESH_CONCURRENCY`).
+#[derive(Debug, Clone)]
+pub struct LifecycleConfig {
+    /// Where auth webhooks go (a connection's `webhook_url_override` replaces it). None: no
+    /// webhooks, except to connections with an override.
+    pub webhook_url: Option<Url>,
+    /// Signs webhooks (`X-Nango-Hmac-Sha256`, `X-Nango-Signature`); defaults to the secret key,
+    /// as Nango did before signing keys existed.
+    pub webhook_signing_key: Option<secrecy::SecretString>,
+    /// Refresh every connection whose refresh token has not been used for this long (Microsoft
+    /// expires them after 90 days idle). Default 30 days.
+    pub idle_refresh_after: Duration,
+    /// When set, also refresh access tokens expiring within this window ahead of time.
+    pub proactive_refresh_window: Option<Duration>,
+    /// How often the background jobs run.
+    pub jobs_interval: Duration,
+    /// Refreshes in flight at once per instance (background job).
+    pub refresh_concurrency: usize,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            webhook_signing_key: None,
+            idle_refresh_after: Duration::from_secs(30 * 86400),
+            proactive_refresh_window: None,
+            jobs_interval: Duration::from_secs(60),
+            refresh_concurrency: 4,
+        }
+    }
 }
 
 impl Config {
@@ -106,6 +143,7 @@ impl Config {
             oauth_flow_ttl: Duration::from_secs(15 * 60),
             proxy_deadline: Duration::from_secs(120),
             proxy_allowed_hosts: vec![],
+            lifecycle: LifecycleConfig::default(),
             admin: None,
         }
     }
@@ -242,6 +280,8 @@ impl Config {
             }
         };
 
+        let lifecycle = lifecycle_vars(&get, &secret, &mut problems);
+
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -259,6 +299,7 @@ impl Config {
             oauth_flow_ttl: Duration::from_secs(15 * 60),
             proxy_deadline,
             proxy_allowed_hosts,
+            lifecycle,
             admin,
         })
     }
@@ -314,6 +355,57 @@ fn url_var(
             problems.push(format!("{name}: {raw:?} is not an absolute http(s) URL"));
             Url::parse("http://invalid.invalid").expect("static URL")
         }
+    }
+}
+
+/// The `LifecycleConfig` variables.
+fn lifecycle_vars(
+    get: &impl Fn(&str) -> Option<String>,
+    secret: &impl Fn(&str, &mut Vec<String>) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> LifecycleConfig {
+    let d = LifecycleConfig::default();
+    let webhook_url = get("GRANTD_WEBHOOK_URL")
+        .map(|_| url_var(get, "GRANTD_WEBHOOK_URL", "http://invalid.invalid", problems));
+    let webhook_signing_key = secret("GRANTD_WEBHOOK_SIGNING_KEY", problems).map(Into::into);
+    let idle_refresh_after = secs_var(
+        get,
+        "GRANTD_IDLE_REFRESH_SECS",
+        d.idle_refresh_after.as_secs(),
+        problems,
+    );
+    if idle_refresh_after.as_secs() >= 90 * 86400 || idle_refresh_after.is_zero() {
+        problems.push("GRANTD_IDLE_REFRESH_SECS: must be more than 0 and less than 90 days (7776000), or refresh tokens expire unused".into());
+    }
+    let proactive_refresh_window = get("GRANTD_PROACTIVE_REFRESH_SECS")
+        .map(|_| secs_var(get, "GRANTD_PROACTIVE_REFRESH_SECS", 0, problems))
+        .filter(|w| !w.is_zero());
+    let jobs_interval = secs_var(
+        get,
+        "GRANTD_JOBS_INTERVAL_SECS",
+        d.jobs_interval.as_secs(),
+        problems,
+    )
+    .max(Duration::from_secs(1));
+    let refresh_concurrency = match get("GRANTD_REFRESH_CONCURRENCY") {
+        None => d.refresh_concurrency,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=64).contains(&n) => n,
+            _ => {
+                problems.push(format!(
+                    "GRANTD_REFRESH_CONCURRENCY: {v:?} must be a number from 1 to 64"
+                ));
+                d.refresh_concurrency
+            }
+        },
+    };
+    LifecycleConfig {
+        webhook_url,
+        webhook_signing_key,
+        idle_refresh_after,
+        proactive_refresh_window,
+        jobs_interval,
+        refresh_concurrency,
     }
 }
 

@@ -175,9 +175,11 @@ pub fn is_refused(e: &reqwest::Error) -> bool {
 }
 
 /// The proxy's client: pooled, no automatic redirects (the proxy decides, see `proxy`), guarded
-/// DNS, connect and idle-read timeouts.
+/// DNS, connect and idle-read timeouts. No `HTTP(S)_PROXY` forward proxy: it would resolve names
+/// itself, out of reach of the guard (and reqwest's per-request proxy matching is measurable).
 pub fn proxy_client(guard: &Guard) -> reqwest::Client {
     reqwest::Client::builder()
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .dns_resolver(Arc::new(CheckedResolver(guard.clone())))
         .pool_idle_timeout(Duration::from_secs(90))

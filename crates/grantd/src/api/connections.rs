@@ -138,7 +138,7 @@ pub async fn show(
     let conn = st
         .core
         .store
-        .cached_connection(&key, &cid)
+        .cached_connection_shared(&key, &cid)
         .await?
         .ok_or_else(|| ApiError::not_found("Failed to find connection"))?;
     let conn = match st.core.fresh_connection_hot(conn, force).await {
@@ -164,9 +164,8 @@ pub async fn show(
     // Written in the background (`store::touch`); the caller sees the time of this call.
     let now = st.core.clock.now();
     st.core.store.note_fetched(conn.id, now);
-    let mut conn = conn;
-    conn.last_fetched_at = Some(now);
     let mut v = render::connection(&conn, with_rt, provider.sharepoint_token);
+    v["last_fetched_at"] = render::ts(&now).into();
     if provider.is_app_only() {
         v["credentials"] = super::app_only::cc_credentials(&conn, &integration.client_id);
     }

@@ -129,7 +129,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 listener.local_addr()?,
                 state.core.config.callback_url()
             );
+            let jobs = crate::jobs::spawn(state.core.clone());
             server::start(state, listener, shutdown_signal()).await?;
+            jobs.abort();
             Ok(())
         }
         Command::Emulator(args) => grantd_emulator::cli::run(args).await,

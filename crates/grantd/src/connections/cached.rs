@@ -3,6 +3,8 @@
 //! `GET /connections/{id}`). Connections come from `Store::cached_connection` and then
 //! `Core::fresh_connection`, which does no database work while the token is fresh.
 
+use std::sync::Arc;
+
 use chrono::TimeDelta;
 
 use super::{Core, Error};
@@ -38,9 +40,9 @@ impl Core {
     /// in `refresh.rs`): expiry within the refresh margin.
     pub async fn fresh_connection_hot(
         &self,
-        conn: Connection,
+        conn: Arc<Connection>,
         force: bool,
-    ) -> Result<Connection, Error> {
+    ) -> Result<Arc<Connection>, Error> {
         let margin =
             TimeDelta::from_std(self.config.refresh_margin).unwrap_or(TimeDelta::minutes(15));
         let due = conn
@@ -50,6 +52,8 @@ impl Core {
         if !force && !due {
             return Ok(conn);
         }
-        Box::pin(self.fresh_connection(conn, force)).await
+        Box::pin(self.fresh_connection(Connection::clone(&conn), force))
+            .await
+            .map(Arc::new)
     }
 }

@@ -293,8 +293,18 @@ impl Core {
         Ok(url)
     }
 
-    /// Handles `GET /oauth/callback` with its query parameters.
+    /// Handles `GET /oauth/callback` with its query parameters, then queues the auth webhook
+    /// (`creation` / `override`, success or failure; see `super::events`).
     pub async fn finish_connect(
+        &self,
+        query: &BTreeMap<String, String>,
+    ) -> Result<Connected, CallbackError> {
+        let result = self.finish_connect_inner(query).await;
+        self.connect_webhook(&result).await;
+        result
+    }
+
+    async fn finish_connect_inner(
         &self,
         query: &BTreeMap<String, String>,
     ) -> Result<Connected, CallbackError> {

@@ -7,6 +7,7 @@
 //! - `app_only`: admin-consent connections with client-credentials tokens (`OAUTH2_CC`).
 
 pub mod cached;
+mod events;
 pub mod app_only;
 pub mod credential_expiry;
 pub mod flow;

@@ -1,8 +1,19 @@
-//! Fresh credentials on read. A token expiring within the margin (or a forced refresh) is
-//! refreshed under a per-connection lock, so concurrent readers in this process share one refresh;
-//! after taking the lock the connection is read again and, if someone else already refreshed it,
-//! their result is used. The new credentials are written with a compare-and-swap on the
-//! connection's version before anyone sees the new access token.
+//! Fresh credentials on read, and the single-flight refresh every path uses (reads, the proxy,
+//! the proactive job).
+//!
+//! A token expiring within the margin (or a forced refresh) is refreshed under two locks: a
+//! per-connection async lock in this process (`Flights`), then the database's
+//! (`Store::lock_for_refresh`: a PostgreSQL row lock held across the token call, so instances
+//! sharing the database take turns). After each lock the connection is read again and, if someone
+//! else already refreshed it, their result is used. The new credentials — the rotated refresh
+//! token first of all — are committed before any caller sees the new access token.
+//!
+//! Failures are classified by `microsoft::classify`. Transient ones record a backoff
+//! (`refresh_retry_at`) and never mark the connection broken while its access token is still
+//! valid (that token is served meanwhile). Terminal ones (`reconnect`, `misconfigured`) are
+//! recorded on the connection with the plain-language cause and AADSTS code, enqueue one
+//! `refresh` failure webhook in the same transaction, and stop further attempts until a
+//! reconnect (`upsert_connection`) clears them.
 //!
 //! The SharePoint token is minted from the newest refresh token right after the Graph token, and
 //! the refresh token it returns (rotation) is the one stored.
@@ -10,14 +21,17 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
+use rand::Rng;
 use serde_json::{Map, Value, json};
 
 use super::{Core, Error};
 use crate::catalog::Provider;
-use crate::microsoft::{self, Class, sharepoint};
+use crate::microsoft::{self, Class, Classified, sharepoint};
 use crate::model::{AuthFailure, Connection, Credentials, Integration, ResourceToken};
 use crate::oauth::{self, ClientAuth};
+use crate::store::{RefreshFailure, RefreshLock};
+use crate::webhooks::{self, AuthEvent, Operation};
 
 /// Per-connection async locks for in-process single flight. Entries are weak, so finished
 /// refreshes leave nothing behind.
@@ -39,6 +53,30 @@ impl Flights {
     }
 }
 
+/// Delay before the next refresh attempt after `failures` consecutive transient failures: 30 s
+/// doubling, at most 30 minutes, plus up to 10 % jitter.
+pub fn refresh_backoff(failures: i32) -> TimeDelta {
+    let base = 30i64
+        .saturating_mul(1i64 << (failures - 1).clamp(0, 10))
+        .min(1800);
+    let jitter = rand::thread_rng().gen_range(0..=base / 10);
+    TimeDelta::seconds(base + jitter)
+}
+
+/// The failure recorded on a connection, as the classification callers branch on.
+fn recorded(f: &AuthFailure) -> Classified {
+    Classified {
+        class: match f.kind.as_str() {
+            "misconfigured" => Class::Misconfigured,
+            "transient" => Class::Transient,
+            _ => Class::Reconnect,
+        },
+        aadsts: f.aadsts,
+        error: f.error.clone(),
+        cause: f.description.clone(),
+    }
+}
+
 impl Core {
     fn needs_refresh(&self, c: &Connection) -> bool {
         let margin =
@@ -46,6 +84,10 @@ impl Core {
         c.credentials
             .expires_at
             .is_some_and(|at| at <= self.clock.now() + margin)
+    }
+
+    fn token_valid(&self, c: &Connection, now: DateTime<Utc>) -> bool {
+        c.credentials.expires_at.is_none_or(|at| at > now)
     }
 
     /// The connection with credentials valid for at least the refresh margin (refreshing them if
@@ -62,23 +104,79 @@ impl Core {
             // Nothing to refresh with: Nango returns the stored token as it is.
             return Ok(conn);
         }
-        let lock = self.flights.lock_for(conn.id);
-        let _guard = lock.lock().await;
-        let current = self
-            .store
-            .get_connection_by_id(conn.id)
-            .await?
-            .ok_or(Error::UnknownConnection)?;
-        // Someone refreshed while we waited: use their result.
-        if current.version != conn.version && !self.needs_refresh(&current) {
-            return Ok(current);
-        }
-        self.refresh_locked(current).await
+        self.refresh_single_flight(conn.id, Some(conn.version), force)
+            .await
     }
 
-    async fn refresh_locked(&self, conn: Connection) -> Result<Connection, Error> {
+    /// Refreshes connection `id` under the in-process and database locks. `seen_version` is the
+    /// version the caller read: when the connection has moved past it and is fresh, that newer
+    /// result is returned instead of refreshing again (even when `force`d). Without it, `force`
+    /// always refreshes.
+    pub async fn refresh_single_flight(
+        &self,
+        id: i64,
+        seen_version: Option<i64>,
+        force: bool,
+    ) -> Result<Connection, Error> {
+        let fresh_enough = |c: &Connection| {
+            !self.needs_refresh(c) && (!force || seen_version.is_some_and(|v| v != c.version))
+        };
+        let flight = self.flights.lock_for(id);
+        let _in_process = flight.lock().await;
+        // A plain read first: another caller here or another instance may have refreshed while
+        // we waited, and then nobody needs the database lock.
+        let current = self
+            .store
+            .get_connection_by_id(id)
+            .await?
+            .ok_or(Error::UnknownConnection)?;
+        if fresh_enough(&current) {
+            return Ok(current);
+        }
+        let lock = self
+            .store
+            .lock_for_refresh(id)
+            .await?
+            .ok_or(Error::UnknownConnection)?;
+        if fresh_enough(&lock.connection) {
+            return Ok(lock.connection);
+        }
+        if let Some(f) = &lock.connection.auth_failure {
+            if f.kind != "transient" {
+                // Recorded earlier: no further attempts until a reconnect clears it.
+                return Err(Error::Refresh(recorded(f)));
+            }
+        }
+        let now = self.clock.now();
+        if let Some(retry_at) = lock.retry.retry_at.filter(|at| *at > now && !force) {
+            // Backing off after transient failures: serve the still-valid token, else say so.
+            if self.token_valid(&lock.connection, now) {
+                return Ok(lock.connection);
+            }
+            return Err(Error::Refresh(Classified {
+                class: Class::Transient,
+                aadsts: None,
+                error: None,
+                cause: format!(
+                    "Refreshing failed temporarily; grantd retries after {}.",
+                    retry_at.to_rfc3339()
+                ),
+            }));
+        }
+        if self.is_app_only(&lock.connection) {
+            // Application permissions: no refresh token, a new client-credentials token.
+            return self.refresh_app_only(lock).await;
+        }
+        if lock.connection.credentials.refresh_token.is_none() {
+            return Ok(lock.connection);
+        }
+        self.refresh_locked(lock).await
+    }
+
+    async fn refresh_locked(&self, lock: RefreshLock) -> Result<Connection, Error> {
+        let conn = &lock.connection;
         let (integration, provider) = self.integration(&conn.provider_config_key).await?;
-        let tenant = self.token_tenant(&integration, &provider, &conn);
+        let tenant = self.token_tenant(&integration, &provider, conn);
         let token_url = provider.token_url(&self.config.microsoft, &tenant);
         let refresh_token = conn
             .credentials
@@ -101,33 +199,9 @@ impl Core {
         let tokens = match result {
             Ok(t) => t,
             Err(e) => {
-                let c = microsoft::classify(&e);
-                tracing::warn!(
-                    connection.id = %conn.connection_id,
-                    integration.key = %conn.provider_config_key,
-                    aadsts = ?c.aadsts,
-                    class = c.class.as_str(),
-                    "refresh failed for connection {}: {}",
-                    conn.connection_id,
-                    c.cause
-                );
-                if c.class == Class::Transient
-                    && conn.credentials.expires_at.is_some_and(|at| at > now)
-                {
-                    // The current token still works; a passing outage must not break anything.
-                    return Ok(conn);
-                }
-                if c.class != Class::Transient {
-                    let failure = AuthFailure {
-                        kind: c.class.as_str().into(),
-                        description: c.cause.clone(),
-                        aadsts: c.aadsts,
-                        error: c.error.clone(),
-                        at: now,
-                    };
-                    self.store.set_auth_failure(conn.id, Some(&failure)).await?;
-                }
-                return Err(Error::Refresh(c));
+                return self
+                    .refresh_failed(lock, microsoft::classify(&e), now)
+                    .await;
             }
         };
         let mut credentials = Credentials {
@@ -153,11 +227,8 @@ impl Core {
             )
             .await;
         }
-        match self
-            .store
-            .save_refreshed(conn.id, conn.version, &credentials, now)
-            .await?
-        {
+        let id = conn.id;
+        match lock.save(&credentials, &Value::Object(config), now).await? {
             Some(saved) => {
                 tracing::info!(connection.id = %saved.connection_id, integration.key = %saved.provider_config_key, "refreshed connection {}", saved.connection_id);
                 Ok(saved)
@@ -165,10 +236,60 @@ impl Core {
             // Another writer won the race (e.g. a reconnect): theirs is newer.
             None => self
                 .store
-                .get_connection_by_id(conn.id)
+                .get_connection_by_id(id)
                 .await?
                 .ok_or(Error::UnknownConnection),
         }
+    }
+
+    /// Records a failed refresh: transient → backoff (the still-valid token is served);
+    /// terminal → auth failure + one `refresh` webhook, atomically.
+    pub(super) async fn refresh_failed(
+        &self,
+        lock: RefreshLock,
+        c: Classified,
+        now: DateTime<Utc>,
+    ) -> Result<Connection, Error> {
+        let conn = lock.connection.clone();
+        tracing::warn!(
+            connection.id = %conn.connection_id,
+            integration.key = %conn.provider_config_key,
+            aadsts = ?c.aadsts,
+            class = c.class.as_str(),
+            "refresh failed for connection {}: {}",
+            conn.connection_id,
+            c.cause
+        );
+        if c.class == Class::Transient {
+            let retry_at = now + refresh_backoff(lock.retry.failures + 1);
+            lock.fail(RefreshFailure::Transient { retry_at }, now)
+                .await?;
+            if self.token_valid(&conn, now) {
+                // The current token still works; a passing outage must not break anything.
+                return Ok(conn);
+            }
+            return Err(Error::Refresh(c));
+        }
+        let failure = AuthFailure {
+            kind: c.class.as_str().into(),
+            description: c.cause.clone(),
+            aadsts: c.aadsts,
+            error: c.error.clone(),
+            at: now,
+        };
+        let webhook =
+            webhooks::target_url(&self.config, conn.webhook_url_override.as_deref()).map(|url| {
+                let body = AuthEvent::for_connection(
+                    &conn,
+                    Operation::Refresh,
+                    Some(("refresh_token_external_error", &c.cause)),
+                )
+                .body();
+                (url, body)
+            });
+        lock.fail(RefreshFailure::Terminal { failure, webhook }, now)
+            .await?;
+        Err(Error::Refresh(c))
     }
 
     /// The tenant to call the token endpoint on: the user's own tenant once known (required for

@@ -64,7 +64,7 @@ pub async fn handle(
     let conn = st
         .core
         .store
-        .cached_connection(&opts.key, &opts.connection_id)
+        .cached_connection_shared(&opts.key, &opts.connection_id)
         .await?
         .ok_or_else(|| {
             ApiError::new(
@@ -128,8 +128,9 @@ pub async fn handle(
                     refreshed = true;
                     // A token revoked or expired early: refresh once, then try again.
                     // Boxed: a rare path whose large future should not weigh on every call.
-                    if let Ok(c) = Box::pin(st.core.fresh_connection(conn.clone(), true)).await {
-                        conn = c;
+                    let stale = Connection::clone(&conn);
+                    if let Ok(c) = Box::pin(st.core.fresh_connection(stale, true)).await {
+                        conn = std::sync::Arc::new(c);
                         metrics::proxy_retry("unauthorized");
                         continue;
                     }
@@ -177,7 +178,11 @@ pub async fn handle(
 }
 
 /// Fresh credentials (refreshing when due), mapped to Nango's proxy errors.
-async fn fresh(st: &AppState, conn: Connection, force: bool) -> Result<Connection, ApiError> {
+async fn fresh(
+    st: &AppState,
+    conn: std::sync::Arc<Connection>,
+    force: bool,
+) -> Result<std::sync::Arc<Connection>, ApiError> {
     st.core
         .fresh_connection_hot(conn, force)
         .await

@@ -197,6 +197,8 @@ pub(super) trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     /// Certificate credentials and expiry state of integrations.
     fn app_credentials(&self) -> &dyn super::app_credentials::AppCredentialBackend;
+    /// The token-lifecycle half (refresh lock, claiming, webhook outbox).
+    fn lifecycle(&self) -> &dyn super::lifecycle::LifecycleBackend;
     /// Key rotation: re-sealing values under the current key.
     fn rekey(&self) -> &dyn super::rekey::RekeyBackend;
     /// Coalesced `last_fetched_at` writes.

@@ -37,7 +37,8 @@ struct Entry<T> {
 
 #[derive(Default)]
 struct Maps {
-    connections: HashMap<ConnKey, Entry<Connection>>,
+    /// Shared, so a hit costs a reference count, not a deep copy of the credentials.
+    connections: HashMap<ConnKey, Entry<Arc<Connection>>>,
     by_id: HashMap<i64, ConnKey>,
     integrations: HashMap<String, Entry<Integration>>,
 }
@@ -78,7 +79,7 @@ impl Cache {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    pub fn connection(&self, key: &str, connection_id: &str) -> Option<Connection> {
+    pub fn connection(&self, key: &str, connection_id: &str) -> Option<Arc<Connection>> {
         if !self.live.load(Ordering::Acquire) {
             return None;
         }
@@ -87,12 +88,12 @@ impl Cache {
             .connections
             .get(&(key.to_owned(), connection_id.to_owned()))
             .filter(|e| e.at.elapsed() < TTL)
-            .map(|e| e.value.clone());
+            .map(|e| Arc::clone(&e.value));
         crate::metrics::cache_lookup("connection", hit.is_some());
         hit
     }
 
-    pub fn put_connection(&self, generation: u64, c: &Connection) {
+    pub fn put_connection(&self, generation: u64, c: Arc<Connection>) {
         let mut maps = self.maps.write().expect("cache lock poisoned");
         if self.generation() != generation || !self.live.load(Ordering::Acquire) {
             return;
@@ -112,7 +113,7 @@ impl Cache {
         maps.connections.insert(
             k,
             Entry {
-                value: c.clone(),
+                value: c,
                 at: Instant::now(),
             },
         );
@@ -292,13 +293,29 @@ impl super::Store {
         key: &crate::model::ProviderConfigKey,
         connection_id: &crate::model::ConnectionId,
     ) -> Result<Option<Connection>, super::Error> {
+        Ok(self
+            .cached_connection_shared(key, connection_id)
+            .await?
+            .map(|c| Connection::clone(&c)))
+    }
+
+    /// `cached_connection` without the copy: the cached value itself, shared (the hot paths
+    /// only read it).
+    pub async fn cached_connection_shared(
+        &self,
+        key: &crate::model::ProviderConfigKey,
+        connection_id: &crate::model::ConnectionId,
+    ) -> Result<Option<Arc<Connection>>, super::Error> {
         if let Some(c) = self.cache.connection(key.as_str(), connection_id.as_str()) {
             return Ok(Some(c));
         }
         let generation = self.cache.generation();
-        let found = Box::pin(self.get_connection(key, connection_id)).await?;
+        // Boxed: the miss path's database future would otherwise enlarge every caller's.
+        let found = Box::pin(self.get_connection(key, connection_id))
+            .await?
+            .map(Arc::new);
         if let Some(c) = &found {
-            self.cache.put_connection(generation, c);
+            self.cache.put_connection(generation, Arc::clone(c));
         }
         Ok(found)
     }
@@ -306,7 +323,7 @@ impl super::Store {
     /// Remembers a connection just read or written (e.g. after a refresh), unless something
     /// changed it since `generation`.
     pub fn cache_connection(&self, generation: u64, c: &Connection) {
-        self.cache.put_connection(generation, c);
+        self.cache.put_connection(generation, Arc::new(c.clone()));
     }
 
     /// Whether the cache is in use (on PostgreSQL: the invalidation listener is connected).

@@ -8,10 +8,13 @@
 mod app_credentials;
 mod backend;
 pub mod cache;
+pub mod lifecycle;
 mod postgres;
 pub mod rekey;
 mod sqlite;
 mod touch;
+
+pub use lifecycle::{OutboxItem, RefreshFailure, RefreshLock, RetryState};
 
 use std::sync::Arc;
 

@@ -12,6 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 mod app_credentials;
+mod lifecycle;
 mod rekey;
 mod touch;
 
@@ -148,7 +149,7 @@ impl Backend for PgBackend {
         "postgres"
     }
 
-    fn app_credentials(&self) -> &dyn super::app_credentials::AppCredentialBackend {
+    fn lifecycle(&self) -> &dyn super::lifecycle::LifecycleBackend {
         self
     }
 
@@ -157,6 +158,10 @@ impl Backend for PgBackend {
     }
 
     fn touch(&self) -> &dyn super::touch::TouchBackend {
+        self
+    }
+
+    fn app_credentials(&self) -> &dyn super::app_credentials::AppCredentialBackend {
         self
     }
 
@@ -423,7 +428,8 @@ impl Backend for PgBackend {
                      metadata = COALESCE($6::jsonb, metadata), end_user = $7::jsonb, end_user_id = $8, \
                      end_user_organization_id = $9, search_text = $10, tags = $11::jsonb, \
                      webhook_url_override = COALESCE($12, webhook_url_override), \
-                     auth_failure = NULL, version = version + 1, updated_at = $13 \
+                     auth_failure = NULL, refresh_failures = 0, refresh_retry_at = NULL, \
+                     refresh_lease_until = NULL, version = version + 1, updated_at = $13 \
                      WHERE id = $14 RETURNING {CONNECTION_COLS}"
                 );
                 let row = sqlx::query(&sql)

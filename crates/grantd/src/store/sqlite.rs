@@ -15,6 +15,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 mod app_credentials;
+mod lifecycle;
 mod rekey;
 mod touch;
 
@@ -198,7 +199,7 @@ impl Backend for SqliteBackend {
         "sqlite"
     }
 
-    fn app_credentials(&self) -> &dyn super::app_credentials::AppCredentialBackend {
+    fn lifecycle(&self) -> &dyn super::lifecycle::LifecycleBackend {
         self
     }
 
@@ -207,6 +208,10 @@ impl Backend for SqliteBackend {
     }
 
     fn touch(&self) -> &dyn super::touch::TouchBackend {
+        self
+    }
+
+    fn app_credentials(&self) -> &dyn super::app_credentials::AppCredentialBackend {
         self
     }
 
@@ -490,7 +495,8 @@ impl Backend for SqliteBackend {
                      expires_at = ?, connection_config = ?, metadata = COALESCE(?, metadata), \
                      end_user = ?, end_user_id = ?, end_user_organization_id = ?, search_text = ?, \
                      tags = ?, webhook_url_override = COALESCE(?, webhook_url_override), \
-                     auth_failure = NULL, version = version + 1, updated_at = ? \
+                     auth_failure = NULL, refresh_failures = 0, refresh_retry_at = NULL, \
+                     refresh_lease_until = NULL, version = version + 1, updated_at = ? \
                      WHERE id = ? RETURNING {CONNECTION_COLS}"
                 );
                 let row = sqlx::query(&sql)

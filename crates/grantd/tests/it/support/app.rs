@@ -43,6 +43,8 @@ impl Drop for TestApp {
 pub struct Opts {
     pub db: DbKind,
     pub emulator: EmulatorConfig,
+    /// Replaces the config's lifecycle settings (webhook URL, idle period…) when set.
+    pub lifecycle: Option<grantd::config::LifecycleConfig>,
 }
 
 impl Default for Opts {
@@ -54,6 +56,7 @@ impl Default for Opts {
                 large_file_size: 8 << 20,
                 ..Default::default()
             },
+            lifecycle: None,
         }
     }
 }
@@ -85,6 +88,9 @@ impl TestApp {
             MicrosoftHosts::emulator(&emu.base_url),
         );
         config.public_url = url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        if let Some(lc) = opts.lifecycle {
+            config.lifecycle = lc;
+        }
         let clock = Arc::new(OffsetClock::default());
         let state = AppState::build(config, Some(clock.clone()))
             .await

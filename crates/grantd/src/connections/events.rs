@@ -1,0 +1,78 @@
+//! Auth webhooks for the OAuth callback: `creation` (new connection) or `override` (reconnect of
+//! an existing one), success or failure, queued in the outbox for delivery by the jobs. Refresh
+//! failure webhooks are queued by `refresh` atomically with recording the failure.
+
+use super::Core;
+use super::flow::{CallbackError, Connected};
+use crate::model::{ConnectionId, ProviderConfigKey};
+use crate::webhooks::{self, AuthEvent, Operation};
+
+impl Core {
+    /// Queues the webhook for a finished callback. Never fails the callback: a queueing error is
+    /// logged (the connection itself was stored or not regardless).
+    pub(super) async fn connect_webhook(&self, result: &Result<Connected, CallbackError>) {
+        let queued = match result {
+            Ok(c) => {
+                let conn = &c.connection;
+                let Some(url) =
+                    webhooks::target_url(&self.config, conn.webhook_url_override.as_deref())
+                else {
+                    return;
+                };
+                let op = if c.created {
+                    Operation::Creation
+                } else {
+                    Operation::Override
+                };
+                let body = AuthEvent::for_connection(conn, op, None).body();
+                self.store
+                    .enqueue_webhook(&url, &body, self.clock.now())
+                    .await
+            }
+            Err(CallbackError::Flow(f)) => {
+                let (Some(key), Some(cid)) = (&f.provider_config_key, &f.connection_id) else {
+                    return;
+                };
+                let (Ok(key), Ok(cid)) = (ProviderConfigKey::parse(key), ConnectionId::parse(cid))
+                else {
+                    return;
+                };
+                // A failed reconnect of a live connection is an `override` failure.
+                let existing = self.store.get_connection(&key, &cid).await.ok().flatten();
+                let Some(url) = webhooks::target_url(
+                    &self.config,
+                    existing
+                        .as_ref()
+                        .and_then(|c| c.webhook_url_override.as_deref()),
+                ) else {
+                    return;
+                };
+                let provider = match self.integration(&key).await {
+                    Ok((i, _)) => i.provider,
+                    Err(_) => "unknown".to_owned(),
+                };
+                let body = AuthEvent {
+                    connection_id: cid.as_str(),
+                    provider_config_key: key.as_str(),
+                    provider: &provider,
+                    operation: if existing.is_some() {
+                        Operation::Override
+                    } else {
+                        Operation::Creation
+                    },
+                    error: Some((f.error_type, &f.message)),
+                    end_user: existing.as_ref().and_then(|c| c.end_user.as_ref()),
+                    tags: existing.as_ref().map(|c| &c.tags),
+                }
+                .body();
+                self.store
+                    .enqueue_webhook(&url, &body, self.clock.now())
+                    .await
+            }
+            Err(_) => return,
+        };
+        if let Err(e) = queued {
+            tracing::error!(error = %e, "could not queue the auth webhook");
+        }
+    }
+}

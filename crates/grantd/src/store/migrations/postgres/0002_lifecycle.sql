@@ -1,0 +1,27 @@
+-- Token lifecycle (PostgreSQL): refresh scheduling state on connections and the webhook outbox.
+--
+-- refresh_lease_until: a proactive-refresh worker claimed the connection until then
+--   (claimed with FOR UPDATE SKIP LOCKED, so instances never take the same work).
+-- refresh_failures / refresh_retry_at: consecutive transient refresh failures and when the next
+--   attempt may run (backoff); reset by a successful refresh or a reconnect.
+ALTER TABLE connections ADD COLUMN refresh_lease_until TIMESTAMPTZ;
+ALTER TABLE connections ADD COLUMN refresh_failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE connections ADD COLUMN refresh_retry_at TIMESTAMPTZ;
+CREATE INDEX connections_refresh_idle ON connections ((COALESCE(last_refreshed_at, created_at)))
+    WHERE deleted_at IS NULL AND auth_failure IS NULL;
+
+-- Auth webhooks waiting to be delivered (at least once). The body is the exact signed JSON.
+CREATE TABLE webhook_outbox (
+    id              BIGSERIAL   PRIMARY KEY,
+    url             TEXT        NOT NULL,
+    body            TEXT        NOT NULL,
+    attempts        INTEGER     NOT NULL DEFAULT 0,
+    next_attempt_at TIMESTAMPTZ NOT NULL,
+    lease_until     TIMESTAMPTZ,
+    last_error      TEXT,
+    created_at      TIMESTAMPTZ NOT NULL,
+    delivered_at    TIMESTAMPTZ,
+    abandoned_at    TIMESTAMPTZ
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at)
+    WHERE delivered_at IS NULL AND abandoned_at IS NULL;

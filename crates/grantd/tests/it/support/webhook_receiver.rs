@@ -1,0 +1,106 @@
+//! A tiny webhook receiver for tests: an axum server on an ephemeral port that records every
+//! POST (headers and exact body bytes) and can be switched "down" (answering 503) to exercise
+//! retries. `verify` checks grantd's two Nango signatures.
+#![allow(dead_code)] // shared by several test modules; each uses a part
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+
+/// One received request.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).expect("webhook body is JSON")
+    }
+    pub fn delivery_id(&self) -> String {
+        self.headers["x-grantd-delivery-id"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    down: AtomicBool,
+    /// Accepted deliveries (2xx answered).
+    received: Mutex<Vec<Received>>,
+    /// Requests refused while down.
+    refused: Mutex<usize>,
+}
+
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    inner: Arc<Inner>,
+}
+
+async fn hook(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    if inner.down.load(Ordering::SeqCst) {
+        *inner.refused.lock().unwrap() += 1;
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    inner.received.lock().unwrap().push(Received {
+        headers,
+        body: String::from_utf8(body.to_vec()).expect("UTF-8 body"),
+    });
+    StatusCode::OK
+}
+
+impl Receiver {
+    pub async fn spawn() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/webhooks", listener.local_addr().unwrap());
+        let inner = Arc::new(Inner::default());
+        let app = Router::new()
+            .route("/webhooks", post(hook))
+            .with_state(inner.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { url, inner }
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.inner.down.store(down, Ordering::SeqCst);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.inner.received.lock().unwrap().clone()
+    }
+
+    pub fn refused(&self) -> usize {
+        *self.inner.refused.lock().unwrap()
+    }
+}
+
+/// Checks `X-Nango-Hmac-Sha256` (HMAC-SHA256 over the exact body) and the legacy
+/// `X-Nango-Signature` (SHA-256 of key ‖ body, which Nango's node client recomputes over
+/// `JSON.stringify(JSON.parse(body))`, so the body must be canonical).
+pub fn verify(key: &str, r: &Received) -> bool {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(r.body.as_bytes());
+    let hmac_ok = r.headers["x-nango-hmac-sha256"].to_str().unwrap()
+        == hex::encode(mac.finalize().into_bytes());
+    let mut sha = Sha256::new();
+    sha.update(key.as_bytes());
+    sha.update(r.body.as_bytes());
+    let legacy_ok = r.headers["x-nango-signature"].to_str().unwrap() == hex::encode(sha.finalize());
+    let reserialized = serde_json::to_string(&r.json()).unwrap() == r.body;
+    hmac_ok && legacy_ok && reserialized
+}
