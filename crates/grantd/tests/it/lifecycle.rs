@@ -456,13 +456,25 @@ async fn idle_connections_refreshed_once(n: usize) {
         .await
         .unwrap();
     assert_eq!(again.claimed, 0);
-    let conns = app
-        .state
-        .core
-        .store
-        .list_connections(&grantd::model::ConnectionFilter::default())
-        .await
-        .unwrap();
+    // Paged: a list returns at most 10,000 connections.
+    let mut conns = Vec::new();
+    loop {
+        let page = app
+            .state
+            .core
+            .store
+            .list_connections(&grantd::model::ConnectionFilter {
+                limit: 5_000,
+                offset: conns.len() as u64,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        conns.extend(page);
+    }
     assert_eq!(conns.len(), ids.len());
     for c in conns {
         assert_eq!(c.version, 2, "{} refreshed once", c.connection_id);
