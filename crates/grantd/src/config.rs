@@ -365,8 +365,14 @@ fn lifecycle_vars(
     problems: &mut Vec<String>,
 ) -> LifecycleConfig {
     let d = LifecycleConfig::default();
-    let webhook_url = get("GRANTD_WEBHOOK_URL")
-        .map(|_| url_var(get, "GRANTD_WEBHOOK_URL", "http://invalid.invalid", problems));
+    let webhook_url = get("GRANTD_WEBHOOK_URL").map(|_| {
+        url_var(
+            get,
+            "GRANTD_WEBHOOK_URL",
+            "http://invalid.invalid",
+            problems,
+        )
+    });
     let webhook_signing_key = secret("GRANTD_WEBHOOK_SIGNING_KEY", problems).map(Into::into);
     let idle_refresh_after = secs_var(
         get,

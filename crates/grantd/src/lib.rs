@@ -17,5 +17,5 @@ pub mod outbound;
 pub mod proxy;
 pub mod server;
 pub mod store;
-pub mod webhooks;
 pub mod web;
+pub mod webhooks;

@@ -243,15 +243,15 @@ impl Core {
             self.admin_consent_url(&integration, &provider, &tenant, &redirect_uri, &state)
         } else {
             oauth::authorize_url(&AuthorizeRequest {
-            authorization_url: &authorization_url,
-            client_id: &integration.client_id,
-            redirect_uri: &redirect_uri,
-            scopes: &scopes,
-            scope_separator: &provider.scope_separator,
-            state: &state,
-            code_challenge: (!provider.disable_pkce).then_some(challenge.as_str()),
-            extra: &extra,
-        })
+                authorization_url: &authorization_url,
+                client_id: &integration.client_id,
+                redirect_uri: &redirect_uri,
+                scopes: &scopes,
+                scope_separator: &provider.scope_separator,
+                state: &state,
+                code_challenge: (!provider.disable_pkce).then_some(challenge.as_str()),
+                extra: &extra,
+            })
         }
         .map_err(|e| {
             fail(

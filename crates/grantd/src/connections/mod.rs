@@ -6,10 +6,10 @@
 //! - `refresh`: fresh credentials on read, single-flight refresh, the SharePoint token.
 //! - `app_only`: admin-consent connections with client-credentials tokens (`OAUTH2_CC`).
 
-pub mod cached;
-mod events;
 pub mod app_only;
+pub mod cached;
 pub mod credential_expiry;
+mod events;
 pub mod flow;
 pub mod refresh;
 pub mod sessions;
