@@ -47,7 +47,7 @@ start_grantd() {
   local t0; t0=$(date +%s%N)
   GRANTD_SECRET_KEY=$SECRET GRANTD_ENCRYPTION_KEY=$KEYB64 GRANTD_DATABASE_URL=$1 \
   GRANTD_HOST=127.0.0.1 GRANTD_PORT=$port GRANTD_MICROSOFT_LOGIN_URL=$EMU GRANTD_MICROSOFT_GRAPH_URL=$EMU \
-  GRANTD_MICROSOFT_SHAREPOINT_URL="$EMU/_sharepoint/{host}" RUST_LOG=warn \
+  GRANTD_MICROSOFT_SHAREPOINT_URL="$EMU/_sharepoint/{host}" \
     "$BIN" serve >"$OUT/grantd-$port.log" 2>&1 &
   GPID=$!; PIDS+=($GPID)
   GRANTD=http://127.0.0.1:$port
@@ -143,6 +143,14 @@ h0=$(hwm_kib $GPID)
 dt=$(curl -sf -L -o /dev/null -w '%{speed_download}' -H "Authorization: Bearer $TOKEN" "$EMU$BIG")
 pt=$(curl -sf -o /dev/null -w '%{speed_download}' "${PROXY_H[@]/#/-H}" -H 'Grantd-Follow-Redirects: true' "$GRANTD/proxy$BIG" 2>/dev/null || echo 0)
 say "c download_1gib direct_MBps $(python3 -c "print(round($dt/1e6))") proxy_MBps $(python3 -c "print(round($pt/1e6))") ratio $(python3 -c "print(round($pt/max($dt,1),3))") grantd_peak_rss_growth_kib $(( $(hwm_kib $GPID) - h0 ))"
+# (c) 1 GiB upload session (10 MiB fragments) direct vs through the proxy, with a delegated token
+# for diego (the app's application permissions are read-only) imported as connection u1.
+UTOKEN=$(python3 bench/upload.py token "$EMU")
+api "$GRANTD/connections" -d "{\"provider_config_key\":\"bench\",\"connection_id\":\"u1\",\"credentials\":{\"type\":\"OAUTH2\",\"access_token\":\"$UTOKEN\",\"expires_at\":\"2099-01-01T00:00:00Z\"}}" >/dev/null
+h0=$(hwm_kib $GPID)
+du=$(python3 bench/upload.py direct "$EMU" "$UTOKEN")
+pu=$(python3 bench/upload.py proxy "$GRANTD" "$SECRET" bench u1)
+say "c upload_1gib direct_MBps $du proxy_MBps $pu ratio $(python3 -c "print(round($pu/max($du,1),3))") grantd_peak_rss_growth_kib $(( $(hwm_kib $GPID) - h0 ))"
 
 # (e) small requests against nginx as the upstream (Base-Url-Override to an allowed host).
 if command -v nginx >/dev/null; then

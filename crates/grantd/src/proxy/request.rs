@@ -72,7 +72,7 @@ pub struct Options {
     pub has_body: bool,
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
@@ -83,28 +83,42 @@ pub fn invalid_header(name: &str, msg: &str) -> ApiError {
     ApiError::validation("invalid_headers", &[name], msg)
 }
 
-fn bool_header(h: &HeaderMap, name: &str) -> Result<bool, ApiError> {
+fn bool_header(h: &HeaderMap, name: &HeaderName) -> Result<bool, ApiError> {
     match header_str(h, name) {
         None => Ok(false),
         Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
         Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
         Some(_) => Err(invalid_header(
-            name,
+            name.as_str(),
             &format!("{name} must be true or false"),
         )),
     }
 }
 
+// The request headers `Options` reads, built once: looking a header up by `&str` parses and
+// hashes the name on every call.
+static BASE_URL_OVERRIDE: HeaderName = HeaderName::from_static("base-url-override");
+static CONNECTION_ID: HeaderName = HeaderName::from_static("connection-id");
+static DECOMPRESS: HeaderName = HeaderName::from_static("decompress");
+static FORWARD_HEADERS_ON_REDIRECT: HeaderName =
+    HeaderName::from_static("forward-headers-on-redirect");
+static GRANTD_FOLLOW_REDIRECTS: HeaderName = HeaderName::from_static("grantd-follow-redirects");
+static GRANTD_PRE_AUTHENTICATED: HeaderName = HeaderName::from_static("grantd-pre-authenticated");
+static GRANTD_RESOURCE: HeaderName = HeaderName::from_static("grantd-resource");
+static PROVIDER_CONFIG_KEY: HeaderName = HeaderName::from_static("provider-config-key");
+static RETRIES: HeaderName = HeaderName::from_static("retries");
+static RETRY_ON: HeaderName = HeaderName::from_static("retry-on");
+
 impl Options {
     pub fn parse(parts: &Parts) -> Result<Options, ApiError> {
         check_limits(parts)?;
         let h = &parts.headers;
-        let connection_id = header_str(h, "connection-id")
+        let connection_id = header_str(h, &CONNECTION_ID)
             .ok_or_else(|| invalid_header("connection-id", "The Connection-Id header is required"))
             .and_then(|s| {
                 ConnectionId::parse(s).map_err(|e| invalid_header("connection-id", &e.to_string()))
             })?;
-        let key = header_str(h, "provider-config-key")
+        let key = header_str(h, &PROVIDER_CONFIG_KEY)
             .ok_or_else(|| {
                 invalid_header(
                     "provider-config-key",
@@ -115,13 +129,13 @@ impl Options {
                 ProviderConfigKey::parse(s)
                     .map_err(|e| invalid_header("provider-config-key", &e.to_string()))
             })?;
-        let retries = match header_str(h, "retries") {
+        let retries = match header_str(h, &RETRIES) {
             None => 0,
             Some(s) => s.parse::<u32>().ok().filter(|n| *n <= 10).ok_or_else(|| {
                 invalid_header("retries", "Retries must be a whole number up to 10")
             })?,
         };
-        let retry_on = match header_str(h, "retry-on") {
+        let retry_on = match header_str(h, &RETRY_ON) {
             None => vec![],
             Some(s) => s
                 .split(',')
@@ -136,7 +150,7 @@ impl Options {
                     invalid_header("retry-on", "Retry-On must be comma-separated status codes")
                 })?,
         };
-        let base_url_override = match header_str(h, "base-url-override") {
+        let base_url_override = match header_str(h, &BASE_URL_OVERRIDE) {
             None => None,
             Some(o) => Some(
                 url::Url::parse(o)
@@ -150,7 +164,7 @@ impl Options {
                     })?,
             ),
         };
-        let sharepoint = match header_str(h, "grantd-resource") {
+        let sharepoint = match header_str(h, &GRANTD_RESOURCE) {
             None => false,
             Some(v) if v.eq_ignore_ascii_case("sharepoint") => true,
             Some(v) if v.eq_ignore_ascii_case("graph") => false,
@@ -161,11 +175,11 @@ impl Options {
                 ));
             }
         };
-        bool_header(h, "decompress")?;
-        let forward_headers_on_redirect = bool_header(h, "forward-headers-on-redirect")?;
+        bool_header(h, &DECOMPRESS)?;
+        let forward_headers_on_redirect = bool_header(h, &FORWARD_HEADERS_ON_REDIRECT)?;
         let follow_redirects =
-            bool_header(h, "grantd-follow-redirects")? || forward_headers_on_redirect;
-        let pre_authenticated = bool_header(h, "grantd-pre-authenticated")?;
+            bool_header(h, &GRANTD_FOLLOW_REDIRECTS)? || forward_headers_on_redirect;
+        let pre_authenticated = bool_header(h, &GRANTD_PRE_AUTHENTICATED)?;
         let content_length = match h.get(header::CONTENT_LENGTH) {
             None => None,
             Some(v) => Some(

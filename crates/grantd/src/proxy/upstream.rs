@@ -241,12 +241,15 @@ pub fn stream_back(resp: reqwest::Response) -> Response {
         .flat_map(|v| v.split(','))
         .filter_map(|s| HeaderName::from_bytes(s.trim().as_bytes()).ok())
         .collect();
-    for name in HOP_BY_HOP {
-        if *name != header::CONTENT_LENGTH {
-            headers.remove(*name);
-        }
-    }
-    for name in named {
+    // Remove only what is there (removing by `&str` parses the name): usually nothing.
+    let unwanted: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| {
+            (HOP_BY_HOP.contains(&n.as_str()) && **n != header::CONTENT_LENGTH) || named.contains(n)
+        })
+        .cloned()
+        .collect();
+    for name in unwanted {
         headers.remove(name);
     }
     Response::from_parts(parts, Body::new(body))
