@@ -162,6 +162,9 @@ The connect link is valid for 30 minutes; restart grantd dev for a new one. Ctrl
         secret = keys.secret_key,
         link = state.core.connect_link(&token),
     );
+    // The same background jobs as `serve`: proactive refresh and webhook delivery.
+    let jobs = crate::jobs::spawn(state.core.clone());
     server::start(state, listener, super::shutdown_signal()).await?;
+    jobs.abort();
     Ok(())
 }
