@@ -12,11 +12,12 @@ use crate::catalog::Provider;
 use crate::model::{Connection, Integration, ProviderConfigKey};
 
 impl Core {
-    /// Like `Core::integration`, from the cache when present.
+    /// Like `Core::integration`, from the cache when present; shared, not copied (the hot paths
+    /// only read them).
     pub async fn integration_cached(
         &self,
         key: &ProviderConfigKey,
-    ) -> Result<(Integration, Provider), Error> {
+    ) -> Result<(Arc<Integration>, &Provider), Error> {
         let integration = self
             .store
             .cached_integration(key)
@@ -25,7 +26,6 @@ impl Core {
         let provider = self
             .catalog
             .get(&integration.provider)
-            .cloned()
             .ok_or_else(|| Error::UnknownProvider(integration.provider.clone()))?;
         Ok((integration, provider))
     }

@@ -75,7 +75,7 @@ pub async fn handle(
         })?;
     let mut conn = fresh(&st, conn, false).await?;
 
-    let target = target_url(&st, &opts, &provider, &conn, path, parts.uri.query()).await?;
+    let target = target_url(&st, &opts, provider, &conn, path, parts.uri.query()).await?;
     let method = parts.method.clone();
     let headers = upstream_headers(&parts.headers, &opts);
     let mut body = UpBody::prepare(&opts, body).await?;

@@ -40,7 +40,7 @@ struct Maps {
     /// Shared, so a hit costs a reference count, not a deep copy of the credentials.
     connections: HashMap<ConnKey, Entry<Arc<Connection>>>,
     by_id: HashMap<i64, ConnKey>,
-    integrations: HashMap<String, Entry<Integration>>,
+    integrations: HashMap<String, Entry<Arc<Integration>>>,
 }
 
 pub struct Cache {
@@ -119,7 +119,7 @@ impl Cache {
         );
     }
 
-    pub fn integration(&self, key: &str) -> Option<Integration> {
+    pub fn integration(&self, key: &str) -> Option<Arc<Integration>> {
         if !self.live.load(Ordering::Acquire) {
             return None;
         }
@@ -128,12 +128,12 @@ impl Cache {
             .integrations
             .get(key)
             .filter(|e| e.at.elapsed() < TTL)
-            .map(|e| e.value.clone());
+            .map(|e| Arc::clone(&e.value));
         crate::metrics::cache_lookup("integration", hit.is_some());
         hit
     }
 
-    pub fn put_integration(&self, generation: u64, i: &Integration) {
+    pub fn put_integration(&self, generation: u64, i: Arc<Integration>) {
         let mut maps = self.maps.write().expect("cache lock poisoned");
         if self.generation() != generation || !self.live.load(Ordering::Acquire) {
             return;
@@ -144,7 +144,7 @@ impl Cache {
         maps.integrations.insert(
             i.unique_key.as_str().to_owned(),
             Entry {
-                value: i.clone(),
+                value: i,
                 at: Instant::now(),
             },
         );
@@ -274,15 +274,15 @@ impl super::Store {
     pub async fn cached_integration(
         &self,
         key: &crate::model::ProviderConfigKey,
-    ) -> Result<Option<Integration>, super::Error> {
+    ) -> Result<Option<Arc<Integration>>, super::Error> {
         if let Some(i) = self.cache.integration(key.as_str()) {
             return Ok(Some(i));
         }
         let generation = self.cache.generation();
         // Boxed: the miss path's database future would otherwise enlarge every caller's.
-        let found = Box::pin(self.get_integration(key)).await?;
+        let found = Box::pin(self.get_integration(key)).await?.map(Arc::new);
         if let Some(i) = &found {
-            self.cache.put_integration(generation, i);
+            self.cache.put_integration(generation, Arc::clone(i));
         }
         Ok(found)
     }
