@@ -78,7 +78,8 @@ pub async fn root(
         Ok(ws) => ws
             .on_upgrade(move |socket| serve(st, socket))
             .into_response(),
-        Err(_) => Redirect::to("/connect").into_response(),
+        // A browser opening the server's address lands on the dashboard (its login if signed out).
+        Err(_) => Redirect::to("/dashboard").into_response(),
     }
 }
 
