@@ -1,6 +1,9 @@
 //! Dashboard sign-in: the login form (the secret key, or `GRANTD_ADMIN_USER` +
 //! `GRANTD_ADMIN_PASSWORD`), the signed session cookie (HttpOnly, SameSite=Strict, 12 hours) and
-//! the CSRF token every dashboard form carries. Stateless: the cookie is
+//! the CSRF token every dashboard form carries. The login form itself is protected by a
+//! double-submit cookie: the page sets `grantd_login_csrf` (random, HttpOnly, SameSite=Strict)
+//! and carries the same value in a hidden field; a POST without both, equal, is refused (403), so
+//! another site cannot sign a browser into this dashboard (login CSRF). Stateless: the cookie is
 //! `{expires}.{nonce}.{hmac}` under a key derived from the secret key, so every instance behind a
 //! load balancer accepts it and rotating the secret key signs everyone out.
 
@@ -17,6 +20,8 @@ use super::layout;
 use crate::server::AppState;
 
 pub const COOKIE: &str = "grantd_dashboard";
+/// The login form's double-submit CSRF cookie.
+pub const LOGIN_CSRF_COOKIE: &str = "grantd_login_csrf";
 const SESSION_SECS: i64 = 12 * 3600;
 
 fn signing_key(st: &AppState) -> [u8; 32] {
@@ -61,14 +66,65 @@ fn valid_session(st: &AppState, value: &str) -> bool {
 }
 
 fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    named_cookie(headers, COOKIE)
+}
+
+fn named_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
+}
+
+fn secure_attr(st: &AppState) -> &'static str {
+    if st.core.config.public_url.scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+/// A login page response with a fresh double-submit token in its form and cookie.
+fn login_response(st: &AppState, status: StatusCode, error: Option<&str>) -> Response {
+    let mut token = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut token);
+    let token = hex::encode(token);
+    let cookie = format!(
+        "{LOGIN_CSRF_COOKIE}={token}; Path=/dashboard/login; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        secure_attr(st)
+    );
+    let mut r = (
+        status,
+        Html(layout::login(st.core.config.admin.is_some(), error, &token).into_string()),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).expect("cookie is ASCII"),
+    );
+    r
+}
+
+fn forbidden_form(again: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Html(
+            layout::page(
+                "Form expired",
+                None,
+                maud::html! {
+                    p.error role="alert" { "This form has expired or did not come from this dashboard. Go back, reload the page and try again." }
+                    p { a href=(again) { "Try again" } }
+                },
+            )
+            .into_string(),
+        ),
+    )
+        .into_response()
 }
 
 /// A signed-in dashboard user. Carries the CSRF token for the forms it renders.
@@ -82,22 +138,7 @@ impl Admin {
         if ct_eq(&self.csrf, submitted) {
             Ok(())
         } else {
-            Err(Box::new(
-                (
-                StatusCode::FORBIDDEN,
-                Html(
-                    layout::page(
-                        "Form expired",
-                        None,
-                        maud::html! {
-                            p.error role="alert" { "This form has expired or did not come from this dashboard. Go back, reload the page and try again." }
-                        },
-                    )
-                    .into_string(),
-                ),
-            )
-                .into_response(),
-            ))
+            Err(Box::new(forbidden_form("/dashboard")))
         }
     }
 }
@@ -120,13 +161,25 @@ pub struct LoginForm {
     #[serde(default)]
     username: String,
     password: String,
+    #[serde(default)]
+    csrf: String,
 }
 
-pub async fn login_page(State(st): State<AppState>) -> Html<String> {
-    Html(layout::login(st.core.config.admin.is_some(), None).into_string())
+pub async fn login_page(State(st): State<AppState>) -> Response {
+    login_response(&st, StatusCode::OK, None)
 }
 
-pub async fn login(State(st): State<AppState>, axum::Form(f): axum::Form<LoginForm>) -> Response {
+pub async fn login(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<LoginForm>,
+) -> Response {
+    let double_submitted = named_cookie(&headers, LOGIN_CSRF_COOKIE)
+        .is_some_and(|c| !c.is_empty() && ct_eq(&c, &f.csrf));
+    if !double_submitted {
+        tracing::info!("dashboard sign-in refused: missing or wrong login CSRF token");
+        return forbidden_form("/dashboard/login");
+    }
     let cfg = &st.core.config;
     let by_key = f.username.trim().is_empty() && cfg.secret_key.ct_eq(f.password.trim());
     let by_admin = cfg
@@ -135,23 +188,15 @@ pub async fn login(State(st): State<AppState>, axum::Form(f): axum::Form<LoginFo
         .is_some_and(|a| ct_eq(&a.user, f.username.trim()) && a.password.ct_eq(&f.password));
     if !(by_key || by_admin) {
         tracing::info!("dashboard sign-in refused");
-        return (
+        return login_response(
+            &st,
             StatusCode::UNAUTHORIZED,
-            Html(
-                layout::login(
-                    cfg.admin.is_some(),
-                    Some("Those credentials are not valid. Use the secret key (leave the user name empty) or the admin user name and password."),
-                )
-                .into_string(),
+            Some(
+                "Those credentials are not valid. Use the secret key (leave the user name empty) or the admin user name and password.",
             ),
-        )
-            .into_response();
+        );
     }
-    let secure = if cfg.public_url.scheme() == "https" {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = secure_attr(&st);
     let cookie = format!(
         "{COOKIE}={}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}{secure}",
         new_session(&st)
@@ -160,6 +205,13 @@ pub async fn login(State(st): State<AppState>, axum::Form(f): axum::Form<LoginFo
     r.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_str(&cookie).expect("cookie is ASCII"),
+    );
+    // The login token is single-use.
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "grantd_login_csrf=; Path=/dashboard/login; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
     );
     r
 }

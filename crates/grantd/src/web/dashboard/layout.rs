@@ -57,7 +57,8 @@ pub fn csrf_field(csrf: &str) -> Markup {
     html! { input type="hidden" name="csrf" value=(csrf); }
 }
 
-pub fn login(admin_configured: bool, error: Option<&str>) -> Markup {
+/// The login page; `csrf` is the double-submit token also set as the `grantd_login_csrf` cookie.
+pub fn login(admin_configured: bool, error: Option<&str>, csrf: &str) -> Markup {
     page(
         "Sign in",
         None,
@@ -65,6 +66,7 @@ pub fn login(admin_configured: bool, error: Option<&str>) -> Markup {
             h1 { "Sign in to the grantd dashboard" }
             @if let Some(e) = error { p.error role="alert" { (e) } }
             form.card method="post" action="/dashboard/login" {
+                (csrf_field(csrf))
                 @if admin_configured {
                     label for="username" { "Admin user name" }
                     p.hint id="username-hint" { "Leave empty to sign in with the secret key." }
