@@ -203,6 +203,8 @@ pub(super) trait Backend: Send + Sync {
     fn rekey(&self) -> &dyn super::rekey::RekeyBackend;
     /// Coalesced `last_fetched_at` writes.
     fn touch(&self) -> &dyn super::touch::TouchBackend;
+    /// The dashboard's read-only view of the webhook outbox.
+    fn outbox_view(&self) -> &dyn super::outbox_view::OutboxViewBackend;
     async fn ping(&self) -> Result<(), Error>;
 
     async fn insert_integration(&self, w: &IntegrationWrite) -> Result<IntegrationRow, Error>;

@@ -9,12 +9,14 @@ mod app_credentials;
 mod backend;
 pub mod cache;
 pub mod lifecycle;
+pub mod outbox_view;
 mod postgres;
 pub mod rekey;
 mod sqlite;
 mod touch;
 
 pub use lifecycle::{OutboxItem, RefreshFailure, RefreshLock, RetryState};
+pub use outbox_view::OutboxEntry;
 
 use std::sync::Arc;
 

@@ -13,6 +13,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 mod app_credentials;
 mod lifecycle;
+mod outbox_view;
 mod rekey;
 mod touch;
 
@@ -158,6 +159,10 @@ impl Backend for PgBackend {
     }
 
     fn touch(&self) -> &dyn super::touch::TouchBackend {
+        self
+    }
+
+    fn outbox_view(&self) -> &dyn super::outbox_view::OutboxViewBackend {
         self
     }
 

@@ -16,6 +16,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 mod app_credentials;
 mod lifecycle;
+mod outbox_view;
 mod rekey;
 mod touch;
 
@@ -208,6 +209,10 @@ impl Backend for SqliteBackend {
     }
 
     fn touch(&self) -> &dyn super::touch::TouchBackend {
+        self
+    }
+
+    fn outbox_view(&self) -> &dyn super::outbox_view::OutboxViewBackend {
         self
     }
 

@@ -1,4 +1,5 @@
-//! Dashboard connections: the overview (counts and recent auth events), the searchable list with
+//! Dashboard connections: the overview (counts, connections needing attention, credential expiry
+//! warnings, recent auth events and webhook deliveries), the searchable list with
 //! each connection's status, and the detail page with its actions — refresh now, copy a reconnect
 //! link (a new reconnect session), a test call that lists the user's drives through the proxy,
 //! and delete.
@@ -143,16 +144,16 @@ pub async fn overview(State(st): State<AppState>, admin: Admin) -> Response {
         Ok(c) => c,
         Err(r) => return r,
     };
+    let outbox = match st.core.store.recent_webhooks(super::events::RECENT).await {
+        Ok(o) => o,
+        Err(e) => return internal(e),
+    };
     let count = |s: Status| conns.iter().filter(|c| Status::of(c) == s).count();
     let mut failures: Vec<&Connection> =
         conns.iter().filter(|c| c.auth_failure.is_some()).collect();
     failures.sort_by_key(|c| std::cmp::Reverse(c.auth_failure.as_ref().map(|f| f.at)));
-    let mut refreshed: Vec<&Connection> = conns
-        .iter()
-        .filter(|c| c.last_refreshed_at.is_some())
-        .collect();
-    refreshed.sort_by_key(|c| std::cmp::Reverse(c.last_refreshed_at));
     let now = st.core.clock.now();
+    let webhooks_configured = st.core.config.lifecycle.webhook_url.is_some();
     Html(
         page(
             "Overview",
@@ -165,37 +166,31 @@ pub async fn overview(State(st): State<AppState>, admin: Admin) -> Response {
                     }
                 }
                 p { (conns.len()) " connections across " (integrations.len()) " integrations. " a href="/dashboard/connections" { "All connections" } }
-                @for i in &integrations {
-                    @if !matches!(super::integrations::secret_expiry(&i.integration_config, now), super::integrations::SecretExpiry::Ok(_) | super::integrations::SecretExpiry::Unknown) {
-                        p { "Integration " a href=(format!("/dashboard/integrations/{}", i.unique_key)) { (i.unique_key.as_str()) } ": " (super::integrations::expiry_note(&i.integration_config, now)) }
+                @for i in integrations.iter().filter(|i| super::expiry::needs_attention(i, now)) {
+                    div data-integration=(i.unique_key.as_str()) {
+                        "Integration " a href=(format!("/dashboard/integrations/{}", i.unique_key)) { (i.unique_key.as_str()) } ": "
+                        (super::expiry::note(i, now))
                     }
                 }
-                h2 { "Recent auth events" }
-                p.hint { "Failed refreshes (with Microsoft's AADSTS code) and successful refreshes, newest first." }
-                table {
-                    thead { tr { th scope="col" { "When" } th scope="col" { "Connection" } th scope="col" { "Event" } th scope="col" { "Detail" } } }
-                    tbody {
-                        @for c in failures.iter().take(20) {
-                            @let f = c.auth_failure.as_ref().expect("filtered on auth_failure");
-                            tr {
-                                td { (when(Some(f.at))) }
-                                td { a href=(detail_href(c)) { (c.connection_id.as_str()) } }
-                                td { (Status::of(c).badge()) }
-                                td { @if let Some(code) = f.aadsts { code { "AADSTS" (code) } " " } (f.description) }
-                            }
-                        }
-                        @for c in refreshed.iter().take(20) {
-                            tr {
-                                td { (when(c.last_refreshed_at)) }
-                                td { a href=(detail_href(c)) { (c.connection_id.as_str()) } }
-                                td { "refreshed" }
-                                td { "Token now expires " (when(c.credentials.expires_at)) }
+                @if !failures.is_empty() {
+                    h2 #attention { "Connections needing attention" }
+                    table aria-labelledby="attention" {
+                        thead { tr { th scope="col" { "Since" } th scope="col" { "Connection" } th scope="col" { "Status" } th scope="col" { "Cause" } } }
+                        tbody {
+                            @for c in failures.iter().take(20) {
+                                @let f = c.auth_failure.as_ref().expect("filtered on auth_failure");
+                                tr {
+                                    td { (when(Some(f.at))) }
+                                    td { a href=(detail_href(c)) { (c.connection_id.as_str()) } }
+                                    td { (Status::of(c).badge()) }
+                                    td { @if let Some(code) = f.aadsts { code { "AADSTS" (code) } " " } (f.description) }
+                                }
                             }
                         }
                     }
                 }
-                h2 { "Webhook deliveries" }
-                p.muted { "This grantd build keeps no webhook delivery log yet, so there is nothing to show here." }
+                (super::events::auth_events(&outbox, webhooks_configured))
+                (super::events::deliveries(&outbox))
             },
         )
         .into_string(),

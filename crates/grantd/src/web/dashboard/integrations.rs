@@ -1,7 +1,8 @@
 //! Dashboard integrations: list, create, edit and delete, with the Entra setup guide beside the
 //! form (the exact redirect URI, the account type, a checklist of common scopes saying what each
-//! grants, and the client secret's expiry with a warning before it lapses).
-//! The expiry lives in `integration_config.client_secret_expires_at` (`YYYY-MM-DD`).
+//! grants, and the client secret's expiry with a warning badge 30, 14 and 3 days before it lapses).
+//! The expiry is the integration's app credential (`AppCredential::secret_expires_at`, as set by
+//! the API's `credentials.client_secret_expires_at`); `expiry.rs` renders it.
 
 use std::collections::BTreeMap;
 
@@ -16,9 +17,10 @@ use super::layout::{csrf_field, page};
 use crate::model::{ClientSecret, Integration, NewIntegration, ProviderConfigKey};
 use crate::server::AppState;
 
-pub const EXPIRES_KEY: &str = "client_secret_expires_at";
-/// Warn this many days before the client secret lapses.
-const WARN_DAYS: i64 = 30;
+/// Where an older dashboard kept the expiry; read as a fallback and dropped on save.
+const LEGACY_EXPIRES_KEY: &str = "client_secret_expires_at";
+/// The first warning, in days ahead (then 14 and 3).
+const WARN_DAYS: i32 = crate::connections::credential_expiry::WARN_DAYS[0];
 
 /// Common delegated Microsoft Graph scopes and what each grants.
 pub const SCOPES: &[(&str, &str)] = &[
@@ -69,44 +71,6 @@ const ACCOUNT_TYPES: &[(&str, &str)] = &[
     ),
 ];
 
-/// How the client secret's expiry reads on a given day.
-#[derive(Debug, PartialEq, Eq)]
-pub enum SecretExpiry {
-    Unknown,
-    Ok(i64),
-    Soon(i64),
-    Expired,
-}
-
-pub fn secret_expiry(config: &BTreeMap<String, String>, now: DateTime<Utc>) -> SecretExpiry {
-    let Some(date) = config
-        .get(EXPIRES_KEY)
-        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-    else {
-        return SecretExpiry::Unknown;
-    };
-    let days = (date - now.date_naive()).num_days();
-    if days < 0 {
-        SecretExpiry::Expired
-    } else if days <= WARN_DAYS {
-        SecretExpiry::Soon(days)
-    } else {
-        SecretExpiry::Ok(days)
-    }
-}
-
-pub fn expiry_note(config: &BTreeMap<String, String>, now: DateTime<Utc>) -> Markup {
-    let date = config.get(EXPIRES_KEY).cloned().unwrap_or_default();
-    html! {
-        @match secret_expiry(config, now) {
-            SecretExpiry::Unknown => span.muted { "expiry not recorded" },
-            SecretExpiry::Ok(d) => span { (date) " (in " (d) " days)" },
-            SecretExpiry::Soon(d) => strong.warn role="status" { "Expires " (date) " — in " (d) " days. Create a new secret in Entra and paste it here before then." },
-            SecretExpiry::Expired => strong.error role="alert" { "Expired on " (date) ". Connections cannot refresh: create a new client secret in Entra and paste it here." },
-        }
-    }
-}
-
 fn display_name(st: &AppState, i: &Integration) -> String {
     i.display_name
         .clone()
@@ -153,7 +117,7 @@ pub async fn list(State(st): State<AppState>, admin: Admin) -> Response {
                 } @else {
                     table {
                         caption.muted { "Each integration is one app registration in Microsoft Entra." }
-                        thead { tr { th scope="col" { "Key" } th scope="col" { "Name" } th scope="col" { "Provider" } th scope="col" { "Client id" } th scope="col" { "Scopes" } th scope="col" { "Client secret expires" } } }
+                        thead { tr { th scope="col" { "Key" } th scope="col" { "Name" } th scope="col" { "Provider" } th scope="col" { "Client id" } th scope="col" { "Scopes" } th scope="col" { "Credential expiry" } } }
                         tbody {
                             @for i in &all {
                                 tr {
@@ -162,7 +126,7 @@ pub async fn list(State(st): State<AppState>, admin: Admin) -> Response {
                                     td { (i.provider) }
                                     td { code { (i.client_id) } }
                                     td { (i.scopes.join(" ")) }
-                                    td { (expiry_note(&i.integration_config, now)) }
+                                    td { (super::expiry::badge(i, now)) }
                                 }
                             }
                         }
@@ -224,9 +188,9 @@ fn form(
             @if existing.is_some() { p.hint id="secret-hint" { "Leave empty to keep the stored secret." } }
             input #client_secret type="password" name="client_secret" autocomplete="off" required[existing.is_none()] aria-describedby="secret-hint";
             label for="client_secret_expires_at" { "Client secret expires on" }
-            p.hint id="exp-hint" { "From Entra's Certificates & secrets page. The dashboard warns " (WARN_DAYS) " days before." }
+            p.hint id="exp-hint" { "From Entra's Certificates & secrets page. The dashboard warns " (WARN_DAYS) ", 14 and 3 days before." }
             input #client_secret_expires_at type="date" name="client_secret_expires_at" value=(values.expires_at) aria-describedby="exp-hint";
-            @if let Some(i) = existing { p { (expiry_note(&i.integration_config, now)) } }
+            @if let Some(i) = existing { div #credential-expiry { (super::expiry::note(i, now)) } }
             fieldset {
                 legend { "Account type" }
                 @for (value, text) in ACCOUNT_TYPES {
@@ -284,9 +248,10 @@ impl FormValues {
             display_name: i.display_name.clone().unwrap_or_default(),
             client_id: i.client_id.clone(),
             expires_at: i
-                .integration_config
-                .get(EXPIRES_KEY)
-                .cloned()
+                .app_credential
+                .secret_expires_at
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .or_else(|| i.integration_config.get(LEGACY_EXPIRES_KEY).cloned())
                 .unwrap_or_default(),
             account_type,
             tenant_id,
@@ -325,6 +290,16 @@ impl FormValues {
         (v, csrf, secret)
     }
 
+    /// The entered client secret expiry (midnight UTC of the date), or a message for the user.
+    fn expires_at(&self) -> Result<Option<DateTime<Utc>>, String> {
+        if self.expires_at.is_empty() {
+            return Ok(None);
+        }
+        NaiveDate::parse_from_str(&self.expires_at, "%Y-%m-%d")
+            .map(|d| Some(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()))
+            .map_err(|_| "The client secret expiry must be a date (YYYY-MM-DD).".into())
+    }
+
     /// Validates into (scopes, integration_config changes), or a message for the user.
     fn validate(
         &self,
@@ -353,13 +328,8 @@ impl FormValues {
             "" => {}
             _ => return Err("Choose an account type.".into()),
         }
-        if self.expires_at.is_empty() {
-            config.remove(EXPIRES_KEY);
-        } else if NaiveDate::parse_from_str(&self.expires_at, "%Y-%m-%d").is_ok() {
-            config.insert(EXPIRES_KEY.into(), self.expires_at.clone());
-        } else {
-            return Err("The client secret expiry must be a date (YYYY-MM-DD).".into());
-        }
+        config.remove(LEGACY_EXPIRES_KEY);
+        self.expires_at()?;
         let mut scopes: Vec<String> = Vec::new();
         for s in self
             .scopes
@@ -463,7 +433,12 @@ pub async fn create(State(st): State<AppState>, admin: Admin, body: axum::body::
         integration_config: config,
     };
     match st.core.store.create_integration(new).await {
-        Ok(_) => Redirect::to(&format!("/dashboard/integrations/{key}")).into_response(),
+        Ok(created) => {
+            if let Err(e) = save_expiry(&st, &created, &values).await {
+                return internal(e);
+            }
+            Redirect::to(&format!("/dashboard/integrations/{key}")).into_response()
+        }
         Err(crate::store::Error::Conflict(_)) => form_error(
             &st,
             &admin,
@@ -558,11 +533,30 @@ pub async fn update(
         integration_config: config,
     };
     match st.core.store.update_integration(&cur.unique_key, new).await {
-        Ok(_) => {
-            Redirect::to(&format!("/dashboard/integrations/{}", cur.unique_key)).into_response()
-        }
-        Err(e) => internal(e),
+        Ok(_) => {}
+        Err(e) => return internal(e),
     }
+    if let Err(e) = save_expiry(&st, &cur, &values).await {
+        return internal(e);
+    }
+    Redirect::to(&format!("/dashboard/integrations/{}", cur.unique_key)).into_response()
+}
+
+/// Stores the entered client secret expiry in the integration's app credential (keeping a
+/// certificate); a changed date restarts the expiry warnings.
+async fn save_expiry(
+    st: &AppState,
+    i: &Integration,
+    values: &FormValues,
+) -> Result<(), crate::store::Error> {
+    let at = values.expires_at().ok().flatten();
+    if at == i.app_credential.secret_expires_at {
+        return Ok(());
+    }
+    let mut cred = i.app_credential.clone();
+    cred.secret_expires_at = at;
+    cred.expiry_warned_days = None;
+    st.core.store.set_app_credential(i.id, &cred).await
 }
 
 #[derive(serde::Deserialize)]
@@ -586,29 +580,5 @@ pub async fn delete(
     match st.core.store.delete_integration(&cur.unique_key).await {
         Ok(_) => Redirect::to("/dashboard/integrations").into_response(),
         Err(e) => internal(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expiry_warns_before_it_lapses() {
-        let now = DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let cfg = |d: &str| BTreeMap::from([(EXPIRES_KEY.to_owned(), d.to_owned())]);
-        assert_eq!(secret_expiry(&BTreeMap::new(), now), SecretExpiry::Unknown);
-        assert_eq!(secret_expiry(&cfg("2026-06-01"), now), SecretExpiry::Ok(92));
-        assert_eq!(
-            secret_expiry(&cfg("2026-03-15"), now),
-            SecretExpiry::Soon(14)
-        );
-        assert_eq!(
-            secret_expiry(&cfg("2026-02-28"), now),
-            SecretExpiry::Expired
-        );
-        assert_eq!(secret_expiry(&cfg("garbage"), now), SecretExpiry::Unknown);
     }
 }

@@ -1,9 +1,13 @@
 //! The admin dashboard under `/dashboard`, server-rendered with maud and usable without
 //! JavaScript: sign-in (`auth`), integrations with the Entra setup guide (`integrations`),
-//! connections with their status and actions (`connections`). Every POST carries a CSRF token.
+//! connections with their status and actions (`connections`), the overview's auth events and
+//! webhook deliveries (`events`), credential expiry badges (`expiry`). Every POST carries a CSRF
+//! token.
 
 pub mod auth;
 pub mod connections;
+pub mod events;
+pub mod expiry;
 pub mod integrations;
 pub mod layout;
 
