@@ -5,6 +5,7 @@ mod api;
 mod app_only;
 mod browser;
 mod cli;
+mod dashboard;
 mod flow;
 mod last_fetched;
 mod lifecycle;

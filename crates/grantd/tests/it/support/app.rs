@@ -71,6 +71,11 @@ impl TestApp {
 
     /// `None` when the database kind is unavailable (the skip was printed).
     pub async fn spawn_with(opts: Opts) -> Option<TestApp> {
+        Self::spawn_configured(opts, |_| {}).await
+    }
+
+    /// Like `spawn_with`, with a last change to grantd's config (e.g. the dashboard admin login).
+    pub async fn spawn_configured(opts: Opts, change: impl FnOnce(&mut Config)) -> Option<TestApp> {
         let db = TestDb::new(opts.db, "grantd HTTP tests").await?;
         let emu = grantd_emulator::spawn(
             opts.emulator,
@@ -91,6 +96,7 @@ impl TestApp {
         if let Some(lc) = opts.lifecycle {
             config.lifecycle = lc;
         }
+        change(&mut config);
         let clock = Arc::new(OffsetClock::default());
         let state = AppState::build(config, Some(clock.clone()))
             .await

@@ -1,0 +1,569 @@
+//! The admin dashboard over plain HTTP (reqwest, cookies by hand): `GET /` for browsers, sign-in
+//! with the secret key or the admin login, the login form's double-submit CSRF cookie, CSRF on
+//! dashboard POSTs, creating and editing an integration through its forms (with the credential
+//! expiry badges), connection statuses (healthy / must reconnect / app misconfigured) and the
+//! overview's auth events and webhook deliveries read from the outbox.
+
+use chrono::TimeDelta;
+use grantd::clock::Clock;
+use grantd::config::{AdminLogin, LifecycleConfig};
+use grantd::jobs;
+use grantd::model::ApiKey;
+use grantd_emulator::seed;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::support::app::{Opts, SECRET, TestApp};
+use crate::support::webhook_receiver::Receiver;
+
+const ADMIN_USER: &str = "ops";
+const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+async fn spawn(lifecycle: Option<LifecycleConfig>) -> TestApp {
+    TestApp::spawn_configured(
+        Opts {
+            lifecycle,
+            ..Default::default()
+        },
+        |c| {
+            c.admin = Some(AdminLogin {
+                user: ADMIN_USER.into(),
+                password: ApiKey::new(ADMIN_PASSWORD),
+            })
+        },
+    )
+    .await
+    .expect("SQLite is always available")
+}
+
+/// The value of cookie `name` set by a response, if any.
+fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next()?.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The first hidden `csrf` field of a page.
+fn csrf_field(html: &str) -> String {
+    let at = html
+        .find(r#"name="csrf" value=""#)
+        .expect("the page has a CSRF field")
+        + r#"name="csrf" value=""#.len();
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+/// The `<tr …>` row whose opening tag contains `marker`, up to its `</tr>`.
+fn row<'a>(html: &'a str, marker: &str) -> &'a str {
+    let start = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no row {marker} in {html}"));
+    let end = html[start..].find("</tr>").unwrap() + start;
+    &html[start..end]
+}
+
+/// GETs the login page: (its form token, its `grantd_login_csrf` cookie).
+async fn login_page(app: &TestApp) -> (String, String) {
+    let r = app
+        .http
+        .get(format!("{}/dashboard/login", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = set_cookie(&r, "grantd_login_csrf").expect("the login page sets its CSRF cookie");
+    (csrf_field(&r.text().await.unwrap()), cookie)
+}
+
+async fn post_login<F: serde::Serialize + ?Sized>(
+    app: &TestApp,
+    cookie: Option<&str>,
+    form: &F,
+) -> reqwest::Response {
+    let mut req = app
+        .http
+        .post(format!("{}/dashboard/login", app.url))
+        .form(form);
+    if let Some(c) = cookie {
+        req = req.header("cookie", format!("grantd_login_csrf={c}"));
+    }
+    req.send().await.unwrap()
+}
+
+/// A signed-in dashboard session.
+struct Dash<'a> {
+    app: &'a TestApp,
+    cookie: String,
+}
+
+impl<'a> Dash<'a> {
+    async fn sign_in(app: &'a TestApp, user: &str, password: &str) -> Dash<'a> {
+        let (token, cookie) = login_page(app).await;
+        let r = post_login(
+            app,
+            Some(&cookie),
+            &[("username", user), ("password", password), ("csrf", &token)],
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()["location"], "/dashboard");
+        let session = set_cookie(&r, "grantd_dashboard").expect("a session cookie");
+        Dash {
+            app,
+            cookie: format!("grantd_dashboard={session}"),
+        }
+    }
+
+    async fn get(&self, path: &str) -> String {
+        let r = self
+            .app
+            .http
+            .get(format!("{}{path}", self.app.url))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.text().await.unwrap()
+    }
+
+    /// The CSRF token of the signed-in session (from any page).
+    async fn csrf(&self) -> String {
+        csrf_field(&self.get("/dashboard").await)
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.app
+            .http
+            .post(format!("{}{path}", self.app.url))
+            .header("cookie", &self.cookie)
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_browser_at_the_root_goes_to_the_dashboard() {
+    let app = spawn(None).await;
+    let r = app.http.get(format!("{}/", app.url)).send().await.unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    assert_eq!(r.headers()["location"], "/dashboard");
+    // Signed out, the dashboard sends it on to the login page.
+    let r = app
+        .http
+        .get(format!("{}/dashboard", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection());
+    assert_eq!(r.headers()["location"], "/dashboard/login");
+}
+
+#[tokio::test]
+async fn admin_user_and_secret_key_sign_in_wrong_password_is_refused() {
+    let app = spawn(None).await;
+    // Wrong password: 401, the form again (with a fresh token), no session.
+    let (token, cookie) = login_page(&app).await;
+    let r = post_login(
+        &app,
+        Some(&cookie),
+        &[
+            ("username", ADMIN_USER),
+            ("password", "not the password"),
+            ("csrf", &token),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(set_cookie(&r, "grantd_dashboard").is_none());
+    assert!(set_cookie(&r, "grantd_login_csrf").is_some());
+    assert!(r.text().await.unwrap().contains("not valid"));
+    // The secret key is not the admin's password.
+    let (token, cookie) = login_page(&app).await;
+    let r = post_login(
+        &app,
+        Some(&cookie),
+        &[
+            ("username", ADMIN_USER),
+            ("password", SECRET),
+            ("csrf", &token),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let admin = Dash::sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
+    assert!(admin.get("/dashboard").await.contains("<h1>Overview</h1>"));
+    let by_key = Dash::sign_in(&app, "", SECRET).await;
+    assert!(
+        by_key
+            .get("/dashboard/integrations")
+            .await
+            .contains("<h1>Integrations</h1>")
+    );
+    // A forged session cookie is not a session.
+    let r = app
+        .http
+        .get(format!("{}/dashboard", app.url))
+        .header("cookie", "grantd_dashboard=99999999999.00.00")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/dashboard/login");
+}
+
+#[tokio::test]
+async fn login_form_needs_its_double_submit_token() {
+    let app = spawn(None).await;
+    let with = |token: &str| {
+        vec![
+            ("username", ADMIN_USER.to_owned()),
+            ("password", ADMIN_PASSWORD.to_owned()),
+            ("csrf", token.to_owned()),
+        ]
+    };
+    let (token, cookie) = login_page(&app).await;
+    let (other_token, _) = login_page(&app).await;
+    let cases = [
+        // A cross-site form: no cookie (SameSite=Strict) and no token.
+        (None, with("")),
+        // The token without its cookie.
+        (None, with(&token)),
+        // The cookie without the token.
+        (Some(cookie.as_str()), with("")),
+        // The token of another page load.
+        (Some(cookie.as_str()), with(&other_token)),
+    ];
+    for (c, form) in &cases {
+        let r = post_login(&app, *c, form).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "cookie {c:?}");
+        assert!(set_cookie(&r, "grantd_dashboard").is_none());
+    }
+    // The matching pair signs in and the token is spent.
+    let r = post_login(&app, Some(&cookie), &with(&token)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(set_cookie(&r, "grantd_login_csrf").as_deref(), Some(""));
+}
+
+#[tokio::test]
+async fn dashboard_posts_without_the_right_csrf_token_are_refused() {
+    let app = spawn(None).await;
+    let dash = Dash::sign_in(&app, "", SECRET).await;
+    let form = |csrf: &'static str| {
+        vec![
+            ("unique_key", "forged"),
+            ("provider", "one-drive"),
+            ("client_id", seed::DEV_CLIENT_ID),
+            ("client_secret", seed::DEV_CLIENT_SECRET),
+            ("account_type", "organizations"),
+            ("scope", "User.Read"),
+            ("csrf", csrf),
+        ]
+    };
+    let mut no_token = form("");
+    no_token.pop();
+    for f in [no_token, form("0000"), form("")] {
+        let r = dash.post("/dashboard/integrations", &f).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+    // Another session's token does not fit this one.
+    let other = Dash::sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
+    let other_csrf = other.csrf().await;
+    let mut f = form("");
+    f.pop();
+    f.push(("csrf", &other_csrf));
+    assert_eq!(
+        dash.post("/dashboard/integrations", &f).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let r = dash
+        .post("/dashboard/logout", &[("csrf", "nope")])
+        .await
+        .status();
+    assert_eq!(r, StatusCode::FORBIDDEN);
+    // Nothing was created.
+    let list: Value = app
+        .get("/integrations")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"].as_array().unwrap().len(), 0, "{list}");
+}
+
+#[tokio::test]
+async fn integration_forms_create_edit_and_show_expiry_badges() {
+    let app = spawn(None).await;
+    let dash = Dash::sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
+    let csrf = dash.csrf().await;
+    let new_form = dash.get("/dashboard/integrations/new").await;
+    assert!(new_form.contains(&app.state.core.config.callback_url().to_string()));
+    let today = app.clock.now();
+    let in_days = |d: i64| (today + TimeDelta::days(d)).format("%Y-%m-%d").to_string();
+    let far = in_days(200);
+    let r = dash
+        .post(
+            "/dashboard/integrations",
+            &[
+                ("csrf", &csrf),
+                ("unique_key", "od"),
+                ("provider", "one-drive"),
+                ("display_name", "OneDrive"),
+                ("client_id", seed::DEV_CLIENT_ID),
+                ("client_secret", seed::DEV_CLIENT_SECRET),
+                ("client_secret_expires_at", &far),
+                ("account_type", "organizations"),
+                ("scope", "offline_access"),
+                ("scope", "User.Read"),
+                ("scope", "Files.Read"),
+                ("extra_scopes", "Mail.Read"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/dashboard/integrations/od");
+    // The API sees what the form entered, including the expiry as the app credential's.
+    let api: Value = app
+        .get("/integrations/od?include=credentials")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let d = &api["data"];
+    assert_eq!(d["display_name"], "OneDrive", "{api}");
+    assert_eq!(d["credentials_expiry"]["state"], "ok", "{api}");
+    assert_eq!(d["credentials_expiry"]["credential"], "client_secret");
+    let list = dash.get("/dashboard/integrations").await;
+    assert!(list.contains(r#"data-expiry="ok""#), "{list}");
+
+    // Edit: 10 days left (the 14-day stage), secret kept, scopes changed, single tenant.
+    let soon = in_days(10);
+    let r = dash
+        .post(
+            "/dashboard/integrations/od",
+            &[
+                ("csrf", &csrf),
+                ("display_name", "OneDrive for Business"),
+                ("client_id", seed::DEV_CLIENT_ID),
+                ("client_secret", ""),
+                ("client_secret_expires_at", &soon),
+                ("account_type", "single"),
+                ("tenant_id", seed::CONTOSO_TENANT_ID),
+                ("scope", "offline_access"),
+                ("scope", "Files.ReadWrite.All"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let show = dash.get("/dashboard/integrations/od").await;
+    assert!(show.contains(r#"data-stage="14""#), "{show}");
+    // Whole days left, rounded down from now to the date's midnight (UTC).
+    let left = ((today + TimeDelta::days(10))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        - today)
+        .num_days();
+    let soon_text = format!("expires in {left} days");
+    assert!(show.contains(&soon_text), "{show}");
+    assert!(show.contains(&format!(r#"value="{}""#, seed::CONTOSO_TENANT_ID)));
+    let overview = dash.get("/dashboard").await;
+    assert!(
+        overview.contains(r#"data-integration="od""#) && overview.contains(&soon_text),
+        "{overview}"
+    );
+    let api: Value = app
+        .get("/integrations/od?include=credentials")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let d = &api["data"];
+    assert_eq!(d["display_name"], "OneDrive for Business", "{api}");
+    assert_eq!(d["credentials_expiry"]["state"], "expiring", "{api}");
+    assert_eq!(d["credentials"]["client_secret"], seed::DEV_CLIENT_SECRET);
+    let scopes = d["credentials"]["scopes"].as_str().unwrap_or_default();
+    assert!(
+        scopes.contains("Files.ReadWrite.All") && !scopes.contains("Mail.Read"),
+        "{api}"
+    );
+
+    // Three days on the clock later it is at the 3-day stage; after the date, expired.
+    app.clock.advance(7 * 86_400);
+    // Sessions last 12 hours: sign in again on the later day.
+    let dash = Dash::sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
+    let show = dash.get("/dashboard/integrations/od").await;
+    assert!(show.contains(r#"data-stage="3""#), "{show}");
+    app.clock.advance(4 * 86_400);
+    let dash = Dash::sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
+    let csrf = dash.csrf().await;
+    let list = dash.get("/dashboard/integrations").await;
+    assert!(list.contains(r#"data-expiry="expired""#), "{list}");
+    assert!(list.contains("client secret expired"), "{list}");
+    let show = dash.get("/dashboard/integrations/od").await;
+    assert!(show.contains("App misconfigured"), "{show}");
+
+    // A bad date is refused with a message, and nothing changes.
+    let r = dash
+        .post(
+            "/dashboard/integrations/od",
+            &[
+                ("csrf", &csrf),
+                ("client_id", seed::DEV_CLIENT_ID),
+                ("client_secret_expires_at", "next year"),
+                ("account_type", "organizations"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("must be a date"));
+}
+
+/// The `data-status` of a connection's row on the connections page.
+async fn status_of(dash: &Dash<'_>, id: &str) -> String {
+    let page = dash.get("/dashboard/connections").await;
+    let r = row(&page, &format!(r#"data-connection-id="{id}""#));
+    let at = r.find(r#"data-status=""#).unwrap() + r#"data-status=""#.len();
+    r[at..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn connection_statuses_healthy_must_reconnect_and_misconfigured() {
+    let app = spawn(None).await;
+    app.create_integration("od", "User.Read,Files.Read").await;
+    let adele = app.connect("od", "u-adele", seed::ADELE_UPN).await;
+    let megan = app.connect("od", "u-megan", seed::MEGAN_UPN).await;
+    let dash = Dash::sign_in(&app, "", SECRET).await;
+    let csrf = dash.csrf().await;
+    assert_eq!(status_of(&dash, &adele).await, "healthy");
+    assert_eq!(status_of(&dash, &megan).await, "healthy");
+
+    // Adele's grant is revoked: the dashboard's refresh finds it out.
+    app.emu
+        .control()
+        .revoke_user(seed::ADELE_UPN)
+        .await
+        .unwrap();
+    let r = dash
+        .post(
+            &format!("/dashboard/connections/od/{adele}/refresh"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Refresh failed"), "{page}");
+    assert_eq!(status_of(&dash, &adele).await, "must reconnect");
+    assert_eq!(status_of(&dash, &megan).await, "healthy");
+
+    // The app's secret expires: the app is misconfigured, which is not the user's to fix.
+    app.emu
+        .control()
+        .expire_secret(seed::DEV_CLIENT_ID, None)
+        .await
+        .unwrap();
+    let r = dash
+        .post(
+            &format!("/dashboard/connections/od/{megan}/refresh"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("AADSTS7000222"), "{page}");
+    assert_eq!(status_of(&dash, &megan).await, "app misconfigured");
+    assert_eq!(status_of(&dash, &adele).await, "must reconnect");
+    let filtered = dash
+        .get("/dashboard/connections?status=app+misconfigured")
+        .await;
+    assert!(
+        filtered.contains(&megan)
+            && !filtered.contains(&format!(r#"data-connection-id="{adele}""#))
+    );
+    let overview = dash.get("/dashboard").await;
+    assert!(
+        overview.contains("Connections needing attention"),
+        "{overview}"
+    );
+}
+
+#[tokio::test]
+async fn overview_lists_auth_events_and_webhook_deliveries_from_the_outbox() {
+    let rx = Receiver::spawn().await;
+    let app = spawn(Some(LifecycleConfig {
+        webhook_url: Some(url::Url::parse(&format!("{}?token=receiver-secret", rx.url)).unwrap()),
+        ..Default::default()
+    }))
+    .await;
+    let dash = Dash::sign_in(&app, "", SECRET).await;
+    let empty = dash.get("/dashboard").await;
+    assert!(empty.contains("No auth events yet."), "{empty}");
+    assert!(empty.contains("No webhooks sent yet."), "{empty}");
+
+    app.create_integration("od", "User.Read,Files.Read").await;
+    let id = app.connect("od", "u-1", seed::ADELE_UPN).await;
+    // Queued, not yet sent.
+    let page = dash.get("/dashboard").await;
+    let event = row(&page, "data-event-id=");
+    assert!(
+        event.contains("creation")
+            && event.contains(&id)
+            && event.contains(r#"data-result="success""#),
+        "{event}"
+    );
+    let delivery = row(&page, "data-delivery-id=");
+    assert!(delivery.contains(r#"data-delivery="queued""#), "{delivery}");
+    assert!(
+        !page.contains("receiver-secret"),
+        "the webhook URL's query is not shown"
+    );
+
+    let run = jobs::outbox::run_once(&app.state.core, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(run.delivered, 1, "{run:?}");
+    let page = dash.get("/dashboard").await;
+    assert!(row(&page, "data-delivery-id=").contains(r#"data-delivery="delivered""#));
+
+    // A failed refresh is an event; the receiver answers 503, so its delivery is retried.
+    app.emu
+        .control()
+        .revoke_user(seed::ADELE_UPN)
+        .await
+        .unwrap();
+    let (status, _) = app.connection("od", &id, "&force_refresh=true").await;
+    assert_eq!(status, 400);
+    rx.set_down(true);
+    let run = jobs::outbox::run_once(&app.state.core, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(run.failed, 1, "{run:?}");
+    let page = dash.get("/dashboard").await;
+    // Newest first: the refresh failure, then the creation.
+    let event = row(&page, "data-event-id=");
+    assert!(
+        event.contains("refresh") && event.contains(r#"data-result="failure""#),
+        "{event}"
+    );
+    assert!(event.contains("refresh_token_external_error"), "{event}");
+    let delivery = row(&page, "data-delivery-id=");
+    assert!(
+        delivery.contains(r#"data-delivery="retrying""#),
+        "{delivery}"
+    );
+    assert!(delivery.contains("HTTP 503"), "{delivery}");
+    assert!(delivery.contains("<time"), "next attempt shown: {delivery}");
+    assert!(page.contains(r#"data-delivery="delivered""#));
+}
