@@ -144,22 +144,52 @@ impl From<CoreError> for ApiError {
             ),
             CoreError::UnknownConnection => ApiError::not_found("Failed to find connection"),
             CoreError::Invalid(m) => ApiError::validation("invalid_body", &[], m),
-            CoreError::Refresh(c) => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_credentials",
+            CoreError::Refresh(c) => refresh_failed(StatusCode::BAD_REQUEST, &c),
+            // Nango answers unforced reads during the backoff after a failed refresh with 424.
+            CoreError::RefreshBackoff(c) => refresh_failed(StatusCode::FAILED_DEPENDENCY, &c),
+        }
+    }
+}
+
+/// `invalid_credentials` with the classified cause in `payload.auth_error`.
+fn refresh_failed(status: StatusCode, c: &crate::microsoft::Classified) -> ApiError {
+    ApiError::new(
+        status,
+        "invalid_credentials",
+        format!(
+            "The connection's credentials could not be refreshed: {}",
+            c.cause
+        ),
+    )
+    .with_payload(json!({
+        "auth_error": {
+            "type": c.class.as_str(),
+            "aadsts": c.aadsts,
+            "error": c.error,
+            "description": c.cause,
+        }
+    }))
+}
+
+impl ApiError {
+    /// The proxy's answer when fresh credentials cannot be had (nango-api.md §7.2): 424
+    /// `connection_refresh_backoff` during a refresh backoff, else 400 `server_error` "Failed to
+    /// get connection credentials".
+    pub fn proxy_credentials(e: CoreError) -> ApiError {
+        match e {
+            CoreError::RefreshBackoff(c) => ApiError::new(
+                StatusCode::FAILED_DEPENDENCY,
+                "connection_refresh_backoff",
                 format!(
-                    "The connection's credentials could not be refreshed: {}",
+                    "Failed to get connection credentials: refreshing is backing off after a failed attempt. {}",
                     c.cause
                 ),
-            )
-            .with_payload(json!({
-                "auth_error": {
-                    "type": c.class.as_str(),
-                    "aadsts": c.aadsts,
-                    "error": c.error,
-                    "description": c.cause,
-                }
-            })),
+            ),
+            other => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "server_error",
+                format!("Failed to get connection credentials: '{other}'"),
+            ),
         }
     }
 }

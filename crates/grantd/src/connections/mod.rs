@@ -38,6 +38,9 @@ pub enum Error {
     /// Refreshing the credentials failed (classified).
     #[error("refreshing the connection's credentials failed: {}", .0.cause)]
     Refresh(Classified),
+    /// The token is expired and refreshing is backing off after a failed attempt (Nango's 424).
+    #[error("refreshing the connection's credentials is backing off: {}", .0.cause)]
+    RefreshBackoff(Classified),
 }
 
 /// Shared use-case state. Cheap to clone.

@@ -153,7 +153,7 @@ impl Core {
             if self.token_valid(&lock.connection, now) {
                 return Ok(lock.connection);
             }
-            return Err(Error::Refresh(Classified {
+            return Err(Error::RefreshBackoff(Classified {
                 class: Class::Transient,
                 aadsts: None,
                 error: None,

@@ -81,6 +81,8 @@ async fn refresh_one(core: &Core, id: i64) -> Result<Outcome, Error> {
         }
         Ok(_) => Ok(Outcome::Skipped),
         Err(Error::Refresh(_)) => Ok(Outcome::Failed),
+        // Claims skip connections backing off; one that started meanwhile is left for later.
+        Err(Error::RefreshBackoff(_)) => Ok(Outcome::Skipped),
         Err(Error::UnknownConnection) => Ok(Outcome::Skipped),
         Err(e) => Err(e),
     }

@@ -186,14 +186,7 @@ async fn fresh(
     st.core
         .fresh_connection_hot(conn, force)
         .await
-        .map_err(|e| {
-            let msg = e.to_string();
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "server_error",
-                format!("Failed to get connection credentials: '{msg}'"),
-            )
-        })
+        .map_err(ApiError::proxy_credentials)
 }
 
 /// The bearer token to send: none for pre-authenticated URLs.

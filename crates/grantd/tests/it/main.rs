@@ -9,6 +9,7 @@ mod dashboard;
 mod flow;
 mod last_fetched;
 mod lifecycle;
+mod lifecycle_gaps;
 mod logs;
 mod proxy;
 mod rekey;
