@@ -261,7 +261,7 @@ pub async fn import(st: &AppState, body: Value) -> Result<(StatusCode, Json<Valu
             })
         })
         .transpose()?;
-    let (conn, _) = st
+    let (conn, created) = st
         .core
         .create_app_only_connection(NewAppOnlyConnection {
             key,
@@ -280,6 +280,7 @@ pub async fn import(st: &AppState, body: Value) -> Result<(StatusCode, Json<Valu
             webhook_url_override: b.webhook_url_override.filter(|s| !s.is_empty()),
         })
         .await?;
+    st.core.import_webhook(&conn, created).await;
     let mut v = render::connection(&conn, false, false);
     v["credentials"] = cc_credentials(&conn, &integration.client_id);
     Ok((StatusCode::CREATED, Json(v)))

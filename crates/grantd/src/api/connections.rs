@@ -351,6 +351,7 @@ async fn do_import(st: &AppState, i: Import) -> Result<crate::model::Connection,
         })
         .await?;
     tracing::info!(connection.id = %conn.connection_id, integration.key = %conn.provider_config_key, created, "connection {} imported", conn.connection_id);
+    st.core.import_webhook(&conn, created).await;
     Ok(conn)
 }
 

@@ -1,10 +1,11 @@
 //! Auth webhooks for the OAuth callback: `creation` (new connection) or `override` (reconnect of
-//! an existing one), success or failure, queued in the outbox for delivery by the jobs. Refresh
-//! failure webhooks are queued by `refresh` atomically with recording the failure.
+//! an existing one), success or failure, and for imports through `POST /connections` (success
+//! only, as Nango), queued in the outbox for delivery by the jobs. Refresh failure webhooks are
+//! queued by `refresh` atomically with recording the failure.
 
 use super::Core;
 use super::flow::{CallbackError, Connected};
-use crate::model::{ConnectionId, ProviderConfigKey};
+use crate::model::{Connection, ConnectionId, ProviderConfigKey};
 use crate::webhooks::{self, AuthEvent, Operation};
 
 impl Core {
@@ -73,6 +74,28 @@ impl Core {
         };
         if let Err(e) = queued {
             tracing::error!(error = %e, "could not queue the auth webhook");
+        }
+    }
+
+    /// Queues the success webhook of an imported connection: `creation` when `created`, else
+    /// `override`. Never fails the import: a queueing error is logged.
+    pub async fn import_webhook(&self, conn: &Connection, created: bool) {
+        let Some(url) = webhooks::target_url(&self.config, conn.webhook_url_override.as_deref())
+        else {
+            return;
+        };
+        let op = if created {
+            Operation::Creation
+        } else {
+            Operation::Override
+        };
+        let body = AuthEvent::for_connection(conn, op, None).body();
+        if let Err(e) = self
+            .store
+            .enqueue_webhook(&url, &body, self.clock.now())
+            .await
+        {
+            tracing::error!(connection.id = %conn.connection_id, error = %e, "could not queue the import webhook");
         }
     }
 }

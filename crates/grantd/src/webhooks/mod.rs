@@ -2,7 +2,8 @@
 //! `creation` / `override` / `refresh`, success, error…) as compact key-sorted JSON, its two
 //! signatures (`X-Nango-Hmac-Sha256` = HMAC-SHA256(key, body), `X-Nango-Signature` =
 //! SHA-256(key ‖ body)), and delivery from the database outbox: at least once, retried with
-//! exponential backoff, surviving restarts (the outbox row is the only state).
+//! exponential backoff on network errors and 5xx (a 3xx/4xx answer is final), surviving restarts
+//! (the outbox row is the only state).
 //!
 //! Events are enqueued by `connections` (refresh failures, atomically with recording them; the
 //! OAuth callback) and delivered by the `jobs` outbox runner through `deliver_due`.
@@ -186,12 +187,18 @@ pub fn backoff(attempts: i32) -> Duration {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DeliveryRun {
     pub delivered: usize,
+    /// Failed and rescheduled (network error, timeout, 5xx).
     pub failed: usize,
+    /// Given up after `MAX_ATTEMPTS`.
     pub abandoned: usize,
+    /// Refused with a 3xx/4xx: recorded as failed for good, never retried (as Nango).
+    pub rejected: usize,
 }
 
 /// Delivers every webhook due at `now` (oldest first, in batches), recording each outcome.
-/// Failures are retried later per `backoff`; after `MAX_ATTEMPTS` a webhook is abandoned.
+/// Network errors, timeouts and 5xx are retried later per `backoff`; after `MAX_ATTEMPTS` a
+/// webhook is abandoned. A 3xx/4xx answer is not retried (as Nango): the webhook is recorded as
+/// failed (abandoned, with the status as its last error) at once.
 pub async fn deliver_due(
     store: &Store,
     http: &reqwest::Client,
@@ -215,7 +222,17 @@ pub async fn deliver_due(
                     store.webhook_delivered(item.id, now).await?;
                     run.delivered += 1;
                 }
-                Err(why) => {
+                Err(Undelivered::Rejected(why)) => {
+                    // Nango retries only network errors and 5xx: a 3xx/4xx is final.
+                    tracing::warn!(
+                        webhook.id = item.id,
+                        "webhook {} refused by the receiver ({why}); not retried",
+                        item.id
+                    );
+                    store.webhook_failed(item.id, None, &why, now).await?;
+                    run.rejected += 1;
+                }
+                Err(Undelivered::Retry(why)) => {
                     let attempts = item.attempts + 1;
                     let next = (attempts < MAX_ATTEMPTS).then(|| {
                         now + TimeDelta::from_std(backoff(attempts - 1))
@@ -244,8 +261,20 @@ pub async fn deliver_due(
     }
 }
 
-/// One POST; `Err` says why in words safe to store and log (no body, no key).
-async fn send(http: &reqwest::Client, key: &str, item: &store::OutboxItem) -> Result<(), String> {
+/// Why a delivery attempt failed, in words safe to store and log (no body, no key).
+enum Undelivered {
+    /// Network error, timeout or 5xx: try again later.
+    Retry(String),
+    /// The receiver answered 3xx or 4xx: final.
+    Rejected(String),
+}
+
+/// One POST.
+async fn send(
+    http: &reqwest::Client,
+    key: &str,
+    item: &store::OutboxItem,
+) -> Result<(), Undelivered> {
     let (hmac, legacy) = signatures(key, &item.body);
     let r = http
         .post(&item.url)
@@ -262,16 +291,20 @@ async fn send(http: &reqwest::Client, key: &str, item: &store::OutboxItem) -> Re
         .send()
         .await
         .map_err(|e| {
-            if e.is_timeout() {
+            Undelivered::Retry(if e.is_timeout() {
                 "timed out".to_owned()
             } else {
                 "could not connect".to_owned()
-            }
+            })
         })?;
-    if r.status().is_success() {
+    let status = r.status();
+    let why = format!("receiver answered HTTP {}", status.as_u16());
+    if status.is_success() {
         Ok(())
+    } else if status.is_server_error() {
+        Err(Undelivered::Retry(why))
     } else {
-        Err(format!("receiver answered HTTP {}", r.status().as_u16()))
+        Err(Undelivered::Rejected(why))
     }
 }
 

@@ -106,3 +106,139 @@ async fn refresh_backoff_answers_424_on_reads_and_the_proxy() {
     assert_eq!(r.status(), 200);
 }
 
+fn import_body(connection_id: &str, access_token: &str) -> Value {
+    json!({
+        "provider_config_key": "od",
+        "connection_id": connection_id,
+        "credentials": {
+            "type": "OAUTH2",
+            "access_token": access_token,
+            "refresh_token": "imported-refresh-token",
+            "expires_at": "2030-01-01T00:00:00Z",
+        },
+        "end_user": {"id": "imp-user"},
+    })
+}
+
+#[tokio::test]
+async fn imports_fire_creation_then_override_webhooks() {
+    let rx = Receiver::spawn().await;
+    let app = TestApp::spawn_with(opts(webhooks_to(&rx.url)))
+        .await
+        .unwrap();
+    app.create_integration("od", GRAPH_ONLY).await;
+    for token in ["first-access-token", "second-access-token"] {
+        let r = app
+            .post("/connections", &import_body("imported", token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+    let run = jobs::outbox::run_once(&app.state.core, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!((run.delivered, run.failed), (2, 0), "{run:?}");
+    let got: Vec<Value> = rx.received().iter().map(|r| r.json()).collect();
+    let ops: Vec<(&str, bool)> = got
+        .iter()
+        .map(|b| {
+            (
+                b["operation"].as_str().unwrap(),
+                b["success"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ops, [("creation", true), ("override", true)], "{got:?}");
+    for b in &got {
+        assert_eq!(b["connectionId"], "imported");
+        assert_eq!(b["providerConfigKey"], "od");
+        assert_eq!(b["type"], "auth");
+        assert_eq!(b["endUser"]["endUserId"], "imp-user");
+        assert!(b.get("error").is_none(), "{b}");
+        let text = b.to_string();
+        assert!(!text.contains("access-token") && !text.contains("imported-refresh"));
+    }
+}
+
+/// A receiver answering every POST with the current `status`, counting requests.
+struct Refusing {
+    url: String,
+    status: Arc<AtomicU16>,
+    hits: Arc<AtomicUsize>,
+}
+
+async fn refusing(status: u16) -> Refusing {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let status = Arc::new(AtomicU16::new(status));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let app = Router::new()
+        .route(
+            "/hook",
+            post(
+                |State((s, h)): State<(Arc<AtomicU16>, Arc<AtomicUsize>)>| async move {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    StatusCode::from_u16(s.load(Ordering::SeqCst)).unwrap()
+                },
+            ),
+        )
+        .with_state((status.clone(), hits.clone()));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Refusing { url, status, hits }
+}
+
+#[tokio::test]
+async fn webhooks_refused_with_3xx_or_4xx_are_not_retried() {
+    let rx = refusing(410).await;
+    let app = TestApp::spawn_with(opts(webhooks_to(&rx.url)))
+        .await
+        .unwrap();
+    app.create_integration("od", GRAPH_ONLY).await;
+    let import = |id: &'static str| {
+        let r = app.post("/connections", &import_body(id, "t")).send();
+        async move { assert_eq!(r.await.unwrap().status(), 201) }
+    };
+    import("gone").await;
+    let run = jobs::outbox::run_once(&app.state.core, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        (run.delivered, run.failed, run.rejected),
+        (0, 0, 1),
+        "{run:?}"
+    );
+
+    // A redirect (not followed: no Location) is final too; a 5xx is retried.
+    rx.status.store(301, Ordering::SeqCst);
+    import("moved").await;
+    let run = jobs::outbox::run_once(&app.state.core, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!((run.failed, run.rejected), (0, 1), "{run:?}");
+    rx.status.store(502, Ordering::SeqCst);
+    import("flaky").await;
+    let run = jobs::outbox::run_once(&app.state.core, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!((run.failed, run.rejected), (1, 0), "{run:?}");
+    assert_eq!(rx.hits.load(Ordering::SeqCst), 3);
+
+    // A day later only the 5xx one is tried again; the refused ones are recorded as failed.
+    rx.status.store(200, Ordering::SeqCst);
+    let later = app.clock.now() + TimeDelta::days(1);
+    let run = jobs::outbox::run_once(&app.state.core, later)
+        .await
+        .unwrap();
+    assert_eq!(
+        (run.delivered, run.failed, run.rejected),
+        (1, 0, 0),
+        "{run:?}"
+    );
+    assert_eq!(rx.hits.load(Ordering::SeqCst), 4);
+    let (pending, delivered, abandoned) = app.state.core.store.webhook_counts().await.unwrap();
+    assert_eq!((pending, delivered, abandoned), (0, 1, 2));
+}
+
