@@ -342,6 +342,7 @@ pub fn render() -> String {
     REFRESHES.render(&mut out);
     REFRESH_FAILURES.render(&mut out);
     TOKEN_CACHE.render(&mut out);
+    render_credentials_expiry(&mut out);
     out
 }
 
@@ -376,6 +377,69 @@ pub async fn track(
         start.elapsed(),
     );
     resp
+}
+
+// ---------------------------------------------------------------------------------------------
+// App credentials expiry (issue 7), recorded by `connections::credential_expiry`. Label values:
+// integration keys (admin-controlled, one series per integration with a known expiry) and fixed
+// sets (`client_secret` / `certificate`; stages `30`, `14`, `3`, `expired`).
+
+static CREDENTIALS_EXPIRY_WARNINGS: Counters = Counters::new(
+    "grantd_credentials_expiry_warnings_total",
+    "App credential expiry warnings given, by stage (30, 14, 3 days ahead; expired).",
+    &["stage"],
+);
+
+/// Days left per integration: key → (credential kind, days, fractional).
+static CREDENTIALS_EXPIRY_DAYS: RwLock<BTreeMap<String, (&'static str, f64)>> =
+    RwLock::new(BTreeMap::new());
+
+/// Sets the gauge `grantd_integration_credentials_expiry_days` for one integration: days until
+/// its `credential` (`client_secret` / `certificate`) expires, negative once expired; `None`
+/// removes the integration's series (no known expiry).
+pub fn credentials_expiry_days(integration: &str, value: Option<(&'static str, f64)>) {
+    let mut map = CREDENTIALS_EXPIRY_DAYS
+        .write()
+        .expect("metrics lock poisoned");
+    match value {
+        Some(v) => {
+            map.insert(integration.to_owned(), v);
+        }
+        None => {
+            map.remove(integration);
+        }
+    }
+}
+
+/// Records one expiry warning given; `stage` is 30, 14, 3, or 0 (expired).
+pub fn credentials_expiry_warning(stage: i32) {
+    let stage = match stage {
+        0 => "expired",
+        3 => "3",
+        14 => "14",
+        30 => "30",
+        _ => "other",
+    };
+    CREDENTIALS_EXPIRY_WARNINGS.add(&[stage], 1);
+}
+
+fn render_credentials_expiry(out: &mut String) {
+    CREDENTIALS_EXPIRY_WARNINGS.render(out);
+    let name = "grantd_integration_credentials_expiry_days";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Days until the integration's client secret or certificate expires (negative once expired)."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let map = CREDENTIALS_EXPIRY_DAYS.read().expect("metrics lock poisoned");
+    for (key, (credential, days)) in map.iter() {
+        let labels = label_text(
+            &["integration", "credential"],
+            &[key.clone(), (*credential).to_owned()],
+            None,
+        );
+        let _ = writeln!(out, "{name}{labels} {days:.3}");
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! certificate's notAfter). `expiry` computes the state shown in `/integrations`; `check_all`
 //! gives each warning once — 30, 14 and 3 days ahead, and on expiry — as a log line and a webhook
 //! (`type: "credentials_expiry"`), the "given" mark being a compare-and-swap in the store so
-//! several instances warn once between them.
+//! several instances warn once between them. Each check also sets the metrics: days left per
+//! integration (`grantd_integration_credentials_expiry_days`) and warnings given by stage.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -76,7 +77,15 @@ impl Core {
     pub async fn check_credential_expiry(&self, now: DateTime<Utc>) -> Result<usize, Error> {
         let mut given = 0;
         for i in self.store.list_integrations().await? {
-            let Some(e) = expiry(&i, now) else { continue };
+            let e = expiry(&i, now);
+            crate::metrics::credentials_expiry_days(
+                i.unique_key.as_str(),
+                e.as_ref().map(|e| {
+                    let days = (e.expires_at - now).num_seconds() as f64 / 86_400.0;
+                    (e.credential, days)
+                }),
+            );
+            let Some(e) = e else { continue };
             let warned = i.app_credential.expiry_warned_days;
             if e.stage == warned || e.stage.is_none() && warned.is_none() {
                 continue;
@@ -93,6 +102,7 @@ impl Core {
             }
             let Some(stage) = e.stage else { continue };
             given += 1;
+            crate::metrics::credentials_expiry_warning(stage);
             let what = if e.credential == "certificate" {
                 "certificate"
             } else {

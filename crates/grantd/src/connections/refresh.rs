@@ -15,6 +15,9 @@
 //! `refresh` failure webhook in the same transaction, and stop further attempts until a
 //! reconnect (`upsert_connection`) clears them.
 //!
+//! Every refresh is counted in `metrics` (`grantd_refreshes_total`, failures by class in
+//! `grantd_refresh_failures_total`), whoever asked for it: a read, the proxy or the proactive job.
+//!
 //! The SharePoint token is minted from the newest refresh token right after the Graph token, and
 //! the refresh token it returns (rotation) is the one stored.
 
@@ -27,6 +30,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Core, Error};
 use crate::catalog::Provider;
+use crate::metrics::{self, RefreshOutcome};
 use crate::microsoft::{self, Class, Classified, sharepoint};
 use crate::model::{AuthFailure, Connection, Credentials, Integration, ResourceToken};
 use crate::oauth::{self, ClientAuth};
@@ -163,14 +167,21 @@ impl Core {
                 ),
             }));
         }
-        if self.is_app_only(&lock.connection) {
+        let before = lock.connection.version;
+        let result = if self.is_app_only(&lock.connection) {
             // Application permissions: no refresh token, a new client-credentials token.
-            return self.refresh_app_only(lock).await;
-        }
-        if lock.connection.credentials.refresh_token.is_none() {
+            self.refresh_app_only(lock).await
+        } else if lock.connection.credentials.refresh_token.is_none() {
             return Ok(lock.connection);
+        } else {
+            self.refresh_locked(lock).await
+        };
+        // Failures are counted where they are recorded (`refresh_failed`); a transient one
+        // returns the unchanged connection, a success the saved, newer one.
+        if matches!(&result, Ok(c) if c.version > before) {
+            metrics::refresh(RefreshOutcome::Ok);
         }
-        self.refresh_locked(lock).await
+        result
     }
 
     async fn refresh_locked(&self, lock: RefreshLock) -> Result<Connection, Error> {
@@ -251,6 +262,9 @@ impl Core {
         now: DateTime<Utc>,
     ) -> Result<Connection, Error> {
         let conn = lock.connection.clone();
+        metrics::refresh(RefreshOutcome::Failed {
+            cause: c.class.as_str(),
+        });
         tracing::warn!(
             connection.id = %conn.connection_id,
             integration.key = %conn.provider_config_key,

@@ -242,3 +242,85 @@ async fn webhooks_refused_with_3xx_or_4xx_are_not_retried() {
     assert_eq!((pending, delivered, abandoned), (0, 1, 2));
 }
 
+/// The value of the metric line starting with `series` (name and labels), 0 when absent.
+async fn metric(app: &TestApp, series: &str) -> f64 {
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+#[tokio::test]
+async fn refreshes_and_credential_expiry_show_in_metrics() {
+    let app = TestApp::spawn_with(opts(None)).await.unwrap();
+    app.create_integration("od", GRAPH_ONLY).await;
+    let adele = app.connect("od", "u1", seed::ADELE_UPN).await;
+    let diego = app.connect("od", "u2", seed::DIEGO_UPN).await;
+    let ok = r#"grantd_refreshes_total{outcome="ok"}"#;
+    let reconnect = r#"grantd_refresh_failures_total{cause="reconnect"}"#;
+    // Metrics are process-wide and other tests run alongside: compare lower bounds.
+    let (ok0, reconnect0) = (metric(&app, ok).await, metric(&app, reconnect).await);
+
+    // A read refresh, and a revoked user's failed one.
+    let (status, _) = app.connection("od", &adele, "&force_refresh=true").await;
+    assert_eq!(status, 200);
+    app.emu
+        .control()
+        .revoke_user(seed::DIEGO_UPN)
+        .await
+        .unwrap();
+    let (status, _) = app.connection("od", &diego, "&force_refresh=true").await;
+    assert_eq!(status, 400);
+    assert!(metric(&app, ok).await >= ok0 + 1.0);
+    assert!(metric(&app, reconnect).await >= reconnect0 + 1.0);
+
+    // The proactive job's refreshes count too.
+    let ok1 = metric(&app, ok).await;
+    app.clock.advance(31 * 86_400);
+    let run = jobs::refresh::run_once(&app.state.core, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(run.refreshed, 1, "{run:?}");
+    assert!(metric(&app, ok).await >= ok1 + 1.0);
+
+    // Credential expiry: days left per integration, and warnings by stage.
+    let expires = app.clock.now() + TimeDelta::days(10);
+    let r = app
+        .post(
+            "/integrations",
+            &json!({
+                "provider": "one-drive",
+                "unique_key": "od-metrics-expiry",
+                "credentials": {"type": "OAUTH2", "client_id": seed::DEV_CLIENT_ID, "client_secret": seed::DEV_CLIENT_SECRET, "scopes": GRAPH_ONLY, "client_secret_expires_at": expires.to_rfc3339()},
+            }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let warned = r#"grantd_credentials_expiry_warnings_total{stage="14"}"#;
+    let warned0 = metric(&app, warned).await;
+    let core = &app.state.core;
+    assert_eq!(
+        core.check_credential_expiry(core.clock.now())
+            .await
+            .unwrap(),
+        1
+    );
+    let days = metric(
+        &app,
+        r#"grantd_integration_credentials_expiry_days{integration="od-metrics-expiry",credential="client_secret"}"#,
+    )
+    .await;
+    assert!((9.99..=10.0).contains(&days), "{days}");
+    assert!(metric(&app, warned).await >= warned0 + 1.0);
+}
+
