@@ -325,6 +325,7 @@ pub async fn update(
     if let Some(ac) = app_credential {
         st.core.store.set_app_credential(updated.id, &ac).await?;
         updated.app_credential = ac;
+        st.core.app_credentials_updated(&updated.unique_key).await?;
     }
     let mut v = render::integration(&updated, st.core.config.public_url.as_str(), false);
     super::app_only::decorate_integration(&mut v, &updated, st.core.clock.now());

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{Core, Error};
-use crate::model::Integration;
+use crate::model::{Integration, ProviderConfigKey};
 
 /// Days ahead at which a warning is given.
 pub const WARN_DAYS: [i32; 3] = [30, 14, 3];
@@ -130,6 +130,22 @@ impl Core {
             }
         }
         Ok(given)
+    }
+}
+
+impl Core {
+    /// After an integration's app credentials were replaced: clears the `misconfigured` failures
+    /// of its connections (e.g. AADSTS7000222, secret expired) so the next read retries with the
+    /// new credentials. Failures only the user can fix (`reconnect`) stay. Returns how many.
+    pub async fn app_credentials_updated(&self, key: &ProviderConfigKey) -> Result<usize, Error> {
+        let n = self
+            .store
+            .clear_misconfigured(key.as_str(), self.clock.now())
+            .await?;
+        if n > 0 {
+            tracing::info!(integration.key = %key, connections = n, "app credentials of integration {key} updated: cleared the misconfigured state of {n} connections");
+        }
+        Ok(n)
     }
 }
 

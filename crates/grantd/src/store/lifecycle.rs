@@ -112,6 +112,12 @@ pub(super) trait LifecycleBackend: Send + Sync {
     ) -> Result<(), Error>;
     /// Counts of (pending, delivered, abandoned) webhooks.
     async fn webhook_counts(&self) -> Result<(u64, u64, u64), Error>;
+    /// Clears `misconfigured` auth failures of the integration's live connections; their ids.
+    async fn clear_misconfigured(
+        &self,
+        provider_config_key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<i64>, Error>;
 }
 
 /// A connection locked for refreshing: its current (re-read) state, and the lock.
@@ -279,6 +285,26 @@ impl Store {
             .lifecycle()
             .webhook_failed(id, next_attempt_at.map(micros), error, micros(at))
             .await
+    }
+
+    /// Clears the `misconfigured` auth failures (and retry state) of the live connections of
+    /// integration `provider_config_key`, e.g. after its client secret was replaced, so their
+    /// next read refreshes again. `reconnect` failures stay: only the user can fix those.
+    /// Returns how many connections were cleared.
+    pub async fn clear_misconfigured(
+        &self,
+        provider_config_key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<usize, Error> {
+        let ids = self
+            .backend
+            .lifecycle()
+            .clear_misconfigured(provider_config_key, micros(at))
+            .await?;
+        for id in &ids {
+            self.cache.forget_connection_id(*id);
+        }
+        Ok(ids.len())
     }
 
     /// (pending, delivered, abandoned) webhook counts.

@@ -324,3 +324,81 @@ async fn refreshes_and_credential_expiry_show_in_metrics() {
     assert!(metric(&app, warned).await >= warned0 + 1.0);
 }
 
+#[tokio::test]
+async fn new_app_credentials_clear_the_misconfigured_state_on_sqlite() {
+    new_app_credentials_clear_the_misconfigured_state(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn new_app_credentials_clear_the_misconfigured_state_on_postgres() {
+    new_app_credentials_clear_the_misconfigured_state(DbKind::Postgres).await;
+}
+
+async fn new_app_credentials_clear_the_misconfigured_state(db: DbKind) {
+    let Some(app) = TestApp::spawn_with(Opts { db, ..opts(None) }).await else {
+        return; // PostgreSQL not configured (SKIPPED printed; a failure under GRANTD_TEST_NO_SKIP)
+    };
+    app.create_integration("od", GRAPH_ONLY).await;
+    let adele = app.connect("od", "u1", seed::ADELE_UPN).await;
+    let diego = app.connect("od", "u2", seed::DIEGO_UPN).await;
+    let ctl = app.emu.control();
+
+    // Diego's grant is revoked: only Diego can fix that.
+    ctl.revoke_user(seed::DIEGO_UPN).await.unwrap();
+    let (status, _) = app.connection("od", &diego, "&force_refresh=true").await;
+    assert_eq!(status, 400);
+
+    // The client secret expires: the app is misconfigured (AADSTS7000222), refreshes stop.
+    ctl.expire_secret(seed::DEV_CLIENT_ID, None).await.unwrap();
+    let (status, e) = app.connection("od", &adele, "&force_refresh=true").await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["payload"]["auth_error"]["type"], "misconfigured");
+    assert_eq!(e["error"]["payload"]["auth_error"]["aadsts"], 7000222);
+    ctl.reset_counters().await.unwrap();
+    let (status, _) = app.connection("od", &adele, "&force_refresh=true").await;
+    assert_eq!(status, 400, "recorded: no new attempt");
+    let counters = ctl.counters().await.unwrap();
+    assert_eq!(counters.token_requests.get("refresh_token"), None);
+
+    // The admin creates a new secret and updates the integration.
+    let secret = ctl
+        .add_secret(
+            seed::DEV_CLIENT_ID,
+            &NewSecret {
+                value: None,
+                expires_at: None,
+                expires_in_seconds: None,
+            },
+        )
+        .await
+        .unwrap()
+        .value;
+    let r = app
+        .http
+        .patch(format!("{}/integrations/od", app.url))
+        .bearer_auth(crate::support::app::SECRET)
+        .json(&json!({"credentials": {"type": "OAUTH2", "client_id": seed::DEV_CLIENT_ID, "client_secret": secret, "scopes": GRAPH_ONLY}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    // The misconfigured state is gone; the next read that needs a refresh does it.
+    let (status, c) = app.connection("od", &adele, "").await;
+    assert_eq!(status, 200, "{c}");
+    assert!(c["auth_error"].is_null(), "{c}");
+    let before = c["credentials"]["access_token"].clone();
+    app.clock.advance(LIFETIME - 60);
+    let (status, c) = app.connection("od", &adele, "").await;
+    assert_eq!(status, 200, "{c}");
+    assert_ne!(c["credentials"]["access_token"], before);
+    assert!(c["last_refreshed_at"].is_string());
+
+    // Diego's failure stays until he reconnects.
+    let (status, c) = app.connection("od", &diego, "").await;
+    assert_eq!(status, 400, "{c}");
+    assert_eq!(
+        c["error"]["payload"]["auth_error"]["type"], "reconnect",
+        "{c}"
+    );
+}

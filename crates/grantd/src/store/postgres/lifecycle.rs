@@ -10,6 +10,8 @@ use super::{CONNECTION_COLS, PgBackend, connection_row, get};
 use crate::store::Error;
 use crate::store::lifecycle::*;
 
+mod misconfigured;
+
 struct PgRefreshTx {
     tx: Transaction<'static, Postgres>,
     id: i64,
@@ -228,6 +230,14 @@ impl LifecycleBackend for PgBackend {
         .await
         .map_err(Error::Database)?;
         Ok(())
+    }
+
+    async fn clear_misconfigured(
+        &self,
+        provider_config_key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<i64>, Error> {
+        misconfigured::clear(&self.pool, provider_config_key, at).await
     }
 
     async fn webhook_counts(&self) -> Result<(u64, u64, u64), Error> {

@@ -10,6 +10,8 @@ use super::{CONNECTION_COLS, SqliteBackend, connection_row, get, get_ts_opt, ts,
 use crate::store::Error;
 use crate::store::lifecycle::*;
 
+mod misconfigured;
+
 struct SqliteRefreshTx {
     pool: SqlitePool,
     id: i64,
@@ -239,6 +241,14 @@ impl LifecycleBackend for SqliteBackend {
         .await
         .map_err(Error::Database)?;
         Ok(())
+    }
+
+    async fn clear_misconfigured(
+        &self,
+        provider_config_key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<i64>, Error> {
+        misconfigured::clear(&self.pool, provider_config_key, at).await
     }
 
     async fn webhook_counts(&self) -> Result<(u64, u64, u64), Error> {
