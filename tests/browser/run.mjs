@@ -44,7 +44,9 @@ async function signInAndConsent(page, action) {
 }
 
 async function dashboardLogin(page) {
-  await page.goto(`${cfg.grantdUrl}/dashboard/login`);
+  // A browser opening grantd's address lands on the dashboard, i.e. its login when signed out.
+  await page.goto(`${cfg.grantdUrl}/`);
+  if (new URL(page.url()).pathname !== '/dashboard/login') throw new Error(`GET / ended at ${page.url()}`);
   await shot(page, 'login');
   await page.getByLabel('Secret key').fill(cfg.secretKey);
   await page.getByRole('button', { name: 'Sign in' }).click();
@@ -150,6 +152,23 @@ const scenarios = {
     const status = await row.locator('[data-status]').getAttribute('data-status');
     const problem = await row.locator('td').last().innerText();
     return { status, alert, problem };
+  },
+
+  // The overview: status counts, recent auth events and webhook deliveries from the outbox.
+  async 'dashboard-overview'() {
+    const page = await context.newPage();
+    await dashboardLogin(page);
+    await page.locator('#webhook-deliveries').waitFor();
+    await shot(page, 'overview');
+    const events = page.locator('tr[data-event-id]');
+    const deliveries = page.locator('tr[data-delivery-id]');
+    return {
+      events: await events.count(),
+      newestEvent: await events.first().innerText(),
+      newestResult: await events.first().locator('[data-result]').getAttribute('data-result'),
+      deliveries: await deliveries.count(),
+      delivered: await page.locator('[data-delivery="delivered"]').count(),
+    };
   },
 };
 

@@ -2,7 +2,8 @@
 //! `playwright-core` (`tests/browser/run.mjs`) against a live grantd and its emulator. Scenarios:
 //! the Connect UI flow through the emulator's sign-in and consent pages, `@nangohq/frontend`'s
 //! popup flow resolving with the connection id, a cancelled consent, and the dashboard turning a
-//! connection to "must reconnect" after the emulator revokes its user. Screenshots go to
+//! connection to "must reconnect" after the emulator revokes its user, and the overview listing
+//! those auth events and their webhook deliveries. Screenshots go to
 //! `target/browser-screenshots/`.
 //!
 //! Skips (printing `SKIPPED: …`) when Chromium or the Node packages are missing; with
@@ -13,7 +14,11 @@ use std::path::{Path, PathBuf};
 use grantd_emulator::seed;
 use serde_json::{Value, json};
 
-use crate::support::app::{SECRET, TestApp};
+use grantd::clock::Clock;
+use grantd::config::LifecycleConfig;
+
+use crate::support::app::{Opts, SECRET, TestApp};
+use crate::support::webhook_receiver::Receiver;
 
 const UPN: &str = "adele@contoso.onmicrosoft.com";
 
@@ -77,7 +82,17 @@ async fn browser_scenarios() {
     {
         return skip("browser test packages not installed (cd tests/browser && npm ci)");
     }
-    let app = TestApp::spawn().await;
+    // Webhooks go to a receiver, so the overview has auth events and deliveries to show.
+    let rx = Receiver::spawn().await;
+    let app = TestApp::spawn_with(Opts {
+        lifecycle: Some(LifecycleConfig {
+            webhook_url: Some(url::Url::parse(&rx.url).unwrap()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("SQLite is always available");
     app.create_integration(
         "one-drive",
         "offline_access,User.Read,Files.ReadWrite.All,Sites.Read.All",
@@ -145,4 +160,23 @@ async fn browser_scenarios() {
     let r = scenario(&app, "dashboard-revoked", json!({"connectionId": id})).await;
     assert_eq!(r["status"], "must reconnect", "{r}");
     assert!(r["problem"].as_str().unwrap().contains("AADSTS"), "{r}");
+
+    // 6. The overview lists the auth events (newest: the failed refresh) and their deliveries.
+    let run = grantd::jobs::outbox::run_once(&app.state.core, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(run.failed, 0, "{run:?}");
+    let r = scenario(&app, "dashboard-overview", json!({})).await;
+    assert_eq!(r["newestResult"], "failure", "{r}");
+    assert!(
+        r["newestEvent"].as_str().unwrap().contains("refresh"),
+        "{r}"
+    );
+    assert!(r["events"].as_u64().unwrap() >= 3, "{r}");
+    assert_eq!(r["deliveries"], r["delivered"], "{r}");
+    assert_eq!(
+        rx.received().len() as u64,
+        r["deliveries"].as_u64().unwrap(),
+        "{r}"
+    );
 }

@@ -165,7 +165,7 @@ pub async fn overview(State(st): State<AppState>, admin: Admin) -> Response {
                         div.card { (s.badge()) " " strong { (count(s)) } }
                     }
                 }
-                p { (conns.len()) " connections across " (integrations.len()) " integrations. " a href="/dashboard/connections" { "All connections" } }
+                p { (conns.len()) (if conns.len() == 1 { " connection" } else { " connections" }) " across " (integrations.len()) (if integrations.len() == 1 { " integration. " } else { " integrations. " }) a href="/dashboard/connections" { "All connections" } }
                 @for i in integrations.iter().filter(|i| super::expiry::needs_attention(i, now)) {
                     div data-integration=(i.unique_key.as_str()) {
                         "Integration " a href=(format!("/dashboard/integrations/{}", i.unique_key)) { (i.unique_key.as_str()) } ": "

@@ -97,15 +97,23 @@ fn connection_href(key: &str, id: &str) -> String {
     format!("/dashboard/connections/{}/{}", enc(key), enc(id))
 }
 
+/// The event's connection id, linked unless it is a failed creation (no connection exists).
+fn connection_link(body: &Value) -> Markup {
+    let (key, id) = (
+        str_of(body, "providerConfigKey"),
+        str_of(body, "connectionId"),
+    );
+    let failed_creation = body["operation"] == "creation" && body["success"] != true;
+    html! {
+        @if failed_creation { (id) } @else { a href=(connection_href(key, id)) { (id) } }
+    }
+}
+
 /// A one-line description of what a webhook is about.
 fn subject(body: &Value) -> Markup {
     match str_of(body, "type") {
         "auth" => {
-            let (key, id) = (
-                str_of(body, "providerConfigKey"),
-                str_of(body, "connectionId"),
-            );
-            html! { (str_of(body, "operation")) " of " a href=(connection_href(key, id)) { (id) } " (" (key) ")" }
+            html! { (str_of(body, "operation")) " of " (connection_link(body)) " (" (str_of(body, "providerConfigKey")) ")" }
         }
         "credentials_expiry" => {
             html! { "credential expiry: " (str_of(body, "providerConfigKey")) " " (str_of(body, "state")) }
@@ -136,12 +144,11 @@ pub fn auth_events(entries: &[OutboxEntry], webhooks_configured: bool) -> Markup
                 tbody {
                     @for (e, b) in &events {
                         @let ok = b["success"].as_bool().unwrap_or(false);
-                        @let (key, id) = (str_of(b, "providerConfigKey"), str_of(b, "connectionId"));
                         tr data-event-id=(e.id) {
                             td { (when(e.created_at)) }
                             td { (str_of(b, "operation")) }
-                            td { a href=(connection_href(key, id)) { (id) } }
-                            td { (key) }
+                            td { (connection_link(b)) }
+                            td { (str_of(b, "providerConfigKey")) }
                             td {
                                 @if ok { span.status.s-healthy data-result="success" { "success" } }
                                 @else { span.status.s-reconnect data-result="failure" { "failure" } }

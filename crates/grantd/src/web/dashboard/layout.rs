@@ -17,7 +17,7 @@ fieldset{border:1px solid #ccc;border-radius:6px;margin:1rem 0;padding:.5rem 1re
 .status{display:inline-block;border-radius:999px;padding:.05rem .6rem;font-size:.85rem;font-weight:600;white-space:nowrap}\
 .s-healthy{background:#dff3e4;color:#14532d}.s-refreshing{background:#fff4ce;color:#5c3c00}.s-reconnect{background:#fde2e4;color:#7a0016}.s-sharepoint{background:#e8e3f7;color:#3b2a7a}.s-misconfigured{background:#fde2e4;color:#7a0016}\
 code,pre{background:#f2f2f2;padding:.1rem .3rem;border-radius:3px;font-size:.9rem}pre{padding:.6rem;overflow-x:auto;white-space:pre-wrap;word-break:break-all}\
-.row{display:flex;gap:.5rem;flex-wrap:wrap;align-items:center}.row form{display:inline}.muted{color:#4a4a4a}dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}dt{font-weight:600}dd{margin:0}";
+.row{display:flex;gap:.5rem;flex-wrap:wrap;align-items:center}.row form{display:inline}.muted{color:#4a4a4a}dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}dt{font-weight:600}dd{margin:0}td time{white-space:nowrap}";
 
 /// A dashboard page. `csrf` is `Some` when signed in (renders the navigation and sign-out form).
 pub fn page(title: &str, csrf: Option<&str>, body: Markup) -> Markup {
