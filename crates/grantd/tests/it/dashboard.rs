@@ -9,19 +9,29 @@ use grantd::clock::Clock;
 use grantd::config::{AdminLogin, LifecycleConfig};
 use grantd::jobs;
 use grantd::model::ApiKey;
+use grantd_emulator::control::NewSecret;
 use grantd_emulator::seed;
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::support::app::{Opts, SECRET, TestApp};
+use crate::support::db::DbKind;
 use crate::support::webhook_receiver::Receiver;
 
 const ADMIN_USER: &str = "ops";
 const ADMIN_PASSWORD: &str = "correct horse battery staple";
 
 async fn spawn(lifecycle: Option<LifecycleConfig>) -> TestApp {
+    spawn_on(DbKind::SqliteFile, lifecycle)
+        .await
+        .expect("SQLite is always available")
+}
+
+/// `None` when the database kind is unavailable (the skip was printed).
+async fn spawn_on(db: DbKind, lifecycle: Option<LifecycleConfig>) -> Option<TestApp> {
     TestApp::spawn_configured(
         Opts {
+            db,
             lifecycle,
             ..Default::default()
         },
@@ -33,7 +43,6 @@ async fn spawn(lifecycle: Option<LifecycleConfig>) -> TestApp {
         },
     )
     .await
-    .expect("SQLite is always available")
 }
 
 /// The value of cookie `name` set by a response, if any.
@@ -497,16 +506,73 @@ async fn connection_statuses_healthy_must_reconnect_and_misconfigured() {
         overview.contains("Connections needing attention"),
         "{overview}"
     );
+
+    // A new secret pasted into the integration clears "app misconfigured" (not "must reconnect").
+    let secret = app
+        .emu
+        .control()
+        .add_secret(
+            seed::DEV_CLIENT_ID,
+            &NewSecret {
+                value: None,
+                expires_at: None,
+                expires_in_seconds: None,
+            },
+        )
+        .await
+        .unwrap()
+        .value;
+    let r = dash
+        .post(
+            "/dashboard/integrations/od",
+            &[
+                ("csrf", csrf.as_str()),
+                ("client_id", seed::DEV_CLIENT_ID),
+                ("client_secret", secret.as_str()),
+                ("account_type", "organizations"),
+                ("scope", "User.Read"),
+                ("scope", "Files.Read"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(status_of(&dash, &megan).await, "healthy");
+    assert_eq!(status_of(&dash, &adele).await, "must reconnect");
+    let r = dash
+        .post(
+            &format!("/dashboard/connections/od/{megan}/refresh"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert!(r.text().await.unwrap().contains("Refreshed."));
+    assert_eq!(status_of(&dash, &megan).await, "healthy");
 }
 
 #[tokio::test]
 async fn overview_lists_auth_events_and_webhook_deliveries_from_the_outbox() {
+    outbox_view(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn overview_lists_auth_events_and_webhook_deliveries_on_postgres() {
+    outbox_view(DbKind::Postgres).await;
+}
+
+async fn outbox_view(kind: DbKind) {
     let rx = Receiver::spawn().await;
-    let app = spawn(Some(LifecycleConfig {
-        webhook_url: Some(url::Url::parse(&format!("{}?token=receiver-secret", rx.url)).unwrap()),
-        ..Default::default()
-    }))
-    .await;
+    let Some(app) = spawn_on(
+        kind,
+        Some(LifecycleConfig {
+            webhook_url: Some(
+                url::Url::parse(&format!("{}?token=receiver-secret", rx.url)).unwrap(),
+            ),
+            ..Default::default()
+        }),
+    )
+    .await
+    else {
+        return;
+    };
     let dash = Dash::sign_in(&app, "", SECRET).await;
     let empty = dash.get("/dashboard").await;
     assert!(empty.contains("No auth events yet."), "{empty}");

@@ -518,12 +518,13 @@ pub async fn update(
         Ok(v) => v,
         Err(m) => return form_error(&st, &admin, Some(&cur), &values, &m),
     };
+    let secret_changed = !secret.is_empty();
     let new = NewIntegration {
         unique_key: cur.unique_key.clone(),
         provider: cur.provider.clone(),
         display_name: Some(values.display_name.clone()).filter(|s| !s.is_empty()),
         client_id: values.client_id.clone(),
-        client_secret: if secret.is_empty() {
+        client_secret: if !secret_changed {
             cur.client_secret.clone()
         } else {
             ClientSecret::new(secret)
@@ -538,6 +539,12 @@ pub async fn update(
     }
     if let Err(e) = save_expiry(&st, &cur, &values).await {
         return internal(e);
+    }
+    // New app credentials: connections failing as "app misconfigured" may work again.
+    if secret_changed || values.client_id != cur.client_id {
+        if let Err(e) = st.core.app_credentials_updated(&cur.unique_key).await {
+            return internal(e);
+        }
     }
     Redirect::to(&format!("/dashboard/integrations/{}", cur.unique_key)).into_response()
 }
