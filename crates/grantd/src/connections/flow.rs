@@ -300,6 +300,7 @@ impl Core {
         query: &BTreeMap<String, String>,
     ) -> Result<Connected, CallbackError> {
         let result = self.finish_connect_inner(query).await;
+        self.restart_idle_clock(&result).await;
         self.connect_webhook(&result).await;
         result
     }

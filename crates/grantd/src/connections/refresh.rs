@@ -28,6 +28,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
+use super::flow::{CallbackError, Connected};
 use super::{Core, Error};
 use crate::catalog::Provider;
 use crate::metrics::{self, RefreshOutcome};
@@ -182,6 +183,30 @@ impl Core {
             metrics::refresh(RefreshOutcome::Ok);
         }
         result
+    }
+
+    /// After a reconnect (an OAuth callback that overrode a connection with new tokens): the
+    /// idle clock of the proactive refresh restarts, so the new refresh token is not refreshed
+    /// early for idleness counted from the old one. Never fails the callback.
+    pub(super) async fn restart_idle_clock(&self, result: &Result<Connected, CallbackError>) {
+        let Ok(Connected {
+            connection: c,
+            created: false,
+            ..
+        }) = result
+        else {
+            return;
+        };
+        if c.credentials.refresh_token.is_none() {
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .restart_idle_clock(c.id, c.version, self.clock.now())
+            .await
+        {
+            tracing::warn!(connection.id = %c.connection_id, error = %e, "could not restart the idle clock of connection {}", c.connection_id);
+        }
     }
 
     async fn refresh_locked(&self, lock: RefreshLock) -> Result<Connection, Error> {

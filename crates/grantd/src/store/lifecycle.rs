@@ -112,6 +112,13 @@ pub(super) trait LifecycleBackend: Send + Sync {
     ) -> Result<(), Error>;
     /// Counts of (pending, delivered, abandoned) webhooks.
     async fn webhook_counts(&self) -> Result<(u64, u64, u64), Error>;
+    /// Sets `last_refreshed_at` of connection `id` if still at `version`.
+    async fn restart_idle_clock(
+        &self,
+        id: i64,
+        version: i64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error>;
     /// Clears `misconfigured` auth failures of the integration's live connections; their ids.
     async fn clear_misconfigured(
         &self,
@@ -305,6 +312,25 @@ impl Store {
             self.cache.forget_connection_id(*id);
         }
         Ok(ids.len())
+    }
+
+    /// Restarts the idle clock of connection `id` (at `version`, as just written by a
+    /// reconnect): its `last_refreshed_at` becomes `at`, since the reconnect issued a new token
+    /// pair, so the proactive job's idle period counts from it. `false` if the connection moved
+    /// on meanwhile (e.g. a refresh, which sets the time itself).
+    pub async fn restart_idle_clock(
+        &self,
+        id: i64,
+        version: i64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let done = self
+            .backend
+            .lifecycle()
+            .restart_idle_clock(id, version, micros(at))
+            .await?;
+        self.cache.forget_connection_id(id);
+        Ok(done)
     }
 
     /// (pending, delivered, abandoned) webhook counts.

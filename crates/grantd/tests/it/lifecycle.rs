@@ -254,7 +254,7 @@ async fn revoked_user_must_reconnect_and_one_webhook_fires() {
 }
 
 /// Runs a reconnect session for `id` through the browser flow.
-async fn reconnect(app: &TestApp, key: &str, id: &str, upn: &str) {
+pub(crate) async fn reconnect(app: &TestApp, key: &str, id: &str, upn: &str) {
     let r = app
         .post(
             "/connect/sessions/reconnect",

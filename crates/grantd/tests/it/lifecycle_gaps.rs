@@ -402,3 +402,49 @@ async fn new_app_credentials_clear_the_misconfigured_state(db: DbKind) {
         "{c}"
     );
 }
+
+#[tokio::test]
+async fn a_reconnect_restarts_the_idle_clock_on_sqlite() {
+    a_reconnect_restarts_the_idle_clock(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn a_reconnect_restarts_the_idle_clock_on_postgres() {
+    a_reconnect_restarts_the_idle_clock(DbKind::Postgres).await;
+}
+
+async fn a_reconnect_restarts_the_idle_clock(db: DbKind) {
+    let Some(app) = TestApp::spawn_with(Opts { db, ..opts(None) }).await else {
+        return; // PostgreSQL not configured (SKIPPED printed; a failure under GRANTD_TEST_NO_SKIP)
+    };
+    app.create_integration("od", GRAPH_ONLY).await;
+    let id = app.connect("od", "u", seed::ADELE_UPN).await;
+    let core = &app.state.core;
+    let day = 86_400;
+
+    // 20 days after the connect the user reconnects: new tokens, and the idle clock restarts.
+    app.clock.advance(20 * day);
+    crate::lifecycle::reconnect(&app, "od", &id, seed::ADELE_UPN).await;
+    let (_, c) = app.connection("od", &id, "").await;
+    let token = c["credentials"]["access_token"].clone();
+
+    // 35 days after the connect, 15 after the reconnect: not idle yet.
+    app.clock.advance(15 * day);
+    let run = jobs::refresh::run_once(core, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        run.claimed, 0,
+        "idle time counts from the reconnect: {run:?}"
+    );
+
+    // 31 days after the reconnect: refreshed once.
+    app.clock.advance(16 * day);
+    let run = jobs::refresh::run_once(core, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!((run.claimed, run.refreshed), (1, 1), "{run:?}");
+    let (status, c) = app.connection("od", &id, "").await;
+    assert_eq!(status, 200, "{c}");
+    assert_ne!(c["credentials"]["access_token"], token);
+}

@@ -10,6 +10,7 @@ use super::{CONNECTION_COLS, PgBackend, connection_row, get};
 use crate::store::Error;
 use crate::store::lifecycle::*;
 
+mod idle;
 mod misconfigured;
 
 struct PgRefreshTx {
@@ -238,6 +239,15 @@ impl LifecycleBackend for PgBackend {
         at: DateTime<Utc>,
     ) -> Result<Vec<i64>, Error> {
         misconfigured::clear(&self.pool, provider_config_key, at).await
+    }
+
+    async fn restart_idle_clock(
+        &self,
+        id: i64,
+        version: i64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        idle::restart(&self.pool, id, version, at).await
     }
 
     async fn webhook_counts(&self) -> Result<(u64, u64, u64), Error> {

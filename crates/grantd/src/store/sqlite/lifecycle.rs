@@ -10,6 +10,7 @@ use super::{CONNECTION_COLS, SqliteBackend, connection_row, get, get_ts_opt, ts,
 use crate::store::Error;
 use crate::store::lifecycle::*;
 
+mod idle;
 mod misconfigured;
 
 struct SqliteRefreshTx {
@@ -249,6 +250,15 @@ impl LifecycleBackend for SqliteBackend {
         at: DateTime<Utc>,
     ) -> Result<Vec<i64>, Error> {
         misconfigured::clear(&self.pool, provider_config_key, at).await
+    }
+
+    async fn restart_idle_clock(
+        &self,
+        id: i64,
+        version: i64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        idle::restart(&self.pool, id, version, at).await
     }
 
     async fn webhook_counts(&self) -> Result<(u64, u64, u64), Error> {
