@@ -206,13 +206,16 @@ async fn revoked_user_must_reconnect_and_one_webhook_fires() {
     assert_eq!(status, 400, "{e}");
     assert_eq!(e["error"]["code"], "invalid_credentials", "{e}");
     assert_eq!(e["error"]["payload"]["auth_error"]["aadsts"], 50173, "{e}");
-    assert_eq!(e["error"]["payload"]["auth_error"]["type"], "reconnect");
+    assert_eq!(
+        e["error"]["payload"]["auth_error"]["type"], "reconnect",
+        "{e}"
+    );
 
     // Recorded on the connection, in plain words with the code.
     let (status, c) = app.connection("od", &id, "").await;
     assert_eq!(status, 200, "the access token itself is still valid: {c}");
     assert_eq!(c["auth_error"]["aadsts"], 50173, "{c}");
-    assert_eq!(c["auth_error"]["type"], "reconnect");
+    assert_eq!(c["auth_error"]["type"], "reconnect", "{c}");
     assert!(
         c["auth_error"]["description"]
             .as_str()
@@ -222,15 +225,25 @@ async fn revoked_user_must_reconnect_and_one_webhook_fires() {
     );
     // No further attempts until a reconnect, however often it is asked.
     for _ in 0..3 {
-        let (status, _) = app.connection("od", &id, "&force_refresh=true").await;
-        assert_eq!(status, 400);
+        let (status, e) = app.connection("od", &id, "&force_refresh=true").await;
+        assert_eq!(status, 400, "{e}");
+        assert_eq!(e["error"]["payload"]["auth_error"]["aadsts"], 50173, "{e}");
     }
-    assert_eq!(refresh_grants(&app).await, 1);
+    let counters = app.emu.control().counters().await.unwrap();
+    assert_eq!(refresh_grants(&app).await, 1, "{counters:?}");
 
     let run = jobs::outbox::run_once(&app.state.core, app.clock.now())
         .await
         .unwrap();
-    assert_eq!(run.delivered, 2, "creation + one refresh failure");
+    assert_eq!(
+        (run.delivered, run.failed, run.rejected),
+        (2, 0, 0),
+        "creation + one refresh failure: {run:?}, received {:?}",
+        rx.received()
+            .iter()
+            .map(|r| r.body.clone())
+            .collect::<Vec<_>>()
+    );
     let refresh: Vec<Value> = rx
         .received()
         .iter()
@@ -250,7 +263,7 @@ async fn revoked_user_must_reconnect_and_one_webhook_fires() {
     reconnect(&app, "od", &id, seed::ADELE_UPN).await;
     let (status, c) = app.connection("od", &id, "&force_refresh=true").await;
     assert_eq!(status, 200, "{c}");
-    assert!(c["auth_error"].is_null());
+    assert!(c["auth_error"].is_null(), "{c}");
 }
 
 /// Runs a reconnect session for `id` through the browser flow.
