@@ -431,7 +431,9 @@ fn render_credentials_expiry(out: &mut String) {
         "# HELP {name} Days until the integration's client secret or certificate expires (negative once expired)."
     );
     let _ = writeln!(out, "# TYPE {name} gauge");
-    let map = CREDENTIALS_EXPIRY_DAYS.read().expect("metrics lock poisoned");
+    let map = CREDENTIALS_EXPIRY_DAYS
+        .read()
+        .expect("metrics lock poisoned");
     for (key, (credential, days)) in map.iter() {
         let labels = label_text(
             &["integration", "credential"],
