@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use chrono::TimeDelta;
-
 use super::{Core, Error};
 use crate::catalog::Provider;
 use crate::model::{Connection, Integration, ProviderConfigKey};
@@ -36,20 +34,13 @@ impl Core {
     /// database calls, ~10 KB) and would otherwise be part of every caller's future, which the
     /// server copies on every request.
     ///
-    /// The freshness test must stay the one `fresh_connection` applies first (`needs_refresh`
-    /// in `refresh.rs`): expiry within the refresh margin.
+    /// The freshness test is `needs_refresh`, the same one `fresh_connection` applies first.
     pub async fn fresh_connection_hot(
         &self,
         conn: Arc<Connection>,
         force: bool,
     ) -> Result<Arc<Connection>, Error> {
-        let margin =
-            TimeDelta::from_std(self.config.refresh_margin).unwrap_or(TimeDelta::minutes(15));
-        let due = conn
-            .credentials
-            .expires_at
-            .is_some_and(|at| at <= self.clock.now() + margin);
-        if !force && !due {
+        if !force && !self.needs_refresh(&conn) {
             return Ok(conn);
         }
         Box::pin(self.fresh_connection(Connection::clone(&conn), force))

@@ -83,7 +83,9 @@ fn recorded(f: &AuthFailure) -> Classified {
 }
 
 impl Core {
-    fn needs_refresh(&self, c: &Connection) -> bool {
+    /// Whether the access token expires within the refresh margin (the one freshness rule; the
+    /// hot path in `cached.rs` applies it too).
+    pub(super) fn needs_refresh(&self, c: &Connection) -> bool {
         let margin =
             TimeDelta::from_std(self.config.refresh_margin).unwrap_or(TimeDelta::minutes(15));
         c.credentials
