@@ -230,25 +230,8 @@ impl Core {
             _ => Map::new(),
         };
         connection_config.extend(facts);
-        let session = match flow.connect_session_id {
-            Some(id) => self.store.get_connect_session_by_id(id).await?,
-            None => None,
-        };
         let (connection, created) = self
-            .store
-            .upsert_connection(NewConnection {
-                connection_id: flow.connection_id.clone(),
-                provider_config_key: flow.provider_config_key.clone(),
-                provider: integration.provider.clone(),
-                credentials,
-                connection_config: Value::Object(connection_config),
-                metadata: None,
-                end_user: session.as_ref().and_then(|s| s.end_user.clone()),
-                tags: session.as_ref().map(|s| s.tags.clone()).unwrap_or_default(),
-                webhook_url_override: session
-                    .as_ref()
-                    .and_then(|s| s.webhook_url_override.clone()),
-            })
+            .store_flow_connection(&flow, &integration.provider, credentials, connection_config)
             .await?;
         tracing::info!(
             connection.id = %connection.connection_id,

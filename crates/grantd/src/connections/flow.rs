@@ -430,25 +430,8 @@ impl Core {
             .await;
         }
 
-        let session = match flow.connect_session_id {
-            Some(id) => self.store.get_connect_session_by_id(id).await?,
-            None => None,
-        };
         let (connection, created) = self
-            .store
-            .upsert_connection(NewConnection {
-                connection_id: flow.connection_id.clone(),
-                provider_config_key: flow.provider_config_key.clone(),
-                provider: integration.provider.clone(),
-                credentials,
-                connection_config: Value::Object(connection_config),
-                metadata: None,
-                end_user: session.as_ref().and_then(|s| s.end_user.clone()),
-                tags: session.as_ref().map(|s| s.tags.clone()).unwrap_or_default(),
-                webhook_url_override: session
-                    .as_ref()
-                    .and_then(|s| s.webhook_url_override.clone()),
-            })
+            .store_flow_connection(&flow, &integration.provider, credentials, connection_config)
             .await?;
         tracing::info!(
             connection.id = %connection.connection_id,
@@ -463,5 +446,37 @@ impl Core {
             created,
             ws_client_id: flow.ws_client_id,
         })
+    }
+}
+
+impl Core {
+    /// Stores the connection an OAuth flow produced (new, or the reconnected one in place), with
+    /// the end user, tags and webhook override of the connect session that started it.
+    pub(crate) async fn store_flow_connection(
+        &self,
+        flow: &OAuthFlow,
+        provider: &str,
+        credentials: Credentials,
+        connection_config: Map<String, Value>,
+    ) -> Result<(Connection, bool), crate::store::Error> {
+        let session = match flow.connect_session_id {
+            Some(id) => self.store.get_connect_session_by_id(id).await?,
+            None => None,
+        };
+        self.store
+            .upsert_connection(NewConnection {
+                connection_id: flow.connection_id.clone(),
+                provider_config_key: flow.provider_config_key.clone(),
+                provider: provider.to_owned(),
+                credentials,
+                connection_config: Value::Object(connection_config),
+                metadata: None,
+                end_user: session.as_ref().and_then(|s| s.end_user.clone()),
+                tags: session.as_ref().map(|s| s.tags.clone()).unwrap_or_default(),
+                webhook_url_override: session
+                    .as_ref()
+                    .and_then(|s| s.webhook_url_override.clone()),
+            })
+            .await
     }
 }
