@@ -264,7 +264,6 @@ pub(super) trait Backend: Send + Sync {
         connection_id: &str,
         patch: &PatchWrite,
     ) -> Result<bool, Error>;
-    async fn touch_last_fetched(&self, id: i64, at: DateTime<Utc>) -> Result<(), Error>;
     async fn save_refreshed(
         &self,
         id: i64,

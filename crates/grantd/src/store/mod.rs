@@ -594,9 +594,6 @@ impl Store {
             .forget_connection(key.as_str(), connection_id.as_str());
         patched
     }
-    pub async fn touch_last_fetched(&self, id: i64, at: DateTime<Utc>) -> Result<(), Error> {
-        self.backend.touch_last_fetched(id, micros(at)).await
-    }
     /// Writes refreshed credentials if the connection is still at `expected_version` (compare and
     /// swap), clears its auth failure, sets `last_refreshed_at`, bumps the version and returns the
     /// new connection. `Ok(None)` when the version moved (someone else wrote first) or the

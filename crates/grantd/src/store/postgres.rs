@@ -665,16 +665,6 @@ impl Backend for PgBackend {
         Ok(n > 0)
     }
 
-    async fn touch_last_fetched(&self, id: i64, at: DateTime<Utc>) -> Result<(), Error> {
-        sqlx::query("UPDATE connections SET last_fetched_at = $1 WHERE id = $2")
-            .bind(at)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(Error::Database)?;
-        Ok(())
-    }
-
     async fn save_refreshed(
         &self,
         id: i64,

@@ -742,16 +742,6 @@ impl Backend for SqliteBackend {
         Ok(n > 0)
     }
 
-    async fn touch_last_fetched(&self, id: i64, at: DateTime<Utc>) -> Result<(), Error> {
-        sqlx::query("UPDATE connections SET last_fetched_at = ? WHERE id = ?")
-            .bind(ts(at))
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(Error::Database)?;
-        Ok(())
-    }
-
     async fn save_refreshed(
         &self,
         id: i64,

@@ -1071,7 +1071,8 @@ async fn refresh_cas(db: &TestDb) {
         .expect("fail");
     s.set_auth_failure(c.id, None).await.expect("clear");
     let fetched_at = DateTime::from_timestamp(1_800_000_100, 5_000).expect("valid timestamp");
-    s.touch_last_fetched(c.id, fetched_at).await.expect("touch");
+    s.note_fetched(c.id, fetched_at);
+    assert_eq!(s.flush_fetched().await.expect("flush"), 1);
     let c = s
         .get_connection_by_id(c.id)
         .await
