@@ -419,7 +419,7 @@ impl Core {
             .map(str::to_owned)
             .unwrap_or_else(|| flow_tenant.to_owned());
         let token_url = provider.token_url(&self.config.microsoft, &tenant);
-        let now = Utc::now().max(self.clock.now());
+        let now = self.clock.now();
         match oauth::token_request(
             &self.http,
             &token_url,
