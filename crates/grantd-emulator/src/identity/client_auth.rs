@@ -190,26 +190,20 @@ fn verify_assertion(
         .filter_map(|p| pem_to_der(p))
         .collect();
     let (found, thumb_hex) = if let Some(t) = &header.x5t_s256 {
-        let hex = URL_SAFE_NO_PAD
-            .decode(t)
-            .map(hex::encode_upper)
-            .unwrap_or_default();
+        let sent = decode_thumbprint(t);
         (
             certs
                 .iter()
-                .find(|c| URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(c)) == *t),
-            hex,
+                .find(|c| sent.as_deref() == Some(sha2::Sha256::digest(c).as_slice())),
+            thumbprint_text(t, sent.as_deref()),
         )
     } else if let Some(t) = &header.x5t {
-        let hex = URL_SAFE_NO_PAD
-            .decode(t)
-            .map(hex::encode_upper)
-            .unwrap_or_default();
+        let sent = decode_thumbprint(t);
         (
             certs
                 .iter()
-                .find(|c| URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(c)) == *t),
-            hex,
+                .find(|c| sent.as_deref() == Some(sha1::Sha1::digest(c).as_slice())),
+            thumbprint_text(t, sent.as_deref()),
         )
     } else {
         return Err(AadError::new(
@@ -281,6 +275,21 @@ fn verify_assertion(
         ));
     }
     Ok(())
+}
+
+/// The bytes of an `x5t` / `x5t#S256` header: base64url, with or without `=` padding (MSAL for
+/// Python pads; Entra accepts both).
+fn decode_thumbprint(t: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')).ok()
+}
+
+/// How 700027 names the thumbprint the client sent: upper-case hex of its bytes, or the header
+/// value itself when it is not base64url.
+fn thumbprint_text(sent: &str, bytes: Option<&[u8]>) -> String {
+    match bytes {
+        Some(b) => hex::encode_upper(b),
+        None => sent.to_owned(),
+    }
 }
 
 fn fmt_time(t: i64) -> String {

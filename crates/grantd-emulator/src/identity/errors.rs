@@ -14,6 +14,8 @@ pub struct AadError {
     pub code: u32,
     pub message: String,
     pub suberror: Option<&'static str>,
+    /// A claims challenge (JSON text) for the client to send back on its next authorize request.
+    pub claims: Option<String>,
     pub status: StatusCode,
 }
 
@@ -45,6 +47,7 @@ impl AadError {
             code,
             message: message.into(),
             suberror: None,
+            claims: None,
             status: if error == "invalid_client" {
                 StatusCode::UNAUTHORIZED
             } else {
@@ -60,6 +63,11 @@ impl AadError {
 
     pub fn suberror(mut self, suberror: &'static str) -> AadError {
         self.suberror = Some(suberror);
+        self
+    }
+
+    pub fn claims_challenge(mut self, claims: &str) -> AadError {
+        self.claims = Some(claims.to_owned());
         self
     }
 
@@ -89,6 +97,9 @@ impl AadError {
         });
         if let Some(s) = self.suberror {
             body["suberror"] = serde_json::Value::from(s);
+        }
+        if let Some(c) = &self.claims {
+            body["claims"] = serde_json::Value::from(c.as_str());
         }
         let mut resp = (self.status, Json(body)).into_response();
         no_store(&mut resp);
@@ -191,7 +202,15 @@ pub fn mfa_required(resource: &str) -> AadError {
         ),
     )
     .suberror("basic_action")
+    .claims_challenge(MFA_POLICY_CLAIMS)
 }
+
+/// The Conditional Access policy id the emulator's "MFA required" switch stands for.
+pub const MFA_POLICY_ID: &str = "9c0b1c41-6e3d-4b8a-a1f2-5d7e3c2b1a90";
+
+/// The claims challenge Entra sends with 50076 from a Conditional Access MFA policy: the
+/// policy ids (`capolids`) the next sign-in must satisfy, as a JSON string.
+const MFA_POLICY_CLAIMS: &str = r#"{"access_token":{"capolids":{"essential":true,"values":["9c0b1c41-6e3d-4b8a-a1f2-5d7e3c2b1a90"]}}}"#;
 
 pub fn invalid_scope(scope: &str) -> AadError {
     AadError::new(

@@ -65,8 +65,9 @@ impl FromRequestParts<AppState> for Origin {
     }
 }
 
-/// Scheme and authority the client used. Over TLS the server marks requests with
-/// `x-forwarded-proto: https` (and strips that header from plain-HTTP requests).
+/// Scheme and authority the client used. The server sets `x-forwarded-proto` to `https` over
+/// TLS and, on plain HTTP, to what a TLS-terminating proxy reported (`X-Forwarded-Proto` or
+/// `Forwarded: proto=`), removing anything else (see `server::mark_scheme`).
 pub fn request_origin(uri: &http::Uri, headers: &http::HeaderMap) -> String {
     let scheme = uri
         .scheme_str()

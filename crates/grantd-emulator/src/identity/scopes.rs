@@ -283,18 +283,19 @@ pub fn resolve_delegated(
                 .filter(|c| !c.contains('/') && !OIDC_SCOPES.contains(&c.as_str()))
                 .cloned()
                 .collect();
-            if names.is_empty() || names.iter().any(|n| n == ".default") {
-                granted = consented_graph;
-            } else {
+            // Entra puts every consented permission of the resource into the token, not only
+            // the requested ones (a refresh asking for `User.Read` after consent to `User.Read
+            // Files.ReadWrite.All` gets both); what was asked must be among them.
+            if !names.iter().any(|n| n == ".default") {
                 for n in &names {
                     let c = canonical(GRAPH_DELEGATED, n)
                         .ok_or_else(|| unknown_permission(app, n, GRAPH_APP_ID))?;
                     if !is_consented(c) {
                         return Err(errors::consent_required(&app.client_id, &app.display_name));
                     }
-                    granted.push(c.to_owned());
                 }
             }
+            granted = consented_graph;
         }
         Resource::SharePoint(host) => {
             let tenant = dir.tenant_by_sharepoint_host(host);
@@ -326,6 +327,14 @@ pub fn resolve_delegated(
                     granted.push(c.to_owned());
                 }
             }
+            // Plus every permission consented on this host, as for Graph.
+            let prefix = format!("{}/", resource.uri());
+            granted.extend(consented.iter().filter_map(|c| {
+                c.get(..prefix.len())
+                    .filter(|p| p.eq_ignore_ascii_case(&prefix))
+                    .map(|_| c[prefix.len()..].to_owned())
+                    .filter(|n| canonical(SHAREPOINT_DELEGATED, n).is_some())
+            }));
         }
         Resource::Other(uri) => {
             let tname = dir

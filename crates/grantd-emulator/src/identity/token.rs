@@ -280,7 +280,10 @@ fn refresh_token(cx: &Ctx<'_>) -> Result<Value, AadError> {
                     iso(rt.issued_at),
                     iso(revoked)
                 ),
-            ));
+            )
+            // MSAL keys on it: `bad_token` drops the refresh token and surfaces as
+            // InteractionRequiredAuthError.
+            .suberror("bad_token"));
         }
         if now - rt.last_used > cx.state.settings.refresh_token_inactivity as i64 {
             let d = cx.state.settings.refresh_token_inactivity / 86400;
