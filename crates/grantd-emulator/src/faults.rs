@@ -168,7 +168,9 @@ pub fn scope_of(path: &str) -> Option<FaultScope> {
     })
 }
 
-/// Applies the fault plan before the request reaches its handler.
+/// Applies the fault plan before the request reaches its handler. A request a fault answers
+/// (with a status or by dropping the connection) is still counted, under the same counter key
+/// its handler would have used, so tests can assert how often a client retried.
 pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let Some(spec) = state.faults.take(&path) else {
@@ -177,12 +179,78 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     if let Some(ms) = spec.latency_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    if spec.down {
-        return dropped_connection();
+    let status = spec.status.and_then(|s| StatusCode::from_u16(s).ok());
+    if !spec.down && status.is_none() {
+        return next.run(req).await;
     }
-    match spec.status.and_then(|s| StatusCode::from_u16(s).ok()) {
-        Some(status) => fault_response(&state, &path, status, spec.retry_after),
-        None => next.run(req).await,
+    let client_request_id = req
+        .headers()
+        .get("client-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    count_faulted(&state, req).await;
+    match status {
+        Some(status) if !spec.down => fault_response(
+            &state,
+            &path,
+            status,
+            spec.retry_after,
+            client_request_id.as_deref(),
+        ),
+        _ => dropped_connection(),
+    }
+}
+
+/// Counts a request a fault answered, as its handler would have.
+async fn count_faulted(state: &AppState, req: Request) {
+    let (parts, body) = req.into_parts();
+    let method = parts.method.as_str();
+    let path = parts.uri.path();
+    match scope_of(path) {
+        Some(FaultScope::Graph) => {
+            let raw = path.strip_prefix("/v1.0/").unwrap_or("");
+            let template = match crate::graph::path::parse(raw) {
+                Ok((_, t)) => format!("/v1.0/{t}"),
+                Err(_) => "/v1.0/{unknown}".to_owned(),
+            };
+            state.counters.graph(method, &template);
+        }
+        Some(FaultScope::Sharepoint) => {
+            if let Some((host, route)) = crate::sharepoint::counter_key(path) {
+                state.counters.sharepoint(method, &host, &route);
+            }
+        }
+        Some(FaultScope::Download) => state.counters.graph(method, "/_download/{token}"),
+        Some(FaultScope::Upload) => state.counters.graph(method, "/_upload/{session}"),
+        Some(FaultScope::Token) => {
+            // The form is small; read it to count by grant type and client like the handler.
+            let bytes = axum::body::to_bytes(body, 1 << 20)
+                .await
+                .unwrap_or_default();
+            let pairs: Vec<(String, String)> =
+                serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
+            let mut form = std::collections::HashMap::new();
+            for (k, v) in pairs {
+                form.entry(k).or_insert(v);
+            }
+            let grant = form.get("grant_type").cloned().unwrap_or_default();
+            let client = crate::identity::client_auth::client_id_of(&form, &parts.headers);
+            state
+                .counters
+                .token(&grant, client.as_deref().unwrap_or(""));
+        }
+        _ => {}
+    }
+}
+
+/// Whether a path is on the drive API (Graph drive routes, SharePoint v2.0, the download and
+/// upload URLs), where throttling answers `activityLimitReached`.
+fn is_drive_path(path: &str) -> bool {
+    match scope_of(path) {
+        Some(FaultScope::Download | FaultScope::Upload) => true,
+        Some(FaultScope::Sharepoint) => path.contains("/_api/v2.0/"),
+        Some(FaultScope::Graph) => path.split('/').any(|seg| seg == "drive" || seg == "drives"),
+        _ => false,
     }
 }
 
@@ -206,6 +274,7 @@ fn fault_response(
     path: &str,
     status: StatusCode,
     retry_after: Option<u64>,
+    client_request_id: Option<&str>,
 ) -> Response {
     let mut resp = match scope_of(path) {
         Some(FaultScope::Token | FaultScope::Authorize) | Some(FaultScope::All) => {
@@ -227,34 +296,62 @@ fn fault_response(
                 ),
             };
             let err = crate::identity::errors::AadError::new(error, code, text).status(status);
-            err.json_response(state, None)
+            err.json_response(state, client_request_id)
         }
         _ => {
-            let (code, message) = match status.as_u16() {
+            let drive = is_drive_path(path);
+            // The drive API throttles with `activityLimitReached` (429, and 503 from SharePoint's
+            // side) and a nested `throttledRequest` → `quota`.
+            let (code, message, inner) = match status.as_u16() {
+                429 | 503 if drive => (
+                    "activityLimitReached",
+                    "The request has been throttled",
+                    Some("throttledRequest"),
+                ),
                 429 => (
                     "TooManyRequests",
                     "Too many requests, retry after the indicated time.",
+                    None,
                 ),
                 503 => (
                     "serviceNotAvailable",
                     "The service is temporarily unavailable. Try again later.",
+                    None,
                 ),
-                500 => ("generalException", "An unspecified error has occurred."),
-                _ => ("generalException", "Injected fault."),
+                500 => (
+                    "generalException",
+                    "An unspecified error has occurred.",
+                    None,
+                ),
+                _ => ("generalException", "Injected fault.", None),
             };
             let now = state.clock.now();
-            let body = serde_json::json!({
-                "error": {
-                    "code": code,
-                    "message": message,
-                    "innerError": {
-                        "date": now.format("%Y-%m-%dT%H:%M:%S").to_string(),
-                        "request-id": uuid::Uuid::new_v4().to_string(),
-                        "client-request-id": uuid::Uuid::new_v4().to_string(),
-                    }
-                }
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let client_request_id = client_request_id
+                .map(str::to_owned)
+                .unwrap_or_else(|| request_id.clone());
+            let mut inner_error = serde_json::json!({
+                "date": now.format("%Y-%m-%dT%H:%M:%S").to_string(),
+                "request-id": request_id,
+                "client-request-id": client_request_id,
             });
-            (status, axum::Json(body)).into_response()
+            if let Some(c) = inner {
+                inner_error["code"] = serde_json::json!(c);
+                inner_error["innerError"] = serde_json::json!({"code": "quota"});
+            }
+            let body = serde_json::json!({
+                "error": {"code": code, "message": message, "innerError": inner_error}
+            });
+            let mut resp = (status, axum::Json(body)).into_response();
+            for (name, value) in [
+                ("request-id", &request_id),
+                ("client-request-id", &client_request_id),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    resp.headers_mut().insert(name, v);
+                }
+            }
+            resp
         }
     };
     if let Some(secs) = retry_after {

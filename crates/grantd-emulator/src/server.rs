@@ -114,23 +114,66 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::graph::router())
         .merge(crate::files::router())
         .merge(crate::sharepoint::router())
+        .merge(crate::graph::extra::router())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::faults::middleware,
         ))
+        .layer(middleware::from_fn(echo_client_request_id))
         .with_state(state)
 }
 
-/// Marks requests that arrived over TLS (`x-forwarded-proto: https`) and strips a spoofed one
-/// from plain-HTTP requests, so absolute URLs use the right scheme.
+/// Sets the scheme absolute URLs use, as `x-forwarded-proto`: `https` for requests that arrived
+/// over TLS; on the plain listener, what a TLS-terminating proxy in front said
+/// (`X-Forwarded-Proto`, else RFC 7239 `Forwarded: proto=…`, first hop only), else nothing.
 async fn mark_scheme(https: bool, mut req: Request, next: Next) -> Response {
     let h = req.headers_mut();
-    if https {
-        h.insert("x-forwarded-proto", http::HeaderValue::from_static("https"));
+    let proto = if https {
+        Some("https")
     } else {
-        h.remove("x-forwarded-proto");
+        forwarded_proto(h)
+    };
+    match proto {
+        Some(p) => {
+            h.insert("x-forwarded-proto", http::HeaderValue::from_static(p));
+        }
+        None => {
+            h.remove("x-forwarded-proto");
+        }
     }
     next.run(req).await
+}
+
+/// The client-facing scheme a proxy reported, if it is `http` or `https`.
+pub fn forwarded_proto(h: &http::HeaderMap) -> Option<&'static str> {
+    let pick = |v: &str| match v.trim().trim_matches('"').to_ascii_lowercase().as_str() {
+        "https" => Some("https"),
+        "http" => Some("http"),
+        _ => None,
+    };
+    if let Some(v) = h.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) {
+        return pick(v.split(',').next().unwrap_or(""));
+    }
+    let fwd = h.get(http::header::FORWARDED)?.to_str().ok()?;
+    let first_hop = fwd.split(',').next()?;
+    first_hop.split(';').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("proto")
+            .then(|| pick(v))
+            .flatten()
+    })
+}
+
+/// Echoes the client's `client-request-id` on every response that does not carry one yet
+/// (faults, identity endpoints, downloads), as Microsoft's front ends do.
+async fn echo_client_request_id(req: Request, next: Next) -> Response {
+    let id = req.headers().get("client-request-id").cloned();
+    let mut resp = next.run(req).await;
+    if let Some(id) = id {
+        resp.headers_mut().entry("client-request-id").or_insert(id);
+    }
+    resp
 }
 
 /// Starts an emulator on `listener` (and on an HTTPS listener when `config.tls`).

@@ -131,6 +131,31 @@ fn current_user_json(state: &AppState, claims: &AccessClaims, verbose: bool) -> 
     Some(if verbose { json!({ "d": user }) } else { user })
 }
 
+/// The counter key of a SharePoint request: `rest` is the path after `/_sharepoint/{host}/`.
+fn route_template(
+    parsed: &Option<Result<(path::Route, String), crate::graph::error::GraphError>>,
+    rest: &str,
+) -> String {
+    match (parsed, rest) {
+        (Some(Ok((_, t))), _) => format!("/_api/v2.0/{t}"),
+        (Some(Err(_)), _) => "/_api/v2.0/{unknown}".into(),
+        (None, r) if r.eq_ignore_ascii_case("_api/web") => "/_api/web".into(),
+        (None, r) if r.eq_ignore_ascii_case("_api/web/currentuser") => {
+            "/_api/web/currentuser".into()
+        }
+        (None, _) => "/{unknown}".into(),
+    }
+}
+
+/// Host and counter key of a `/_sharepoint/{host}/…` path (for requests a fault answered).
+pub fn counter_key(full_path: &str) -> Option<(String, String)> {
+    let after = full_path.strip_prefix("/_sharepoint/")?;
+    let (host, rest) = after.split_once('/').unwrap_or((after, ""));
+    let rest = rest.trim_end_matches('/');
+    let parsed = rest.strip_prefix("_api/v2.0/").map(path::parse);
+    Some((host.to_ascii_lowercase(), route_template(&parsed, rest)))
+}
+
 async fn entry(
     State(state): State<AppState>,
     Path((host, _)): Path<(String, String)>,
@@ -147,15 +172,7 @@ async fn entry(
         .trim_end_matches('/')
         .to_owned();
     let parsed = rest.strip_prefix("_api/v2.0/").map(path::parse);
-    let route = match (&parsed, rest.as_str()) {
-        (Some(Ok((_, t))), _) => format!("/_api/v2.0/{t}"),
-        (Some(Err(_)), _) => "/_api/v2.0/{unknown}".into(),
-        (None, r) if r.eq_ignore_ascii_case("_api/web") => "/_api/web".into(),
-        (None, r) if r.eq_ignore_ascii_case("_api/web/currentuser") => {
-            "/_api/web/currentuser".into()
-        }
-        (None, _) => "/{unknown}".into(),
-    };
+    let route = route_template(&parsed, &rest);
     state
         .counters
         .sharepoint(parts.method.as_str(), &host, &route);

@@ -46,10 +46,10 @@ async fn token_faults_for_the_next_n_requests_with_retry_after() {
         emu.control.faults().await.unwrap().is_empty(),
         "count-limited rule removed"
     );
-    // Faulted requests never reached the handler: one counted token request.
+    // Requests answered by a fault are counted too: two faulted, one served.
     assert_eq!(
         emu.control.counters().await.unwrap().token_requests["client_credentials"],
-        1
+        3
     );
 }
 
@@ -74,7 +74,9 @@ async fn graph_429_with_path_prefix_and_down_and_clear() {
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["retry-after"], "3");
     let b: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(b["error"]["code"], "TooManyRequests");
+    // A drive path: throttled the way the drive API does it.
+    assert_eq!(b["error"]["code"], "activityLimitReached");
+    assert_eq!(b["error"]["innerError"]["code"], "throttledRequest");
     // Not under the prefix: reaches Graph (401 without a token), and the token endpoint is untouched.
     let resp = emu
         .http

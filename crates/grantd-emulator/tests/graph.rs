@@ -526,8 +526,9 @@ async fn simple_upload_create_replace_and_conflicts() {
         "hello, world"
     );
 
-    // A read-only token may not write.
-    let ro = access_token(&emu, ADELE_UPN, "openid User.Read Files.Read").await;
+    // A read-only token may not write (Megan consented to reading only: a token carries every
+    // scope its user consented to, so Adele's would be read-write).
+    let ro = access_token(&emu, MEGAN_UPN, "openid User.Read Files.Read").await;
     let r = call(
         &emu,
         reqwest::Method::PUT,
@@ -839,6 +840,7 @@ async fn graph_error_responses() {
         "InvalidAuthenticationToken",
     );
 
+    // Tokens carry every scope the user consented to: separate users keep the consents apart.
     let files_only = access_token(&emu, ADELE_UPN, "openid Files.Read").await;
     assert_graph_error(
         &get(&emu, &files_only, "/v1.0/me").await,
@@ -846,7 +848,7 @@ async fn graph_error_responses() {
         "accessDenied",
     );
     assert_eq!(get(&emu, &files_only, "/v1.0/me/drive").await.status, 200);
-    let user_only = access_token(&emu, ADELE_UPN, "openid User.Read").await;
+    let user_only = access_token(&emu, MEGAN_UPN, "openid User.Read").await;
     assert_graph_error(
         &get(&emu, &user_only, "/v1.0/me/drive").await,
         403,

@@ -119,6 +119,8 @@ pub struct Drive {
     /// Last change sequence number handed out.
     pub seq: u64,
     next_item: u64,
+    /// item id → sharing links and invitations made on it (`createLink`, `invite`).
+    pub permissions: HashMap<String, Vec<super::extra::Permission>>,
 }
 
 /// A SharePoint site (only tenant root sites are seeded).
@@ -228,6 +230,7 @@ impl Drive {
             children_index: HashMap::new(),
             seq: 0,
             next_item: 0,
+            permissions: HashMap::new(),
         };
         let root_id = d.new_item_id();
         d.seq += 1;

@@ -86,6 +86,14 @@ fn locate(
         .drive(&drive_id)
         .ok_or_else(GraphError::item_not_found)?;
     let base_id = match base {
+        ItemBase::AppRoot => {
+            drop(model);
+            drop(dir);
+            return Ok((
+                drive_id.clone(),
+                super::extra::approot(state, claims, &drive_id)?,
+            ));
+        }
         ItemBase::Root => drive.root_id.clone(),
         ItemBase::Id(id) => drive
             .item(id)
@@ -135,6 +143,26 @@ pub async fn handle(
         (ItemOp::Delta, Method::GET | Method::HEAD) => {
             delta(state, ctx, &drive_id, &base_id, &path)
         }
+        (ItemOp::Search, Method::GET | Method::HEAD) => {
+            super::extra::search(state, ctx, &drive_id, &base_id, &path)
+        }
+        (ItemOp::Thumbnails, Method::GET | Method::HEAD) => {
+            super::extra::thumbnails(state, ctx, &drive_id, &base_id, &path)
+        }
+        (ItemOp::Permissions, Method::GET | Method::HEAD) => {
+            super::extra::permissions(state, ctx, &drive_id, &base_id, &path)
+        }
+        (ItemOp::Versions, Method::GET | Method::HEAD) => {
+            super::extra::versions(state, ctx, &drive_id, &base_id, &path)
+        }
+        (ItemOp::CreateLink, Method::POST) => {
+            let v = read_json(body).await?;
+            super::extra::create_link(state, ctx, &drive_id, &base_id, &path, &v)
+        }
+        (ItemOp::Invite, Method::POST) => {
+            let v = read_json(body).await?;
+            super::extra::invite(state, ctx, &drive_id, &base_id, &path, &v)
+        }
         _ => Err(GraphError::method_not_allowed()),
     }
 }
@@ -146,6 +174,8 @@ fn get_item(
     base_id: &str,
     path: &[String],
 ) -> Result<Response, GraphError> {
+    super::query::check_allowed(ctx, &["$select", "$expand"])?;
+    let expand = super::query::expand(ctx, true)?;
     let model = state.drives.lock();
     let drive = model
         .drive(drive_id)
@@ -163,9 +193,26 @@ fn get_item(
         }
     }
     let signer = model.signer.clone();
-    let v = json::item_json(&ctx.render(&signer, state), drive, item, false);
+    let r = ctx.render(&signer, state);
+    let mut v = json::item_json(&r, drive, item, false);
+    if expand.children && item.is_folder() {
+        let kids: Vec<Value> = drive
+            .children(&item.id)
+            .iter()
+            .take(DEFAULT_PAGE)
+            .map(|c| json::item_json(&r, drive, c, false))
+            .collect();
+        v["children"] = json!(kids);
+    }
+    if expand.thumbnails {
+        v["thumbnails"] = super::extra::thumbnail_sets(&r, drive, item);
+    }
     let v = json::with_context(v, item_context(ctx, drive_id));
-    Ok(ok_json(json::select(v, ctx.q("$select"))))
+    Ok(ok_json(super::query::select_keep_expanded(
+        v,
+        ctx.q("$select"),
+        expand,
+    )))
 }
 
 fn delete_item(
@@ -209,20 +256,31 @@ fn precondition_failed() -> GraphError {
 }
 
 const SKIPTOKEN_PREFIX: &str = "Paged=TRUE&p_SortBehavior=1&p_FileLeafRef=";
+/// Skiptokens of listings in another order than by name carry an offset.
+const SKIPTOKEN_OFFSET_PREFIX: &str = "Paged=TRUE&p_SortBehavior=1&p_Offset=";
 
 fn encode_skiptoken(last_name: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(format!("{SKIPTOKEN_PREFIX}{}", encode(last_name)))
 }
 
-fn decode_skiptoken(t: &str) -> Result<String, GraphError> {
+/// Where a `$skiptoken` resumes: after a name (name order) or after N items (other orders).
+enum Resume {
+    AfterName(String),
+    Offset(usize),
+}
+
+fn decode_skiptoken(t: &str) -> Result<Resume, GraphError> {
     let bad = || GraphError::invalid_request("Invalid $skiptoken.");
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(t)
         .map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
+    if let Some(n) = raw.strip_prefix(SKIPTOKEN_OFFSET_PREFIX) {
+        return n.parse().map(Resume::Offset).map_err(|_| bad());
+    }
     let name = raw.strip_prefix(SKIPTOKEN_PREFIX).ok_or_else(bad)?;
-    Ok(decode(name).to_lowercase())
+    Ok(Resume::AfterName(decode(name).to_lowercase()))
 }
 
 fn children(
@@ -232,7 +290,21 @@ fn children(
     base_id: &str,
     path: &[String],
 ) -> Result<Response, GraphError> {
+    super::query::check_allowed(
+        ctx,
+        &[
+            "$top",
+            "$skiptoken",
+            "$select",
+            "$orderby",
+            "$filter",
+            "$expand",
+        ],
+    )?;
     let top = ctx.top()?.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE);
+    let order = super::query::order(ctx)?;
+    let filter = super::query::filter(ctx)?;
+    let expand = super::query::expand(ctx, false)?;
     let after = ctx.q("$skiptoken").map(decode_skiptoken).transpose()?;
     let model = state.drives.lock();
     let drive = model
@@ -241,13 +313,27 @@ fn children(
     let folder = drive
         .resolve_path(base_id, path)
         .ok_or_else(GraphError::item_not_found)?;
-    let all = drive.children(&folder.id);
+    let mut all = drive.children(&folder.id);
+    if let Some(f) = filter {
+        all.retain(|i| f.keeps(i));
+    }
+    super::query::sort(drive, &mut all, order);
     let rest: Vec<_> = match &after {
-        Some(a) => all
+        Some(Resume::AfterName(a)) if order == super::query::Order::DEFAULT => all
             .into_iter()
             .filter(|i| i.name.to_lowercase() > *a)
             .collect(),
+        Some(Resume::Offset(n)) => all.into_iter().skip(*n).collect(),
+        Some(Resume::AfterName(_)) => {
+            return Err(GraphError::invalid_request(
+                "The $skiptoken does not belong to this $orderby.",
+            ));
+        }
         None => all,
+    };
+    let offset = match &after {
+        Some(Resume::Offset(n)) => *n,
+        _ => 0,
     };
     let more = rest.len() > top;
     let signer = model.signer.clone();
@@ -256,17 +342,30 @@ fn children(
     let value: Vec<Value> = rest
         .iter()
         .take(top)
-        .map(|i| json::select(json::item_json(&r, drive, i, false), select))
+        .map(|i| {
+            let mut v = json::item_json(&r, drive, i, false);
+            if expand.thumbnails {
+                v["thumbnails"] = super::extra::thumbnail_sets(&r, drive, i);
+            }
+            super::query::select_keep_expanded(v, select, expand)
+        })
         .collect();
     let mut out = json!({
         "@odata.context": format!("{}/$metadata#drives('{}')/items('{}')/children", ctx.api_base, encode(drive_id), encode(&folder.id)),
         "value": value,
     });
     if more {
-        let last = rest[top - 1].name.as_str();
-        let mut q = format!("$top={top}&$skiptoken={}", encode_skiptoken(last));
-        if let Some(s) = select {
-            q.push_str(&format!("&$select={}", encode(s)));
+        let token = if order == super::query::Order::DEFAULT {
+            encode_skiptoken(rest[top - 1].name.as_str())
+        } else {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(format!("{SKIPTOKEN_OFFSET_PREFIX}{}", offset + top))
+        };
+        let mut q = format!("$top={top}&$skiptoken={token}");
+        for key in ["$select", "$orderby", "$filter", "$expand"] {
+            if let Some(v) = ctx.q(key) {
+                q.push_str(&format!("&{key}={}", encode(v)));
+            }
         }
         out["@odata.nextLink"] = json!(format!("{}/{}?{q}", ctx.api_base, ctx.raw_path));
     }
@@ -531,6 +630,7 @@ fn delta(
     base_id: &str,
     path: &[String],
 ) -> Result<Response, GraphError> {
+    super::query::check_allowed(ctx, &["$top", "$select"])?;
     let top = ctx.top()?;
     let model = state.drives.lock();
     let drive = model

@@ -5,7 +5,8 @@
 //! (generated / memory / temp file) and QuickXorHash, `path.rs` the URL grammar, `routes.rs` the
 //! entry point and dispatcher (shared with SharePoint's `/_api/v2.0`), `items.rs` item
 //! operations, `upload.rs` receiving bytes, `delta.rs` the change feed, `json.rs` wire shapes,
-//! `auth.rs` permissions, `error.rs` Graph error JSON and request ids. The pre-authenticated
+//! `auth.rs` permissions, `error.rs` Graph error JSON and request ids, `query.rs` OData query
+//! options, `extra.rs` search, thumbnails, sharing, versions, approot, sharedWithMe and recent. The pre-authenticated
 //! download and upload-session URLs are served by `crate::files`.
 
 pub mod auth;
@@ -13,9 +14,11 @@ pub mod content;
 pub mod delta;
 pub mod drives;
 pub mod error;
+pub mod extra;
 pub mod items;
 pub mod json;
 pub mod path;
+pub mod query;
 pub mod routes;
 pub mod seed;
 pub mod upload;

@@ -30,6 +30,8 @@ pub enum SiteRef {
 pub enum ItemBase {
     Root,
     Id(String),
+    /// `special/approot`: the calling app's folder (`Apps/{app name}`), created on first use.
+    AppRoot,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,20 @@ pub enum ItemOp {
     Content,
     CreateUploadSession,
     Delta,
+    /// `search(q='…')`; the query text is read from the raw path.
+    Search,
+    Thumbnails,
+    Permissions,
+    CreateLink,
+    Invite,
+    Versions,
+}
+
+/// Drive-level collections that are not a folder listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriveList {
+    SharedWithMe,
+    Recent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +70,8 @@ pub enum Route {
         op: ItemOp,
     },
     Site(SiteRef),
+    /// `…/drive/sharedWithMe`, `…/drive/recent`.
+    DriveList(DriveRef, DriveList),
 }
 
 /// Percent-decodes one path segment (`+` stays `+`).
@@ -223,7 +241,20 @@ pub fn parse(rest: &str) -> Result<(Route, String), GraphError> {
         return Ok((Route::Drive(drive), tpl));
     }
     let r = strip_slash(remainder);
-    let (base, r) = if let Some(r) = r.strip_prefix("root") {
+    for (seg, list) in [
+        ("sharedWithMe", DriveList::SharedWithMe),
+        ("recent", DriveList::Recent),
+    ] {
+        if r == seg || r.strip_prefix(seg) == Some("()") {
+            tpl.push('/');
+            tpl.push_str(seg);
+            return Ok((Route::DriveList(drive, list), tpl));
+        }
+    }
+    let (base, r) = if let Some(r) = r.strip_prefix("special/approot") {
+        tpl.push_str("/special/approot");
+        (ItemBase::AppRoot, r)
+    } else if let Some(r) = r.strip_prefix("root") {
         tpl.push_str("/root");
         (ItemBase::Root, r)
     } else if let Some(r) = r.strip_prefix("items/") {
@@ -255,6 +286,12 @@ pub fn parse(rest: &str) -> Result<(Route, String), GraphError> {
         "/content" => ItemOp::Content,
         "/createUploadSession" => ItemOp::CreateUploadSession,
         "/delta" | "/delta()" => ItemOp::Delta,
+        "/thumbnails" => ItemOp::Thumbnails,
+        "/permissions" => ItemOp::Permissions,
+        "/createLink" => ItemOp::CreateLink,
+        "/invite" => ItemOp::Invite,
+        "/versions" => ItemOp::Versions,
+        s if s.starts_with("/search(") && s.ends_with(')') => ItemOp::Search,
         other => return Err(GraphError::bad_segment(other.trim_start_matches('/'))),
     };
     tpl.push_str(match op {
@@ -263,6 +300,12 @@ pub fn parse(rest: &str) -> Result<(Route, String), GraphError> {
         ItemOp::Content => "/content",
         ItemOp::CreateUploadSession => "/createUploadSession",
         ItemOp::Delta => "/delta",
+        ItemOp::Search => "/search",
+        ItemOp::Thumbnails => "/thumbnails",
+        ItemOp::Permissions => "/permissions",
+        ItemOp::CreateLink => "/createLink",
+        ItemOp::Invite => "/invite",
+        ItemOp::Versions => "/versions",
     });
     Ok((
         Route::Item {
@@ -348,6 +391,25 @@ mod tests {
         assert_eq!(item("drive/items/X!1/children").0, DriveRef::Me);
         assert!(parse("nope").is_err());
         assert!(parse("me/drive/bogus").is_err());
+    }
+
+    #[test]
+    fn read_surface_routes() {
+        let (_, b, _, op, tpl) = item("me/drive/root/search(q='report')");
+        assert_eq!((b, op), (ItemBase::Root, ItemOp::Search));
+        assert_eq!(tpl, "me/drive/root/search");
+        let (_, b, _, op, _) = item("me/drive/special/approot:/a.txt:/content");
+        assert_eq!((b, op), (ItemBase::AppRoot, ItemOp::Content));
+        assert_eq!(item("drives/x/items/1/thumbnails").3, ItemOp::Thumbnails);
+        assert_eq!(item("me/drive/items/1/createLink").3, ItemOp::CreateLink);
+        assert_eq!(
+            parse("me/drive/sharedWithMe()").expect("swm").0,
+            Route::DriveList(DriveRef::Me, DriveList::SharedWithMe)
+        );
+        assert_eq!(
+            parse("me/drive/recent").expect("recent").1,
+            "me/drive/recent"
+        );
     }
 
     #[test]

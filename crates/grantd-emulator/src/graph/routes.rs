@@ -221,6 +221,7 @@ pub async fn dispatch(
             );
             Ok(ok_json(json::select(v, select)))
         }
+        Route::DriveList(dref, list) => super::extra::drive_list(state, ctx, claims, &dref, list),
         Route::Item {
             drive,
             base,
