@@ -1,5 +1,6 @@
 //! Request counters exposed at `GET /_emulator/counters`: token requests by grant type and by
-//! client, and Graph/SharePoint requests by route template (e.g. `GET /v1.0/me/drives`).
+//! client, and Graph/SharePoint requests by route template (e.g. `GET /v1.0/me/drives`), each
+//! including requests a fault answered; those are also listed on their own.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -16,6 +17,10 @@ pub struct CounterSnapshot {
     pub graph_requests: BTreeMap<String, u64>,
     /// "METHOD host /route" → count of SharePoint requests.
     pub sharepoint_requests: BTreeMap<String, u64>,
+    /// Requests a fault answered (also counted above): "graph METHOD /route",
+    /// "sharepoint METHOD host /route" or "token grant_type" → count.
+    #[serde(default)]
+    pub faulted_requests: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +49,11 @@ impl Counters {
         *c.sharepoint_requests
             .entry(format!("{method} {host} {route}"))
             .or_default() += 1;
+    }
+
+    pub fn faulted(&self, key: String) {
+        let mut c = self.inner.lock().expect("counters lock poisoned");
+        *c.faulted_requests.entry(key).or_default() += 1;
     }
 
     pub fn snapshot(&self) -> CounterSnapshot {

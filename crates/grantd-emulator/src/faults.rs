@@ -214,14 +214,25 @@ async fn count_faulted(state: &AppState, req: Request) {
                 Err(_) => "/v1.0/{unknown}".to_owned(),
             };
             state.counters.graph(method, &template);
+            state.counters.faulted(format!("graph {method} {template}"));
         }
         Some(FaultScope::Sharepoint) => {
             if let Some((host, route)) = crate::sharepoint::counter_key(path) {
                 state.counters.sharepoint(method, &host, &route);
+                state
+                    .counters
+                    .faulted(format!("sharepoint {method} {host} {route}"));
             }
         }
-        Some(FaultScope::Download) => state.counters.graph(method, "/_download/{token}"),
-        Some(FaultScope::Upload) => state.counters.graph(method, "/_upload/{session}"),
+        Some(FaultScope::Download | FaultScope::Upload) => {
+            let route = if path.starts_with("/_download/") {
+                "/_download/{token}"
+            } else {
+                "/_upload/{session}"
+            };
+            state.counters.graph(method, route);
+            state.counters.faulted(format!("graph {method} {route}"));
+        }
         Some(FaultScope::Token) => {
             // The form is small; read it to count by grant type and client like the handler.
             let bytes = axum::body::to_bytes(body, 1 << 20)
@@ -238,6 +249,7 @@ async fn count_faulted(state: &AppState, req: Request) {
             state
                 .counters
                 .token(&grant, client.as_deref().unwrap_or(""));
+            state.counters.faulted(format!("token {grant}"));
         }
         _ => {}
     }
