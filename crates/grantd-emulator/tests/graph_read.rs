@@ -364,6 +364,36 @@ async fn approot_shared_with_me_and_recent() {
     assert_eq!(remote["parentReference"]["driveType"], "business");
     assert!(remote["folder"].is_object());
     assert!(remote["shared"]["owner"]["user"]["displayName"].is_string());
+    // The remoteItem is followed on Adele's drive: the shared folder and what is below it, with
+    // the invitation's role; her other items stay private.
+    let remote_item = format!(
+        "/v1.0/drives/{adele_drive}/items/{}",
+        shared["id"].as_str().unwrap()
+    );
+    let r = get(&emu, &m, &remote_item).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["name"], "Shared plans");
+    let r = put(
+        &emu,
+        &m,
+        &format!("{remote_item}:/from-megan.txt:/content"),
+        b"hi".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = get(&emu, &m, &format!("{remote_item}/children")).await;
+    assert_eq!(names(&r.body), ["from-megan.txt"]);
+    let latest = get(&emu, &t, "/v1.0/me/drive/root:/latest.txt").await.body;
+    let r = get(
+        &emu,
+        &m,
+        &format!(
+            "/v1.0/drives/{adele_drive}/items/{}",
+            latest["id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
     // Adele's own listing does not include her own items.
     let r = get(&emu, &t, "/v1.0/me/drive/sharedWithMe").await;
     assert_eq!(r.body["value"], json!([]));

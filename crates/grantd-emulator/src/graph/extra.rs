@@ -537,6 +537,49 @@ fn remote_item(r: &Render, d: &Drive, i: &Item, shared_at: Option<DateTime<Utc>>
     })
 }
 
+/// Delegated permissions that reach items other users shared with the caller.
+const SHARED_READ: &[&str] = &[
+    "Files.Read.All",
+    "Files.ReadWrite.All",
+    "Sites.Read.All",
+    "Sites.ReadWrite.All",
+];
+const SHARED_WRITE: &[&str] = &["Files.ReadWrite.All", "Sites.ReadWrite.All"];
+
+/// Access to an item of another user's drive through an invitation on it or on an ancestor
+/// (how a `remoteItem` from `sharedWithMe` is followed): the drive id when granted.
+pub fn shared_access(
+    model: &super::drives::Model,
+    claims: &AccessClaims,
+    dref: &DriveRef,
+    base: &super::path::ItemBase,
+    write: bool,
+) -> Option<String> {
+    let (DriveRef::Id(drive_id), super::path::ItemBase::Id(item_id)) = (dref, base) else {
+        return None;
+    };
+    if claims.is_app_only() {
+        return None;
+    }
+    crate::graph::auth::require(claims, if write { SHARED_WRITE } else { SHARED_READ }).ok()?;
+    let d = model.drive(drive_id)?;
+    if d.tenant_id != claims.tid {
+        return None;
+    }
+    let mut cur = d.item(item_id);
+    while let Some(i) = cur {
+        let granted = d.permissions.get(&i.id).into_iter().flatten().any(|p| {
+            p.granted_to.as_ref().is_some_and(|g| g.id == claims.oid)
+                && (!write || p.role == "write")
+        });
+        if granted {
+            return Some(d.id.clone());
+        }
+        cur = i.parent.as_deref().and_then(|p| d.item(p));
+    }
+    None
+}
+
 /// `/drive/sharedWithMe` and `/drive/recent`.
 pub fn drive_list(
     state: &AppState,

@@ -81,7 +81,14 @@ fn locate(
 ) -> Result<(String, String), GraphError> {
     let dir = state.directory.read().expect("directory lock poisoned");
     let mut model = state.drives.lock();
-    let drive_id = resolve_drive(&mut model, &dir, ctx, claims, dref, write)?;
+    let drive_id = match resolve_drive(&mut model, &dir, ctx, claims, dref, write) {
+        Ok(id) => id,
+        // Another user's drive: items shared with the caller (invitations) are reachable.
+        Err(e) if e.code == "accessDenied" => {
+            super::extra::shared_access(&model, claims, dref, base, write).ok_or(e)?
+        }
+        Err(e) => return Err(e),
+    };
     let drive = model
         .drive(&drive_id)
         .ok_or_else(GraphError::item_not_found)?;
