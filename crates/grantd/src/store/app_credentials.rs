@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::db::{Begin, Db, Ts, on_pool};
+use super::db::{Begin, Db, Ts, execute, fetch, on_pool};
 use super::{Error, Store, micros, now};
 use crate::crypto::Sealed;
 use crate::model::{AppCredential, AssertionAlg, ClientCertificate, Integration, PrivateKeyPem};
@@ -36,22 +36,14 @@ impl Db {
         integration_id: i64,
     ) -> Result<Option<AppCredentialRow>, Error> {
         let sql = format!("{SELECT} WHERE integration_id = $1");
-        on_pool!(self, |pool| {
-            sqlx::query_as::<_, AppCredentialRow>(&sql)
-                .bind(integration_id)
-                .fetch_optional(pool)
-                .await
-        })
-        .map_err(Error::Database)
+        fetch!(
+            self,
+            fetch_optional::<AppCredentialRow>(&sql, integration_id,)
+        )
     }
 
     async fn list_app_credentials(&self) -> Result<Vec<AppCredentialRow>, Error> {
-        on_pool!(self, |pool| {
-            sqlx::query_as::<_, AppCredentialRow>(SELECT)
-                .fetch_all(pool)
-                .await
-        })
-        .map_err(Error::Database)
+        fetch!(self, fetch_all::<AppCredentialRow>(SELECT))
     }
 
     /// Inserts or replaces the row (`expiry_warned_days` included), touching the integration
@@ -100,14 +92,11 @@ impl Db {
     }
 
     async fn delete_app_credential(&self, integration_id: i64) -> Result<(), Error> {
-        on_pool!(self, |pool| {
-            sqlx::query("DELETE FROM integration_app_credentials WHERE integration_id = $1")
-                .bind(integration_id)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected())
-        })
-        .map_err(Error::Database)?;
+        execute!(
+            self,
+            "DELETE FROM integration_app_credentials WHERE integration_id = $1",
+            integration_id,
+        )?;
         Ok(())
     }
 
@@ -120,20 +109,16 @@ impl Db {
         days: Option<i32>,
         at: DateTime<Utc>,
     ) -> Result<bool, Error> {
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "UPDATE integration_app_credentials SET expiry_warned_days = $1, updated_at = $2 \
-                 WHERE integration_id = $3 AND expiry_warned_days IS NOT DISTINCT FROM $4",
-            )
-            .bind(days)
-            .bind(Ts(at))
-            .bind(integration_id)
-            .bind(expected)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected() == 1)
-        })
-        .map_err(Error::Database)
+        execute!(
+            self,
+            "UPDATE integration_app_credentials SET expiry_warned_days = $1, updated_at = $2 \
+             WHERE integration_id = $3 AND expiry_warned_days IS NOT DISTINCT FROM $4",
+            days,
+            Ts(at),
+            integration_id,
+            expected,
+        )
+        .map(|n| n == 1)
     }
 }
 

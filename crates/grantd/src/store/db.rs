@@ -50,6 +50,12 @@ impl AsRef<Db> for Db {
 /// once and compiled once per database, so it may use `sqlx::query(…).bind(…)` freely as long as
 /// every bound value encodes on both (`Ts`, `Jsonb`, strings, integers, `bool`, bytes).
 macro_rules! on_pool {
+    (@err) => {
+        $crate::store::Error::Database
+    };
+    (@err $err:expr) => {
+        $err
+    };
     ($db:expr, |$pool:ident| $body:expr) => {
         match ::core::convert::AsRef::<$crate::store::db::Db>::as_ref($db) {
             $crate::store::db::Db::Sqlite($pool) => $body,
@@ -58,6 +64,39 @@ macro_rules! on_pool {
     };
 }
 pub(super) use on_pool;
+
+/// One statement returning rows, on whichever pool `$db` holds:
+/// `fetch!(db, fetch_optional::<ConnectionRow>(SQL, a, b))` is
+/// `sqlx::query_as::<_, ConnectionRow>(SQL).bind(a).bind(b).fetch_optional(pool)`;
+/// `fetch!(db, scalar fetch_all::<i64>(SQL, a))` uses `query_scalar`. Errors become
+/// `Error::Database`, or go through `=> mapper` when given.
+macro_rules! fetch {
+    ($db:expr, $fetch:ident::<$row:ty>($sql:expr $(, $arg:expr)* $(,)?) $(=> $err:expr)?) => {
+        $crate::store::db::on_pool!($db, |pool| {
+            sqlx::query_as::<_, $row>($sql) $(.bind($arg))* .$fetch(pool).await
+        })
+        .map_err($crate::store::db::on_pool!(@err $($err)?))
+    };
+    ($db:expr, scalar $fetch:ident::<$row:ty>($sql:expr $(, $arg:expr)* $(,)?)) => {
+        $crate::store::db::on_pool!($db, |pool| {
+            sqlx::query_scalar::<_, $row>($sql) $(.bind($arg))* .$fetch(pool).await
+        })
+        .map_err($crate::store::Error::Database)
+    };
+}
+pub(super) use fetch;
+
+/// One statement without rows on whichever pool `$db` holds; the number of rows it changed.
+/// Errors as in `fetch!`.
+macro_rules! execute {
+    ($db:expr, $sql:expr $(, $arg:expr)* $(,)? $(=> $err:expr)?) => {
+        $crate::store::db::on_pool!($db, |pool| {
+            sqlx::query($sql) $(.bind($arg))* .execute(pool).await.map(|done| done.rows_affected())
+        })
+        .map_err($crate::store::db::on_pool!(@err $($err)?))
+    };
+}
+pub(super) use execute;
 
 /// Opening a write transaction: the one place transactions start.
 pub(super) trait Begin {
@@ -133,15 +172,40 @@ impl Db {
         }
     }
 
-    /// Appended to the sub-select that claims work (proactive refreshes, the webhook outbox):
-    /// instances sharing a PostgreSQL database skip rows another is claiming. SQLite serialises
-    /// writers, so one `UPDATE … WHERE id IN (SELECT …)` is atomic as it is.
-    pub(super) fn skip_locked(&self) -> &'static str {
-        match self {
+    /// The statement that claims work (proactive refreshes, the webhook outbox): sets
+    /// `{lease} = $1` on up to `limit` rows of `table` matching `filter`, in `order`, and returns
+    /// `returning`. Instances sharing a PostgreSQL database skip rows another is claiming
+    /// (`FOR UPDATE SKIP LOCKED`); SQLite serialises writers, so the one statement is atomic as
+    /// it is.
+    pub(super) fn claim_sql(&self, c: Claim) -> String {
+        let skip_locked = match self {
             Db::Sqlite(_) => "",
             Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
-        }
+        };
+        format!(
+            "UPDATE {table} SET {lease} = $1 WHERE id IN ( \
+               SELECT id FROM {table} WHERE {filter} ORDER BY {order} LIMIT {limit}{skip_locked}) \
+             RETURNING {returning}",
+            table = c.table,
+            lease = c.lease,
+            filter = c.filter,
+            order = c.order,
+            limit = c.limit,
+            returning = c.returning,
+        )
     }
+}
+
+/// The parts of a claiming statement (`Db::claim_sql`); all are constants, never input.
+pub(super) struct Claim {
+    pub table: &'static str,
+    /// The lease column, set to `$1`.
+    pub lease: &'static str,
+    pub filter: &'static str,
+    pub order: &'static str,
+    /// The placeholder of the row limit.
+    pub limit: &'static str,
+    pub returning: &'static str,
 }
 
 /// The connection-list filter "has every tag in `tags`" (a JSON object of strings), pushed onto

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{Postgres, SqlitePool, Transaction};
 
-use super::db::{Begin, Db, Jsonb, Ts, on_pool};
+use super::db::{Begin, Claim, Db, Jsonb, Ts, execute, fetch};
 use super::queries::connection_cols;
 use super::rows::ConnectionRow;
 use super::{Error, Store, micros, to_json};
@@ -281,15 +281,13 @@ impl Store {
 
     /// The connection's transient-failure state (without locking).
     pub async fn retry_state(&self, id: i64) -> Result<Option<RetryState>, Error> {
-        let row: Option<(i32, Option<DateTime<Utc>>)> = on_pool!(&self.db, |pool| {
-            sqlx::query_as(
+        let row: Option<(i32, Option<DateTime<Utc>>)> = fetch!(
+            &self.db,
+            fetch_optional::<_>(
                 "SELECT refresh_failures, refresh_retry_at FROM connections WHERE id = $1",
+                id,
             )
-            .bind(id)
-            .fetch_optional(pool)
-            .await
-        })
-        .map_err(Error::Database)?;
+        )?;
         Ok(row.map(|(failures, retry_at)| RetryState { failures, retry_at }))
     }
 
@@ -306,30 +304,29 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<i64>, Error> {
-        let sql = format!(
-            "UPDATE connections SET refresh_lease_until = $1 WHERE id IN ( \
-               SELECT id FROM connections \
-               WHERE deleted_at IS NULL AND auth_failure IS NULL \
-                 AND (refresh_lease_until IS NULL OR refresh_lease_until <= $2) \
-                 AND (refresh_retry_at IS NULL OR refresh_retry_at <= $2) \
-                 AND (COALESCE(last_refreshed_at, created_at) <= $3 \
-                      OR ($4 IS NOT NULL AND expires_at <= $4)) \
-               ORDER BY COALESCE(last_refreshed_at, created_at), id \
-               LIMIT $5{}) \
-             RETURNING id",
-            self.db.skip_locked()
-        );
-        on_pool!(&self.db, |pool| {
-            sqlx::query_scalar(&sql)
-                .bind(Ts(micros(lease_until)))
-                .bind(Ts(micros(now)))
-                .bind(Ts(micros(idle_before)))
-                .bind(Ts::opt(expiring_before.map(micros)))
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await
-        })
-        .map_err(Error::Database)
+        let sql = self.db.claim_sql(Claim {
+            table: "connections",
+            lease: "refresh_lease_until",
+            filter: "deleted_at IS NULL AND auth_failure IS NULL \
+                AND (refresh_lease_until IS NULL OR refresh_lease_until <= $2) \
+                AND (refresh_retry_at IS NULL OR refresh_retry_at <= $2) \
+                AND (COALESCE(last_refreshed_at, created_at) <= $3 \
+                     OR ($4 IS NOT NULL AND expires_at <= $4))",
+            order: "COALESCE(last_refreshed_at, created_at), id",
+            limit: "$5",
+            returning: "id",
+        });
+        fetch!(
+            &self.db,
+            scalar fetch_all::<_>(
+                &sql,
+                Ts(micros(lease_until)),
+                Ts(micros(now)),
+                Ts(micros(idle_before)),
+                Ts::opt(expiring_before.map(micros)),
+                i64::from(limit),
+            )
+        )
     }
 
     /// Queues a webhook for delivery (due at `at`).
@@ -339,16 +336,7 @@ impl Store {
         body: &str,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        on_pool!(&self.db, |pool| {
-            sqlx::query(INSERT_WEBHOOK)
-                .bind(url)
-                .bind(body)
-                .bind(Ts(micros(at)))
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected())
-        })
-        .map_err(Error::Database)?;
+        execute!(&self.db, INSERT_WEBHOOK, url, body, Ts(micros(at)))?;
         Ok(())
     }
 
@@ -359,41 +347,36 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<OutboxItem>, Error> {
-        let sql = format!(
-            "UPDATE webhook_outbox SET lease_until = $1 WHERE id IN ( \
-               SELECT id FROM webhook_outbox \
-               WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt_at <= $2 \
-                 AND (lease_until IS NULL OR lease_until <= $2) \
-               ORDER BY id LIMIT $3{}) \
-             RETURNING id, url, body, attempts",
-            self.db.skip_locked()
-        );
-        let mut items: Vec<OutboxItem> = on_pool!(&self.db, |pool| {
-            sqlx::query_as(&sql)
-                .bind(Ts(micros(lease_until)))
-                .bind(Ts(micros(now)))
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await
-        })
-        .map_err(Error::Database)?;
+        let sql = self.db.claim_sql(Claim {
+            table: "webhook_outbox",
+            lease: "lease_until",
+            filter: "delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt_at <= $2 \
+                AND (lease_until IS NULL OR lease_until <= $2)",
+            order: "id",
+            limit: "$3",
+            returning: "id, url, body, attempts",
+        });
+        let mut items: Vec<OutboxItem> = fetch!(
+            &self.db,
+            fetch_all::<_>(
+                &sql,
+                Ts(micros(lease_until)),
+                Ts(micros(now)),
+                i64::from(limit),
+            )
+        )?;
         items.sort_by_key(|i| i.id);
         Ok(items)
     }
 
     pub async fn webhook_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), Error> {
-        on_pool!(&self.db, |pool| {
-            sqlx::query(
-                "UPDATE webhook_outbox SET delivered_at = $1, attempts = attempts + 1, \
-                 lease_until = NULL WHERE id = $2",
-            )
-            .bind(Ts(micros(at)))
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-        })
-        .map_err(Error::Database)?;
+        execute!(
+            &self.db,
+            "UPDATE webhook_outbox SET delivered_at = $1, attempts = attempts + 1, \
+             lease_until = NULL WHERE id = $2",
+            Ts(micros(at)),
+            id,
+        )?;
         Ok(())
     }
 
@@ -405,21 +388,16 @@ impl Store {
         error: &str,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        on_pool!(&self.db, |pool| {
-            sqlx::query(
-                "UPDATE webhook_outbox SET attempts = attempts + 1, lease_until = NULL, \
-                 last_error = $1, next_attempt_at = COALESCE($2, next_attempt_at), \
-                 abandoned_at = CASE WHEN $2 IS NULL THEN $3 ELSE NULL END WHERE id = $4",
-            )
-            .bind(error)
-            .bind(Ts::opt(next_attempt_at.map(micros)))
-            .bind(Ts(micros(at)))
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-        })
-        .map_err(Error::Database)?;
+        execute!(
+            &self.db,
+            "UPDATE webhook_outbox SET attempts = attempts + 1, lease_until = NULL, \
+             last_error = $1, next_attempt_at = COALESCE($2, next_attempt_at), \
+             abandoned_at = CASE WHEN $2 IS NULL THEN $3 ELSE NULL END WHERE id = $4",
+            error,
+            Ts::opt(next_attempt_at.map(micros)),
+            Ts(micros(at)),
+            id,
+        )?;
         Ok(())
     }
 
@@ -432,20 +410,18 @@ impl Store {
         provider_config_key: &str,
         at: DateTime<Utc>,
     ) -> Result<usize, Error> {
-        let ids: Vec<i64> = on_pool!(&self.db, |pool| {
-            sqlx::query_scalar(
+        let ids: Vec<i64> = fetch!(
+            &self.db,
+            scalar fetch_all::<_>(
                 "UPDATE connections SET auth_failure = NULL, refresh_failures = 0, \
                  refresh_retry_at = NULL, updated_at = $1, version = version + 1 \
                  WHERE provider_config_key = $2 AND deleted_at IS NULL \
-                   AND auth_failure ->> 'kind' = 'misconfigured' \
+                 AND auth_failure ->> 'kind' = 'misconfigured' \
                  RETURNING id",
+                Ts(micros(at)),
+                provider_config_key,
             )
-            .bind(Ts(micros(at)))
-            .bind(provider_config_key)
-            .fetch_all(pool)
-            .await
-        })
-        .map_err(Error::Database)?;
+        )?;
         for id in &ids {
             self.cache.forget_connection_id(*id);
         }
@@ -462,34 +438,28 @@ impl Store {
         version: i64,
         at: DateTime<Utc>,
     ) -> Result<bool, Error> {
-        let done = on_pool!(&self.db, |pool| {
-            sqlx::query(
-                "UPDATE connections SET last_refreshed_at = $1 \
-                 WHERE id = $2 AND version = $3 AND deleted_at IS NULL",
-            )
-            .bind(Ts(micros(at)))
-            .bind(id)
-            .bind(version)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected() == 1)
-        })
-        .map_err(Error::Database);
+        let done = execute!(
+            &self.db,
+            "UPDATE connections SET last_refreshed_at = $1 \
+             WHERE id = $2 AND version = $3 AND deleted_at IS NULL",
+            Ts(micros(at)),
+            id,
+            version,
+        )
+        .map(|n| n == 1);
         self.cache.forget_connection_id(id);
         done
     }
 
     /// (pending, delivered, abandoned) webhook counts.
     pub async fn webhook_counts(&self) -> Result<(u64, u64, u64), Error> {
-        let (p, d, a): (i64, i64, i64) = on_pool!(&self.db, |pool| {
-            sqlx::query_as(
+        let (p, d, a): (i64, i64, i64) = fetch!(
+            &self.db,
+            fetch_one::<_>(
                 "SELECT COUNT(CASE WHEN delivered_at IS NULL AND abandoned_at IS NULL THEN 1 END), \
                  COUNT(delivered_at), COUNT(abandoned_at) FROM webhook_outbox",
             )
-            .fetch_one(pool)
-            .await
-        })
-        .map_err(Error::Database)?;
+        )?;
         let n = |v: i64| v.max(0) as u64;
         Ok((n(p), n(d), n(a)))
     }

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::db::on_pool;
+use super::db::fetch;
 use super::{Error, Store};
 
 /// One outbox row as the dashboard shows it. `body` is the exact signed JSON (an auth event or a
@@ -26,15 +26,13 @@ pub struct OutboxEntry {
 impl Store {
     /// The `limit` most recently queued webhooks (delivered, pending or abandoned), newest first.
     pub async fn recent_webhooks(&self, limit: u32) -> Result<Vec<OutboxEntry>, Error> {
-        on_pool!(&self.db, |pool| {
-            sqlx::query_as(
+        fetch!(
+            &self.db,
+            fetch_all::<_>(
                 "SELECT id, url, body, attempts, next_attempt_at, last_error, created_at, \
                  delivered_at, abandoned_at FROM webhook_outbox ORDER BY id DESC LIMIT $1",
+                i64::from(limit),
             )
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await
-        })
-        .map_err(Error::Database)
+        )
     }
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use sqlx::QueryBuilder;
 
 use super::Error;
-use super::db::{Begin, Db, Jsonb, TagFilter, Ts, on_pool};
+use super::db::{Begin, Db, Jsonb, TagFilter, Ts, execute, fetch, on_pool};
 use super::rows::*;
 
 /// The columns of `IntegrationRow`.
@@ -85,22 +85,22 @@ impl Db {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING ",
             integration_cols!()
         );
-        on_pool!(self, |pool| {
-            sqlx::query_as::<_, IntegrationRow>(SQL)
-                .bind(&w.unique_key)
-                .bind(&w.provider)
-                .bind(&w.display_name)
-                .bind(&w.client_id)
-                .bind(&w.client_secret.bytes)
-                .bind(&w.client_secret.key_id)
-                .bind(&w.scopes)
-                .bind(w.forward_webhooks)
-                .bind(&w.integration_config)
-                .bind(Ts(w.at))
-                .fetch_one(pool)
-                .await
-        })
-        .map_err(db_error(INTEGRATION))
+        fetch!(
+            self,
+            fetch_one::<IntegrationRow>(
+                SQL,
+                &w.unique_key,
+                &w.provider,
+                &w.display_name,
+                &w.client_id,
+                &w.client_secret.bytes,
+                &w.client_secret.key_id,
+                &w.scopes,
+                w.forward_webhooks,
+                &w.integration_config,
+                Ts(w.at),
+            ) => db_error(INTEGRATION)
+        )
     }
 
     pub(super) async fn get_integration(&self, key: &str) -> Result<Option<IntegrationRow>, Error> {
@@ -109,13 +109,7 @@ impl Db {
             integration_cols!(),
             " FROM integrations WHERE unique_key = $1"
         );
-        on_pool!(self, |pool| {
-            sqlx::query_as::<_, IntegrationRow>(SQL)
-                .bind(key)
-                .fetch_optional(pool)
-                .await
-        })
-        .map_err(Error::Database)
+        fetch!(self, fetch_optional::<IntegrationRow>(SQL, key))
     }
 
     pub(super) async fn list_integrations(&self) -> Result<Vec<IntegrationRow>, Error> {
@@ -124,12 +118,7 @@ impl Db {
             integration_cols!(),
             " FROM integrations ORDER BY created_at, id"
         );
-        on_pool!(self, |pool| {
-            sqlx::query_as::<_, IntegrationRow>(SQL)
-                .fetch_all(pool)
-                .await
-        })
-        .map_err(Error::Database)
+        fetch!(self, fetch_all::<IntegrationRow>(SQL))
     }
 
     /// One transaction: `None` if `key` is missing, `Refused` when renaming with live
@@ -232,23 +221,23 @@ impl Db {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ",
             session_cols!()
         );
-        on_pool!(self, |pool| {
-            sqlx::query_as::<_, SessionRow>(SQL)
-                .bind(&s.token_hash)
-                .bind(&s.end_user)
-                .bind(&s.organization)
-                .bind(&s.allowed_integrations)
-                .bind(&s.integrations_config_defaults)
-                .bind(&s.reconnect_provider_config_key)
-                .bind(&s.reconnect_connection_id)
-                .bind(&s.tags)
-                .bind(&s.webhook_url_override)
-                .bind(Ts(s.expires_at))
-                .bind(Ts(s.created_at))
-                .fetch_one(pool)
-                .await
-        })
-        .map_err(db_error(CONNECT_SESSION))
+        fetch!(
+            self,
+            fetch_one::<SessionRow>(
+                SQL,
+                &s.token_hash,
+                &s.end_user,
+                &s.organization,
+                &s.allowed_integrations,
+                &s.integrations_config_defaults,
+                &s.reconnect_provider_config_key,
+                &s.reconnect_connection_id,
+                &s.tags,
+                &s.webhook_url_override,
+                Ts(s.expires_at),
+                Ts(s.created_at),
+            ) => db_error(CONNECT_SESSION)
+        )
     }
 
     pub(super) async fn get_connect_session(
@@ -261,14 +250,7 @@ impl Db {
             session_cols!(),
             " FROM connect_sessions WHERE token_hash = $1 AND expires_at > $2"
         );
-        on_pool!(self, |pool| {
-            sqlx::query_as::<_, SessionRow>(SQL)
-                .bind(token_hash)
-                .bind(Ts(now))
-                .fetch_optional(pool)
-                .await
-        })
-        .map_err(Error::Database)
+        fetch!(self, fetch_optional::<SessionRow>(SQL, token_hash, Ts(now)))
     }
 
     pub(super) async fn get_connect_session_by_id(
@@ -280,54 +262,40 @@ impl Db {
             session_cols!(),
             " FROM connect_sessions WHERE id = $1"
         );
-        on_pool!(self, |pool| {
-            sqlx::query_as::<_, SessionRow>(SQL)
-                .bind(id)
-                .fetch_optional(pool)
-                .await
-        })
-        .map_err(Error::Database)
+        fetch!(self, fetch_optional::<SessionRow>(SQL, id))
     }
 
     pub(super) async fn delete_connect_session(&self, token_hash: &str) -> Result<bool, Error> {
-        let done = on_pool!(self, |pool| {
-            sqlx::query("DELETE FROM connect_sessions WHERE token_hash = $1")
-                .bind(token_hash)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })
-        .map_err(Error::Database)?;
+        let done = execute!(
+            self,
+            "DELETE FROM connect_sessions WHERE token_hash = $1",
+            token_hash,
+        )?;
         Ok(done > 0)
     }
 
     // ---- OAuth flows ----
 
     pub(super) async fn insert_oauth_flow(&self, f: &FlowRow) -> Result<(), Error> {
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO oauth_flows (state, provider_config_key, connection_id, \
-                 connect_session_id, ws_client_id, code_verifier, code_verifier_key_id, \
-                 connection_config, redirect_uri, kind, expires_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&f.state)
-            .bind(&f.provider_config_key)
-            .bind(&f.connection_id)
-            .bind(f.connect_session_id)
-            .bind(&f.ws_client_id)
-            .bind(&f.code_verifier)
-            .bind(&f.code_verifier_key_id)
-            .bind(&f.connection_config)
-            .bind(&f.redirect_uri)
-            .bind(&f.kind)
-            .bind(Ts(f.expires_at))
-            .bind(Ts(f.created_at))
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-        })
-        .map_err(db_error(OAUTH_FLOW))?;
+        execute!(
+            self,
+            "INSERT INTO oauth_flows (state, provider_config_key, connection_id, \
+             connect_session_id, ws_client_id, code_verifier, code_verifier_key_id, \
+             connection_config, redirect_uri, kind, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            &f.state,
+            &f.provider_config_key,
+            &f.connection_id,
+            f.connect_session_id,
+            &f.ws_client_id,
+            &f.code_verifier,
+            &f.code_verifier_key_id,
+            &f.connection_config,
+            &f.redirect_uri,
+            &f.kind,
+            Ts(f.expires_at),
+            Ts(f.created_at) => db_error(OAUTH_FLOW)
+        )?;
         Ok(())
     }
 
@@ -336,13 +304,7 @@ impl Db {
             "DELETE FROM oauth_flows WHERE state = $1 RETURNING ",
             flow_cols!()
         );
-        on_pool!(self, |pool| {
-            sqlx::query_as::<_, FlowRow>(SQL)
-                .bind(state)
-                .fetch_optional(pool)
-                .await
-        })
-        .map_err(Error::Database)
+        fetch!(self, fetch_optional::<FlowRow>(SQL, state))
     }
 
     /// Deletes sessions and flows that expired before `before`; returns how many rows went.
@@ -373,22 +335,23 @@ impl Db {
         &self,
         w: &ConnectionWrite,
     ) -> Result<(ConnectionRow, bool), Error> {
+        // Both statements number the written values alike, so they are bound once.
         const UPDATE: &str = concat!(
-            "UPDATE connections SET provider = $1, credentials = $2, credentials_key_id = $3, \
-             expires_at = $4, connection_config = $5, metadata = COALESCE($6, metadata), \
-             end_user = $7, end_user_id = $8, end_user_organization_id = $9, search_text = $10, \
-             tags = $11, webhook_url_override = COALESCE($12, webhook_url_override), \
+            "UPDATE connections SET provider = $3, credentials = $4, credentials_key_id = $5, \
+             expires_at = $6, connection_config = $7, metadata = COALESCE($8, metadata), \
+             end_user = $9, end_user_id = $10, end_user_organization_id = $11, search_text = $12, \
+             tags = $13, webhook_url_override = COALESCE($14, webhook_url_override), \
              auth_failure = NULL, refresh_failures = 0, refresh_retry_at = NULL, \
-             refresh_lease_until = NULL, version = version + 1, updated_at = $13 \
-             WHERE id = $14 RETURNING ",
+             refresh_lease_until = NULL, version = version + 1, updated_at = $15 \
+             WHERE id = $16 AND provider_config_key = $1 AND connection_id = $2 RETURNING ",
             connection_cols!()
         );
         const INSERT: &str = concat!(
-            "INSERT INTO connections (connection_id, provider_config_key, provider, credentials, \
+            "INSERT INTO connections (provider_config_key, connection_id, provider, credentials, \
              credentials_key_id, expires_at, connection_config, metadata, end_user, end_user_id, \
              end_user_organization_id, search_text, tags, webhook_url_override, version, \
              created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, $16), $9, $10, $11, $12, $13, $14, \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, '{}'), $9, $10, $11, $12, $13, $14, \
              1, $15, $15) RETURNING ",
             connection_cols!()
         );
@@ -398,7 +361,6 @@ impl Db {
             self.for_update()
         );
         let eu = &w.end_user;
-        let metadata = w.metadata.as_deref().map(Jsonb);
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let existing: Option<i64> = sqlx::query_scalar(&select)
@@ -407,54 +369,34 @@ impl Db {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(Error::Database)?;
-            let (row, created) = match existing {
-                Some(id) => {
-                    let row = sqlx::query_as::<_, ConnectionRow>(UPDATE)
-                        .bind(&w.provider)
-                        .bind(&w.credentials.bytes)
-                        .bind(&w.credentials.key_id)
-                        .bind(Ts::opt(w.expires_at))
-                        .bind(Jsonb(&w.connection_config))
-                        .bind(metadata)
-                        .bind(eu.json.as_deref().map(Jsonb))
-                        .bind(&eu.id)
-                        .bind(&eu.organization_id)
-                        .bind(&eu.search_text)
-                        .bind(Jsonb(&w.tags))
-                        .bind(&w.webhook_url_override)
-                        .bind(Ts(w.at))
-                        .bind(id)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(db_error(CONNECTION))?;
-                    (row, false)
-                }
-                None => {
-                    let row = sqlx::query_as::<_, ConnectionRow>(INSERT)
-                        .bind(&w.connection_id)
-                        .bind(&w.provider_config_key)
-                        .bind(&w.provider)
-                        .bind(&w.credentials.bytes)
-                        .bind(&w.credentials.key_id)
-                        .bind(Ts::opt(w.expires_at))
-                        .bind(Jsonb(&w.connection_config))
-                        .bind(metadata)
-                        .bind(eu.json.as_deref().map(Jsonb))
-                        .bind(&eu.id)
-                        .bind(&eu.organization_id)
-                        .bind(&eu.search_text)
-                        .bind(Jsonb(&w.tags))
-                        .bind(&w.webhook_url_override)
-                        .bind(Ts(w.at))
-                        .bind(Jsonb("{}"))
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(db_error(CONNECTION))?;
-                    (row, true)
-                }
-            };
+            let mut query = sqlx::query_as::<_, ConnectionRow>(match existing {
+                Some(_) => UPDATE,
+                None => INSERT,
+            })
+            .bind(&w.provider_config_key)
+            .bind(&w.connection_id)
+            .bind(&w.provider)
+            .bind(&w.credentials.bytes)
+            .bind(&w.credentials.key_id)
+            .bind(Ts::opt(w.expires_at))
+            .bind(Jsonb(&w.connection_config))
+            .bind(w.metadata.as_deref().map(Jsonb))
+            .bind(eu.json.as_deref().map(Jsonb))
+            .bind(&eu.id)
+            .bind(&eu.organization_id)
+            .bind(&eu.search_text)
+            .bind(Jsonb(&w.tags))
+            .bind(&w.webhook_url_override)
+            .bind(Ts(w.at));
+            if let Some(id) = existing {
+                query = query.bind(id);
+            }
+            let row = query
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error(CONNECTION))?;
             tx.commit().await.map_err(Error::Database)?;
-            Ok((row, created))
+            Ok((row, existing.is_none()))
         })
     }
 
@@ -469,14 +411,10 @@ impl Db {
             " FROM connections \
              WHERE provider_config_key = $1 AND connection_id = $2 AND deleted_at IS NULL"
         );
-        on_pool!(self, |pool| {
-            sqlx::query_as::<_, ConnectionRow>(SQL)
-                .bind(key)
-                .bind(connection_id)
-                .fetch_optional(pool)
-                .await
-        })
-        .map_err(Error::Database)
+        fetch!(
+            self,
+            fetch_optional::<ConnectionRow>(SQL, key, connection_id,)
+        )
     }
 
     pub(super) async fn get_connection_by_id(
@@ -488,13 +426,7 @@ impl Db {
             connection_cols!(),
             " FROM connections WHERE id = $1 AND deleted_at IS NULL"
         );
-        on_pool!(self, |pool| {
-            sqlx::query_as::<_, ConnectionRow>(SQL)
-                .bind(id)
-                .fetch_optional(pool)
-                .await
-        })
-        .map_err(Error::Database)
+        fetch!(self, fetch_optional::<ConnectionRow>(SQL, id))
     }
 
     pub(super) async fn list_connections(
@@ -546,19 +478,14 @@ impl Db {
         connection_id: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, Error> {
-        let n = on_pool!(self, |pool| {
-            sqlx::query(
-                "UPDATE connections SET deleted_at = $1, updated_at = $1 \
-                 WHERE provider_config_key = $2 AND connection_id = $3 AND deleted_at IS NULL",
-            )
-            .bind(Ts(at))
-            .bind(key)
-            .bind(connection_id)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })
-        .map_err(Error::Database)?;
+        let n = execute!(
+            self,
+            "UPDATE connections SET deleted_at = $1, updated_at = $1 \
+             WHERE provider_config_key = $2 AND connection_id = $3 AND deleted_at IS NULL",
+            Ts(at),
+            key,
+            connection_id,
+        )?;
         Ok(n > 0)
     }
 
@@ -609,34 +536,29 @@ impl Db {
         p: &PatchWrite,
     ) -> Result<bool, Error> {
         let eu = p.end_user.as_ref();
-        let n = on_pool!(self, |pool| {
-            sqlx::query(
-                "UPDATE connections SET \
-                   end_user = CASE WHEN $1 THEN $2 ELSE end_user END, \
-                   end_user_id = CASE WHEN $1 THEN $3 ELSE end_user_id END, \
-                   end_user_organization_id = CASE WHEN $1 THEN $4 ELSE end_user_organization_id END, \
-                   search_text = CASE WHEN $1 THEN $5 ELSE search_text END, \
-                   tags = COALESCE($6, tags), \
-                   webhook_url_override = CASE WHEN $7 THEN $8 ELSE webhook_url_override END, \
-                   updated_at = $9 \
-                 WHERE provider_config_key = $10 AND connection_id = $11 AND deleted_at IS NULL",
-            )
-            .bind(eu.is_some())
-            .bind(eu.and_then(|e| e.json.as_deref()).map(Jsonb))
-            .bind(eu.and_then(|e| e.id.as_deref()))
-            .bind(eu.and_then(|e| e.organization_id.as_deref()))
-            .bind(eu.map(|e| e.search_text.as_str()))
-            .bind(p.tags.as_deref().map(Jsonb))
-            .bind(p.webhook_url_override.is_some())
-            .bind(p.webhook_url_override.as_ref().and_then(|o| o.as_deref()))
-            .bind(Ts(p.at))
-            .bind(key)
-            .bind(connection_id)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })
-        .map_err(Error::Database)?;
+        let n = execute!(
+            self,
+            "UPDATE connections SET \
+             end_user = CASE WHEN $1 THEN $2 ELSE end_user END, \
+             end_user_id = CASE WHEN $1 THEN $3 ELSE end_user_id END, \
+             end_user_organization_id = CASE WHEN $1 THEN $4 ELSE end_user_organization_id END, \
+             search_text = CASE WHEN $1 THEN $5 ELSE search_text END, \
+             tags = COALESCE($6, tags), \
+             webhook_url_override = CASE WHEN $7 THEN $8 ELSE webhook_url_override END, \
+             updated_at = $9 \
+             WHERE provider_config_key = $10 AND connection_id = $11 AND deleted_at IS NULL",
+            eu.is_some(),
+            eu.and_then(|e| e.json.as_deref()).map(Jsonb),
+            eu.and_then(|e| e.id.as_deref()),
+            eu.and_then(|e| e.organization_id.as_deref()),
+            eu.map(|e| e.search_text.as_str()),
+            p.tags.as_deref().map(Jsonb),
+            p.webhook_url_override.is_some(),
+            p.webhook_url_override.as_ref().and_then(|o| o.as_deref()),
+            Ts(p.at),
+            key,
+            connection_id,
+        )?;
         Ok(n > 0)
     }
 
@@ -654,18 +576,18 @@ impl Db {
              WHERE id = $5 AND version = $6 AND deleted_at IS NULL RETURNING ",
             connection_cols!()
         );
-        on_pool!(self, |pool| {
-            sqlx::query_as::<_, ConnectionRow>(SQL)
-                .bind(&credentials.bytes)
-                .bind(&credentials.key_id)
-                .bind(Ts::opt(expires_at))
-                .bind(Ts(at))
-                .bind(id)
-                .bind(expected_version)
-                .fetch_optional(pool)
-                .await
-        })
-        .map_err(Error::Database)
+        fetch!(
+            self,
+            fetch_optional::<ConnectionRow>(
+                SQL,
+                &credentials.bytes,
+                &credentials.key_id,
+                Ts::opt(expires_at),
+                Ts(at),
+                id,
+                expected_version,
+            )
+        )
     }
 
     pub(super) async fn set_auth_failure(
@@ -674,26 +596,23 @@ impl Db {
         failure: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        on_pool!(self, |pool| {
-            sqlx::query("UPDATE connections SET auth_failure = $1, updated_at = $2 WHERE id = $3")
-                .bind(failure.map(Jsonb))
-                .bind(Ts(at))
-                .bind(id)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected())
-        })
-        .map_err(Error::Database)?;
+        execute!(
+            self,
+            "UPDATE connections SET auth_failure = $1, updated_at = $2 WHERE id = $3",
+            failure.map(Jsonb),
+            Ts(at),
+            id,
+        )?;
         Ok(())
     }
 
     pub(super) async fn count_connections(&self) -> Result<u64, Error> {
-        let n: i64 = on_pool!(self, |pool| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM connections WHERE deleted_at IS NULL")
-                .fetch_one(pool)
-                .await
-        })
-        .map_err(Error::Database)?;
+        let n: i64 = fetch!(
+            self,
+            scalar fetch_one::<_>(
+                "SELECT COUNT(*) FROM connections WHERE deleted_at IS NULL",
+            )
+        )?;
         Ok(n.max(0) as u64)
     }
 }

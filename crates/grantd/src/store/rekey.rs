@@ -8,7 +8,7 @@
 //! OAuth flows in flight (15 minutes at most) are not re-sealed: keep the old key configured
 //! until they have expired.
 
-use super::db::{Db, on_pool};
+use super::db::{Db, execute, fetch};
 use super::{Error, Store};
 use crate::crypto::Sealed;
 
@@ -66,15 +66,8 @@ impl Db {
             key = c.key_id,
             table = c.table
         );
-        let rows: Vec<(i64, Vec<u8>, String)> = on_pool!(self, |pool| {
-            sqlx::query_as(&sql)
-                .bind(current_key_id)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(pool)
-                .await
-        })
-        .map_err(Error::Database)?;
+        let rows: Vec<(i64, Vec<u8>, String)> =
+            fetch!(self, fetch_all::<_>(&sql, current_key_id, after, limit))?;
         Ok(rows
             .into_iter()
             .map(|(id, bytes, key_id)| (id, Sealed { key_id, bytes }))
@@ -97,18 +90,16 @@ impl Db {
             key = c.key_id,
             table = c.table
         );
-        on_pool!(self, |pool| {
-            sqlx::query(&sql)
-                .bind(&new.bytes)
-                .bind(&new.key_id)
-                .bind(id)
-                .bind(&old.bytes)
-                .bind(&old.key_id)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected() == 1)
-        })
-        .map_err(Error::Database)
+        execute!(
+            self,
+            &sql,
+            &new.bytes,
+            &new.key_id,
+            id,
+            &old.bytes,
+            &old.key_id,
+        )
+        .map(|n| n == 1)
     }
 }
 
