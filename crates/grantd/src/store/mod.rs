@@ -1,9 +1,18 @@
-//! Persistence. `Store` is a cheap-to-clone handle with domain methods; callers never see a pool,
-//! a backend or SQL. Inside, a backend per database (`sqlite.rs`, `postgres.rs`) owns the SQL.
-//! Secret fields (client secrets, credentials, PKCE verifiers) are sealed with `crypto::Cipher`
-//! on the way in and opened on the way out, so they are encrypted at rest and plain in memory.
+//! Persistence. `Store` is a cheap-to-clone handle with domain methods; callers never see a pool
+//! or SQL. Secret fields (client secrets, credentials, PKCE verifiers) are sealed with
+//! `crypto::Cipher` on the way in and opened on the way out, so they are encrypted at rest and
+//! plain in memory. Every operation that must be atomic is one method owning its transaction.
 //!
-//! Every operation that must be atomic is one method owning its transaction.
+//! Every statement is written once for SQLite and PostgreSQL (`db.rs` explains how). Where to put
+//! things:
+//! - a new table or column: a new migration template in `migrations/` (see `migrations.rs`), its
+//!   row type in `rows.rs`;
+//! - a new query: a `Db` method in `queries.rs` (integrations, sessions, flows, connections), or
+//!   next to its feature's `Store` methods (`lifecycle.rs`, `app_credentials.rs`, `rekey.rs`,
+//!   `touch.rs`, `outbox_view.rs`), then a `Store` method here that seals/opens and forgets cache
+//!   entries;
+//! - something the two databases must do differently: one small method on `Db` in `db.rs` (like
+//!   `for_update`, `claim_sql`), never a second copy of the query.
 
 mod app_credentials;
 pub mod cache;
