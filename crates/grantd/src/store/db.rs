@@ -269,7 +269,9 @@ async fn connect_sqlite(url: &str) -> Result<SqlitePool, Error> {
         .map_err(Error::Database)
 }
 
-/// A timestamp column (see the module docs for how each database stores it).
+/// A timestamp to bind (see the module docs for how each database stores it). Bind every
+/// timestamp as `Ts`: a bare `DateTime` would be written in another text format on SQLite. Rows
+/// read timestamps as `DateTime<Utc>` directly (sqlx parses the stored text on SQLite).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct Ts(pub DateTime<Utc>);
 
@@ -281,12 +283,6 @@ impl Ts {
     /// SQLite's stored form: `2025-01-31T12:00:00.000000Z`.
     pub(super) fn sqlite_text(self) -> String {
         self.0.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-    }
-
-    fn parse_sqlite_text(s: &str) -> Result<Ts, BoxDynError> {
-        DateTime::parse_from_rfc3339(s)
-            .map(|t| Ts(t.with_timezone(&Utc)))
-            .map_err(|_| "stored timestamp is not RFC 3339".into())
     }
 }
 
@@ -306,12 +302,6 @@ impl<'q> Encode<'q, Sqlite> for Ts {
     }
 }
 
-impl<'r> Decode<'r, Sqlite> for Ts {
-    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
-        Ts::parse_sqlite_text(<&str as Decode<Sqlite>>::decode(value)?)
-    }
-}
-
 impl Type<Postgres> for Ts {
     fn type_info() -> PgTypeInfo {
         <DateTime<Utc> as Type<Postgres>>::type_info()
@@ -321,21 +311,9 @@ impl Type<Postgres> for Ts {
     }
 }
 
-impl sqlx::postgres::PgHasArrayType for Ts {
-    fn array_type_info() -> PgTypeInfo {
-        <DateTime<Utc> as sqlx::postgres::PgHasArrayType>::array_type_info()
-    }
-}
-
 impl Encode<'_, Postgres> for Ts {
     fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
         <DateTime<Utc> as Encode<Postgres>>::encode_by_ref(&self.0, buf)
-    }
-}
-
-impl<'r> Decode<'r, Postgres> for Ts {
-    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
-        <DateTime<Utc> as Decode<Postgres>>::decode(value).map(Ts)
     }
 }
 
@@ -431,9 +409,8 @@ mod tests {
         let b = a + chrono::Duration::microseconds(1_500);
         assert_eq!(Ts(b).sqlite_text(), "2025-01-02T03:04:05.001500Z");
         assert!(Ts(a).sqlite_text() < Ts(b).sqlite_text());
-        assert_eq!(
-            Ts::parse_sqlite_text(&Ts(b).sqlite_text()).ok(),
-            Some(Ts(b))
-        );
+        // Read back through sqlx's chrono decoding, which parses RFC 3339 first.
+        let parsed = DateTime::parse_from_rfc3339(&Ts(b).sqlite_text()).map(|t| t.to_utc());
+        assert_eq!(parsed.ok(), Some(b));
     }
 }
