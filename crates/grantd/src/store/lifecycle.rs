@@ -1,18 +1,21 @@
 //! Token lifecycle persistence: the cross-instance refresh lock (`RefreshLock`), proactive-refresh
-//! claiming with leases, and the webhook outbox. `LifecycleBackend` is the backend seam; its SQL
-//! lives next to each backend (`sqlite/lifecycle.rs`, `postgres/lifecycle.rs`).
+//! claiming with leases, and the webhook outbox, with their SQL (written once, see `db.rs`).
 //!
-//! On PostgreSQL `lock_for_refresh` opens a transaction and locks the connection row
+//! The refresh lock is the one place the databases behave differently on purpose (`RowLock`):
+//! on PostgreSQL `lock_for_refresh` opens a transaction and locks the connection row
 //! (`SELECT … FOR UPDATE`) until the lock is saved, failed or dropped, so instances sharing a
 //! database refresh one connection one at a time; the new credentials are committed before the
 //! lock returns them. On SQLite (one process) the in-process lock of `connections::refresh`
-//! already serialises refreshes, so the lock is a compare-and-swap on `version`.
+//! already serialises refreshes, so the lock is a compare-and-swap on `version` and holds no
+//! transaction across the token call. The writes themselves are the same statements on both.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sqlx::{Postgres, SqlitePool, Transaction};
 
-use super::backend::ConnectionRow;
+use super::db::{Begin, Claim, Db, Jsonb, Ts, execute, fetch};
+use super::queries::connection_cols;
+use super::rows::ConnectionRow;
 use super::{Error, Store, micros, to_json};
 use crate::crypto::Sealed;
 use crate::model::{AuthFailure, Connection, Credentials};
@@ -27,13 +30,16 @@ pub struct RetryState {
 }
 
 /// The rows a lock reads: the connection and its retry state.
-pub(super) struct LockedRow {
-    pub row: ConnectionRow,
-    pub retry: RetryState,
+#[derive(sqlx::FromRow)]
+struct LockedRow {
+    #[sqlx(flatten)]
+    row: ConnectionRow,
+    refresh_failures: i32,
+    refresh_retry_at: Option<DateTime<Utc>>,
 }
 
 /// The values written by a successful refresh.
-pub(super) struct RefreshedWrite {
+struct RefreshedWrite {
     pub credentials: Sealed,
     pub expires_at: Option<DateTime<Utc>>,
     /// JSON object.
@@ -42,7 +48,7 @@ pub(super) struct RefreshedWrite {
 }
 
 /// The values written by a failed refresh.
-pub(super) struct FailureWrite {
+struct FailureWrite {
     /// Terminal: the JSON `AuthFailure` to record (stops refreshes until a reconnect).
     pub auth_failure: Option<String>,
     /// Transient: when the next attempt may run.
@@ -52,19 +58,8 @@ pub(super) struct FailureWrite {
     pub at: DateTime<Utc>,
 }
 
-/// The query behind `claim_due_refreshes`.
-pub(super) struct ClaimQuery {
-    pub now: DateTime<Utc>,
-    /// Claim connections whose access token expires before this (proactive refresh), if set.
-    pub expiring_before: Option<DateTime<Utc>>,
-    /// Claim connections whose refresh token was last used before this (idle refresh).
-    pub idle_before: DateTime<Utc>,
-    pub lease_until: DateTime<Utc>,
-    pub limit: i64,
-}
-
 /// One undelivered webhook.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboxItem {
     pub id: i64,
     pub url: String,
@@ -74,62 +69,37 @@ pub struct OutboxItem {
     pub attempts: i32,
 }
 
-/// A row lock (or CAS guard) held across one refresh. Dropping it releases the lock without
-/// writing anything.
-#[async_trait]
-pub(super) trait RefreshTx: Send {
-    /// Writes the refreshed credentials (CAS on the locked version) and releases the lock.
-    async fn save(self: Box<Self>, w: &RefreshedWrite) -> Result<Option<ConnectionRow>, Error>;
-    /// Records a failure (and enqueues its webhook) and releases the lock.
-    async fn fail(self: Box<Self>, w: &FailureWrite) -> Result<(), Error>;
+/// What a `RefreshLock` holds between reading the connection and writing the outcome.
+enum RowLock {
+    /// SQLite: nothing but the version read; the write is a compare-and-swap on it.
+    Sqlite(SqlitePool),
+    /// PostgreSQL: the open transaction holding `SELECT … FOR UPDATE` on the row.
+    Postgres(Transaction<'static, Postgres>),
 }
 
-#[async_trait]
-pub(super) trait LifecycleBackend: Send + Sync {
-    async fn lock_for_refresh(
-        &self,
-        id: i64,
-    ) -> Result<Option<(Box<dyn RefreshTx>, LockedRow)>, Error>;
-    async fn retry_state(&self, id: i64) -> Result<Option<RetryState>, Error>;
-    /// Leases up to `limit` due connections (skipping ones leased or locked elsewhere); returns
-    /// their ids.
-    async fn claim_due_refreshes(&self, q: &ClaimQuery) -> Result<Vec<i64>, Error>;
-    async fn enqueue_webhook(&self, url: &str, body: &str, at: DateTime<Utc>) -> Result<(), Error>;
-    async fn claim_webhooks(
-        &self,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<OutboxItem>, Error>;
-    async fn webhook_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), Error>;
-    /// `next_attempt_at == None` abandons the webhook.
-    async fn webhook_failed(
-        &self,
-        id: i64,
-        next_attempt_at: Option<DateTime<Utc>>,
-        error: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), Error>;
-    /// Counts of (pending, delivered, abandoned) webhooks.
-    async fn webhook_counts(&self) -> Result<(u64, u64, u64), Error>;
-    /// Sets `last_refreshed_at` of connection `id` if still at `version`.
-    async fn restart_idle_clock(
-        &self,
-        id: i64,
-        version: i64,
-        at: DateTime<Utc>,
-    ) -> Result<bool, Error>;
-    /// Clears `misconfigured` auth failures of the integration's live connections; their ids.
-    async fn clear_misconfigured(
-        &self,
-        provider_config_key: &str,
-        at: DateTime<Utc>,
-    ) -> Result<Vec<i64>, Error>;
+/// Runs `$body` in the lock's transaction (SQLite: a short one opened now; PostgreSQL: the one
+/// holding the row lock) and commits it when the body succeeds.
+macro_rules! in_lock_tx {
+    ($lock:expr, |$tx:ident| $body:expr) => {
+        match $lock {
+            RowLock::Sqlite(pool) => {
+                let mut $tx = pool.begin_write().await?;
+                let out = $body;
+                $tx.commit().await.map_err(Error::Database)?;
+                out
+            }
+            RowLock::Postgres(mut $tx) => {
+                let out = $body;
+                $tx.commit().await.map_err(Error::Database)?;
+                out
+            }
+        }
+    };
 }
 
 /// A connection locked for refreshing: its current (re-read) state, and the lock.
 pub struct RefreshLock {
-    tx: Box<dyn RefreshTx>,
+    lock: RowLock,
     store: Store,
     pub connection: Connection,
     pub retry: RetryState,
@@ -173,10 +143,10 @@ impl RefreshLock {
             connection_config: to_json(connection_config),
             at: micros(at),
         };
-        let store = self.store;
-        let saved = self.tx.save(&w).await;
+        let (store, id) = (self.store, self.connection.id);
+        let saved = save(self.lock, id, self.connection.version, &w).await;
         // After the commit, so no reader caches the old row (store::cache).
-        store.cache.forget_connection_id(self.connection.id);
+        store.cache.forget_connection_id(id);
         saved?.map(|r| store.connection(r)).transpose()
     }
 
@@ -196,30 +166,129 @@ impl RefreshLock {
                 at: micros(at),
             },
         };
-        let result = self.tx.fail(&w).await;
-        self.store.cache.forget_connection_id(self.connection.id);
+        let id = self.connection.id;
+        let result = fail(self.lock, id, self.connection.version, &w).await;
+        self.store.cache.forget_connection_id(id);
         result
     }
 }
+
+const SAVE_REFRESHED: &str = concat!(
+    "UPDATE connections SET credentials = $1, credentials_key_id = $2, expires_at = $3, \
+     connection_config = $4, auth_failure = NULL, refresh_failures = 0, \
+     refresh_retry_at = NULL, refresh_lease_until = NULL, last_refreshed_at = $5, \
+     updated_at = $5, version = version + 1 \
+     WHERE id = $6 AND version = $7 AND deleted_at IS NULL RETURNING ",
+    connection_cols!()
+);
+
+const INSERT_WEBHOOK: &str = "INSERT INTO webhook_outbox (url, body, next_attempt_at, created_at) \
+     VALUES ($1, $2, $3, $3)";
+
+async fn save(
+    lock: RowLock,
+    id: i64,
+    version: i64,
+    w: &RefreshedWrite,
+) -> Result<Option<ConnectionRow>, Error> {
+    let row = in_lock_tx!(lock, |tx| {
+        sqlx::query_as::<_, ConnectionRow>(SAVE_REFRESHED)
+            .bind(&w.credentials.bytes)
+            .bind(&w.credentials.key_id)
+            .bind(Ts::opt(w.expires_at))
+            .bind(Jsonb(&w.connection_config))
+            .bind(Ts(w.at))
+            .bind(id)
+            .bind(version)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(Error::Database)?
+    });
+    Ok(row)
+}
+
+async fn fail(lock: RowLock, id: i64, version: i64, w: &FailureWrite) -> Result<(), Error> {
+    in_lock_tx!(lock, |tx| {
+        sqlx::query(
+            "UPDATE connections SET auth_failure = COALESCE($1, auth_failure), \
+             refresh_failures = refresh_failures + 1, refresh_retry_at = $2, \
+             refresh_lease_until = NULL, updated_at = $3 WHERE id = $4 AND version = $5",
+        )
+        .bind(w.auth_failure.as_deref().map(Jsonb))
+        .bind(Ts::opt(w.retry_at))
+        .bind(Ts(w.at))
+        .bind(id)
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::Database)?;
+        if let Some((url, body)) = &w.webhook {
+            sqlx::query(INSERT_WEBHOOK)
+                .bind(url)
+                .bind(body)
+                .bind(Ts(w.at))
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::Database)?;
+        }
+    });
+    Ok(())
+}
+
+const LOCK_SELECT: &str = concat!(
+    "SELECT ",
+    connection_cols!(),
+    ", refresh_failures, refresh_retry_at FROM connections WHERE id = $1 AND deleted_at IS NULL"
+);
 
 impl Store {
     /// Locks the live connection `id` for a refresh and re-reads it. `None` if it is gone. On
     /// PostgreSQL this waits for another instance's refresh of the same connection to commit.
     pub async fn lock_for_refresh(&self, id: i64) -> Result<Option<RefreshLock>, Error> {
-        let Some((tx, locked)) = self.backend.lifecycle().lock_for_refresh(id).await? else {
+        let (lock, locked) = match &*self.db {
+            Db::Sqlite(pool) => {
+                let locked = sqlx::query_as::<_, LockedRow>(LOCK_SELECT)
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(Error::Database)?;
+                (RowLock::Sqlite(pool.clone()), locked)
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin_write().await?;
+                let sql = format!("{LOCK_SELECT} FOR UPDATE");
+                let locked = sqlx::query_as::<_, LockedRow>(&sql)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(Error::Database)?;
+                (RowLock::Postgres(tx), locked)
+            }
+        };
+        let Some(locked) = locked else {
             return Ok(None);
         };
         Ok(Some(RefreshLock {
-            tx,
+            lock,
             store: self.clone(),
             connection: self.connection(locked.row)?,
-            retry: locked.retry,
+            retry: RetryState {
+                failures: locked.refresh_failures,
+                retry_at: locked.refresh_retry_at,
+            },
         }))
     }
 
     /// The connection's transient-failure state (without locking).
     pub async fn retry_state(&self, id: i64) -> Result<Option<RetryState>, Error> {
-        self.backend.lifecycle().retry_state(id).await
+        let row: Option<(i32, Option<DateTime<Utc>>)> = fetch!(
+            &self.db,
+            fetch_optional::<_>(
+                "SELECT refresh_failures, refresh_retry_at FROM connections WHERE id = $1",
+                id,
+            )
+        )?;
+        Ok(row.map(|(failures, retry_at)| RetryState { failures, retry_at }))
     }
 
     /// Leases up to `limit` connections due for a proactive refresh at `now`: live, not failed,
@@ -235,16 +304,29 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<i64>, Error> {
-        self.backend
-            .lifecycle()
-            .claim_due_refreshes(&ClaimQuery {
-                now: micros(now),
-                expiring_before: expiring_before.map(micros),
-                idle_before: micros(idle_before),
-                lease_until: micros(lease_until),
-                limit: i64::from(limit),
-            })
-            .await
+        let sql = self.db.claim_sql(Claim {
+            table: "connections",
+            lease: "refresh_lease_until",
+            filter: "deleted_at IS NULL AND auth_failure IS NULL \
+                AND (refresh_lease_until IS NULL OR refresh_lease_until <= $2) \
+                AND (refresh_retry_at IS NULL OR refresh_retry_at <= $2) \
+                AND (COALESCE(last_refreshed_at, created_at) <= $3 \
+                     OR ($4 IS NOT NULL AND expires_at <= $4))",
+            order: "COALESCE(last_refreshed_at, created_at), id",
+            limit: "$5",
+            returning: "id",
+        });
+        fetch!(
+            &self.db,
+            scalar fetch_all::<_>(
+                &sql,
+                Ts(micros(lease_until)),
+                Ts(micros(now)),
+                Ts(micros(idle_before)),
+                Ts::opt(expiring_before.map(micros)),
+                i64::from(limit),
+            )
+        )
     }
 
     /// Queues a webhook for delivery (due at `at`).
@@ -254,10 +336,8 @@ impl Store {
         body: &str,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        self.backend
-            .lifecycle()
-            .enqueue_webhook(url, body, micros(at))
-            .await
+        execute!(&self.db, INSERT_WEBHOOK, url, body, Ts(micros(at)))?;
+        Ok(())
     }
 
     /// Leases up to `limit` webhooks due at `now` until `lease_until`, oldest first.
@@ -267,17 +347,37 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<OutboxItem>, Error> {
-        self.backend
-            .lifecycle()
-            .claim_webhooks(micros(now), micros(lease_until), i64::from(limit))
-            .await
+        let sql = self.db.claim_sql(Claim {
+            table: "webhook_outbox",
+            lease: "lease_until",
+            filter: "delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt_at <= $2 \
+                AND (lease_until IS NULL OR lease_until <= $2)",
+            order: "id",
+            limit: "$3",
+            returning: "id, url, body, attempts",
+        });
+        let mut items: Vec<OutboxItem> = fetch!(
+            &self.db,
+            fetch_all::<_>(
+                &sql,
+                Ts(micros(lease_until)),
+                Ts(micros(now)),
+                i64::from(limit),
+            )
+        )?;
+        items.sort_by_key(|i| i.id);
+        Ok(items)
     }
 
     pub async fn webhook_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), Error> {
-        self.backend
-            .lifecycle()
-            .webhook_delivered(id, micros(at))
-            .await
+        execute!(
+            &self.db,
+            "UPDATE webhook_outbox SET delivered_at = $1, attempts = attempts + 1, \
+             lease_until = NULL WHERE id = $2",
+            Ts(micros(at)),
+            id,
+        )?;
+        Ok(())
     }
 
     /// Records a failed attempt; retried at `next_attempt_at`, or abandoned when `None`.
@@ -288,10 +388,17 @@ impl Store {
         error: &str,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        self.backend
-            .lifecycle()
-            .webhook_failed(id, next_attempt_at.map(micros), error, micros(at))
-            .await
+        execute!(
+            &self.db,
+            "UPDATE webhook_outbox SET attempts = attempts + 1, lease_until = NULL, \
+             last_error = $1, next_attempt_at = COALESCE($2, next_attempt_at), \
+             abandoned_at = CASE WHEN $2 IS NULL THEN $3 ELSE NULL END WHERE id = $4",
+            error,
+            Ts::opt(next_attempt_at.map(micros)),
+            Ts(micros(at)),
+            id,
+        )?;
+        Ok(())
     }
 
     /// Clears the `misconfigured` auth failures (and retry state) of the live connections of
@@ -303,11 +410,18 @@ impl Store {
         provider_config_key: &str,
         at: DateTime<Utc>,
     ) -> Result<usize, Error> {
-        let ids = self
-            .backend
-            .lifecycle()
-            .clear_misconfigured(provider_config_key, micros(at))
-            .await?;
+        let ids: Vec<i64> = fetch!(
+            &self.db,
+            scalar fetch_all::<_>(
+                "UPDATE connections SET auth_failure = NULL, refresh_failures = 0, \
+                 refresh_retry_at = NULL, updated_at = $1, version = version + 1 \
+                 WHERE provider_config_key = $2 AND deleted_at IS NULL \
+                 AND auth_failure ->> 'kind' = 'misconfigured' \
+                 RETURNING id",
+                Ts(micros(at)),
+                provider_config_key,
+            )
+        )?;
         for id in &ids {
             self.cache.forget_connection_id(*id);
         }
@@ -324,17 +438,29 @@ impl Store {
         version: i64,
         at: DateTime<Utc>,
     ) -> Result<bool, Error> {
-        let done = self
-            .backend
-            .lifecycle()
-            .restart_idle_clock(id, version, micros(at))
-            .await?;
+        let done = execute!(
+            &self.db,
+            "UPDATE connections SET last_refreshed_at = $1 \
+             WHERE id = $2 AND version = $3 AND deleted_at IS NULL",
+            Ts(micros(at)),
+            id,
+            version,
+        )
+        .map(|n| n == 1);
         self.cache.forget_connection_id(id);
-        Ok(done)
+        done
     }
 
     /// (pending, delivered, abandoned) webhook counts.
     pub async fn webhook_counts(&self) -> Result<(u64, u64, u64), Error> {
-        self.backend.lifecycle().webhook_counts().await
+        let (p, d, a): (i64, i64, i64) = fetch!(
+            &self.db,
+            fetch_one::<_>(
+                "SELECT COUNT(CASE WHEN delivered_at IS NULL AND abandoned_at IS NULL THEN 1 END), \
+                 COUNT(delivered_at), COUNT(abandoned_at) FROM webhook_outbox",
+            )
+        )?;
+        let n = |v: i64| v.max(0) as u64;
+        Ok((n(p), n(d), n(a)))
     }
 }

@@ -1,18 +1,28 @@
-//! Persistence. `Store` is a cheap-to-clone handle with domain methods; callers never see a pool,
-//! a backend or SQL. Inside, a backend per database (`sqlite.rs`, `postgres.rs`) owns the SQL.
-//! Secret fields (client secrets, credentials, PKCE verifiers) are sealed with `crypto::Cipher`
-//! on the way in and opened on the way out, so they are encrypted at rest and plain in memory.
+//! Persistence. `Store` is a cheap-to-clone handle with domain methods; callers never see a pool
+//! or SQL. Secret fields (client secrets, credentials, PKCE verifiers) are sealed with
+//! `crypto::Cipher` on the way in and opened on the way out, so they are encrypted at rest and
+//! plain in memory. Every operation that must be atomic is one method owning its transaction.
 //!
-//! Every operation that must be atomic is one method owning its transaction.
+//! Every statement is written once for SQLite and PostgreSQL (`db.rs` explains how). Where to put
+//! things:
+//! - a new table or column: a new migration template in `migrations/` (see `migrations.rs`), its
+//!   row type in `rows.rs`;
+//! - a new query: a `Db` method in `queries.rs` (integrations, sessions, flows, connections), or
+//!   next to its feature's `Store` methods (`lifecycle.rs`, `app_credentials.rs`, `rekey.rs`,
+//!   `touch.rs`, `outbox_view.rs`), then a `Store` method here that seals/opens and forgets cache
+//!   entries;
+//! - something the two databases must do differently: one small method on `Db` in `db.rs` (like
+//!   `for_update`, `claim_sql`), never a second copy of the query.
 
 mod app_credentials;
-mod backend;
 pub mod cache;
+mod db;
 pub mod lifecycle;
+mod migrations;
 pub mod outbox_view;
-mod postgres;
+mod queries;
 pub mod rekey;
-mod sqlite;
+mod rows;
 mod touch;
 
 pub use lifecycle::{OutboxItem, RefreshFailure, RefreshLock, RetryState};
@@ -25,9 +35,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use self::backend::{
-    Backend, ConnectionRow, ConnectionWrite, DEFAULT_LIST_LIMIT, EndUserColumns, FlowRow,
-    IntegrationRow, IntegrationWrite, ListQuery, PatchWrite, SessionRow,
+use self::db::Db;
+use self::rows::{
+    ConnectionRow, ConnectionWrite, DEFAULT_LIST_LIMIT, EndUserColumns, FlowRow, IntegrationRow,
+    IntegrationWrite, ListQuery, PatchWrite, SessionRow,
 };
 use crate::crypto::{Cipher, Sealed};
 use crate::model::{
@@ -72,7 +83,7 @@ pub struct ConnectionPatch {
 #[derive(Clone)]
 pub struct Store {
     cipher: Cipher,
-    backend: Arc<dyn Backend>,
+    db: Arc<Db>,
     /// Read-through cache for the hot paths; writes below forget what they change.
     cache: Arc<cache::Cache>,
     /// `last_fetched_at` values not yet written (`touch.rs`).
@@ -82,7 +93,7 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("backend", &self.backend.name())
+            .field("backend", &self.db.name())
             .finish_non_exhaustive()
     }
 }
@@ -156,20 +167,15 @@ impl Store {
     /// applies pending migrations. A SQLite file and its directory are created if missing; an
     /// in-memory SQLite database lives as long as the `Store` (one connection, never recycled).
     pub async fn connect(url: &str, cipher: Cipher) -> Result<Store, Error> {
-        let backend: Arc<dyn Backend> = if url.starts_with("sqlite:") {
-            Arc::new(sqlite::connect(url).await?)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Arc::new(postgres::connect(url).await?)
-        } else {
-            return Err(Error::UnsupportedUrl);
-        };
+        let db = Db::connect(url).await?;
         let cache = Arc::new(cache::Cache::default());
-        if backend.name() == "postgres" {
+        if let Db::Postgres(_) = db {
+            // The LISTEN/NOTIFY seam: other instances' writes reach this cache (`cache.rs`).
             cache::listen(url.to_owned(), &cache);
         }
         Ok(Store {
             cipher,
-            backend,
+            db: Arc::new(db),
             cache,
             touches: Arc::default(),
         })
@@ -177,12 +183,12 @@ impl Store {
 
     /// `sqlite` or `postgres`.
     pub fn backend_name(&self) -> &'static str {
-        self.backend.name()
+        self.db.name()
     }
 
     /// Readiness: a trivial query.
     pub async fn ping(&self) -> Result<(), Error> {
-        self.backend.ping().await
+        self.db.ping().await
     }
 
     fn seal(&self, context: &str, plaintext: &[u8]) -> Sealed {
@@ -224,9 +230,13 @@ impl Store {
             provider: r.provider,
             display_name: r.display_name,
             client_id: r.client_id,
-            client_secret: ClientSecret::new(
-                self.open_string(CTX_CLIENT_SECRET, &r.client_secret)?,
-            ),
+            client_secret: ClientSecret::new(self.open_string(
+                CTX_CLIENT_SECRET,
+                &Sealed {
+                    key_id: r.client_secret_key_id,
+                    bytes: r.client_secret,
+                },
+            )?),
             scopes: from_json(&r.scopes, "integration scopes")?,
             forward_webhooks: r.forward_webhooks,
             integration_config: from_json(&r.integration_config, "integration config")?,
@@ -239,7 +249,7 @@ impl Store {
     /// `Error::Conflict("integration")` when the key is taken.
     pub async fn create_integration(&self, new: NewIntegration) -> Result<Integration, Error> {
         let row = self
-            .backend
+            .db
             .insert_integration(&self.integration_write(&new))
             .await?;
         self.with_app_credential(self.integration(row)?).await
@@ -248,7 +258,7 @@ impl Store {
         &self,
         key: &ProviderConfigKey,
     ) -> Result<Option<Integration>, Error> {
-        match self.backend.get_integration(key.as_str()).await? {
+        match self.db.get_integration(key.as_str()).await? {
             Some(r) => Ok(Some(self.with_app_credential(self.integration(r)?).await?)),
             None => Ok(None),
         }
@@ -256,7 +266,7 @@ impl Store {
     /// Ordered by creation time, oldest first.
     pub async fn list_integrations(&self) -> Result<Vec<Integration>, Error> {
         let list = self
-            .backend
+            .db
             .list_integrations()
             .await?
             .into_iter()
@@ -273,7 +283,7 @@ impl Store {
         new: NewIntegration,
     ) -> Result<Option<Integration>, Error> {
         let updated = self
-            .backend
+            .db
             .update_integration(key.as_str(), &self.integration_write(&new))
             .await;
         self.cache.forget_integration(key.as_str());
@@ -284,7 +294,7 @@ impl Store {
     }
     /// Deletes the integration and soft-deletes its connections. `false` if it did not exist.
     pub async fn delete_integration(&self, key: &ProviderConfigKey) -> Result<bool, Error> {
-        let deleted = self.backend.delete_integration(key.as_str(), now()).await;
+        let deleted = self.db.delete_integration(key.as_str(), now()).await;
         self.cache.forget_integration(key.as_str());
         deleted
     }
@@ -337,7 +347,7 @@ impl Store {
             expires_at: micros(new.expires_at),
             created_at: now(),
         };
-        let row = self.backend.insert_connect_session(&row).await?;
+        let row = self.db.insert_connect_session(&row).await?;
         self.session(row)
     }
     /// The session whose token hashes to `token_hash`, if it exists and has not expired at `now`.
@@ -346,7 +356,7 @@ impl Store {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<ConnectSession>, Error> {
-        self.backend
+        self.db
             .get_connect_session(token_hash, micros(now))
             .await?
             .map(|r| self.session(r))
@@ -357,25 +367,27 @@ impl Store {
         &self,
         id: i64,
     ) -> Result<Option<ConnectSession>, Error> {
-        self.backend
+        self.db
             .get_connect_session_by_id(id)
             .await?
             .map(|r| self.session(r))
             .transpose()
     }
     pub async fn delete_connect_session(&self, token_hash: &str) -> Result<bool, Error> {
-        self.backend.delete_connect_session(token_hash).await
+        self.db.delete_connect_session(token_hash).await
     }
 
     // ---- OAuth flows in flight ----
 
     /// `Error::Conflict("oauth flow")` if the state is already in use.
     pub async fn put_oauth_flow(&self, flow: OAuthFlow) -> Result<(), Error> {
+        let sealed = self.seal(
+            CTX_CODE_VERIFIER,
+            flow.code_verifier.expose_secret().as_bytes(),
+        );
         let row = FlowRow {
-            code_verifier: self.seal(
-                CTX_CODE_VERIFIER,
-                flow.code_verifier.expose_secret().as_bytes(),
-            ),
+            code_verifier: sealed.bytes,
+            code_verifier_key_id: sealed.key_id,
             state: flow.state,
             provider_config_key: flow.provider_config_key.as_str().to_owned(),
             connection_id: flow.connection_id.as_str().to_owned(),
@@ -387,18 +399,22 @@ impl Store {
             expires_at: micros(flow.expires_at),
             created_at: micros(flow.created_at),
         };
-        self.backend.insert_oauth_flow(&row).await
+        self.db.insert_oauth_flow(&row).await
     }
     /// Reads and deletes the flow in one step (single use). Expired flows are returned too: the
     /// caller decides, so it can say "expired" rather than "unknown".
     pub async fn take_oauth_flow(&self, state: &str) -> Result<Option<OAuthFlow>, Error> {
-        let Some(r) = self.backend.take_oauth_flow(state).await? else {
+        let Some(r) = self.db.take_oauth_flow(state).await? else {
             return Ok(None);
         };
         Ok(Some(OAuthFlow {
-            code_verifier: CodeVerifier::new(
-                self.open_string(CTX_CODE_VERIFIER, &r.code_verifier)?,
-            ),
+            code_verifier: CodeVerifier::new(self.open_string(
+                CTX_CODE_VERIFIER,
+                &Sealed {
+                    key_id: r.code_verifier_key_id,
+                    bytes: r.code_verifier,
+                },
+            )?),
             state: r.state,
             provider_config_key: key(&r.provider_config_key)?,
             connection_id: connection_id(&r.connection_id)?,
@@ -414,7 +430,7 @@ impl Store {
     /// Housekeeping (added by the store): deletes connect sessions and OAuth flows whose
     /// `expires_at` is before `before`. Returns the number of rows deleted.
     pub async fn purge_expired(&self, before: DateTime<Utc>) -> Result<u64, Error> {
-        self.backend.purge_expired(micros(before)).await
+        self.db.purge_expired(micros(before)).await
     }
 
     // ---- connections ----
@@ -427,7 +443,11 @@ impl Store {
     }
 
     fn connection(&self, r: ConnectionRow) -> Result<Connection, Error> {
-        let plain = self.open(CTX_CREDENTIALS, &r.credentials)?;
+        let sealed = Sealed {
+            key_id: r.credentials_key_id,
+            bytes: r.credentials,
+        };
+        let plain = self.open(CTX_CREDENTIALS, &sealed)?;
         // The serde error could quote a token: say only that the shape is wrong.
         let credentials: Credentials = serde_json::from_slice(&plain).map_err(|_| {
             Error::Corrupt("decrypted credentials are not valid credentials JSON".into())
@@ -476,7 +496,7 @@ impl Store {
         // only; SQLite serialises writers): the loser retries and takes the update path.
         let mut attempt = 0;
         let (row, created) = loop {
-            match self.backend.upsert_connection(&write).await {
+            match self.db.upsert_connection(&write).await {
                 Err(Error::Conflict(_)) if attempt < 3 => attempt += 1,
                 other => {
                     self.cache
@@ -492,7 +512,7 @@ impl Store {
         key: &ProviderConfigKey,
         connection_id: &ConnectionId,
     ) -> Result<Option<Connection>, Error> {
-        self.backend
+        self.db
             .get_connection(key.as_str(), connection_id.as_str())
             .await?
             .map(|r| self.connection(r))
@@ -500,7 +520,7 @@ impl Store {
     }
     /// A live connection by internal id.
     pub async fn get_connection_by_id(&self, id: i64) -> Result<Option<Connection>, Error> {
-        self.backend
+        self.db
             .get_connection_by_id(id)
             .await?
             .map(|r| self.connection(r))
@@ -530,7 +550,7 @@ impl Store {
             },
             offset: i64::try_from(filter.offset).unwrap_or(i64::MAX),
         };
-        self.backend
+        self.db
             .list_connections(&q)
             .await?
             .into_iter()
@@ -544,7 +564,7 @@ impl Store {
         connection_id: &ConnectionId,
     ) -> Result<bool, Error> {
         let deleted = self
-            .backend
+            .db
             .delete_connection(key.as_str(), connection_id.as_str(), now())
             .await;
         self.cache
@@ -562,7 +582,7 @@ impl Store {
     ) -> Result<(), Error> {
         let ids: Vec<&str> = connection_ids.iter().map(|c| c.as_str()).collect();
         let result = self
-            .backend
+            .db
             .set_metadata(key.as_str(), &ids, metadata, merge, now())
             .await;
         for id in &ids {
@@ -587,7 +607,7 @@ impl Store {
             at: now(),
         };
         let patched = self
-            .backend
+            .db
             .patch_connection(key.as_str(), connection_id.as_str(), &write)
             .await;
         self.cache
@@ -608,7 +628,7 @@ impl Store {
         let sealed = self.seal_credentials(credentials)?;
         let expires_at = credentials.expires_at.map(micros);
         let saved = self
-            .backend
+            .db
             .save_refreshed(id, expected_version, &sealed, expires_at, micros(at))
             .await;
         self.cache.forget_connection_id(id);
@@ -621,37 +641,18 @@ impl Store {
         failure: Option<&AuthFailure>,
     ) -> Result<(), Error> {
         let json = failure.map(to_json);
-        let result = self
-            .backend
-            .set_auth_failure(id, json.as_deref(), now())
-            .await;
+        let result = self.db.set_auth_failure(id, json.as_deref(), now()).await;
         self.cache.forget_connection_id(id);
         result
     }
     /// Count of live connections (benchmarks, dashboard).
     pub async fn count_connections(&self) -> Result<u64, Error> {
-        self.backend.count_connections().await
+        self.db.count_connections().await
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use sqlx::migrate::Migrator;
-
-    static SQLITE: Migrator = sqlx::migrate!("src/store/migrations/sqlite");
-    static POSTGRES: Migrator = sqlx::migrate!("src/store/migrations/postgres");
-
-    #[test]
-    fn migration_lists_match() {
-        let list = |m: &Migrator| {
-            m.iter()
-                .map(|m| (m.version, m.description.to_string()))
-                .collect::<Vec<_>>()
-        };
-        assert!(!list(&SQLITE).is_empty());
-        assert_eq!(list(&SQLITE), list(&POSTGRES));
-    }
-
     #[test]
     fn search_text_is_lowercased_and_separated() {
         use crate::model::{ConnectionId, EndUser};
@@ -672,12 +673,12 @@ mod tests {
     fn metadata_merge_is_shallow() {
         let stored = r#"{"a":{"x":1},"b":2}"#;
         let patch = serde_json::json!({"a": {"y": 2}, "c": 3});
-        let merged = super::backend::merged_metadata(stored, &patch, true).expect("merges");
+        let merged = super::rows::merged_metadata(stored, &patch, true).expect("merges");
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&merged).expect("json"),
             serde_json::json!({"a": {"y": 2}, "b": 2, "c": 3})
         );
-        let replaced = super::backend::merged_metadata(stored, &patch, false).expect("replaces");
+        let replaced = super::rows::merged_metadata(stored, &patch, false).expect("replaces");
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&replaced).expect("json"),
             patch

@@ -2,14 +2,13 @@
 //! the current key (client secrets, connection credentials, app private keys) while grantd keeps
 //! serving. Each row is rewritten with a compare-and-swap on its old ciphertext, so a concurrent
 //! write (a refresh saving new credentials) is never overwritten; such rows are picked up by the
-//! next pass. `RekeyBackend` is the backend seam; its SQL lives in `sqlite/rekey.rs` and
-//! `postgres/rekey.rs`.
+//! next pass. Its two statements (list, compare-and-swap) are below, written once for both
+//! databases.
 //!
 //! OAuth flows in flight (15 minutes at most) are not re-sealed: keep the old key configured
 //! until they have expired.
 
-use async_trait::async_trait;
-
+use super::db::{Db, execute, fetch};
 use super::{Error, Store};
 use crate::crypto::Sealed;
 
@@ -49,25 +48,59 @@ pub(super) const SEALED_COLUMNS: &[SealedColumn] = &[
     },
 ];
 
-#[async_trait]
-pub(super) trait RekeyBackend: Send + Sync {
+impl Db {
     /// Up to `limit` rows with `id > after` whose value is sealed under a key other than
     /// `current_key_id` (NULL values skipped), in id order.
     async fn sealed_batch(
         &self,
-        col: &SealedColumn,
+        c: &SealedColumn,
         current_key_id: &str,
         after: i64,
         limit: i64,
-    ) -> Result<Vec<(i64, Sealed)>, Error>;
+    ) -> Result<Vec<(i64, Sealed)>, Error> {
+        let sql = format!(
+            "SELECT {id}, {data}, {key} FROM {table} \
+             WHERE {data} IS NOT NULL AND {key} <> $1 AND {id} > $2 ORDER BY {id} LIMIT $3",
+            id = c.id,
+            data = c.data,
+            key = c.key_id,
+            table = c.table
+        );
+        let rows: Vec<(i64, Vec<u8>, String)> =
+            fetch!(self, fetch_all::<_>(&sql, current_key_id, after, limit))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, bytes, key_id)| (id, Sealed { key_id, bytes }))
+            .collect())
+    }
+
     /// Replaces the value of row `id` if it still holds `old`. `false` if it changed meanwhile.
     async fn reseal(
         &self,
-        col: &SealedColumn,
+        c: &SealedColumn,
         id: i64,
         old: &Sealed,
         new: &Sealed,
-    ) -> Result<bool, Error>;
+    ) -> Result<bool, Error> {
+        let sql = format!(
+            "UPDATE {table} SET {data} = $1, {key} = $2 \
+             WHERE {id} = $3 AND {data} = $4 AND {key} = $5",
+            id = c.id,
+            data = c.data,
+            key = c.key_id,
+            table = c.table
+        );
+        execute!(
+            self,
+            &sql,
+            &new.bytes,
+            &new.key_id,
+            id,
+            &old.bytes,
+            &old.key_id,
+        )
+        .map(|n| n == 1)
+    }
 }
 
 /// What `reseal_all` did.
@@ -97,17 +130,13 @@ impl Store {
             for col in SEALED_COLUMNS {
                 let mut after = 0;
                 loop {
-                    let batch = self
-                        .backend
-                        .rekey()
-                        .sealed_batch(col, &current, after, BATCH)
-                        .await?;
+                    let batch = self.db.sealed_batch(col, &current, after, BATCH).await?;
                     let Some((last, _)) = batch.last() else { break };
                     after = *last;
                     for (id, old) in &batch {
                         let plain = self.open(col.context, old)?;
                         let new = self.seal(col.context, &plain);
-                        if self.backend.rekey().reseal(col, *id, old, &new).await? {
+                        if self.db.reseal(col, *id, old, &new).await? {
                             report.resealed += 1;
                         } else {
                             missed += 1;
@@ -136,11 +165,7 @@ impl Store {
             let mut after = 0;
             loop {
                 // An empty "current" id matches no key, so every value is listed.
-                let batch = self
-                    .backend
-                    .rekey()
-                    .sealed_batch(col, "", after, 1000)
-                    .await?;
+                let batch = self.db.sealed_batch(col, "", after, 1000).await?;
                 let Some((last, _)) = batch.last() else { break };
                 after = *last;
                 for (_, s) in batch {

@@ -8,15 +8,16 @@
 //! Precision: reads through this `Store` see pending values at once (`overlay`); the database —
 //! and so other instances on PostgreSQL — lags by at most `FLUSH_EVERY` (plus the write), and a
 //! crash loses at most that much. A flush never moves a stored value backwards.
-//! `TouchBackend` is the backend seam; its SQL lives in `sqlite/touch.rs` and `postgres/touch.rs`.
+//! The batched write is one of the few statements that differ per database (`touch_many`): how a
+//! batch of (id, time) pairs is passed in (a JSON array on SQLite, two arrays on PostgreSQL).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::db::{Db, Ts};
 use super::{Error, Store, micros};
 use crate::model::Connection;
 
@@ -25,11 +26,55 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
 /// Most rows per write statement.
 const BATCH: usize = 5_000;
 
-#[async_trait]
-pub(super) trait TouchBackend: Send + Sync {
+impl Db {
     /// Sets `last_fetched_at` of each `(row id, time)` unless the stored value is later; rows that
-    /// no longer exist are skipped.
-    async fn touch_many(&self, touches: &[(i64, DateTime<Utc>)]) -> Result<(), Error>;
+    /// no longer exist are skipped. One statement per batch.
+    async fn touch_many(&self, touches: &[(i64, DateTime<Utc>)]) -> Result<(), Error> {
+        if touches.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Db::Sqlite(pool) => {
+                // `[[id, "2025-01-31T12:00:00.000000Z"], …]`: stored timestamps are fixed-width
+                // UTC text, so comparing them as text orders them in time.
+                let batch = serde_json::Value::Array(
+                    touches
+                        .iter()
+                        .map(|(id, at)| serde_json::json!([id, Ts(*at).sqlite_text()]))
+                        .collect(),
+                )
+                .to_string();
+                sqlx::query(
+                    "UPDATE connections SET last_fetched_at = t.at \
+                     FROM (SELECT value ->> 0 AS id, value ->> 1 AS at FROM json_each($1)) AS t \
+                     WHERE connections.id = t.id \
+                       AND (connections.last_fetched_at IS NULL OR connections.last_fetched_at < t.at)",
+                )
+                .bind(batch)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+            }
+            Db::Postgres(pool) => {
+                let (ids, ats): (Vec<i64>, Vec<DateTime<Utc>>) = touches.iter().copied().unzip();
+                // Instances flushing overlapping rows at once may deadlock; PostgreSQL then fails
+                // one flush, whose values stay pending for the next. The cache-notify trigger
+                // ignores this column, so no notifications follow.
+                sqlx::query(
+                    "UPDATE connections AS c SET last_fetched_at = t.at \
+                     FROM UNNEST($1::bigint[], $2::timestamptz[]) AS t(id, at) \
+                     WHERE c.id = t.id AND (c.last_fetched_at IS NULL OR c.last_fetched_at < t.at)",
+                )
+                .bind(ids)
+                .bind(ats)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+            }
+        }
+        .map_err(Error::Database)?;
+        Ok(())
+    }
 }
 
 /// Pending values and the lock that keeps flushes in order (so an older batch can never land
@@ -85,24 +130,24 @@ impl Store {
     /// Writes every pending `last_fetched_at`; returns how many rows were written. On failure the
     /// values stay pending for the next flush.
     pub async fn flush_fetched(&self) -> Result<usize, Error> {
-        flush(&self.touches, &*self.backend).await
+        flush(&self.touches, &self.db).await
     }
 
     /// Flushes every `FLUSH_EVERY` until the store is dropped or the handle aborted. Call
     /// `flush_fetched` once more at shutdown.
     pub fn spawn_fetched_flusher(&self) -> tokio::task::JoinHandle<()> {
         let touches: Weak<Touches> = Arc::downgrade(&self.touches);
-        let backend = Arc::downgrade(&self.backend);
+        let db: Weak<Db> = Arc::downgrade(&self.db);
         tokio::spawn(async move {
             let mut tick =
                 tokio::time::interval_at(tokio::time::Instant::now() + FLUSH_EVERY, FLUSH_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let (Some(t), Some(b)) = (touches.upgrade(), backend.upgrade()) else {
+                let (Some(t), Some(db)) = (touches.upgrade(), db.upgrade()) else {
                     return;
                 };
-                if let Err(e) = flush(&t, &*b).await {
+                if let Err(e) = flush(&t, &db).await {
                     // Only a database error's text: ids and timestamps, never secrets.
                     let cause = std::error::Error::source(&e).map(ToString::to_string);
                     tracing::warn!(error = %e, cause, "writing last_fetched_at failed; will retry");
@@ -112,7 +157,7 @@ impl Store {
     }
 }
 
-async fn flush(touches: &Touches, backend: &dyn super::backend::Backend) -> Result<usize, Error> {
+async fn flush(touches: &Touches, db: &Db) -> Result<usize, Error> {
     let _order = touches.flushing.lock().await;
     let mut batch = Unwritten {
         touches,
@@ -121,7 +166,7 @@ async fn flush(touches: &Touches, backend: &dyn super::backend::Backend) -> Resu
     let n = batch.rest.len();
     while !batch.rest.is_empty() {
         let len = batch.rest.len().min(BATCH);
-        backend.touch().touch_many(&batch.rest[..len]).await?;
+        db.touch_many(&batch.rest[..len]).await?;
         batch.rest.drain(..len);
     }
     Ok(n)

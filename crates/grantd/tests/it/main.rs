@@ -13,6 +13,7 @@ mod lifecycle_gaps;
 mod logs;
 mod proxy;
 mod rekey;
+mod schema;
 mod sdk;
 mod store;
 mod support;

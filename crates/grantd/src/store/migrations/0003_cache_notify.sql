@@ -1,3 +1,4 @@
+--@postgres
 -- Cache invalidation across instances (PostgreSQL): every meaningful change of a connection or
 -- integration row is announced on the channel `grantd_cache` (payload `c:<connection row id>` or
 -- `i:<integration unique key>`), and every instance drops its cached copy (store/cache.rs).
@@ -27,3 +28,10 @@ CREATE TRIGGER connections_cache_delete AFTER DELETE ON connections FOR EACH ROW
     EXECUTE FUNCTION grantd_cache_notify();
 CREATE TRIGGER integrations_cache AFTER UPDATE OR DELETE ON integrations FOR EACH ROW
     EXECUTE FUNCTION grantd_cache_notify();
+--@end
+--@sqlite
+-- Cache invalidation across instances is PostgreSQL only (LISTEN/NOTIFY, see the PostgreSQL
+-- migration of the same name). SQLite serves one instance, whose Store forgets what it writes.
+-- This file keeps the two migration lists identical.
+SELECT 1;
+--@end

@@ -1,12 +1,12 @@
-//! The seam between `Store` and a database: the `Backend` trait and the plain rows it reads and
-//! writes. Rows carry sealed bytes and JSON text; sealing, opening and (de)serialising happen in
-//! `Store`, so each backend file holds only SQL and column mapping. No SQL here.
+//! The plain rows the store's queries read and write. Rows carry sealed bytes and JSON text;
+//! sealing, opening and (de)serialising happen in `Store`, so the query files hold only SQL.
+//! Read rows derive `sqlx::FromRow`, which maps columns by name on either database. No SQL here.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::Error;
+use super::db::Jsonb;
 use crate::crypto::Sealed;
 
 /// Name of the conflicting thing in `Error::Conflict`, per table.
@@ -30,14 +30,15 @@ pub(super) fn db_error(what: &'static str) -> impl Fn(sqlx::Error) -> Error {
 }
 
 /// An integration row as stored.
-#[derive(Debug)]
+#[derive(Debug, sqlx::FromRow)]
 pub(super) struct IntegrationRow {
     pub id: i64,
     pub unique_key: String,
     pub provider: String,
     pub display_name: Option<String>,
     pub client_id: String,
-    pub client_secret: Sealed,
+    pub client_secret: Vec<u8>,
+    pub client_secret_key_id: String,
     /// JSON array of strings.
     pub scopes: String,
     pub forward_webhooks: bool,
@@ -62,8 +63,8 @@ pub(super) struct IntegrationWrite {
     pub at: DateTime<Utc>,
 }
 
-/// A connect session row; `id` and `created_at` are ignored on insert.
-#[derive(Debug)]
+/// A connect session row; `id` is ignored on insert.
+#[derive(Debug, sqlx::FromRow)]
 pub(super) struct SessionRow {
     pub id: i64,
     pub token_hash: String,
@@ -80,14 +81,15 @@ pub(super) struct SessionRow {
 }
 
 /// An OAuth flow row.
-#[derive(Debug)]
+#[derive(Debug, sqlx::FromRow)]
 pub(super) struct FlowRow {
     pub state: String,
     pub provider_config_key: String,
     pub connection_id: String,
     pub connect_session_id: Option<i64>,
     pub ws_client_id: Option<String>,
-    pub code_verifier: Sealed,
+    pub code_verifier: Vec<u8>,
+    pub code_verifier_key_id: String,
     pub connection_config: String,
     pub redirect_uri: String,
     pub kind: String,
@@ -96,19 +98,20 @@ pub(super) struct FlowRow {
 }
 
 /// A connection row as read (live or not: readers filter on `deleted_at`).
-#[derive(Debug)]
+#[derive(Debug, sqlx::FromRow)]
 pub(super) struct ConnectionRow {
     pub id: i64,
     pub connection_id: String,
     pub provider_config_key: String,
     pub provider: String,
-    pub credentials: Sealed,
-    pub connection_config: String,
-    pub metadata: String,
-    pub end_user: Option<String>,
-    pub tags: String,
+    pub credentials: Vec<u8>,
+    pub credentials_key_id: String,
+    pub connection_config: Jsonb,
+    pub metadata: Jsonb,
+    pub end_user: Option<Jsonb>,
+    pub tags: Jsonb,
     pub webhook_url_override: Option<String>,
-    pub auth_failure: Option<String>,
+    pub auth_failure: Option<Jsonb>,
     pub version: i64,
     pub last_fetched_at: Option<DateTime<Utc>>,
     pub last_refreshed_at: Option<DateTime<Utc>>,
@@ -189,94 +192,4 @@ pub(super) fn merged_metadata(stored: &str, patch: &Value, merge: bool) -> Resul
         }
         other => Ok(other.to_string()),
     }
-}
-
-/// One database. Each method is one statement or one transaction.
-#[async_trait]
-pub(super) trait Backend: Send + Sync {
-    fn name(&self) -> &'static str;
-    /// Certificate credentials and expiry state of integrations.
-    fn app_credentials(&self) -> &dyn super::app_credentials::AppCredentialBackend;
-    /// The token-lifecycle half (refresh lock, claiming, webhook outbox).
-    fn lifecycle(&self) -> &dyn super::lifecycle::LifecycleBackend;
-    /// Key rotation: re-sealing values under the current key.
-    fn rekey(&self) -> &dyn super::rekey::RekeyBackend;
-    /// Coalesced `last_fetched_at` writes.
-    fn touch(&self) -> &dyn super::touch::TouchBackend;
-    /// The dashboard's read-only view of the webhook outbox.
-    fn outbox_view(&self) -> &dyn super::outbox_view::OutboxViewBackend;
-    async fn ping(&self) -> Result<(), Error>;
-
-    async fn insert_integration(&self, w: &IntegrationWrite) -> Result<IntegrationRow, Error>;
-    async fn get_integration(&self, key: &str) -> Result<Option<IntegrationRow>, Error>;
-    async fn list_integrations(&self) -> Result<Vec<IntegrationRow>, Error>;
-    /// One transaction: `None` if `key` is missing, `Refused` when renaming with live
-    /// connections, `Conflict` when the new key is taken.
-    async fn update_integration(
-        &self,
-        key: &str,
-        w: &IntegrationWrite,
-    ) -> Result<Option<IntegrationRow>, Error>;
-    /// One transaction: deletes the integration, soft-deletes its live connections.
-    async fn delete_integration(&self, key: &str, at: DateTime<Utc>) -> Result<bool, Error>;
-
-    async fn insert_connect_session(&self, row: &SessionRow) -> Result<SessionRow, Error>;
-    async fn get_connect_session(
-        &self,
-        token_hash: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<SessionRow>, Error>;
-    async fn get_connect_session_by_id(&self, id: i64) -> Result<Option<SessionRow>, Error>;
-    async fn delete_connect_session(&self, token_hash: &str) -> Result<bool, Error>;
-
-    async fn insert_oauth_flow(&self, row: &FlowRow) -> Result<(), Error>;
-    async fn take_oauth_flow(&self, state: &str) -> Result<Option<FlowRow>, Error>;
-    /// Deletes sessions and flows that expired before `before`; returns how many rows went.
-    async fn purge_expired(&self, before: DateTime<Utc>) -> Result<u64, Error>;
-
-    /// One transaction; returns the row and whether it was inserted.
-    async fn upsert_connection(&self, w: &ConnectionWrite) -> Result<(ConnectionRow, bool), Error>;
-    async fn get_connection(
-        &self,
-        key: &str,
-        connection_id: &str,
-    ) -> Result<Option<ConnectionRow>, Error>;
-    async fn get_connection_by_id(&self, id: i64) -> Result<Option<ConnectionRow>, Error>;
-    async fn list_connections(&self, q: &ListQuery) -> Result<Vec<ConnectionRow>, Error>;
-    async fn delete_connection(
-        &self,
-        key: &str,
-        connection_id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<bool, Error>;
-    /// One transaction, all or nothing (`MissingConnection` names the first missing id).
-    async fn set_metadata(
-        &self,
-        key: &str,
-        connection_ids: &[&str],
-        metadata: &Value,
-        merge: bool,
-        at: DateTime<Utc>,
-    ) -> Result<(), Error>;
-    async fn patch_connection(
-        &self,
-        key: &str,
-        connection_id: &str,
-        patch: &PatchWrite,
-    ) -> Result<bool, Error>;
-    async fn save_refreshed(
-        &self,
-        id: i64,
-        expected_version: i64,
-        credentials: &Sealed,
-        expires_at: Option<DateTime<Utc>>,
-        at: DateTime<Utc>,
-    ) -> Result<Option<ConnectionRow>, Error>;
-    async fn set_auth_failure(
-        &self,
-        id: i64,
-        failure: Option<&str>,
-        at: DateTime<Utc>,
-    ) -> Result<(), Error>;
-    async fn count_connections(&self) -> Result<u64, Error>;
 }

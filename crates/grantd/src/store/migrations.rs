@@ -1,0 +1,265 @@
+//! Schema migrations: one template per migration (`migrations/NNNN_name.sql`), rendered for the
+//! database in use and run by sqlx's `Migrator` (which records each migration's checksum).
+//!
+//! A template is plain SQL plus three deterministic rules, so each database's DDL is written once
+//! where it agrees and apart only where it differs:
+//! - `{{ts}}`, `{{text}}`, `{{int}}`, `{{bigint}}`, `{{bool}}`, `{{bytes}}` become the column type
+//!   (`TIMESTAMPTZ` / `TEXT`, `BYTEA` / `BLOB`, …), padded to the type column's width (11 on
+//!   PostgreSQL, 7 on SQLite); a `,` or `;` right after the token comes before the padding, and
+//!   trailing spaces are trimmed. `{{id}}` is the auto-increment primary key, `{{false}}` the
+//!   boolean default.
+//! - A line `--@postgres` or `--@sqlite` opens a block kept for that database only, closed by
+//!   `--@end`; a line starting `--@postgres ` or `--@sqlite ` is that one line for that database.
+//!
+//! Released migrations must render to exactly the bytes that were shipped (an installed database
+//! refuses to start when an applied migration's checksum changes): `RELEASED` records their
+//! SHA-384, and a test checks every template against it. A new migration is a new template plus
+//! its two checksums (the test prints them).
+
+use std::borrow::Cow;
+
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+
+/// Which database a template is rendered for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+
+    /// Width of the type column in rendered DDL.
+    fn type_width(self) -> usize {
+        match self {
+            Dialect::Sqlite => 7,
+            Dialect::Postgres => 11,
+        }
+    }
+
+    /// What `{{token}}` renders to, and whether it is a padded column type.
+    fn token(self, name: &str) -> Option<(&'static str, bool)> {
+        let pg = self == Dialect::Postgres;
+        Some(match name {
+            "ts" => (if pg { "TIMESTAMPTZ" } else { "TEXT" }, true),
+            "text" => ("TEXT", true),
+            "int" => ("INTEGER", true),
+            "bigint" => (if pg { "BIGINT" } else { "INTEGER" }, true),
+            "bool" => (if pg { "BOOLEAN" } else { "INTEGER" }, true),
+            "bytes" => (if pg { "BYTEA" } else { "BLOB" }, true),
+            "id" => (
+                if pg {
+                    "BIGSERIAL   PRIMARY KEY"
+                } else {
+                    "INTEGER PRIMARY KEY AUTOINCREMENT"
+                },
+                false,
+            ),
+            "false" => (if pg { "FALSE" } else { "0" }, false),
+            _ => return None,
+        })
+    }
+}
+
+/// The migrations, in order: (version, description as sqlx derives it from the file name, template).
+const TEMPLATES: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("migrations/0001_initial.sql")),
+    (
+        2,
+        "lifecycle",
+        include_str!("migrations/0002_lifecycle.sql"),
+    ),
+    (
+        3,
+        "cache notify",
+        include_str!("migrations/0003_cache_notify.sql"),
+    ),
+    (
+        4,
+        "app credentials",
+        include_str!("migrations/0004_app_credentials.sql"),
+    ),
+];
+
+/// SHA-384 (hex) of each released migration as shipped: (version, SQLite, PostgreSQL).
+#[cfg(test)]
+const RELEASED: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "6d6ab253a86b80e5ce3394e7a45569a65d519cb7f2d514c8efbfcdd8f9ab2c960ebb77b46c7416c5f2ff1680f6090235",
+        "d216581b3745fc98459c8e1ef8ad5a7c34150520054d9dd6d8b1a1718cfd86abfd6f328ed5243ac095a968a6d176bc50",
+    ),
+    (
+        2,
+        "ef34d61779f539638fd8a36bebfd78a3d9bef9b421b2f3eebf6a42d16cb88d5e0e588b39e6984a2ac84edecddc77a346",
+        "d185bdfcb1239e10ddd69ea19c73d74c9f4cb0e37974467181d82dd8895da90b5888541c46f3f554bc138cfd1d463fe8",
+    ),
+    (
+        3,
+        "e47fd673ce0bc0f8fe6e5217a46f70680a807e0c6518622e6fd8abf7bb1e41cb89f1cc717607260e2a70999e88272001",
+        "0940bd8c0781ee4116133181cabda982a4eae7eb12968aecf12c79649d148cdc7d094aca349f9cfe4b85aa57643e6a8d",
+    ),
+    (
+        4,
+        "d93d897139fc51f1bc54b970b347e2fc6ceb2d8635050ce2598b0a3d788b914e000671c70a25b1ac1dad56e8fc34959a",
+        "2e4962161cd83b4e3ffd90c618bdd6f015c86d87d6741f02397fa6f34e45db1bead0d519219c65bba08b6cac443ce118",
+    ),
+];
+
+/// Renders one template for `dialect` (see the module docs for the rules).
+pub(super) fn render(template: &str, dialect: Dialect) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut block: Option<Dialect> = None;
+    for line in template.split_inclusive('\n') {
+        let (body, eol) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        match body {
+            "--@postgres" => block = Some(Dialect::Postgres),
+            "--@sqlite" => block = Some(Dialect::Sqlite),
+            "--@end" => block = None,
+            _ if block.is_some_and(|b| b != dialect) => {}
+            _ => {
+                let body = match one_line(body) {
+                    Some((d, _)) if d != dialect => continue,
+                    Some((_, rest)) => rest,
+                    None => body,
+                };
+                out.push_str(&substitute(body, dialect));
+                out.push_str(eol);
+            }
+        }
+    }
+    out
+}
+
+/// `--@postgres rest` / `--@sqlite rest`: the line `rest`, for that database only.
+fn one_line(line: &str) -> Option<(Dialect, &str)> {
+    if let Some(rest) = line.strip_prefix("--@postgres ") {
+        Some((Dialect::Postgres, rest))
+    } else {
+        line.strip_prefix("--@sqlite ")
+            .map(|rest| (Dialect::Sqlite, rest))
+    }
+}
+
+fn substitute(line: &str, dialect: Dialect) -> Cow<'_, str> {
+    if !line.contains("{{") {
+        return Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 16);
+    let mut rest = line;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            break;
+        };
+        let name = &after[..end];
+        rest = &after[end + 2..];
+        match dialect.token(name) {
+            Some((text, padded)) => {
+                out.push_str(text);
+                if padded {
+                    if let Some(p) = rest.chars().next().filter(|c| matches!(c, ',' | ';')) {
+                        out.push(p);
+                        rest = &rest[1..];
+                    }
+                    let pad = dialect.type_width().saturating_sub(text.len());
+                    out.extend(std::iter::repeat_n(' ', pad));
+                }
+            }
+            // Not a token: keep it as written.
+            None => {
+                out.push_str("{{");
+                out.push_str(name);
+                out.push_str("}}");
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out.trim_end_matches(' ').to_owned())
+}
+
+/// The rendered migrations of `dialect`, as sqlx loads them.
+#[derive(Debug)]
+struct Rendered(Dialect);
+
+impl MigrationSource<'static> for Rendered {
+    fn resolve(self) -> futures::future::BoxFuture<'static, Result<Vec<Migration>, BoxDynError>> {
+        Box::pin(async move { Ok(migrations(self.0)) })
+    }
+}
+
+fn migrations(dialect: Dialect) -> Vec<Migration> {
+    TEMPLATES
+        .iter()
+        .map(|(version, description, template)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                Cow::Owned(render(template, dialect)),
+                false,
+            )
+        })
+        .collect()
+}
+
+/// The migrator for `dialect`.
+pub(super) async fn migrator(dialect: Dialect) -> Result<Migrator, sqlx::migrate::MigrateError> {
+    Migrator::new(Rendered(dialect)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn released_migrations_render_to_the_shipped_bytes() {
+        let versions: Vec<i64> = TEMPLATES.iter().map(|t| t.0).collect();
+        let released: Vec<i64> = RELEASED.iter().map(|r| r.0).collect();
+        for (dialect, pick) in [(Dialect::Sqlite, 1), (Dialect::Postgres, 2)] {
+            let got: Vec<(i64, String)> = migrations(dialect)
+                .iter()
+                .map(|m| (m.version, hex(&m.checksum)))
+                .collect();
+            let want: Vec<(i64, String)> = RELEASED
+                .iter()
+                .map(|r| (r.0, (if pick == 1 { r.1 } else { r.2 }).to_owned()))
+                .collect();
+            assert_eq!(
+                got,
+                want,
+                "{} migrations must render to the released bytes (versions {versions:?}, \
+                 released {released:?}); a new migration adds its checksums to RELEASED",
+                dialect.name()
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_pad_the_type_column_and_blocks_pick_a_dialect() {
+        let t = "a {{ts}} NOT NULL,\nb {{text}},  -- c\n--@postgres\npg\n--@end\n--@sqlite lite\n";
+        assert_eq!(
+            render(t, Dialect::Postgres),
+            "a TIMESTAMPTZ NOT NULL,\nb TEXT,         -- c\npg\n"
+        );
+        assert_eq!(
+            render(t, Dialect::Sqlite),
+            "a TEXT    NOT NULL,\nb TEXT,     -- c\nlite\n"
+        );
+    }
+}
