@@ -18,18 +18,9 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::connections::Core;
 use crate::crypto::Cipher;
+pub use crate::edge::AppState;
+use crate::edge::WsHub;
 use crate::store::Store;
-use crate::web::ws::WsHub;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub core: Core,
-    pub ws: Arc<WsHub>,
-    /// Outbound client for proxied calls (no redirects followed).
-    pub proxy_http: reqwest::Client,
-    /// Which hosts proxied calls and redirects may reach (SSRF guard).
-    pub guard: crate::outbound::Guard,
-}
 
 /// Outbound client for token endpoints and discovery calls.
 pub fn token_client() -> reqwest::Client {
@@ -110,7 +101,7 @@ async fn ready(State(st): State<AppState>) -> impl IntoResponse {
             ),
         ),
         Err(e) => {
-            tracing::error!(error = %crate::api::error_chain(&e), "readiness check failed");
+            tracing::error!(error = %crate::edge::error_chain(&e), "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 axum::Json(
@@ -134,7 +125,7 @@ pub async fn start(
         .await;
     flusher.abort();
     if let Err(e) = store.flush_fetched().await {
-        tracing::error!(error = %crate::api::error_chain(&e), "could not write last_fetched_at at shutdown");
+        tracing::error!(error = %crate::edge::error_chain(&e), "could not write last_fetched_at at shutdown");
     }
     served
 }

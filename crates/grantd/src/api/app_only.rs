@@ -14,12 +14,12 @@ use super::{ApiError, render};
 use crate::catalog::Provider;
 use crate::connections::app_only::NewAppOnlyConnection;
 use crate::connections::credential_expiry;
+use crate::edge::AppState;
 use crate::model::{
     AppCredential, AssertionAlg, Connection, ConnectionId, EndUser, Integration, PrivateKeyPem,
     ProviderConfigKey, Tags,
 };
 use crate::oauth::assertion;
-use crate::server::AppState;
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::validation("invalid_body", &["credentials", field], message)

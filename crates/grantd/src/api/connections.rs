@@ -12,11 +12,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, JsonBody, Query, SecretKey, parse_bool, render};
+use crate::edge::AppState;
 use crate::model::{
     AccessToken, ConnectionFilter, ConnectionId, Credentials, NewConnection, ProviderConfigKey,
     RefreshToken, Tags,
 };
-use crate::server::AppState;
 use crate::store::ConnectionPatch;
 
 fn key_param(s: Option<&str>) -> Result<ProviderConfigKey, ApiError> {

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, JsonBody, Query, SecretKey, render};
+use crate::edge::AppState;
 use crate::model::{ClientSecret, NewIntegration, ProviderConfigKey};
-use crate::server::AppState;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,7 +137,7 @@ pub async fn list(State(st): State<AppState>, parts: Parts) -> Result<Json<Value
     };
     let now = st.core.clock.now();
     if let Err(e) = st.core.check_credential_expiry(now).await {
-        tracing::warn!(error = %crate::api::error_chain(&e), "credential expiry check failed");
+        tracing::warn!(error = %crate::edge::error_chain(&e), "credential expiry check failed");
     }
     let all = st.core.store.list_integrations().await?;
     let public = st.core.config.public_url.as_str();

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::{ApiError, JsonBody, SecretKey, render};
 use crate::connections::sessions::SessionRequest;
+use crate::edge::AppState;
 use crate::model::{ConnectionId, EndUser, Organization, ProviderConfigKey, Tags};
-use crate::server::AppState;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -28,11 +28,11 @@ use url::Url;
 use self::request::Options;
 use self::retry::{Decision, Policy};
 use self::upstream::{SendError, UpBody};
-use crate::api::ApiError;
 use crate::catalog::Provider;
+use crate::edge::ApiError;
+use crate::edge::AppState;
 use crate::metrics;
 use crate::model::Connection;
-use crate::server::AppState;
 
 /// Builds the outbound client for proxied calls (see `outbound`).
 pub fn client(guard: &crate::outbound::Guard) -> reqwest::Client {
@@ -41,7 +41,7 @@ pub fn client(guard: &crate::outbound::Guard) -> reqwest::Client {
 
 pub async fn handle(
     State(st): State<AppState>,
-    _: crate::api::SecretKey,
+    _: crate::edge::SecretKey,
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
@@ -118,7 +118,7 @@ pub async fn handle(
             }
             Err(SendError::Network(e)) => {
                 metrics::proxy_upstream(0, started.elapsed());
-                tracing::warn!(connection.id = %opts.connection_id, "proxy upstream failed: {}", crate::api::error_chain(e));
+                tracing::warn!(connection.id = %opts.connection_id, "proxy upstream failed: {}", crate::edge::error_chain(e));
                 policy.on_network_error(attempt)
             }
             Ok(r) => {

@@ -7,7 +7,7 @@
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 
-use crate::api::ApiError;
+use crate::edge::ApiError;
 use crate::model::{ConnectionId, ProviderConfigKey};
 
 /// Longest path + query accepted.

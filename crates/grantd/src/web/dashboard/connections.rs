@@ -15,8 +15,8 @@ use serde_json::Value;
 use super::auth::Admin;
 use super::layout::{csrf_field, page};
 use crate::connections::sessions::SessionRequest;
+use crate::edge::AppState;
 use crate::model::{Connection, ConnectionFilter, ConnectionId, ProviderConfigKey};
-use crate::server::AppState;
 
 /// What the dashboard says about a connection, derived from its auth failure and
 /// `connection_config.sharepointTokenStatus`.
@@ -109,7 +109,7 @@ fn urlencode(s: &str) -> String {
 }
 
 fn internal(e: impl std::error::Error) -> Response {
-    tracing::error!(error = %crate::api::error_chain(&e), "dashboard request failed");
+    tracing::error!(error = %crate::edge::error_chain(&e), "dashboard request failed");
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         Html(
@@ -464,7 +464,7 @@ pub async fn test_call(
         .header("provider-config-key", c.provider_config_key.as_str())
         .body(Body::empty())
         .expect("static request is valid");
-    let resp = match crate::proxy::handle(State(st.clone()), crate::api::SecretKey, req).await {
+    let resp = match crate::proxy::handle(State(st.clone()), crate::edge::SecretKey, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };

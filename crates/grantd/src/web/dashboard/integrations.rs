@@ -14,8 +14,8 @@ use maud::{Markup, html};
 
 use super::auth::Admin;
 use super::layout::{csrf_field, page};
+use crate::edge::AppState;
 use crate::model::{ClientSecret, Integration, NewIntegration, ProviderConfigKey};
-use crate::server::AppState;
 
 /// Where an older dashboard kept the expiry; read as a fallback and dropped on save.
 const LEGACY_EXPIRES_KEY: &str = "client_secret_expires_at";
@@ -84,7 +84,7 @@ fn display_name(st: &AppState, i: &Integration) -> String {
 }
 
 fn internal(e: impl std::error::Error) -> Response {
-    tracing::error!(error = %crate::api::error_chain(&e), "dashboard request failed");
+    tracing::error!(error = %crate::edge::error_chain(&e), "dashboard request failed");
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         Html(

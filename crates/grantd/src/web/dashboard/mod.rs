@@ -14,7 +14,7 @@ pub mod layout;
 use axum::Router;
 use axum::routing::{get, post};
 
-use crate::server::AppState;
+use crate::edge::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

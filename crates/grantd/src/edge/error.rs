@@ -119,7 +119,7 @@ impl From<StoreError> for ApiError {
             | StoreError::Crypto(_)
             | StoreError::Corrupt(_)
             | StoreError::UnsupportedUrl => {
-                tracing::error!(error = %crate::api::error_chain(&e), "store failure");
+                tracing::error!(error = %crate::edge::error_chain(&e), "store failure");
                 ApiError::internal()
             }
         }
