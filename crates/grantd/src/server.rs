@@ -93,12 +93,10 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn ready(State(st): State<AppState>) -> impl IntoResponse {
-    match st.core.store.ping().await {
+    match st.core.ping().await {
         Ok(()) => (
             StatusCode::OK,
-            axum::Json(
-                serde_json::json!({"result": "ready", "database": st.core.store.backend_name()}),
-            ),
+            axum::Json(serde_json::json!({"result": "ready", "database": st.core.backend_name()})),
         ),
         Err(e) => {
             tracing::error!(error = %crate::edge::error_chain(&e), "readiness check failed");
@@ -118,13 +116,13 @@ pub async fn start(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let store = state.core.store.clone();
-    let flusher = store.spawn_fetched_flusher();
+    let core = state.core.clone();
+    let flusher = core.spawn_fetched_flusher();
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await;
     flusher.abort();
-    if let Err(e) = store.flush_fetched().await {
+    if let Err(e) = core.flush_fetched().await {
         tracing::error!(error = %crate::edge::error_chain(&e), "could not write last_fetched_at at shutdown");
     }
     served

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::connections::Error as CoreError;
-use crate::store::Error as StoreError;
+use crate::connections::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {

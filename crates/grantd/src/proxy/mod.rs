@@ -29,6 +29,7 @@ use self::request::Options;
 use self::retry::{Decision, Policy};
 use self::upstream::{SendError, UpBody};
 use crate::catalog::Provider;
+use crate::connections::{CredentialsOpts, Error as CoreError};
 use crate::edge::ApiError;
 use crate::edge::AppState;
 use crate::metrics;
@@ -49,31 +50,12 @@ pub async fn handle(
     let path = request::checked_path(parts.uri.path().strip_prefix("/proxy").unwrap_or(""))
         .inspect_err(|_| metrics::proxy_refused("path"))?;
 
-    let (_, provider) = st
+    let fresh = st
         .core
-        .integration_cached(&opts.key)
+        .credentials(&opts.key, &opts.connection_id, CredentialsOpts::default())
         .await
-        .map_err(|e| match e {
-            crate::connections::Error::UnknownIntegration(_) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_provider_config",
-                format!("Integration {} does not exist", opts.key),
-            ),
-            other => other.into(),
-        })?;
-    let conn = st
-        .core
-        .store
-        .cached_connection_shared(&opts.key, &opts.connection_id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "server_error",
-                "Failed to get connection",
-            )
-        })?;
-    let mut conn = fresh(&st, conn, false).await?;
+        .map_err(|e| credentials_error(e, &opts))?;
+    let (provider, mut conn) = (fresh.provider, fresh.connection);
 
     let target = target_url(&st, &opts, provider, &conn, path, parts.uri.query()).await?;
     let method = parts.method.clone();
@@ -177,16 +159,22 @@ pub async fn handle(
     Ok(upstream::stream_back(resp))
 }
 
-/// Fresh credentials (refreshing when due), mapped to Nango's proxy errors.
-async fn fresh(
-    st: &AppState,
-    conn: std::sync::Arc<Connection>,
-    force: bool,
-) -> Result<std::sync::Arc<Connection>, ApiError> {
-    st.core
-        .fresh_connection_hot(conn, force)
-        .await
-        .map_err(ApiError::proxy_credentials)
+/// `Core::credentials` failures in Nango's proxy wording.
+fn credentials_error(e: CoreError, opts: &Options) -> ApiError {
+    match e {
+        CoreError::UnknownIntegration(_) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_provider_config",
+            format!("Integration {} does not exist", opts.key),
+        ),
+        CoreError::UnknownConnection => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "server_error",
+            "Failed to get connection",
+        ),
+        e @ CoreError::Store(_) => e.into(),
+        refresh => ApiError::proxy_credentials(refresh),
+    }
 }
 
 /// The bearer token to send: none for pre-authenticated URLs.

@@ -184,7 +184,7 @@ pub async fn connect_ui(State(st): State<AppState>, parts: Parts) -> Response {
                 .into_response();
         }
     };
-    let integrations = match st.core.store.list_integrations().await {
+    let integrations = match st.core.list_integrations().await {
         Ok(all) => all
             .into_iter()
             .filter(|i| {

@@ -128,15 +128,11 @@ async fn all_connections(
     st: &AppState,
     filter: ConnectionFilter,
 ) -> Result<Vec<Connection>, Response> {
-    st.core
-        .store
-        .list_connections(&filter)
-        .await
-        .map_err(internal)
+    st.core.list_connections(&filter).await.map_err(internal)
 }
 
 pub async fn overview(State(st): State<AppState>, admin: Admin) -> Response {
-    let integrations = match st.core.store.list_integrations().await {
+    let integrations = match st.core.list_integrations().await {
         Ok(i) => i,
         Err(e) => return internal(e),
     };
@@ -144,7 +140,7 @@ pub async fn overview(State(st): State<AppState>, admin: Admin) -> Response {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let outbox = match st.core.store.recent_webhooks(super::events::RECENT).await {
+    let outbox = match st.core.recent_webhooks(super::events::RECENT).await {
         Ok(o) => o,
         Err(e) => return internal(e),
     };
@@ -308,7 +304,7 @@ async fn load(st: &AppState, key: &str, id: &str) -> Result<Connection, Response
     };
     let key = ProviderConfigKey::parse(key).map_err(|_| not_found())?;
     let cid = ConnectionId::parse(id).map_err(|_| not_found())?;
-    match st.core.store.get_connection(&key, &cid).await {
+    match st.core.get_connection(&key, &cid).await {
         Ok(Some(c)) => Ok(c),
         Ok(None) => Err(not_found()),
         Err(e) => Err(internal(e)),
@@ -512,7 +508,6 @@ pub async fn delete(
     };
     match st
         .core
-        .store
         .delete_connection(&c.provider_config_key, &c.connection_id)
         .await
     {
