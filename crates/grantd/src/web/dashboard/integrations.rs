@@ -13,6 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use maud::{Markup, html};
 
 use super::auth::Admin;
+use super::error::{AdminPost, PageError};
 use super::layout::{csrf_field, page};
 use crate::connections::{Error as CoreError, StoreError};
 use crate::edge::AppState;
@@ -85,19 +86,7 @@ fn display_name(st: &AppState, i: &Integration) -> String {
 }
 
 fn internal(e: impl std::error::Error) -> Response {
-    tracing::error!(error = %crate::edge::error_chain(&e), "dashboard request failed");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Html(
-            page(
-                "Error",
-                None,
-                html! { p.error role="alert" { "Something went wrong on our side; the server log has the details." } },
-            )
-            .into_string(),
-        ),
-    )
-        .into_response()
+    PageError::internal(&e).into_response()
 }
 
 pub async fn list(State(st): State<AppState>, admin: Admin) -> Response {
@@ -450,36 +439,26 @@ pub async fn create(State(st): State<AppState>, admin: Admin, body: axum::body::
     }
 }
 
-async fn load(st: &AppState, key: &str) -> Result<Integration, Response> {
+async fn load(st: &AppState, key: &str) -> Result<Integration, PageError> {
     let not_found = || {
-        (
-            StatusCode::NOT_FOUND,
-            Html(
-                page(
-                    "Not found",
-                    None,
-                    html! { p.error { "There is no integration with this key." } p { a href="/dashboard/integrations" { "Back to integrations" } } },
-                )
-                .into_string(),
-            ),
+        PageError::NotFound(
+            "There is no integration with this key.",
+            "/dashboard/integrations",
+            "Back to integrations",
         )
-            .into_response()
     };
     let key = ProviderConfigKey::parse(key).map_err(|_| not_found())?;
-    match st.core.get_integration(&key).await {
-        Ok(Some(i)) => Ok(i),
-        Ok(None) => Err(not_found()),
-        Err(e) => Err(internal(e)),
-    }
+    st.core.get_integration(&key).await?.ok_or_else(not_found)
 }
 
-pub async fn show(State(st): State<AppState>, admin: Admin, Path(key): Path<String>) -> Response {
-    let i = match load(&st, &key).await {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+pub async fn show(
+    State(st): State<AppState>,
+    admin: Admin,
+    Path(key): Path<String>,
+) -> Result<Response, PageError> {
+    let i = load(&st, &key).await?;
     let values = FormValues::from_integration(&i);
-    Html(
+    Ok(Html(
         page(
             &format!("Integration {}", i.unique_key),
             Some(&admin.csrf),
@@ -497,7 +476,7 @@ pub async fn show(State(st): State<AppState>, admin: Admin, Path(key): Path<Stri
         )
         .into_string(),
     )
-    .into_response()
+    .into_response())
 }
 
 pub async fn update(
@@ -512,7 +491,7 @@ pub async fn update(
     }
     let cur = match load(&st, &key).await {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let (scopes, config) = match values.validate(&st, &cur.integration_config) {
         Ok(v) => v,
@@ -548,26 +527,12 @@ pub async fn update(
     Redirect::to(&format!("/dashboard/integrations/{}", cur.unique_key)).into_response()
 }
 
-#[derive(serde::Deserialize)]
-pub struct CsrfOnly {
-    csrf: String,
-}
-
 pub async fn delete(
     State(st): State<AppState>,
-    admin: Admin,
     Path(key): Path<String>,
-    axum::Form(f): axum::Form<CsrfOnly>,
-) -> Response {
-    if let Err(r) = admin.check_csrf(&f.csrf) {
-        return *r;
-    }
-    let cur = match load(&st, &key).await {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    match st.core.delete_integration(&cur.unique_key).await {
-        Ok(_) => Redirect::to("/dashboard/integrations").into_response(),
-        Err(e) => internal(e),
-    }
+    AdminPost(_): AdminPost,
+) -> Result<Response, PageError> {
+    let cur = load(&st, &key).await?;
+    st.core.delete_integration(&cur.unique_key).await?;
+    Ok(Redirect::to("/dashboard/integrations").into_response())
 }

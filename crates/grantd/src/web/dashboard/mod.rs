@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod connections;
+pub mod error;
 pub mod events;
 pub mod expiry;
 pub mod integrations;
