@@ -180,8 +180,8 @@ impl Config {
         };
         let encryption_key = match secret("GRANTD_ENCRYPTION_KEY", &mut problems) {
             Some(k) => {
-                if let Err(e) = crate::crypto::Cipher::new(&k, &[]) {
-                    problems.push(format!("GRANTD_ENCRYPTION_KEY: {e}"));
+                if !is_encryption_key(&k) {
+                    problems.push("GRANTD_ENCRYPTION_KEY: encryption key must be base64 of exactly 32 bytes (generate one with `openssl rand -base64 32`)".into());
                 }
                 Some(k)
             }
@@ -199,7 +199,7 @@ impl Config {
             })
             .unwrap_or_default();
         for k in &old_encryption_keys {
-            if crate::crypto::Cipher::new(k, &[]).is_err() {
+            if !is_encryption_key(k) {
                 problems.push("GRANTD_ENCRYPTION_KEYS_OLD: every entry must be base64 of 32 bytes, comma separated".into());
                 break;
             }
@@ -449,6 +449,18 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The shape of an encryption key: standard base64 of exactly 32 bytes (43 characters, the last
+/// carrying 2 bits, then one `=`). Checked here, without decoding, so every problem is listed at
+/// once while `crypto` stays the only code that sees key bytes.
+fn is_encryption_key(b64: &str) -> bool {
+    let b = b64.trim().as_bytes();
+    let alphabet = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
+    b.len() == 44
+        && b[43] == b'='
+        && b[..43].iter().all(alphabet)
+        && b"AEIMQUYcgkosw048".contains(&b[42])
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -478,8 +490,23 @@ mod tests {
     }
 
     #[test]
+    fn encryption_key_shape() {
+        assert!(is_encryption_key(
+            "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA="
+        ));
+        assert!(!is_encryption_key(
+            "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJB="
+        ));
+        assert!(!is_encryption_key(
+            "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeA=="
+        ));
+        assert!(!is_encryption_key("not a key"));
+    }
+
+    #[test]
     fn valid_config_and_redaction() {
-        let key = crate::crypto::Cipher::generate_key();
+        // base64 of 32 bytes (the key's shape is all `from_vars` checks).
+        let key = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=".to_owned();
         let c = Config::from_vars(vars(&[
             ("GRANTD_SECRET_KEY", "0c6e9a4e-7f1b-4c7e-9d55-3a8f7b2e1c90"),
             ("GRANTD_ENCRYPTION_KEY", &key),

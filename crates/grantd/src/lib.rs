@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod connections;
 pub mod crypto;
+pub mod edge;
 pub mod jobs;
 pub mod metrics;
 pub mod microsoft;

@@ -18,18 +18,9 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::connections::Core;
 use crate::crypto::Cipher;
+pub use crate::edge::AppState;
+use crate::edge::WsHub;
 use crate::store::Store;
-use crate::web::ws::WsHub;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub core: Core,
-    pub ws: Arc<WsHub>,
-    /// Outbound client for proxied calls (no redirects followed).
-    pub proxy_http: reqwest::Client,
-    /// Which hosts proxied calls and redirects may reach (SSRF guard).
-    pub guard: crate::outbound::Guard,
-}
 
 /// Outbound client for token endpoints and discovery calls.
 pub fn token_client() -> reqwest::Client {
@@ -102,15 +93,13 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn ready(State(st): State<AppState>) -> impl IntoResponse {
-    match st.core.store.ping().await {
+    match st.core.ping().await {
         Ok(()) => (
             StatusCode::OK,
-            axum::Json(
-                serde_json::json!({"result": "ready", "database": st.core.store.backend_name()}),
-            ),
+            axum::Json(serde_json::json!({"result": "ready", "database": st.core.backend_name()})),
         ),
         Err(e) => {
-            tracing::error!(error = %crate::api::error_chain(&e), "readiness check failed");
+            tracing::error!(error = %crate::edge::error_chain(&e), "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 axum::Json(
@@ -127,14 +116,14 @@ pub async fn start(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let store = state.core.store.clone();
-    let flusher = store.spawn_fetched_flusher();
+    let core = state.core.clone();
+    let flusher = core.spawn_fetched_flusher();
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await;
     flusher.abort();
-    if let Err(e) = store.flush_fetched().await {
-        tracing::error!(error = %crate::api::error_chain(&e), "could not write last_fetched_at at shutdown");
+    if let Err(e) = core.flush_fetched().await {
+        tracing::error!(error = %crate::edge::error_chain(&e), "could not write last_fetched_at at shutdown");
     }
     served
 }

@@ -14,12 +14,12 @@ use super::{ApiError, render};
 use crate::catalog::Provider;
 use crate::connections::app_only::NewAppOnlyConnection;
 use crate::connections::credential_expiry;
+use crate::edge::AppState;
 use crate::model::{
-    AppCredential, AssertionAlg, Connection, ConnectionId, EndUser, Integration, PrivateKeyPem,
-    ProviderConfigKey, Tags,
+    AppCredential, AssertionAlg, ConfigKey, Connection, ConnectionId, EndUser, Integration,
+    PrivateKeyPem, ProviderConfigKey, Tags,
 };
 use crate::oauth::assertion;
-use crate::server::AppState;
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::validation("invalid_body", &["credentials", field], message)
@@ -243,13 +243,13 @@ pub async fn import(st: &AppState, body: Value) -> Result<(StatusCode, Json<Valu
     }
     let mut config = b.connection_config.unwrap_or_default();
     let tenant = config
-        .remove("tenantId")
+        .remove(ConfigKey::TenantId.as_str())
         .and_then(|v| v.as_str().map(str::to_owned))
         .filter(|t| crate::connections::app_only::valid_tenant(t))
         .ok_or_else(|| {
             ApiError::validation(
                 "invalid_body",
-                &["connection_config", "tenantId"],
+                &["connection_config", ConfigKey::TenantId.as_str()],
                 "connection_config.tenantId must be the customer's tenant id (a GUID) or verified domain",
             )
         })?;

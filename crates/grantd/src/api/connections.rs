@@ -12,12 +12,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, JsonBody, Query, SecretKey, parse_bool, render};
+use crate::connections::{ConnectionPatch, CredentialsOpts, StoreError};
+use crate::edge::AppState;
 use crate::model::{
     AccessToken, ConnectionFilter, ConnectionId, Credentials, NewConnection, ProviderConfigKey,
     RefreshToken, Tags,
 };
-use crate::server::AppState;
-use crate::store::ConnectionPatch;
 
 fn key_param(s: Option<&str>) -> Result<ProviderConfigKey, ApiError> {
     let s = s.filter(|s| !s.is_empty()).ok_or_else(|| {
@@ -103,7 +103,7 @@ pub async fn list(
         }
     }
     f.offset = page * u64::from(f.limit);
-    let conns = st.core.store.list_connections(&f).await?;
+    let conns = st.core.list_connections(&f).await?;
     Ok(Json(
         json!({ "connections": conns.iter().map(render::connection_item).collect::<Vec<_>>() }),
     ))
@@ -134,42 +134,50 @@ pub async fn show(
     let force = parse_bool(q.force_refresh.as_deref())?;
     let with_rt = parse_bool(q.refresh_token.as_deref())?;
     parse_bool(q.refresh_github_app_jwt_token.as_deref())?;
-    let (integration, provider) = st.core.integration_cached(&key).await?;
-    let conn = st
-        .core
-        .store
-        .cached_connection_shared(&key, &cid)
-        .await?
-        .ok_or_else(|| ApiError::not_found("Failed to find connection"))?;
-    let conn = match st.core.fresh_connection_hot(conn, force).await {
-        Ok(c) => c,
-        Err(e) => {
-            let mut err: ApiError = e.into();
-            if err.code == "invalid_credentials" {
-                // Read again rather than clone on every call: failures are rare.
-                let Some(conn) = st.core.store.cached_connection(&key, &cid).await? else {
-                    return Err(err);
-                };
-                let mut payload = err.payload.take().unwrap_or_else(|| json!({}));
-                let mut c = render::connection(&conn, false, provider.sharepoint_token);
-                if let Some(m) = c.as_object_mut() {
-                    m.remove("credentials");
-                }
-                payload["connection"] = c;
-                err.payload = Some(payload);
-            }
-            return Err(err);
-        }
+    let opts = CredentialsOpts {
+        force_refresh: force,
+        note_fetched: true,
     };
+    let fresh = match st.core.credentials(&key, &cid, opts).await {
+        Ok(f) => f,
+        Err(e) => return Err(with_connection(&st, &key, &cid, e.into()).await),
+    };
+    let (integration, provider, conn) = (fresh.integration, fresh.provider, fresh.connection);
     // Written in the background (`store::touch`); the caller sees the time of this call.
-    let now = st.core.clock.now();
-    st.core.store.note_fetched(conn.id, now);
+    let now = fresh.fetched_at.unwrap_or_else(|| st.core.clock.now());
     let mut v = render::connection(&conn, with_rt, provider.sharepoint_token);
     v["last_fetched_at"] = render::ts(&now).into();
     if provider.is_app_only() {
         v["credentials"] = super::app_only::cc_credentials(&conn, &integration.client_id);
     }
     Ok(super::fast_json::response(&v))
+}
+
+/// Nango's `invalid_credentials` carries the connection (without credentials) in its payload.
+/// Read again rather than kept on every call: failures are rare.
+async fn with_connection(
+    st: &AppState,
+    key: &ProviderConfigKey,
+    cid: &ConnectionId,
+    mut err: ApiError,
+) -> ApiError {
+    if err.code != "invalid_credentials" {
+        return err;
+    }
+    let (Ok((_, provider)), Ok(Some(conn))) = (
+        st.core.integration_cached(key).await,
+        st.core.cached_connection(key, cid).await,
+    ) else {
+        return err;
+    };
+    let mut payload = err.payload.take().unwrap_or_else(|| json!({}));
+    let mut c = render::connection(&conn, false, provider.sharepoint_token);
+    if let Some(m) = c.as_object_mut() {
+        m.remove("credentials");
+    }
+    payload["connection"] = c;
+    err.payload = Some(payload);
+    err
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,7 +195,7 @@ pub async fn delete(
 ) -> Result<Json<Value>, ApiError> {
     let key = key_param(q.provider_config_key.as_deref())?;
     let cid = connection_id(&id)?;
-    if !st.core.store.delete_connection(&key, &cid).await? {
+    if !st.core.delete_connection(&key, &cid).await? {
         return Err(ApiError::code_only(
             StatusCode::BAD_REQUEST,
             "unknown_connection",
@@ -231,7 +239,7 @@ pub async fn patch(
             .webhook_url_override
             .map(|s| Some(s).filter(|s| !s.is_empty())),
     };
-    if !st.core.store.patch_connection(&key, &cid, patch).await? {
+    if !st.core.patch_connection(&key, &cid, patch).await? {
         return Err(ApiError::not_found("Failed to find connection"));
     }
     Ok(Json(json!({ "success": true })))
@@ -322,8 +330,7 @@ async fn do_import(st: &AppState, i: Import) -> Result<crate::model::Connection,
     };
     let (conn, created) = st
         .core
-        .store
-        .upsert_connection(NewConnection {
+        .import_connection(NewConnection {
             connection_id: cid,
             provider_config_key: i.key,
             provider: integration.provider,
@@ -518,11 +525,10 @@ async fn write_metadata(
         })
         .collect::<Result<Vec<_>, _>>()?;
     st.core
-        .store
         .set_metadata(&key, &ids, metadata, merge)
         .await
         .map_err(|e| match e {
-            crate::store::Error::MissingConnection(id) => ApiError::new(
+            crate::connections::Error::Store(StoreError::MissingConnection(id)) => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_connection",
                 format!(

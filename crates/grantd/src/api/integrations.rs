@@ -10,8 +10,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, JsonBody, Query, SecretKey, render};
+use crate::connections::{Error as CoreError, StoreError};
+use crate::edge::AppState;
 use crate::model::{ClientSecret, NewIntegration, ProviderConfigKey};
-use crate::server::AppState;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,9 +138,9 @@ pub async fn list(State(st): State<AppState>, parts: Parts) -> Result<Json<Value
     };
     let now = st.core.clock.now();
     if let Err(e) = st.core.check_credential_expiry(now).await {
-        tracing::warn!(error = %crate::api::error_chain(&e), "credential expiry check failed");
+        tracing::warn!(error = %crate::edge::error_chain(&e), "credential expiry check failed");
     }
-    let all = st.core.store.list_integrations().await?;
+    let all = st.core.list_integrations().await?;
     let public = st.core.config.public_url.as_str();
     let data: Vec<Value> = all
         .iter()
@@ -186,35 +187,30 @@ pub async fn create(
     }
     let mut integration_config = b.integration_config.unwrap_or_default();
     integration_config.extend(b.custom.unwrap_or_default());
-    let mut created = st
+    let created = st
         .core
-        .store
-        .create_integration(NewIntegration {
-            unique_key,
-            provider: b.provider,
-            display_name: b.display_name,
-            client_id: creds.client_id,
-            client_secret: ClientSecret::new(creds.client_secret.unwrap_or_default()),
-            scopes: parse_scopes(creds.scopes.as_deref())?,
-            forward_webhooks: b.forward_webhooks.unwrap_or(true),
-            integration_config,
-        })
+        .create_integration(
+            NewIntegration {
+                unique_key,
+                provider: b.provider,
+                display_name: b.display_name,
+                client_id: creds.client_id,
+                client_secret: ClientSecret::new(creds.client_secret.unwrap_or_default()),
+                scopes: parse_scopes(creds.scopes.as_deref())?,
+                forward_webhooks: b.forward_webhooks.unwrap_or(true),
+                integration_config,
+            },
+            app_credential,
+        )
         .await
         .map_err(|e| match e {
-            crate::store::Error::Conflict(_) => ApiError::validation(
+            CoreError::Store(StoreError::Conflict(_)) => ApiError::validation(
                 "invalid_body",
                 &["uniqueKey"],
                 "An integration with this unique_key already exists",
             ),
             other => other.into(),
         })?;
-    if !app_credential.is_empty() {
-        st.core
-            .store
-            .set_app_credential(created.id, &app_credential)
-            .await?;
-        created.app_credential = app_credential;
-    }
     tracing::info!(integration.key = %created.unique_key, "integration {} created", created.unique_key);
     let mut v = render::integration(&created, st.core.config.public_url.as_str(), false);
     super::app_only::decorate_integration(&mut v, &created, st.core.clock.now());
@@ -258,7 +254,6 @@ pub async fn show(
     let key = path_key(&key)?;
     let i = st
         .core
-        .store
         .get_integration(&key)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("Integration \"{key}\" does not exist")))?;
@@ -283,7 +278,6 @@ pub async fn update(
     let key = path_key(&key)?;
     let cur = st
         .core
-        .store
         .get_integration(&key)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("Integration \"{key}\" does not exist")))?;
@@ -316,17 +310,11 @@ pub async fn update(
     if let Some(c) = b.custom {
         new.integration_config.extend(c);
     }
-    let mut updated = st
+    let updated = st
         .core
-        .store
-        .update_integration(&key, new)
+        .update_integration(&key, new, app_credential)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("Integration \"{key}\" does not exist")))?;
-    if let Some(ac) = app_credential {
-        st.core.store.set_app_credential(updated.id, &ac).await?;
-        updated.app_credential = ac;
-        st.core.app_credentials_updated(&updated.unique_key).await?;
-    }
     let mut v = render::integration(&updated, st.core.config.public_url.as_str(), false);
     super::app_only::decorate_integration(&mut v, &updated, st.core.clock.now());
     Ok(Json(json!({ "data": v })))
@@ -338,7 +326,7 @@ pub async fn delete(
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = path_key(&key)?;
-    if !st.core.store.delete_integration(&key).await? {
+    if !st.core.delete_integration(&key).await? {
         return Err(ApiError::not_found("Integration does not exist"));
     }
     tracing::info!(integration.key = %key, "integration {key} deleted");

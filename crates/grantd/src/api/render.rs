@@ -4,7 +4,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::catalog::Provider;
-use crate::model::{Connection, EndUser, Integration};
+use crate::model::{ConfigKey, Connection, EndUser, Integration};
 
 pub fn ts(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -131,7 +131,7 @@ pub fn connection(c: &Connection, with_refresh_token: bool, sharepoint_expected:
     match &creds.sharepoint {
         Some(sp) => {
             config.insert(
-                "sharepointAccessToken".into(),
+                ConfigKey::SharepointAccessToken.as_str().into(),
                 json!({
                     "access_token": sp.access_token.expose_secret(),
                     "expires_at": sp.expires_at.as_ref().map(ts),
@@ -142,10 +142,13 @@ pub fn connection(c: &Connection, with_refresh_token: bool, sharepoint_expected:
             );
         }
         None if sharepoint_expected
-            && config.get("sharepointTokenStatus").and_then(Value::as_str) == Some("ok") =>
+            && config
+                .get(ConfigKey::SharepointTokenStatus.as_str())
+                .and_then(Value::as_str)
+                == Some("ok") =>
         {
             config.insert(
-                "sharepointTokenStatus".into(),
+                ConfigKey::SharepointTokenStatus.as_str().into(),
                 json!("unavailable: the SharePoint token could not be refreshed; reauthorize to obtain it"),
             );
         }

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::{ApiError, JsonBody, SecretKey, render};
 use crate::connections::sessions::SessionRequest;
+use crate::edge::AppState;
 use crate::model::{ConnectionId, EndUser, Organization, ProviderConfigKey, Tags};
-use crate::server::AppState;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -253,12 +253,7 @@ pub async fn reconnect(
     };
     let key = ProviderConfigKey::parse(&b.integration_id).map_err(|_| bad())?;
     let cid = ConnectionId::parse(&b.connection_id).map_err(|_| bad())?;
-    let existing = st
-        .core
-        .store
-        .get_connection(&key, &cid)
-        .await?
-        .ok_or_else(bad)?;
+    let existing = st.core.get_connection(&key, &cid).await?.ok_or_else(bad)?;
     let req = SessionRequest {
         end_user: end_user(b.end_user)?.or(existing.end_user.clone()),
         organization: organization(b.organization),

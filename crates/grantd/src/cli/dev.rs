@@ -104,20 +104,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     let state = AppState::build(config, None).await?;
     let key = ProviderConfigKey::parse("one-drive").expect("static key is valid");
-    if state.core.store.get_integration(&key).await?.is_none() {
+    if state.core.get_integration(&key).await?.is_none() {
         state
             .core
-            .store
-            .create_integration(NewIntegration {
-                unique_key: key.clone(),
-                provider: "one-drive".into(),
-                display_name: Some("OneDrive for Business (emulator)".into()),
-                client_id: grantd_emulator::seed::DEV_CLIENT_ID.into(),
-                client_secret: ClientSecret::new(grantd_emulator::seed::DEV_CLIENT_SECRET),
-                scopes: DEV_SCOPES.iter().map(|s| s.to_string()).collect(),
-                forward_webhooks: true,
-                integration_config: Default::default(),
-            })
+            .create_integration(
+                NewIntegration {
+                    unique_key: key.clone(),
+                    provider: "one-drive".into(),
+                    display_name: Some("OneDrive for Business (emulator)".into()),
+                    client_id: grantd_emulator::seed::DEV_CLIENT_ID.into(),
+                    client_secret: ClientSecret::new(grantd_emulator::seed::DEV_CLIENT_SECRET),
+                    scopes: DEV_SCOPES.iter().map(|s| s.to_string()).collect(),
+                    forward_webhooks: true,
+                    integration_config: Default::default(),
+                },
+                Default::default(),
+            )
             .await?;
     }
     let (token, _) = state

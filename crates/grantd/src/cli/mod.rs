@@ -145,7 +145,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let state = AppState::build(config, None).await?;
             println!(
                 "migrations applied ({} database)",
-                state.core.store.backend_name()
+                state.core.backend_name()
             );
             Ok(())
         }

@@ -21,14 +21,11 @@ use super::{Core, Error};
 use crate::catalog::Provider;
 use crate::microsoft::{self, TokenIdentity, admin_consent};
 use crate::model::{
-    Connection, ConnectionId, Credentials, EndUser, Integration, NewConnection, OAuthFlow,
-    ProviderConfigKey, Tags,
+    ConfigKey, Connection, ConnectionId, Credentials, EndUser, Integration, NewConnection,
+    OAuthFlow, ProviderConfigKey, Tags,
 };
 use crate::oauth::{self, ClientAuth, TokenError, TokenResponse};
 use crate::store::RefreshLock;
-
-/// `OAuthFlow::kind` of an admin-consent flow.
-pub const FLOW_KIND: &str = "admin_consent";
 
 /// What `POST /connections` asks for an app-only integration.
 #[derive(Debug, Clone)]
@@ -137,11 +134,11 @@ impl Core {
                         cause: "Microsoft issued the token for another tenant than the one that consented.".into(),
                     });
                 }
-                facts.insert("tenantId".into(), json!(tid));
+                facts.insert(ConfigKey::TenantId.as_str().into(), json!(tid));
             }
             // Not a JWT (another cloud's opaque token): keep the tenant we asked for.
             None => {
-                facts.insert("tenantId".into(), json!(tenant));
+                facts.insert(ConfigKey::TenantId.as_str().into(), json!(tenant));
             }
         }
         if let Some(roles) = identity.and_then(|i| i.roles) {
@@ -194,7 +191,7 @@ impl Core {
             ));
         }
         let tenant = query
-            .get("tenant")
+            .get(ConfigKey::Tenant.as_str())
             .filter(|t| valid_tenant(t))
             .ok_or_else(|| {
                 fail(
@@ -256,7 +253,7 @@ impl Core {
         let (integration, provider) = self.integration(&conn.provider_config_key).await?;
         let tenant = conn
             .connection_config
-            .get("tenantId")
+            .get(ConfigKey::TenantId.as_str())
             .and_then(Value::as_str)
             .filter(|t| valid_tenant(t))
             .map(str::to_owned)

@@ -11,7 +11,8 @@ use serde_json::{Map, Value, json};
 use super::{Core, Error};
 use crate::microsoft::{self, TokenIdentity};
 use crate::model::{
-    AuthCode, Connection, ConnectionId, Credentials, NewConnection, OAuthFlow, ProviderConfigKey,
+    AuthCode, ConfigKey, Connection, ConnectionId, Credentials, FlowKind, NewConnection, OAuthFlow,
+    ProviderConfigKey,
 };
 use crate::oauth::{self, AuthorizeRequest, ClientAuth};
 
@@ -223,9 +224,9 @@ impl Core {
             .authority(
                 integration
                     .integration_config
-                    .get("tenant")
+                    .get(ConfigKey::Tenant.as_str())
                     .map(String::as_str),
-                params.get("tenant").map(String::as_str),
+                params.get(ConfigKey::Tenant.as_str()).map(String::as_str),
             )
             .ok_or_else(|| {
                 fail(
@@ -266,7 +267,7 @@ impl Core {
             .map(|(k, v)| (k, Value::String(v)))
             .collect();
         if let Some(us) = user_scope {
-            connection_config.insert("user_scope".into(), Value::String(us));
+            connection_config.insert(ConfigKey::UserScope.as_str().into(), Value::String(us));
         }
         let now = self.clock.now();
         self.store
@@ -280,10 +281,12 @@ impl Core {
                 connection_config: Value::Object(connection_config),
                 redirect_uri,
                 kind: if provider.is_app_only() {
-                    super::app_only::FLOW_KIND.into()
+                    FlowKind::AdminConsent
                 } else {
-                    "delegated".into()
-                },
+                    FlowKind::Delegated
+                }
+                .as_str()
+                .into(),
                 expires_at: now
                     + TimeDelta::from_std(self.config.oauth_flow_ttl)
                         .unwrap_or(TimeDelta::minutes(15)),
@@ -339,7 +342,7 @@ impl Core {
                 "Start the connection again.".into(),
             ));
         }
-        if flow.kind == super::app_only::FLOW_KIND {
+        if flow.flow_kind() == FlowKind::AdminConsent {
             return self.finish_admin_consent(flow, query).await;
         }
         if let Some(error) = query.get("error") {
@@ -368,12 +371,15 @@ impl Core {
                     ),
                     other => CallbackError::Internal(other),
                 })?;
-        let connection_tenant = flow.connection_config.get("tenant").and_then(Value::as_str);
+        let connection_tenant = flow
+            .connection_config
+            .get(ConfigKey::Tenant.as_str())
+            .and_then(Value::as_str);
         let tenant = provider
             .authority(
                 integration
                     .integration_config
-                    .get("tenant")
+                    .get(ConfigKey::Tenant.as_str())
                     .map(String::as_str),
                 connection_tenant,
             )
@@ -401,13 +407,14 @@ impl Core {
         if provider.is_microsoft() {
             if let Some(id) = TokenIdentity::from_jwt(tokens.access_token.expose_secret()) {
                 if let Some(tid) = &id.tid {
-                    connection_config.insert("tenantId".into(), json!(tid));
+                    connection_config.insert(ConfigKey::TenantId.as_str().into(), json!(tid));
                 }
                 if let Some(oid) = &id.oid {
-                    connection_config.insert("userId".into(), json!(oid));
+                    connection_config.insert(ConfigKey::UserId.as_str().into(), json!(oid));
                 }
                 if let Some(u) = id.username() {
-                    connection_config.insert("userPrincipalName".into(), json!(u));
+                    connection_config
+                        .insert(ConfigKey::UserPrincipalName.as_str().into(), json!(u));
                 }
             }
         }

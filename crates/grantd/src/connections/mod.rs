@@ -1,18 +1,36 @@
-//! Use cases over integrations, connect sessions and connections: everything the API and the web
-//! pages do, minus HTTP. `Core` holds the store, catalog, config, outbound HTTP client and clock.
+//! The use cases: everything the API, the web pages, the proxy and the jobs do, minus HTTP and
+//! timers. `Core` holds the store, catalog, config, outbound HTTP client and clock, and is the
+//! one door to the store: edges call `Core` methods, never `Store` (a test checks the imports).
 //!
+//! The use cases, by file (each an `impl Core` block; a new one goes in the file of its noun):
+//! - `credentials`: `credentials(key, id, opts)` — fresh credentials for the API and the proxy.
+//! - `integrations`: list/get/create/`update_integration` (clears "misconfigured" on new
+//!   credentials, restarts expiry warnings)/delete, for the API and the dashboard alike.
+//! - `records`: connection reads and plain writes (list, get, delete, patch, metadata, import),
+//!   recent webhooks and their delivery, store health, the `last_fetched_at` writer.
 //! - `sessions`: connect sessions (create, reconnect, look up by token).
 //! - `flow`: the OAuth connect flow (start → redirect; callback → connection).
 //! - `refresh`: fresh credentials on read, single-flight refresh, the SharePoint token.
+//! - `due_refresh`: `run_due_refreshes(now)`, the proactive refresh pass (`jobs::refresh`).
 //! - `app_only`: admin-consent connections with client-credentials tokens (`OAUTH2_CC`).
+//! - `credential_expiry`: client secret and certificate expiry warnings; `app_credentials_updated`.
+//! - `cached`: the hot-path integration lookup and `fresh_connection_hot`.
 
 pub mod app_only;
 pub mod cached;
 pub mod credential_expiry;
+pub mod credentials;
+pub mod due_refresh;
 mod events;
 pub mod flow;
+pub mod integrations;
+pub mod records;
 pub mod refresh;
 pub mod sessions;
+
+/// Types of the store that are part of the use cases' interface (inputs and outputs).
+pub use crate::store::{ConnectionPatch, Error as StoreError, OutboxEntry};
+pub use credentials::{CredentialsOpts, Fresh};
 
 use std::sync::Arc;
 
@@ -48,7 +66,8 @@ pub enum Error {
 pub struct Core(Arc<CoreInner>);
 
 pub struct CoreInner {
-    pub store: Store,
+    /// Reached only by the use cases (this module and its files).
+    pub(in crate::connections) store: Store,
     pub catalog: Catalog,
     pub config: Config,
     /// Outbound client for token endpoints and Graph discovery calls.
@@ -80,6 +99,13 @@ impl Core {
             clock,
             flights: Default::default(),
         }))
+    }
+
+    /// The store itself, for tests and the wiring that opens it. Edges never call this: they
+    /// call the use cases (the layering test in `tests/it/layers.rs` checks it).
+    #[doc(hidden)]
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The integration and its provider, or the matching error.

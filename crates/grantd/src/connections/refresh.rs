@@ -33,7 +33,9 @@ use super::{Core, Error};
 use crate::catalog::Provider;
 use crate::metrics::{self, RefreshOutcome};
 use crate::microsoft::{self, Class, Classified, sharepoint};
-use crate::model::{AuthFailure, Connection, Credentials, Integration, ResourceToken};
+use crate::model::{
+    AuthFailure, ConfigKey, Connection, Credentials, FailureKind, Integration, ResourceToken,
+};
 use crate::oauth::{self, ClientAuth};
 use crate::store::{RefreshFailure, RefreshLock};
 use crate::webhooks::{self, AuthEvent, Operation};
@@ -71,11 +73,7 @@ pub fn refresh_backoff(failures: i32) -> TimeDelta {
 /// The failure recorded on a connection, as the classification callers branch on.
 fn recorded(f: &AuthFailure) -> Classified {
     Classified {
-        class: match f.kind.as_str() {
-            "misconfigured" => Class::Misconfigured,
-            "transient" => Class::Transient,
-            _ => Class::Reconnect,
-        },
+        class: f.kind,
         aadsts: f.aadsts,
         error: f.error.clone(),
         cause: f.description.clone(),
@@ -149,7 +147,7 @@ impl Core {
             return Ok(lock.connection);
         }
         if let Some(f) = &lock.connection.auth_failure {
-            if f.kind != "transient" {
+            if f.kind != FailureKind::Transient {
                 // Recorded earlier: no further attempts until a reconnect clears it.
                 return Err(Error::Refresh(recorded(f)));
             }
@@ -312,7 +310,7 @@ impl Core {
             return Err(Error::Refresh(c));
         }
         let failure = AuthFailure {
-            kind: c.class.as_str().into(),
+            kind: c.class,
             description: c.cause.clone(),
             aadsts: c.aadsts,
             error: c.error.clone(),
@@ -342,7 +340,7 @@ impl Core {
         conn: &Connection,
     ) -> String {
         let cfg = &conn.connection_config;
-        cfg.get("tenantId")
+        cfg.get(ConfigKey::TenantId.as_str())
             .and_then(Value::as_str)
             .filter(|t| *t != crate::microsoft::MSA_TENANT_ID)
             .map(str::to_owned)
@@ -350,9 +348,9 @@ impl Core {
                 provider.authority(
                     integration
                         .integration_config
-                        .get("tenant")
+                        .get(ConfigKey::Tenant.as_str())
                         .map(String::as_str),
-                    cfg.get("tenant").and_then(Value::as_str),
+                    cfg.get(ConfigKey::Tenant.as_str()).and_then(Value::as_str),
                 )
             })
             .unwrap_or_else(|| "common".into())
@@ -379,14 +377,14 @@ impl Core {
             .unwrap_or_default();
         if !microsoft::grants_sites_read(&granted) && credentials.sharepoint.is_none() {
             config.insert(
-                "sharepointTokenStatus".into(),
+                ConfigKey::SharepointTokenStatus.as_str().into(),
                 json!("not_requested: the connection was not granted Sites.Read.All, so no SharePoint token is issued"),
             );
             return;
         }
         let Some(refresh_token) = credentials.refresh_token.clone() else {
             config.insert(
-                "sharepointTokenStatus".into(),
+                ConfigKey::SharepointTokenStatus.as_str().into(),
                 json!("unavailable: no refresh token (offline_access missing)"),
             );
             return;
@@ -404,7 +402,7 @@ impl Core {
                 Err(e) => {
                     tracing::warn!(integration.key = %integration.unique_key, "SharePoint host discovery failed: {e}");
                     config.insert(
-                        "sharepointTokenStatus".into(),
+                        ConfigKey::SharepointTokenStatus.as_str().into(),
                         json!(format!(
                             "unavailable: {e}; reauthorize to obtain the SharePoint token"
                         )),
@@ -414,7 +412,7 @@ impl Core {
             },
         };
         let tenant = config
-            .get("tenantId")
+            .get(ConfigKey::TenantId.as_str())
             .and_then(Value::as_str)
             .map(str::to_owned)
             .unwrap_or_else(|| flow_tenant.to_owned());
@@ -441,15 +439,18 @@ impl Core {
                     scope: t.scope,
                     host: host.clone(),
                 });
-                config.insert("sharepointHost".into(), json!(host));
-                config.insert("sharepointTokenStatus".into(), json!("ok"));
+                config.insert(ConfigKey::SharepointHost.as_str().into(), json!(host));
+                config.insert(
+                    ConfigKey::SharepointTokenStatus.as_str().into(),
+                    json!("ok"),
+                );
             }
             Err(e) => {
                 let c = microsoft::classify(&e);
                 tracing::warn!(integration.key = %integration.unique_key, aadsts = ?c.aadsts, "SharePoint token request failed: {}", c.cause);
                 credentials.sharepoint = None;
                 config.insert(
-                    "sharepointTokenStatus".into(),
+                    ConfigKey::SharepointTokenStatus.as_str().into(),
                     json!(format!(
                         "unavailable: {} Reauthorize to obtain the SharePoint token.",
                         c.cause

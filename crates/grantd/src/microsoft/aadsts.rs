@@ -6,25 +6,8 @@
 
 use crate::oauth::{OAuthErrorBody, TokenError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    /// The stored grant is dead or needs the user: send them through the connect flow again.
-    Reconnect,
-    /// The app registration or grantd's configuration is wrong: an operator must act.
-    Misconfigured,
-    /// Retry later with backoff; keep the grant.
-    Transient,
-}
-
-impl Class {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::Reconnect => "reconnect",
-            Class::Misconfigured => "misconfigured",
-            Class::Transient => "transient",
-        }
-    }
-}
+/// The classes are the kinds recorded on a connection (`model::FailureKind`).
+pub use crate::model::FailureKind as Class;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classified {

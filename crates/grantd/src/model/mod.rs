@@ -104,12 +104,68 @@ pub struct Credentials {
     pub sharepoint: Option<ResourceToken>,
 }
 
+/// What a failed token call means for the connection; recorded (and sent) as its lowercase name.
+/// `microsoft::aadsts` classifies failures into it (as `Class`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureKind {
+    /// The stored grant is dead or needs the user: send them through the connect flow again.
+    Reconnect,
+    /// The app registration or grantd's configuration is wrong: an operator must act.
+    Misconfigured,
+    /// Retry later with backoff; keep the grant.
+    Transient,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Reconnect => "reconnect",
+            FailureKind::Misconfigured => "misconfigured",
+            FailureKind::Transient => "transient",
+        }
+    }
+}
+
+/// The `connection_config` keys grantd writes and reads (Nango's wire names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigKey {
+    /// The tenant id from the token (`tid`), or the consenting tenant for app-only.
+    TenantId,
+    /// The user's object id (`oid`).
+    UserId,
+    UserPrincipalName,
+    /// The user scopes asked for at connect time.
+    UserScope,
+    /// The authority tenant the flow used (`common`, `organizations`, a tenant id).
+    Tenant,
+    /// The tenant's SharePoint host, discovered from Graph.
+    SharepointHost,
+    /// `ok`, or why there is no SharePoint token.
+    SharepointTokenStatus,
+    /// The SharePoint access token (rendered, never stored in `connection_config`).
+    SharepointAccessToken,
+}
+
+impl ConfigKey {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConfigKey::TenantId => "tenantId",
+            ConfigKey::UserId => "userId",
+            ConfigKey::UserPrincipalName => "userPrincipalName",
+            ConfigKey::UserScope => "user_scope",
+            ConfigKey::Tenant => "tenant",
+            ConfigKey::SharepointHost => "sharepointHost",
+            ConfigKey::SharepointTokenStatus => "sharepointTokenStatus",
+            ConfigKey::SharepointAccessToken => "sharepointAccessToken",
+        }
+    }
+}
+
 /// Why a connection's credentials stopped working, as recorded on the connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuthFailure {
-    /// `reconnect` (the user must reconnect), `misconfigured` (the app registration is wrong)
-    /// or `transient`.
-    pub kind: String,
+    pub kind: FailureKind,
     /// A plain-language cause.
     pub description: String,
     /// Microsoft's AADSTS code, when there was one.
@@ -207,6 +263,34 @@ pub struct NewConnectSession {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Which callback an OAuth flow expects; stored as text (`OAuthFlow::kind`) by its `as_str` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowKind {
+    /// Authorization code with PKCE for a user (`delegated`).
+    Delegated,
+    /// Admin consent for application permissions (`admin_consent`).
+    AdminConsent,
+}
+
+impl FlowKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowKind::Delegated => "delegated",
+            FlowKind::AdminConsent => "admin_consent",
+        }
+    }
+
+    /// The stored name back; anything else is a delegated flow (the only kind before admin
+    /// consent existed).
+    pub fn from_stored(s: &str) -> FlowKind {
+        if s == FlowKind::AdminConsent.as_str() {
+            FlowKind::AdminConsent
+        } else {
+            FlowKind::Delegated
+        }
+    }
+}
+
 /// Server-side state of one OAuth authorization in flight, keyed by the `state` parameter.
 /// Single use: taken (read and deleted) by the callback.
 #[derive(Debug, Clone)]
@@ -225,4 +309,11 @@ pub struct OAuthFlow {
     pub kind: String,
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+}
+
+impl OAuthFlow {
+    /// `kind` as the enum the callback branches on.
+    pub fn flow_kind(&self) -> FlowKind {
+        FlowKind::from_stored(&self.kind)
+    }
 }

@@ -18,148 +18,106 @@ pub mod request;
 pub mod retry;
 pub mod upstream;
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use url::Url;
 
 use self::request::Options;
 use self::retry::{Decision, Policy};
 use self::upstream::{SendError, UpBody};
-use crate::api::ApiError;
 use crate::catalog::Provider;
+use crate::connections::{CredentialsOpts, Error as CoreError};
+use crate::edge::ApiError;
+use crate::edge::AppState;
 use crate::metrics;
 use crate::model::Connection;
-use crate::server::AppState;
 
 /// Builds the outbound client for proxied calls (see `outbound`).
 pub fn client(guard: &crate::outbound::Guard) -> reqwest::Client {
     crate::outbound::proxy_client(guard)
 }
 
+/// `/proxy/{path}`, the HTTP door: the caller's headers and path, checked, then `forward`.
 pub async fn handle(
     State(st): State<AppState>,
-    _: crate::api::SecretKey,
+    _: crate::edge::SecretKey,
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let opts = Options::parse(&parts).inspect_err(|_| metrics::proxy_refused("invalid_request"))?;
     let path = request::checked_path(parts.uri.path().strip_prefix("/proxy").unwrap_or(""))
         .inspect_err(|_| metrics::proxy_refused("path"))?;
+    let call = Call {
+        opts: &opts,
+        method: parts.method.clone(),
+        path,
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        body,
+    };
+    forward(&st, call).await
+}
 
-    let (_, provider) = st
+/// One proxied call, as `handle` parsed it or as another edge builds it (the dashboard's
+/// test call).
+pub struct Call<'a> {
+    pub opts: &'a Options,
+    pub method: Method,
+    /// The path under the provider's base URL, already checked (`request::checked_path`).
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    /// The caller's headers (`Nango-Proxy-*` ones are forwarded).
+    pub headers: &'a HeaderMap,
+    pub body: Body,
+}
+
+/// The proxy's use case: fresh credentials (`Core::credentials`), the target URL, the attempts
+/// with retries, redirects when asked, and the answer streamed back.
+pub async fn forward(st: &AppState, call: Call<'_>) -> Result<Response, ApiError> {
+    let opts = call.opts;
+    let fresh = st
         .core
-        .integration_cached(&opts.key)
+        .credentials(&opts.key, &opts.connection_id, CredentialsOpts::default())
         .await
-        .map_err(|e| match e {
-            crate::connections::Error::UnknownIntegration(_) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_provider_config",
-                format!("Integration {} does not exist", opts.key),
-            ),
-            other => other.into(),
-        })?;
-    let conn = st
-        .core
-        .store
-        .cached_connection_shared(&opts.key, &opts.connection_id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "server_error",
-                "Failed to get connection",
-            )
-        })?;
-    let mut conn = fresh(&st, conn, false).await?;
+        .map_err(|e| credentials_error(e, opts))?;
+    let (provider, conn) = (fresh.provider, fresh.connection);
 
-    let target = target_url(&st, &opts, provider, &conn, path, parts.uri.query()).await?;
-    let method = parts.method.clone();
-    let headers = upstream_headers(&parts.headers, &opts);
-    let mut body = UpBody::prepare(&opts, body).await?;
+    let target = target_url(st, opts, provider, &conn, call.path, call.query).await?;
+    let headers = upstream_headers(call.headers, opts);
+    let mut body = UpBody::prepare(opts, call.body).await?;
     let policy = Policy::new(
-        &method,
+        &call.method,
         opts.retries,
         opts.retry_on.clone(),
         body.replayable(),
     );
     let deadline = Instant::now() + st.core.config.proxy_deadline;
-    let http = &st.proxy_http;
-
-    let mut refreshed = false;
-    let mut attempt: u32 = 0;
-    let resp = loop {
-        let token = token(&opts, &conn)?;
-        let started = Instant::now();
-        let sent = upstream::send(
-            http,
-            &method,
-            &target,
-            &headers,
-            token.as_deref(),
-            &mut body,
-            policy.replayable.then_some(deadline),
-        )
-        .await;
-        let decision = match &sent {
-            Err(SendError::Refused) => {
-                metrics::proxy_refused("address");
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "base_url_override_not_allowed",
-                    "The target host resolves to a non-public address",
-                ));
-            }
-            Err(SendError::Timeout) => {
-                metrics::proxy_upstream(0, started.elapsed());
-                return Ok(upstream::no_response(&method, true));
-            }
-            Err(SendError::Network(e)) => {
-                metrics::proxy_upstream(0, started.elapsed());
-                tracing::warn!(connection.id = %opts.connection_id, "proxy upstream failed: {}", crate::api::error_chain(e));
-                policy.on_network_error(attempt)
-            }
-            Ok(r) => {
-                let status = r.status().as_u16();
-                metrics::proxy_upstream(status, started.elapsed());
-                if status == 401 && !refreshed && policy.replayable && token.is_some() {
-                    refreshed = true;
-                    // A token revoked or expired early: refresh once, then try again.
-                    // Boxed: a rare path whose large future should not weigh on every call.
-                    let stale = Connection::clone(&conn);
-                    if let Ok(c) = Box::pin(st.core.fresh_connection(stale, true)).await {
-                        conn = std::sync::Arc::new(c);
-                        metrics::proxy_retry("unauthorized");
-                        continue;
-                    }
-                }
-                let wait = retry::retry_after(r.headers(), chrono::Utc::now());
-                policy.on_status(attempt, status, wait)
-            }
-        };
-        match decision {
-            Decision::Retry(wait, reason) if Instant::now() + wait < deadline => {
-                attempt += 1;
-                metrics::proxy_retry(reason);
-                tracing::debug!(connection.id = %opts.connection_id, attempt, "retrying proxied call after {wait:?} ({reason})");
-                tokio::time::sleep(wait).await;
-            }
-            _ => match sent {
-                Ok(r) => break r,
-                Err(_) => return Ok(upstream::no_response(&method, false)),
-            },
-        }
+    let attempt = Attempt {
+        st,
+        opts,
+        method: &call.method,
+        target: &target,
+        headers: &headers,
+        policy: &policy,
+        deadline,
+    };
+    let (resp, conn) = match attempt.send_with_retries(conn, &mut body).await? {
+        Sent::Upstream(resp, conn) => (resp, conn),
+        Sent::Answered(r) => return Ok(r),
     };
 
     let resp = if opts.follow_redirects && policy.replayable && resp.status().is_redirection() {
-        let token = token(&opts, &conn)?;
+        let token = token(opts, &conn)?;
         match Box::pin(upstream::follow(
-            http,
+            &st.proxy_http,
             &st.guard,
-            &opts,
-            method,
+            opts,
+            call.method,
             &target,
             &headers,
             token.as_deref(),
@@ -177,16 +135,119 @@ pub async fn handle(
     Ok(upstream::stream_back(resp))
 }
 
-/// Fresh credentials (refreshing when due), mapped to Nango's proxy errors.
-async fn fresh(
-    st: &AppState,
-    conn: std::sync::Arc<Connection>,
-    force: bool,
-) -> Result<std::sync::Arc<Connection>, ApiError> {
-    st.core
-        .fresh_connection_hot(conn, force)
-        .await
-        .map_err(ApiError::proxy_credentials)
+/// What the attempts ended with.
+enum Sent {
+    /// The upstream answered (with the connection as last refreshed).
+    Upstream(reqwest::Response, Arc<Connection>),
+    /// No upstream answer to pass on: grantd answers itself (timeout, network failure).
+    Answered(Response),
+}
+
+/// What every attempt of one call shares.
+struct Attempt<'a> {
+    st: &'a AppState,
+    opts: &'a Options,
+    method: &'a Method,
+    target: &'a Url,
+    headers: &'a reqwest::header::HeaderMap,
+    policy: &'a Policy,
+    deadline: Instant,
+}
+
+impl Attempt<'_> {
+    /// Sends until an answer is final: retries as the policy allows within the deadline, and
+    /// one forced refresh after a 401.
+    async fn send_with_retries(
+        &self,
+        mut conn: Arc<Connection>,
+        body: &mut UpBody,
+    ) -> Result<Sent, ApiError> {
+        let (opts, policy) = (self.opts, self.policy);
+        let mut refreshed = false;
+        let mut attempt: u32 = 0;
+        loop {
+            let token = token(opts, &conn)?;
+            let started = Instant::now();
+            let sent = upstream::send(
+                &self.st.proxy_http,
+                self.method,
+                self.target,
+                self.headers,
+                token.as_deref(),
+                body,
+                policy.replayable.then_some(self.deadline),
+            )
+            .await;
+            let decision = match &sent {
+                Err(SendError::Refused) => {
+                    metrics::proxy_refused("address");
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "base_url_override_not_allowed",
+                        "The target host resolves to a non-public address",
+                    ));
+                }
+                Err(SendError::Timeout) => {
+                    metrics::proxy_upstream(0, started.elapsed());
+                    return Ok(Sent::Answered(upstream::no_response(self.method, true)));
+                }
+                Err(SendError::Network(e)) => {
+                    metrics::proxy_upstream(0, started.elapsed());
+                    tracing::warn!(connection.id = %opts.connection_id, "proxy upstream failed: {}", crate::edge::error_chain(e));
+                    policy.on_network_error(attempt)
+                }
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    metrics::proxy_upstream(status, started.elapsed());
+                    if status == 401 && !refreshed && policy.replayable && token.is_some() {
+                        refreshed = true;
+                        // A token revoked or expired early: refresh once, then try again.
+                        // Boxed: a rare path whose large future should not weigh on every call.
+                        let stale = Connection::clone(&conn);
+                        if let Ok(c) = Box::pin(self.st.core.fresh_connection(stale, true)).await {
+                            conn = Arc::new(c);
+                            metrics::proxy_retry("unauthorized");
+                            continue;
+                        }
+                    }
+                    let wait = retry::retry_after(r.headers(), chrono::Utc::now());
+                    policy.on_status(attempt, status, wait)
+                }
+            };
+            match decision {
+                Decision::Retry(wait, reason) if Instant::now() + wait < self.deadline => {
+                    attempt += 1;
+                    metrics::proxy_retry(reason);
+                    tracing::debug!(connection.id = %opts.connection_id, attempt, "retrying proxied call after {wait:?} ({reason})");
+                    tokio::time::sleep(wait).await;
+                }
+                _ => {
+                    return Ok(match sent {
+                        Ok(r) => Sent::Upstream(r, conn),
+                        Err(_) => Sent::Answered(upstream::no_response(self.method, false)),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// `Core::credentials` failures in Nango's proxy wording.
+fn credentials_error(e: CoreError, opts: &Options) -> ApiError {
+    match e {
+        CoreError::UnknownIntegration(_) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_provider_config",
+            format!("Integration {} does not exist", opts.key),
+        ),
+        CoreError::UnknownConnection => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "server_error",
+            "Failed to get connection",
+        ),
+        e @ CoreError::Store(_) => e.into(),
+        refresh => ApiError::proxy_credentials(refresh),
+    }
 }
 
 /// The bearer token to send: none for pre-authenticated URLs.
@@ -214,10 +275,7 @@ fn missing_sharepoint() -> ApiError {
     )
 }
 
-fn upstream_headers(
-    incoming: &axum::http::HeaderMap,
-    opts: &Options,
-) -> reqwest::header::HeaderMap {
+fn upstream_headers(incoming: &HeaderMap, opts: &Options) -> reqwest::header::HeaderMap {
     let mut out = request::upstream_headers(incoming);
     // A streamed body keeps its declared length (Graph upload sessions require it).
     if let Some(n) = opts.content_length.filter(|_| opts.has_body) {

@@ -7,7 +7,7 @@
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 
-use crate::api::ApiError;
+use crate::edge::ApiError;
 use crate::model::{ConnectionId, ProviderConfigKey};
 
 /// Longest path + query accepted.
@@ -110,6 +110,24 @@ static RETRIES: HeaderName = HeaderName::from_static("retries");
 static RETRY_ON: HeaderName = HeaderName::from_static("retry-on");
 
 impl Options {
+    /// A call without body or proxy headers: no retries beyond the defaults, Graph, no redirects
+    /// followed (the dashboard's test call).
+    pub fn plain(key: ProviderConfigKey, connection_id: ConnectionId) -> Options {
+        Options {
+            connection_id,
+            key,
+            retries: 0,
+            retry_on: vec![],
+            base_url_override: None,
+            sharepoint: false,
+            follow_redirects: false,
+            forward_headers_on_redirect: false,
+            pre_authenticated: false,
+            content_length: None,
+            has_body: false,
+        }
+    }
+
     pub fn parse(parts: &Parts) -> Result<Options, ApiError> {
         check_limits(parts)?;
         let h = &parts.headers;

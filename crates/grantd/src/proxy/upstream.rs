@@ -13,7 +13,7 @@ use futures::StreamExt;
 use url::Url;
 
 use super::request::{HOP_BY_HOP, MAX_BODY_BYTES, Options, REPLAYABLE_BODY_BYTES};
-use crate::api::ApiError;
+use crate::edge::ApiError;
 use crate::outbound::Guard;
 
 /// Most redirects followed for one call.

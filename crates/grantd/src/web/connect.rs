@@ -9,9 +9,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::pages;
-use crate::api::ApiError;
 use crate::connections::flow::{CallbackError, FlowFailure, StartError, StartRequest};
-use crate::server::AppState;
+use crate::edge::ApiError;
+use crate::edge::AppState;
 
 fn query_pairs(parts: &Parts) -> Vec<(String, String)> {
     serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).unwrap_or_default()
@@ -65,7 +65,7 @@ pub async fn start(State(st): State<AppState>, Path(key): Path<String>, parts: P
         }
         Err(StartError::Flow(f)) => report(&st, &f),
         Err(StartError::Internal(e)) => {
-            tracing::error!(error = %crate::api::error_chain(&e), "connect start failed");
+            tracing::error!(error = %crate::edge::error_chain(&e), "connect start failed");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Html(
@@ -115,7 +115,7 @@ pub async fn callback(State(st): State<AppState>, parts: Parts) -> Response {
             .into_response(),
         Err(CallbackError::Flow(f)) => report(&st, &f),
         Err(CallbackError::Internal(e)) => {
-            tracing::error!(error = %crate::api::error_chain(&e), "connect callback failed");
+            tracing::error!(error = %crate::edge::error_chain(&e), "connect callback failed");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Html(
@@ -169,7 +169,7 @@ pub async fn connect_ui(State(st): State<AppState>, parts: Parts) -> Response {
                 .into_response();
         }
         Err(e) => {
-            tracing::error!(error = %crate::api::error_chain(&e), "connect UI failed");
+            tracing::error!(error = %crate::edge::error_chain(&e), "connect UI failed");
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Html(
@@ -184,7 +184,7 @@ pub async fn connect_ui(State(st): State<AppState>, parts: Parts) -> Response {
                 .into_response();
         }
     };
-    let integrations = match st.core.store.list_integrations().await {
+    let integrations = match st.core.list_integrations().await {
         Ok(all) => all
             .into_iter()
             .filter(|i| {

@@ -12,7 +12,7 @@ pub mod ws;
 use axum::Router;
 use axum::routing::get;
 
-use crate::server::AppState;
+use crate::edge::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

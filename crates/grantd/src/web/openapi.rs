@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Map, Value, json};
 
-use crate::server::AppState;
+use crate::edge::AppState;
 
 /// One documented operation: (path, method, summary, tag, has JSON body).
 struct Op {

@@ -2,72 +2,16 @@
 //! `{"message_type":"connection_ack","ws_client_id":…}`; when the flow started with that id ends,
 //! exactly one `success` or `error` frame follows and the id is forgotten.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use axum::extract::State;
 use axum::extract::ws::{
     Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
 };
 use axum::response::{IntoResponse, Redirect, Response};
 use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::server::AppState;
-
-/// Open WebSockets by `ws_client_id`.
-#[derive(Default)]
-pub struct WsHub {
-    clients: Mutex<HashMap<String, mpsc::UnboundedSender<String>>>,
-}
-
-impl WsHub {
-    fn register(&self, id: String, tx: mpsc::UnboundedSender<String>) {
-        self.clients
-            .lock()
-            .expect("ws hub lock poisoned")
-            .insert(id, tx);
-    }
-
-    fn remove(&self, id: &str) {
-        self.clients
-            .lock()
-            .expect("ws hub lock poisoned")
-            .remove(id);
-    }
-
-    /// Sends the final frame to `id` (if it is connected here) and forgets it.
-    pub fn finish(&self, id: &str, frame: Value) -> bool {
-        let tx = self
-            .clients
-            .lock()
-            .expect("ws hub lock poisoned")
-            .remove(id);
-        tx.is_some_and(|tx| tx.send(frame.to_string()).is_ok())
-    }
-
-    pub fn success(&self, id: &str, provider_config_key: &str, connection_id: &str) -> bool {
-        self.finish(
-            id,
-            json!({"message_type": "success", "provider_config_key": provider_config_key, "connection_id": connection_id, "is_pending": false}),
-        )
-    }
-
-    pub fn error(
-        &self,
-        id: &str,
-        provider_config_key: Option<&str>,
-        connection_id: Option<&str>,
-        error_type: &str,
-        desc: &str,
-    ) -> bool {
-        self.finish(
-            id,
-            json!({"message_type": "error", "provider_config_key": provider_config_key, "connection_id": connection_id, "error_type": error_type, "error_desc": desc}),
-        )
-    }
-}
+use crate::edge::AppState;
 
 /// `GET /`: a WebSocket upgrade for the SDK, otherwise the dashboard.
 pub async fn root(

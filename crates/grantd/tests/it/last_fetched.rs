@@ -77,19 +77,19 @@ async fn written_by_a_flush(kind: DbKind) {
 
     // This instance's reads show the latest value, written or not.
     assert_eq!(
-        last_fetched(&app.state.core.store, &id).await.as_deref(),
+        last_fetched(app.state.core.store(), &id).await.as_deref(),
         Some(&*t2)
     );
 
-    app.state.core.store.flush_fetched().await.unwrap();
+    app.state.core.store().flush_fetched().await.unwrap();
     assert_eq!(stored_last_fetched(&app, &id).await.as_deref(), Some(&*t2));
 
     // A later flush never moves the stored value back: an older pending value is ignored.
-    app.state.core.store.note_fetched(
+    app.state.core.store().note_fetched(
         second["id"].as_i64().unwrap(),
         app.state.core.clock.now() - chrono::TimeDelta::hours(1),
     );
-    app.state.core.store.flush_fetched().await.unwrap();
+    app.state.core.store().flush_fetched().await.unwrap();
     assert_eq!(stored_last_fetched(&app, &id).await.as_deref(), Some(&*t2));
 }
 

@@ -362,7 +362,7 @@ async fn import_connections(app: &TestApp, key: &str, n: usize) -> Vec<String> {
         app.emu.base_url,
         seed::CONTOSO_TENANT_ID
     );
-    let store = app.state.core.store.clone();
+    let store = app.state.core.store().clone();
     let pkey = ProviderConfigKey::parse(key).unwrap();
     let now = app.clock.now();
     let mut ids: Vec<String> = futures::stream::iter(0..n)
@@ -475,7 +475,7 @@ async fn idle_connections_refreshed_once(n: usize) {
         let page = app
             .state
             .core
-            .store
+            .store()
             .list_connections(&grantd::model::ConnectionFilter {
                 limit: 5_000,
                 offset: conns.len() as u64,
@@ -573,7 +573,7 @@ async fn recover(app: &TestApp, id: &str) {
     ctl.set_strict_rotation(false).await.unwrap();
     let key = ProviderConfigKey::parse("od").unwrap();
     let cid = grantd::model::ConnectionId::parse(id).unwrap();
-    let store = &app.state.core.store;
+    let store = app.state.core.store();
     let c = store.get_connection(&key, &cid).await.unwrap().unwrap();
     let rt = c.credentials.refresh_token.clone().unwrap();
     let r = app

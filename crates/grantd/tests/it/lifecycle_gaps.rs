@@ -238,7 +238,7 @@ async fn webhooks_refused_with_3xx_or_4xx_are_not_retried() {
         "{run:?}"
     );
     assert_eq!(rx.hits.load(Ordering::SeqCst), 4);
-    let (pending, delivered, abandoned) = app.state.core.store.webhook_counts().await.unwrap();
+    let (pending, delivered, abandoned) = app.state.core.store().webhook_counts().await.unwrap();
     assert_eq!((pending, delivered, abandoned), (0, 1, 2));
 }
 

@@ -130,7 +130,7 @@ async fn no_secret_appears_in_logs_at_any_level() {
     let flow = app
         .state
         .core
-        .store
+        .store()
         .take_oauth_flow(&state)
         .await
         .unwrap()
@@ -139,7 +139,7 @@ async fn no_secret_appears_in_logs_at_any_level() {
         "PKCE verifier".into(),
         flow.code_verifier.expose_secret().to_owned(),
     ));
-    app.state.core.store.put_oauth_flow(flow).await.unwrap();
+    app.state.core.store().put_oauth_flow(flow).await.unwrap();
 
     let outcome = Browser::new()
         .authorize(

@@ -8,6 +8,7 @@ mod cli;
 mod dashboard;
 mod flow;
 mod last_fetched;
+mod layers;
 mod lifecycle;
 mod lifecycle_gaps;
 mod logs;

@@ -648,7 +648,7 @@ async fn postgres_cache_is_invalidated_across_instances() {
     let other = grantd::server::AppState::build(app.state.core.config.clone(), None)
         .await
         .unwrap();
-    let store = &other.core.store;
+    let store = other.core.store();
     let mut events = store.cache_events();
     while !store.cache_live() {
         tokio::time::timeout(Duration::from_secs(10), events.changed())

@@ -105,7 +105,7 @@ fn soon() -> DateTime<Utc> {
 
 fn failure() -> AuthFailure {
     AuthFailure {
-        kind: "reconnect".into(),
+        kind: grantd::model::FailureKind::Reconnect,
         description: "the refresh token expired".into(),
         aadsts: Some(700082),
         error: Some("invalid_grant".into()),

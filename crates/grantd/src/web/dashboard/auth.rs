@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::layout;
-use crate::server::AppState;
+use crate::edge::AppState;
 
 pub const COOKIE: &str = "grantd_dashboard";
 /// The login form's double-submit CSRF cookie.

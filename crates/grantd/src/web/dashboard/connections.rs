@@ -6,17 +6,21 @@
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderMap, Method};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use maud::{Markup, PreEscaped, html};
 use serde_json::Value;
 
 use super::auth::Admin;
+use super::error::{AdminPost, PageError};
 use super::layout::{csrf_field, page};
 use crate::connections::sessions::SessionRequest;
-use crate::model::{Connection, ConnectionFilter, ConnectionId, ProviderConfigKey};
-use crate::server::AppState;
+use crate::edge::AppState;
+use crate::model::{
+    ConfigKey, Connection, ConnectionFilter, ConnectionId, FailureKind, ProviderConfigKey,
+};
+use crate::proxy::{self, request::Options};
 
 /// What the dashboard says about a connection, derived from its auth failure and
 /// `connection_config.sharepointTokenStatus`.
@@ -34,10 +38,10 @@ pub enum Status {
 impl Status {
     pub fn of(c: &Connection) -> Status {
         if let Some(f) = &c.auth_failure {
-            return match f.kind.as_str() {
-                "reconnect" => Status::MustReconnect,
-                "misconfigured" => Status::Misconfigured,
-                _ => Status::Refreshing,
+            return match f.kind {
+                FailureKind::Reconnect => Status::MustReconnect,
+                FailureKind::Misconfigured => Status::Misconfigured,
+                FailureKind::Transient => Status::Refreshing,
             };
         }
         match sharepoint_status(c) {
@@ -74,7 +78,7 @@ impl Status {
 
 fn sharepoint_status(c: &Connection) -> Option<&str> {
     c.connection_config
-        .get("sharepointTokenStatus")
+        .get(ConfigKey::SharepointTokenStatus.as_str())
         .and_then(Value::as_str)
 }
 
@@ -108,53 +112,20 @@ fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-fn internal(e: impl std::error::Error) -> Response {
-    tracing::error!(error = %crate::api::error_chain(&e), "dashboard request failed");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Html(
-            page(
-                "Error",
-                None,
-                html! { p.error role="alert" { "Something went wrong on our side; the server log has the details." } },
-            )
-            .into_string(),
-        ),
-    )
-        .into_response()
-}
-
-async fn all_connections(
-    st: &AppState,
-    filter: ConnectionFilter,
-) -> Result<Vec<Connection>, Response> {
-    st.core
-        .store
-        .list_connections(&filter)
-        .await
-        .map_err(internal)
-}
-
-pub async fn overview(State(st): State<AppState>, admin: Admin) -> Response {
-    let integrations = match st.core.store.list_integrations().await {
-        Ok(i) => i,
-        Err(e) => return internal(e),
-    };
-    let conns = match all_connections(&st, ConnectionFilter::default()).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let outbox = match st.core.store.recent_webhooks(super::events::RECENT).await {
-        Ok(o) => o,
-        Err(e) => return internal(e),
-    };
+pub async fn overview(State(st): State<AppState>, admin: Admin) -> Result<Response, PageError> {
+    let integrations = st.core.list_integrations().await?;
+    let conns = st
+        .core
+        .list_connections(&ConnectionFilter::default())
+        .await?;
+    let outbox = st.core.recent_webhooks(super::events::RECENT).await?;
     let count = |s: Status| conns.iter().filter(|c| Status::of(c) == s).count();
     let mut failures: Vec<&Connection> =
         conns.iter().filter(|c| c.auth_failure.is_some()).collect();
     failures.sort_by_key(|c| std::cmp::Reverse(c.auth_failure.as_ref().map(|f| f.at)));
     let now = st.core.clock.now();
     let webhooks_configured = st.core.config.lifecycle.webhook_url.is_some();
-    Html(
+    Ok(Html(
         page(
             "Overview",
             Some(&admin.csrf),
@@ -195,7 +166,7 @@ pub async fn overview(State(st): State<AppState>, admin: Admin) -> Response {
         )
         .into_string(),
     )
-    .into_response()
+    .into_response())
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -225,9 +196,9 @@ pub async fn list(
         limit: 500,
         ..Default::default()
     };
-    let conns = match all_connections(&st, filter).await {
+    let conns = match st.core.list_connections(&filter).await {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return PageError::from(e).into_response(),
     };
     let wanted = q.status.as_deref().filter(|s| !s.is_empty());
     let shown: Vec<&Connection> = conns
@@ -291,28 +262,20 @@ fn problem(c: &Connection) -> Markup {
     }
 }
 
-async fn load(st: &AppState, key: &str, id: &str) -> Result<Connection, Response> {
+async fn load(st: &AppState, key: &str, id: &str) -> Result<Connection, PageError> {
     let not_found = || {
-        (
-            StatusCode::NOT_FOUND,
-            Html(
-                page(
-                    "Not found",
-                    None,
-                    html! { p.error { "There is no such connection." } p { a href="/dashboard/connections" { "Back to connections" } } },
-                )
-                .into_string(),
-            ),
+        PageError::NotFound(
+            "There is no such connection.",
+            "/dashboard/connections",
+            "Back to connections",
         )
-            .into_response()
     };
     let key = ProviderConfigKey::parse(key).map_err(|_| not_found())?;
     let cid = ConnectionId::parse(id).map_err(|_| not_found())?;
-    match st.core.store.get_connection(&key, &cid).await {
-        Ok(Some(c)) => Ok(c),
-        Ok(None) => Err(not_found()),
-        Err(e) => Err(internal(e)),
-    }
+    st.core
+        .get_connection(&key, &cid)
+        .await?
+        .ok_or_else(not_found)
 }
 
 /// The result of an action, shown above the connection's details.
@@ -370,57 +333,34 @@ pub async fn show(
     State(st): State<AppState>,
     admin: Admin,
     Path((key, id)): Path<(String, String)>,
-) -> Response {
-    match load(&st, &key, &id).await {
-        Ok(c) => detail(&st, &admin, &c, Notice::None),
-        Err(r) => r,
-    }
-}
-
-#[derive(serde::Deserialize)]
-pub struct CsrfOnly {
-    csrf: String,
+) -> Result<Response, PageError> {
+    let c = load(&st, &key, &id).await?;
+    Ok(detail(&st, &admin, &c, Notice::None))
 }
 
 pub async fn refresh(
     State(st): State<AppState>,
-    admin: Admin,
     Path((key, id)): Path<(String, String)>,
-    axum::Form(f): axum::Form<CsrfOnly>,
-) -> Response {
-    if let Err(r) = admin.check_csrf(&f.csrf) {
-        return *r;
-    }
-    let c = match load(&st, &key, &id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    AdminPost(admin): AdminPost,
+) -> Result<Response, PageError> {
+    let c = load(&st, &key, &id).await?;
     let notice = match st.core.fresh_connection(c, true).await {
         Ok(_) => Notice::Ok(html! { "Refreshed." }),
         Err(crate::connections::Error::Refresh(c)) => Notice::Error(html! {
             "Refresh failed: " @if let Some(code) = c.aadsts { code { "AADSTS" (code) } " " } (c.cause)
         }),
-        Err(e) => return internal(e),
+        Err(e) => return Err(e.into()),
     };
-    match load(&st, &key, &id).await {
-        Ok(c) => detail(&st, &admin, &c, notice),
-        Err(r) => r,
-    }
+    let c = load(&st, &key, &id).await?;
+    Ok(detail(&st, &admin, &c, notice))
 }
 
 pub async fn reconnect_link(
     State(st): State<AppState>,
-    admin: Admin,
     Path((key, id)): Path<(String, String)>,
-    axum::Form(f): axum::Form<CsrfOnly>,
-) -> Response {
-    if let Err(r) = admin.check_csrf(&f.csrf) {
-        return *r;
-    }
-    let c = match load(&st, &key, &id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    AdminPost(admin): AdminPost,
+) -> Result<Response, PageError> {
+    let c = load(&st, &key, &id).await?;
     let req = SessionRequest {
         end_user: c.end_user.clone(),
         allowed_integrations: Some(vec![c.provider_config_key.to_string()]),
@@ -429,10 +369,8 @@ pub async fn reconnect_link(
         reconnect: Some((c.provider_config_key.clone(), c.connection_id.clone())),
         ..Default::default()
     };
-    let link = match st.core.create_connect_session(req).await {
-        Ok((token, _)) => st.core.connect_link(&token),
-        Err(e) => return internal(e),
-    };
+    let (token, _) = st.core.create_connect_session(req).await?;
+    let link = st.core.connect_link(&token);
     // The copy button is an enhancement: without JavaScript the link is still selectable.
     let notice = Notice::Ok(html! {
         label for="reconnect-link" { "Reconnect link (valid " (st.core.config.connect_session_ttl.as_secs() / 60) " minutes); send it to the user:" }
@@ -441,30 +379,25 @@ pub async fn reconnect_link(
         span #copied role="status" {}
         script { (PreEscaped("document.getElementById('reconnect-link').select();")) }
     });
-    detail(&st, &admin, &c, notice)
+    Ok(detail(&st, &admin, &c, notice))
 }
 
 pub async fn test_call(
     State(st): State<AppState>,
-    admin: Admin,
     Path((key, id)): Path<(String, String)>,
-    axum::Form(f): axum::Form<CsrfOnly>,
-) -> Response {
-    if let Err(r) = admin.check_csrf(&f.csrf) {
-        return *r;
-    }
-    let c = match load(&st, &key, &id).await {
-        Ok(c) => c,
-        Err(r) => return r,
+    AdminPost(admin): AdminPost,
+) -> Result<Response, PageError> {
+    let c = load(&st, &key, &id).await?;
+    let opts = Options::plain(c.provider_config_key.clone(), c.connection_id.clone());
+    let call = proxy::Call {
+        opts: &opts,
+        method: Method::GET,
+        path: "/v1.0/me/drives",
+        query: None,
+        headers: &HeaderMap::new(),
+        body: Body::empty(),
     };
-    let req = Request::builder()
-        .method("GET")
-        .uri("/proxy/v1.0/me/drives")
-        .header("connection-id", c.connection_id.as_str())
-        .header("provider-config-key", c.provider_config_key.as_str())
-        .body(Body::empty())
-        .expect("static request is valid");
-    let resp = match crate::proxy::handle(State(st.clone()), crate::api::SecretKey, req).await {
+    let resp = match proxy::forward(&st, call).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -491,32 +424,18 @@ pub async fn test_call(
             .unwrap_or("the call failed");
         Notice::Error(html! { "GET /proxy/v1.0/me/drives answered " (status.as_u16()) ": " (msg) })
     };
-    match load(&st, &key, &id).await {
-        Ok(c) => detail(&st, &admin, &c, notice),
-        Err(r) => r,
-    }
+    let c = load(&st, &key, &id).await?;
+    Ok(detail(&st, &admin, &c, notice))
 }
 
 pub async fn delete(
     State(st): State<AppState>,
-    admin: Admin,
     Path((key, id)): Path<(String, String)>,
-    axum::Form(f): axum::Form<CsrfOnly>,
-) -> Response {
-    if let Err(r) = admin.check_csrf(&f.csrf) {
-        return *r;
-    }
-    let c = match load(&st, &key, &id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    match st
-        .core
-        .store
+    AdminPost(_): AdminPost,
+) -> Result<Response, PageError> {
+    let c = load(&st, &key, &id).await?;
+    st.core
         .delete_connection(&c.provider_config_key, &c.connection_id)
-        .await
-    {
-        Ok(_) => Redirect::to("/dashboard/connections").into_response(),
-        Err(e) => internal(e),
-    }
+        .await?;
+    Ok(Redirect::to("/dashboard/connections").into_response())
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 use serde_json::Value;
 
-use crate::store::OutboxEntry;
+use crate::connections::OutboxEntry;
 
 /// How many outbox rows the overview reads.
 pub const RECENT: u32 = 50;

@@ -13,9 +13,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use maud::{Markup, html};
 
 use super::auth::Admin;
+use super::error::{AdminPost, PageError};
 use super::layout::{csrf_field, page};
-use crate::model::{ClientSecret, Integration, NewIntegration, ProviderConfigKey};
-use crate::server::AppState;
+use crate::connections::{Error as CoreError, StoreError};
+use crate::edge::AppState;
+use crate::model::{AppCredential, ClientSecret, Integration, NewIntegration, ProviderConfigKey};
 
 /// Where an older dashboard kept the expiry; read as a fallback and dropped on save.
 const LEGACY_EXPIRES_KEY: &str = "client_secret_expires_at";
@@ -84,23 +86,11 @@ fn display_name(st: &AppState, i: &Integration) -> String {
 }
 
 fn internal(e: impl std::error::Error) -> Response {
-    tracing::error!(error = %crate::api::error_chain(&e), "dashboard request failed");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Html(
-            page(
-                "Error",
-                None,
-                html! { p.error role="alert" { "Something went wrong on our side; the server log has the details." } },
-            )
-            .into_string(),
-        ),
-    )
-        .into_response()
+    PageError::internal(&e).into_response()
 }
 
 pub async fn list(State(st): State<AppState>, admin: Admin) -> Response {
-    let all = match st.core.store.list_integrations().await {
+    let all = match st.core.list_integrations().await {
         Ok(a) => a,
         Err(e) => return internal(e),
     };
@@ -432,14 +422,13 @@ pub async fn create(State(st): State<AppState>, admin: Admin, body: axum::body::
         forward_webhooks: true,
         integration_config: config,
     };
-    match st.core.store.create_integration(new).await {
-        Ok(created) => {
-            if let Err(e) = save_expiry(&st, &created, &values).await {
-                return internal(e);
-            }
-            Redirect::to(&format!("/dashboard/integrations/{key}")).into_response()
-        }
-        Err(crate::store::Error::Conflict(_)) => form_error(
+    let app_credential = AppCredential {
+        secret_expires_at: values.expires_at().ok().flatten(),
+        ..Default::default()
+    };
+    match st.core.create_integration(new, app_credential).await {
+        Ok(_) => Redirect::to(&format!("/dashboard/integrations/{key}")).into_response(),
+        Err(CoreError::Store(StoreError::Conflict(_))) => form_error(
             &st,
             &admin,
             None,
@@ -450,36 +439,26 @@ pub async fn create(State(st): State<AppState>, admin: Admin, body: axum::body::
     }
 }
 
-async fn load(st: &AppState, key: &str) -> Result<Integration, Response> {
+async fn load(st: &AppState, key: &str) -> Result<Integration, PageError> {
     let not_found = || {
-        (
-            StatusCode::NOT_FOUND,
-            Html(
-                page(
-                    "Not found",
-                    None,
-                    html! { p.error { "There is no integration with this key." } p { a href="/dashboard/integrations" { "Back to integrations" } } },
-                )
-                .into_string(),
-            ),
+        PageError::NotFound(
+            "There is no integration with this key.",
+            "/dashboard/integrations",
+            "Back to integrations",
         )
-            .into_response()
     };
     let key = ProviderConfigKey::parse(key).map_err(|_| not_found())?;
-    match st.core.store.get_integration(&key).await {
-        Ok(Some(i)) => Ok(i),
-        Ok(None) => Err(not_found()),
-        Err(e) => Err(internal(e)),
-    }
+    st.core.get_integration(&key).await?.ok_or_else(not_found)
 }
 
-pub async fn show(State(st): State<AppState>, admin: Admin, Path(key): Path<String>) -> Response {
-    let i = match load(&st, &key).await {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+pub async fn show(
+    State(st): State<AppState>,
+    admin: Admin,
+    Path(key): Path<String>,
+) -> Result<Response, PageError> {
+    let i = load(&st, &key).await?;
     let values = FormValues::from_integration(&i);
-    Html(
+    Ok(Html(
         page(
             &format!("Integration {}", i.unique_key),
             Some(&admin.csrf),
@@ -497,7 +476,7 @@ pub async fn show(State(st): State<AppState>, admin: Admin, Path(key): Path<Stri
         )
         .into_string(),
     )
-    .into_response()
+    .into_response())
 }
 
 pub async fn update(
@@ -512,7 +491,7 @@ pub async fn update(
     }
     let cur = match load(&st, &key).await {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let (scopes, config) = match values.validate(&st, &cur.integration_config) {
         Ok(v) => v,
@@ -533,59 +512,27 @@ pub async fn update(
         forward_webhooks: cur.forward_webhooks,
         integration_config: config,
     };
-    match st.core.store.update_integration(&cur.unique_key, new).await {
-        Ok(_) => {}
-        Err(e) => return internal(e),
-    }
-    if let Err(e) = save_expiry(&st, &cur, &values).await {
+    // The entered secret expiry goes with the certificate the integration keeps.
+    let app_credential = AppCredential {
+        secret_expires_at: values.expires_at().ok().flatten(),
+        ..cur.app_credential.clone()
+    };
+    if let Err(e) = st
+        .core
+        .update_integration(&cur.unique_key, new, Some(app_credential))
+        .await
+    {
         return internal(e);
-    }
-    // New app credentials: connections failing as "app misconfigured" may work again.
-    if secret_changed || values.client_id != cur.client_id {
-        if let Err(e) = st.core.app_credentials_updated(&cur.unique_key).await {
-            return internal(e);
-        }
     }
     Redirect::to(&format!("/dashboard/integrations/{}", cur.unique_key)).into_response()
 }
 
-/// Stores the entered client secret expiry in the integration's app credential (keeping a
-/// certificate); a changed date restarts the expiry warnings.
-async fn save_expiry(
-    st: &AppState,
-    i: &Integration,
-    values: &FormValues,
-) -> Result<(), crate::store::Error> {
-    let at = values.expires_at().ok().flatten();
-    if at == i.app_credential.secret_expires_at {
-        return Ok(());
-    }
-    let mut cred = i.app_credential.clone();
-    cred.secret_expires_at = at;
-    cred.expiry_warned_days = None;
-    st.core.store.set_app_credential(i.id, &cred).await
-}
-
-#[derive(serde::Deserialize)]
-pub struct CsrfOnly {
-    csrf: String,
-}
-
 pub async fn delete(
     State(st): State<AppState>,
-    admin: Admin,
     Path(key): Path<String>,
-    axum::Form(f): axum::Form<CsrfOnly>,
-) -> Response {
-    if let Err(r) = admin.check_csrf(&f.csrf) {
-        return *r;
-    }
-    let cur = match load(&st, &key).await {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    match st.core.store.delete_integration(&cur.unique_key).await {
-        Ok(_) => Redirect::to("/dashboard/integrations").into_response(),
-        Err(e) => internal(e),
-    }
+    AdminPost(_): AdminPost,
+) -> Result<Response, PageError> {
+    let cur = load(&st, &key).await?;
+    st.core.delete_integration(&cur.unique_key).await?;
+    Ok(Redirect::to("/dashboard/integrations").into_response())
 }

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod connections;
+pub mod error;
 pub mod events;
 pub mod expiry;
 pub mod integrations;
@@ -14,7 +15,7 @@ pub mod layout;
 use axum::Router;
 use axum::routing::{get, post};
 
-use crate::server::AppState;
+use crate::edge::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::connections::Error as CoreError;
-use crate::store::Error as StoreError;
+use crate::connections::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -119,7 +119,7 @@ impl From<StoreError> for ApiError {
             | StoreError::Crypto(_)
             | StoreError::Corrupt(_)
             | StoreError::UnsupportedUrl => {
-                tracing::error!(error = %crate::api::error_chain(&e), "store failure");
+                tracing::error!(error = %crate::edge::error_chain(&e), "store failure");
                 ApiError::internal()
             }
         }

@@ -1,0 +1,15 @@
+//! What the HTTP edges (`api`, `web`, `proxy`) share, below the router so they need not import
+//! each other or `server`: `AppState`, `ApiError` (the one place domain errors become HTTP), the
+//! `SecretKey` extractor and strict body/query extractors, and the WebSocket hub.
+
+pub mod error;
+pub mod extract;
+pub mod state;
+pub mod ws_hub;
+
+pub use error::ApiError;
+pub use extract::{
+    JsonBody, Query, SecretKey, bearer, error_chain, no_query, parse_bool, wrong_secret_key,
+};
+pub use state::AppState;
+pub use ws_hub::WsHub;

@@ -1,0 +1,61 @@
+//! `WsHub`: the open WebSockets of `@nangohq/frontend` by `ws_client_id`, shared by the socket
+//! handler (`web::ws`) that registers them and the OAuth callback that sends the final frame.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// Open WebSockets by `ws_client_id`.
+#[derive(Default)]
+pub struct WsHub {
+    clients: Mutex<HashMap<String, mpsc::UnboundedSender<String>>>,
+}
+
+impl WsHub {
+    pub(crate) fn register(&self, id: String, tx: mpsc::UnboundedSender<String>) {
+        self.clients
+            .lock()
+            .expect("ws hub lock poisoned")
+            .insert(id, tx);
+    }
+
+    pub(crate) fn remove(&self, id: &str) {
+        self.clients
+            .lock()
+            .expect("ws hub lock poisoned")
+            .remove(id);
+    }
+
+    /// Sends the final frame to `id` (if it is connected here) and forgets it.
+    pub fn finish(&self, id: &str, frame: Value) -> bool {
+        let tx = self
+            .clients
+            .lock()
+            .expect("ws hub lock poisoned")
+            .remove(id);
+        tx.is_some_and(|tx| tx.send(frame.to_string()).is_ok())
+    }
+
+    pub fn success(&self, id: &str, provider_config_key: &str, connection_id: &str) -> bool {
+        self.finish(
+            id,
+            json!({"message_type": "success", "provider_config_key": provider_config_key, "connection_id": connection_id, "is_pending": false}),
+        )
+    }
+
+    pub fn error(
+        &self,
+        id: &str,
+        provider_config_key: Option<&str>,
+        connection_id: Option<&str>,
+        error_type: &str,
+        desc: &str,
+    ) -> bool {
+        self.finish(
+            id,
+            json!({"message_type": "error", "provider_config_key": provider_config_key, "connection_id": connection_id, "error_type": error_type, "error_desc": desc}),
+        )
+    }
+}
