@@ -113,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::control::router())
         .merge(crate::graph::router())
         .merge(crate::files::router())
+        .merge(crate::graph::write::router())
         .merge(crate::sharepoint::router())
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -39,6 +39,8 @@ pub enum ItemOp {
     Content,
     CreateUploadSession,
     Delta,
+    /// `POST …/copy` (asynchronous, with a monitor URL).
+    Copy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,6 +257,7 @@ pub fn parse(rest: &str) -> Result<(Route, String), GraphError> {
         "/content" => ItemOp::Content,
         "/createUploadSession" => ItemOp::CreateUploadSession,
         "/delta" | "/delta()" => ItemOp::Delta,
+        "/copy" => ItemOp::Copy,
         other => return Err(GraphError::bad_segment(other.trim_start_matches('/'))),
     };
     tpl.push_str(match op {
@@ -263,6 +266,7 @@ pub fn parse(rest: &str) -> Result<(Route, String), GraphError> {
         ItemOp::Content => "/content",
         ItemOp::CreateUploadSession => "/createUploadSession",
         ItemOp::Delta => "/delta",
+        ItemOp::Copy => "/copy",
     });
     Ok((
         Route::Item {
