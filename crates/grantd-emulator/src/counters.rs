@@ -16,6 +16,9 @@ pub struct CounterSnapshot {
     pub graph_requests: BTreeMap<String, u64>,
     /// "METHOD host /route" → count of SharePoint requests.
     pub sharepoint_requests: BTreeMap<String, u64>,
+    /// Change and lifecycle notifications (filled from `crate::notify` when read).
+    #[serde(default)]
+    pub notifications: crate::notify::NotificationCounters,
 }
 
 #[derive(Debug, Default)]

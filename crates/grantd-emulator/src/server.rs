@@ -38,6 +38,8 @@ pub struct EmulatorConfig {
     pub ca_pem_path: Option<PathBuf>,
     /// Origin to use in issuers and endpoint URLs instead of the request's.
     pub public_base_url: Option<String>,
+    /// Batching delay of change notifications in ms (`None` = 3000, a few seconds like Graph).
+    pub notification_delay_ms: Option<u64>,
 }
 
 impl Default for EmulatorConfig {
@@ -52,6 +54,7 @@ impl Default for EmulatorConfig {
             https_addr: None,
             ca_pem_path: None,
             public_base_url: None,
+            notification_delay_ms: None,
         }
     }
 }
@@ -114,6 +117,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::graph::router())
         .merge(crate::files::router())
         .merge(crate::graph::write::router())
+        .merge(crate::notify::router())
+        .merge(crate::actions::router())
         .merge(crate::sharepoint::router())
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -154,6 +159,10 @@ pub async fn spawn(
     let app = router(state.clone());
     let (stop, mut stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    if let Some(ms) = config.notification_delay_ms {
+        state.notifier.set_batch_delay_ms(ms);
+    }
+    tasks.push(crate::notify::start(state.clone(), stop_rx.clone()));
 
     let http_app = app
         .clone()

@@ -26,6 +26,8 @@ pub struct Inner {
     /// Codes, refresh tokens, consents, sessions and switches of the identity side.
     pub grants: Mutex<Grants>,
     pub faults: Faults,
+    /// Change-notification subscriptions and deliveries.
+    pub notifier: crate::notify::Notifier,
 }
 
 impl std::ops::Deref for AppState {
@@ -152,6 +154,7 @@ impl AppState {
             seed,
             grants: Mutex::new(Grants::default()),
             faults: Faults::default(),
+            notifier: crate::notify::Notifier::default(),
         }));
         state.seed_admin_consents();
         Ok(state)
@@ -197,6 +200,7 @@ impl AppState {
         self.clock.reset();
         self.counters.reset();
         self.faults.clear();
+        self.notifier.reset();
         self.seed_admin_consents();
         Ok(())
     }
