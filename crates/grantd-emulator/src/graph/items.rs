@@ -64,10 +64,31 @@ fn strip_etag(s: &str) -> &str {
 pub(super) fn etag_matches(header_value: &str, drive: &Drive, item: &super::drives::Item) -> bool {
     let etag = json::etag(drive, item);
     let ctag = json::ctag(drive, item);
-    header_value
-        .split(',')
-        .map(strip_etag)
-        .any(|v| v == "*" || v == strip_etag(&etag) || v == strip_etag(&ctag))
+    etag_list(header_value)
+        .iter()
+        .any(|v| *v == "*" || *v == strip_etag(&etag) || *v == strip_etag(&ctag))
+}
+
+/// The entity tags of an `If-Match` / `If-None-Match` list. Business eTags contain a comma
+/// (`"{GUID},3"`), so the list is split on its quotes, not on commas.
+fn etag_list(v: &str) -> Vec<&str> {
+    let v = v.trim();
+    let mut out = Vec::new();
+    let mut rest = v;
+    while let Some(start) = rest.find('"') {
+        let after = &rest[start + 1..];
+        match after.find('"') {
+            Some(end) => {
+                out.push(&after[..end]);
+                rest = &after[end + 1..];
+            }
+            None => break,
+        }
+    }
+    if out.is_empty() {
+        out.extend(v.split(',').map(strip_etag));
+    }
+    out
 }
 
 /// Resolved drive id and base item id, after permission checks.
