@@ -372,6 +372,19 @@ impl Control {
             .await?)
     }
 
+    /// The delivery log once at least `n` deliveries were recorded since start or reset
+    /// (the emulator waits up to 30 s; check the length).
+    pub async fn deliveries_after(&self, n: usize) -> anyhow::Result<Vec<Delivery>> {
+        Ok(self
+            .send(
+                self.http
+                    .get(self.url(&format!("/notifications/deliveries?min={n}"))),
+            )
+            .await?
+            .json()
+            .await?)
+    }
+
     pub async fn notification_settings(&self) -> anyhow::Result<NotificationSettings> {
         Ok(self
             .send(self.http.get(self.url("/notifications/settings")))

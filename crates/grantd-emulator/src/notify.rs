@@ -136,6 +136,8 @@ pub struct NotificationCounters {
 struct Inner {
     subs: BTreeMap<String, Subscription>,
     deliveries: Vec<Delivery>,
+    /// Deliveries recorded since start (the log keeps the last [`DELIVERY_LOG`]).
+    recorded: usize,
     settings: NotificationSettings,
     counters: NotificationCounters,
 }
@@ -146,6 +148,8 @@ pub struct Notifier {
     inner: Mutex<Inner>,
     /// Wakes the lifecycle sweeper (clock moved, user revoked).
     pub wake: Notify,
+    /// Signalled after every recorded delivery (for waiting control requests).
+    recorded: Notify,
 }
 
 impl Notifier {
@@ -182,6 +186,7 @@ impl Notifier {
         let mut g = self.lock();
         g.subs.clear();
         g.deliveries.clear();
+        g.recorded = 0;
         g.counters = NotificationCounters::default();
     }
 
@@ -195,6 +200,26 @@ impl Notifier {
             g.deliveries.remove(0);
         }
         g.deliveries.push(d);
+        g.recorded += 1;
+        drop(g);
+        self.recorded.notify_waiters();
+    }
+
+    /// The delivery log once at least `n` deliveries were recorded since start or reset (or
+    /// after `timeout`, whatever was recorded): a readiness signal for tests, no polling.
+    pub async fn deliveries_after(&self, n: usize, timeout: Duration) -> Vec<Delivery> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.recorded.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.lock().recorded >= n {
+                return self.deliveries();
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.deliveries();
+            }
+        }
     }
 }
 
@@ -267,8 +292,13 @@ fn on_change(state: &AppState, drive_id: &str) {
     }
 }
 
+/// Graph's spelling: seven fractional digits and `Z`.
 fn rfc3339(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.7fZ").to_string()
+    format!(
+        "{}.{:07}Z",
+        t.format("%Y-%m-%dT%H:%M:%S"),
+        t.timestamp_subsec_nanos() / 100
+    )
 }
 
 /// Sends a lifecycle event to the subscription's lifecycle URL (if it has one).
@@ -444,7 +474,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/_emulator/notifications/deliveries",
-            get(|State(s): State<AppState>| async move { Json(s.notifier.deliveries()) }),
+            get(control_deliveries),
         )
         .route(
             "/_emulator/notifications/settings",
@@ -919,6 +949,27 @@ async fn control_remove(State(state): State<AppState>, Path(id): Path<String>) -
     };
     send_lifecycle(&state, &sub, "subscriptionRemoved").await;
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `?min=N`: wait (up to 30 s) until N deliveries were recorded.
+#[derive(Debug, Deserialize)]
+struct DeliveriesQuery {
+    min: Option<usize>,
+}
+
+async fn control_deliveries(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<DeliveriesQuery>,
+) -> Json<Vec<Delivery>> {
+    match q.min {
+        Some(n) => Json(
+            state
+                .notifier
+                .deliveries_after(n, Duration::from_secs(30))
+                .await,
+        ),
+        None => Json(state.notifier.deliveries()),
+    }
 }
 
 /// A lifecycle event to send now.
