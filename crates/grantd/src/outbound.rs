@@ -64,9 +64,6 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
-/// Host names of the local machine (as `normalise` spells them).
-const LOOPBACK_NAMES: [&str; 3] = ["127.0.0.1", "localhost", "::1"];
-
 /// The hosts grantd trusts without address checks.
 #[derive(Debug, Clone, Default)]
 pub struct Guard {
@@ -81,12 +78,6 @@ impl Guard {
         for u in [&m.login_url, &m.graph_url] {
             if let Some(h) = u.host_str() {
                 trusted.insert(normalise(h));
-                // A loopback Microsoft host is the emulator, whose pre-authenticated URLs
-                // (upload sessions, copy monitors) live on the other loopback name, as
-                // production's live on SharePoint / 1drv hosts.
-                if LOOPBACK_NAMES.contains(&normalise(h).as_str()) {
-                    trusted.extend(LOOPBACK_NAMES.iter().map(|n| (*n).to_owned()));
-                }
             }
         }
         if !m.sharepoint_url_template.contains("://{host}") {
