@@ -44,6 +44,10 @@ pub struct Args {
     /// Batching delay of change notifications in milliseconds (default 3000).
     #[arg(long)]
     pub notification_delay_ms: Option<u64>,
+    /// Mint upload-session and copy-monitor URLs on Graph's origin (default: the other loopback
+    /// name, a different origin as in production).
+    #[arg(long)]
+    pub same_origin_upload_urls: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -65,6 +69,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }),
         public_base_url: args.public_base_url.clone(),
         notification_delay_ms: args.notification_delay_ms,
+        same_origin_upload_urls: args.same_origin_upload_urls,
         ..EmulatorConfig::default()
     };
     let addr = SocketAddr::new(args.host, args.port);

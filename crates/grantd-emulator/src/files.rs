@@ -378,8 +378,10 @@ async fn receive_fragment(
     if s.personal && headers.contains_key(header::AUTHORIZATION) {
         drop(s);
         let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            if chunk.is_err() {
+        let mut drained: u64 = 0;
+        while let Some(Ok(chunk)) = stream.next().await {
+            drained += chunk.len() as u64;
+            if drained > FRAGMENT_MAX {
                 break;
             }
         }

@@ -40,6 +40,10 @@ pub struct EmulatorConfig {
     pub public_base_url: Option<String>,
     /// Batching delay of change notifications in ms (`None` = 3000, a few seconds like Graph).
     pub notification_delay_ms: Option<u64>,
+    /// Mint upload-session and copy-monitor URLs on Graph's origin instead of the other loopback
+    /// name (production's live on another host; default `false`). For clients that cannot reach
+    /// a second loopback name, e.g. behind an SSRF guard that only trusts Graph's host.
+    pub same_origin_upload_urls: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -55,6 +59,7 @@ impl Default for EmulatorConfig {
             ca_pem_path: None,
             public_base_url: None,
             notification_delay_ms: None,
+            same_origin_upload_urls: false,
         }
     }
 }
@@ -152,6 +157,7 @@ pub async fn spawn(
         code_lifetime: config.code_lifetime,
         public_base_url: config.public_base_url.clone(),
         large_file_size: config.large_file_size,
+        same_origin_upload_urls: config.same_origin_upload_urls,
     };
     // Generating the signing key takes a moment: do it off the async runtime, before serving.
     tokio::task::spawn_blocking(crate::tokens::signing_key).await?;

@@ -47,6 +47,8 @@ pub struct Settings {
     /// Overrides the request origin in issuers and discovery URLs.
     pub public_base_url: Option<String>,
     pub large_file_size: u64,
+    /// Mint upload/monitor URLs on the request's origin instead of the other loopback name.
+    pub same_origin_upload_urls: bool,
 }
 
 /// An authorization code waiting to be redeemed.

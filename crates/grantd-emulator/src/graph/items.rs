@@ -582,7 +582,7 @@ async fn create_session(
         .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(session)));
     Ok(ok_json(json!({
         "@odata.context": format!("{}/$metadata#microsoft.graph.uploadSession", ctx.api_base),
-        "uploadUrl": format!("{}/_upload/{id}", super::write::other_origin(&ctx.origin)),
+        "uploadUrl": format!("{}/_upload/{id}", super::write::upload_origin(state, &ctx.origin)),
         "expirationDateTime": json::time(expires),
         "nextExpectedRanges": ["0-"],
     })))

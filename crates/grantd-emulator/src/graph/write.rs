@@ -51,6 +51,16 @@ pub fn other_origin(origin: &str) -> String {
     u.as_str().trim_end_matches('/').to_owned()
 }
 
+/// Where pre-authenticated URLs (upload sessions, copy monitors) are minted for a request that
+/// reached the emulator at `origin`.
+pub fn upload_origin(state: &AppState, origin: &str) -> String {
+    if state.settings.same_origin_upload_urls {
+        origin.to_owned()
+    } else {
+        other_origin(origin)
+    }
+}
+
 /// `/_monitor/{id}` (no `Authorization`, like Graph's monitor URLs).
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -304,7 +314,7 @@ pub async fn copy_item(
             polls: 0,
         },
     );
-    let location = format!("{}/_monitor/{job_id}", other_origin(&ctx.origin));
+    let location = format!("{}/_monitor/{job_id}", upload_origin(state, &ctx.origin));
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)]).into_response())
 }
 
