@@ -145,6 +145,10 @@ async fn graph(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+fn big_name() -> &'static str {
+    grantd_emulator::graph::BIG_FILE
+}
+
 async fn now(emu: &Emu) -> DateTime<Utc> {
     let c = emu.control.clock().await.expect("clock");
     DateTime::parse_from_rfc3339(&c.now_rfc3339)
@@ -303,10 +307,57 @@ async fn subscription_rules_and_validation_handshake() {
         assert_eq!(b["applicationId"], DEV_CLIENT_ID);
         assert_eq!(b["creatorId"], ADELE_ID);
     }
+    // Personal OneDrive: any folder, never a file.
+    let sam = emu
+        .tokens_for(SAM_UPN, "openid offline_access User.Read Files.ReadWrite")
+        .await["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let folder = graph(&emu, Method::GET, &sam, "/me/drive/root/children", None)
+        .await
+        .1["value"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .find(|i| i["folder"].is_object())
+        .expect("a seeded folder")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (st, b) = graph(
+        &emu,
+        Method::POST,
+        &sam,
+        "/subscriptions",
+        Some(sub(
+            &format!("/me/drive/items/{folder}"),
+            "updated",
+            &hook,
+            &in_a_day,
+        )),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    let (st, b) = graph(
+        &emu,
+        Method::POST,
+        &sam,
+        "/subscriptions",
+        Some(sub(
+            &format!("/me/drive/root:/{}", big_name()),
+            "updated",
+            &hook,
+            &in_a_day,
+        )),
+    )
+    .await;
+    assert_eq!(st, 400, "{b}");
+    // Adele does not see Sam's subscription.
     let (st, list) = graph(&emu, Method::GET, &t, "/subscriptions", None).await;
     assert_eq!(st, 200, "{list}");
     assert_eq!(list["value"].as_array().expect("value").len(), 3);
-    assert_eq!(emu.control.subscriptions().await.expect("subs").len(), 3);
+    assert_eq!(emu.control.subscriptions().await.expect("subs").len(), 4);
 }
 
 #[tokio::test]
