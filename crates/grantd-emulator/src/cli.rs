@@ -41,6 +41,13 @@ pub struct Args {
     /// Origin to put in issuers and endpoint URLs (e.g. when behind a proxy).
     #[arg(long)]
     pub public_base_url: Option<String>,
+    /// Batching delay of change notifications in milliseconds (default 3000).
+    #[arg(long)]
+    pub notification_delay_ms: Option<u64>,
+    /// Mint upload-session and copy-monitor URLs on Graph's origin (default: the other loopback
+    /// name, a different origin as in production).
+    #[arg(long)]
+    pub same_origin_upload_urls: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -61,6 +68,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .unwrap_or_else(|| PathBuf::from("emulator-ca.pem"))
         }),
         public_base_url: args.public_base_url.clone(),
+        notification_delay_ms: args.notification_delay_ms,
+        same_origin_upload_urls: args.same_origin_upload_urls,
         ..EmulatorConfig::default()
     };
     let addr = SocketAddr::new(args.host, args.port);

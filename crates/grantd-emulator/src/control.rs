@@ -62,11 +62,14 @@ fn err(status: StatusCode, msg: impl Into<String>) -> Response {
 }
 
 async fn counters(State(s): State<AppState>) -> Json<CounterSnapshot> {
-    Json(s.counters.snapshot())
+    let mut c = s.counters.snapshot();
+    c.notifications = s.notifier.counters();
+    Json(c)
 }
 
 async fn reset_counters(State(s): State<AppState>) -> StatusCode {
     s.counters.reset();
+    s.notifier.reset_counters();
     StatusCode::NO_CONTENT
 }
 
@@ -108,6 +111,9 @@ async fn revoke_user(State(s): State<AppState>, Path(user): Path<String>) -> Res
     let mut g = s.grants();
     *g.user_generation.entry(id.clone()).or_default() += 1;
     g.revoked_at.insert(id, now);
+    drop(g);
+    // Subscriptions of the user need reauthorization now.
+    s.notifier.wake.notify_one();
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -160,6 +166,7 @@ pub struct AdvanceBody {
 
 async fn advance_clock(State(s): State<AppState>, Json(b): Json<AdvanceBody>) -> Json<ClockView> {
     s.clock.advance(b.seconds);
+    s.notifier.wake.notify_one();
     Json(clock_view(&s))
 }
 
@@ -446,7 +453,7 @@ async fn reset(State(s): State<AppState>) -> Response {
 #[derive(Debug, Clone)]
 pub struct Control {
     base: String,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
 }
 
 async fn check(resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
@@ -472,11 +479,14 @@ impl Control {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/_emulator{path}", self.base)
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+    pub(crate) async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
         check(req.send().await?).await
     }
 

@@ -21,6 +21,9 @@ pub struct CounterSnapshot {
     /// "sharepoint METHOD host /route" or "token grant_type" → count.
     #[serde(default)]
     pub faulted_requests: BTreeMap<String, u64>,
+    /// Change and lifecycle notifications (filled from `crate::notify` when read).
+    #[serde(default)]
+    pub notifications: crate::notify::NotificationCounters,
 }
 
 #[derive(Debug, Default)]

@@ -31,8 +31,12 @@ pub enum FaultScope {
     Download,
     /// Upload sessions (`/_upload/...`).
     Upload,
-    /// Everything but the control API.
+    /// Everything but the control API (and outgoing notifications).
     All,
+    /// Outgoing change and lifecycle notifications: `down` drops one, `status` makes the
+    /// attempt fail as if the receiver answered it (retried on 5xx/429), `latency_ms` delays it.
+    /// `path_prefix` matches the start of the notification URL.
+    Notifications,
 }
 
 /// A fault rule as posted to the control API.
@@ -112,6 +116,32 @@ impl Faults {
 
     pub fn clear(&self) {
         self.inner.lock().expect("faults lock poisoned").1.clear();
+    }
+
+    /// The fault (if any) for the next outgoing notification to `url`; consumes one use.
+    pub fn take_notification(&self, url: &str) -> Option<FaultSpec> {
+        let mut g = self.inner.lock().expect("faults lock poisoned");
+        let rules = &mut g.1;
+        let idx = rules.iter().position(|r| {
+            r.spec.scope == FaultScope::Notifications
+                && r.spec
+                    .path_prefix
+                    .as_deref()
+                    .is_none_or(|p| url.starts_with(p))
+                && r.spec.count.is_none_or(|c| r.fired < u64::from(c))
+        })?;
+        let rule = &mut rules[idx];
+        if let Some(p) = rule.spec.percent
+            && rand::Rng::gen_range(&mut rand::thread_rng(), 0..100u8) >= p
+        {
+            return None;
+        }
+        rule.fired += 1;
+        let spec = rule.spec.clone();
+        if rule.spec.count.is_some_and(|c| rule.fired >= u64::from(c)) {
+            rules.remove(idx);
+        }
+        Some(spec)
     }
 
     /// Picks the first rule matching this request and consumes one use of it.

@@ -370,15 +370,25 @@ async fn receive_fragment(
     uri: &http::Uri,
     body: Body,
 ) -> Result<Response, GraphError> {
-    // The upload URL carries its own credential; Microsoft may refuse a request that also sends
-    // a bearer token (the reference: "sending it can cause 401"), so the emulator always does.
-    if headers.contains_key(header::AUTHORIZATION) {
+    let session = find_session(state, id)?;
+    let mut s = session.lock().await;
+    // The upload URL carries its own credential. A business (SharePoint) upload URL ignores an
+    // `Authorization` header; a personal one (1drv) refuses it with 401 — after reading the body,
+    // so the client sees the 401 instead of a reset connection.
+    if s.personal && headers.contains_key(header::AUTHORIZATION) {
+        drop(s);
+        let mut stream = body.into_data_stream();
+        let mut drained: u64 = 0;
+        while let Some(Ok(chunk)) = stream.next().await {
+            drained += chunk.len() as u64;
+            if drained > FRAGMENT_MAX {
+                break;
+            }
+        }
         return Err(unauthenticated(
             "The upload URL is pre-authenticated; do not send an Authorization header.",
         ));
     }
-    let session = find_session(state, id)?;
-    let mut s = session.lock().await;
     if s.finished || s.expires < state.clock.now() {
         return Err(session_not_found());
     }
@@ -535,6 +545,9 @@ async fn finish(
     let mut model = state.drives.lock();
     model.sessions.remove(&s.id);
     let (item_id, created) = upload::commit(&mut model, &s.drive_id, &s.target, data, now, &s.by)?;
+    if let Some(d) = model.drive_mut(&s.drive_id) {
+        d.set_meta(&item_id, s.meta.clone());
+    }
     let drive = model
         .drive(&s.drive_id)
         .ok_or_else(GraphError::item_not_found)?;

@@ -12,8 +12,11 @@
 //! - `/v1.0/...` — Graph (stands in for `https://graph.microsoft.com`);
 //! - `/_sharepoint/{host}/...` — SharePoint REST of `https://{host}` (hostnames cannot resolve here);
 //! - `/_download/...`, `/_upload/...` — pre-authenticated download and upload-session URLs;
+//! - `/_monitor/...` — copy monitors (`POST …/copy`);
+//! - `/v1.0/subscriptions` — change notifications (`notify`), delivered to the subscriber's URL;
 //! - `/_emulator/...` — the control API for tests and benchmarks.
 
+pub mod actions;
 pub mod browser;
 pub mod cli;
 pub mod clock;
@@ -24,6 +27,7 @@ pub mod faults;
 pub mod files;
 pub mod graph;
 pub mod identity;
+pub mod notify;
 pub mod seed;
 pub mod server;
 pub mod sharepoint;

@@ -38,6 +38,12 @@ pub struct EmulatorConfig {
     pub ca_pem_path: Option<PathBuf>,
     /// Origin to use in issuers and endpoint URLs instead of the request's.
     pub public_base_url: Option<String>,
+    /// Batching delay of change notifications in ms (`None` = 3000, a few seconds like Graph).
+    pub notification_delay_ms: Option<u64>,
+    /// Mint upload-session and copy-monitor URLs on Graph's origin instead of the other loopback
+    /// name (production's live on another host; default `false`). For clients that cannot reach
+    /// a second loopback name, e.g. behind an SSRF guard that only trusts Graph's host.
+    pub same_origin_upload_urls: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -52,6 +58,8 @@ impl Default for EmulatorConfig {
             https_addr: None,
             ca_pem_path: None,
             public_base_url: None,
+            notification_delay_ms: None,
+            same_origin_upload_urls: false,
         }
     }
 }
@@ -113,6 +121,9 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::control::router())
         .merge(crate::graph::router())
         .merge(crate::files::router())
+        .merge(crate::graph::write::router())
+        .merge(crate::notify::router())
+        .merge(crate::actions::router())
         .merge(crate::sharepoint::router())
         .merge(crate::graph::extra::router())
         .layer(middleware::from_fn_with_state(
@@ -189,6 +200,7 @@ pub async fn spawn(
         code_lifetime: config.code_lifetime,
         public_base_url: config.public_base_url.clone(),
         large_file_size: config.large_file_size,
+        same_origin_upload_urls: config.same_origin_upload_urls,
     };
     // Generating the signing key takes a moment: do it off the async runtime, before serving.
     tokio::task::spawn_blocking(crate::tokens::signing_key).await?;
@@ -196,6 +208,10 @@ pub async fn spawn(
     let app = router(state.clone());
     let (stop, mut stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    if let Some(ms) = config.notification_delay_ms {
+        state.notifier.set_batch_delay_ms(ms);
+    }
+    tasks.push(crate::notify::start(state.clone(), stop_rx.clone()));
 
     let http_app = app
         .clone()

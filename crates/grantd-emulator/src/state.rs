@@ -26,6 +26,8 @@ pub struct Inner {
     /// Codes, refresh tokens, consents, sessions and switches of the identity side.
     pub grants: Mutex<Grants>,
     pub faults: Faults,
+    /// Change-notification subscriptions and deliveries.
+    pub notifier: crate::notify::Notifier,
 }
 
 impl std::ops::Deref for AppState {
@@ -45,6 +47,8 @@ pub struct Settings {
     /// Overrides the request origin in issuers and discovery URLs.
     pub public_base_url: Option<String>,
     pub large_file_size: u64,
+    /// Mint upload/monitor URLs on the request's origin instead of the other loopback name.
+    pub same_origin_upload_urls: bool,
 }
 
 /// An authorization code waiting to be redeemed.
@@ -152,6 +156,7 @@ impl AppState {
             seed,
             grants: Mutex::new(Grants::default()),
             faults: Faults::default(),
+            notifier: crate::notify::Notifier::default(),
         }));
         state.seed_admin_consents();
         Ok(state)
@@ -197,6 +202,7 @@ impl AppState {
         self.clock.reset();
         self.counters.reset();
         self.faults.clear();
+        self.notifier.reset();
         self.seed_admin_consents();
         Ok(())
     }

@@ -77,6 +77,17 @@ pub struct Item {
     /// Creation order within the drive; with the depth, orders delta pages parents-first.
     pub ordinal: u64,
     pub deleted: bool,
+    /// Client-settable properties (`PATCH`, upload sessions).
+    pub meta: ItemMeta,
+}
+
+/// What clients set on an item besides its name and place: `description` and the
+/// `fileSystemInfo` times (which default to the server's times).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemMeta {
+    pub description: Option<String>,
+    pub fs_created: Option<DateTime<Utc>>,
+    pub fs_modified: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +260,7 @@ impl Drive {
             seq: d.seq,
             ordinal: d.next_item,
             deleted: false,
+            meta: ItemMeta::default(),
         };
         d.items.insert(root_id.clone(), root);
         d.root_id = root_id;
@@ -424,6 +436,7 @@ impl Drive {
             seq: 0,
             ordinal: self.next_item,
             deleted: false,
+            meta: ItemMeta::default(),
         };
         self.items.insert(id.clone(), item);
         self.children_index
@@ -452,6 +465,8 @@ impl Drive {
             ));
         }
         item.file = Some(file);
+        // New content without client times: fileSystemInfo follows the server again.
+        item.meta.fs_modified = None;
         self.touch(id, now, by, true);
         Ok(())
     }
@@ -491,6 +506,192 @@ impl Drive {
             }
         }
         Ok(())
+    }
+
+    /// Whether `id` is `ancestor` or below it.
+    pub fn is_within(&self, id: &str, ancestor: &str) -> bool {
+        let mut cur = Some(id.to_owned());
+        while let Some(c) = cur {
+            if c == ancestor {
+                return true;
+            }
+            cur = self.items.get(&c).and_then(|i| i.parent.clone());
+        }
+        false
+    }
+
+    /// Renames and/or moves an item and sets its client metadata (`PATCH`). A move stamps the
+    /// old parent chain, the item with its new ancestors, and every descendant (their paths
+    /// changed), so delta reports the moved subtree.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update_item(
+        &mut self,
+        id: &str,
+        new_name: Option<&str>,
+        new_parent: Option<&str>,
+        meta: ItemMeta,
+        conflict: Conflict,
+        now: DateTime<Utc>,
+        by: &Identity,
+    ) -> Result<(), GraphError> {
+        let item = self.item(id).ok_or_else(GraphError::item_not_found)?;
+        let Some(old_parent) = item.parent.clone() else {
+            if new_name.is_some() || new_parent.is_some() {
+                return Err(GraphError::invalid_request(
+                    "The root of a drive cannot be renamed or moved.",
+                ));
+            }
+            return Err(GraphError::invalid_request(
+                "The root of a drive cannot be changed.",
+            ));
+        };
+        let parent = new_parent.unwrap_or(&old_parent).to_owned();
+        let mut name = new_name.unwrap_or(&item.name).to_owned();
+        validate_name(&name)?;
+        let target = self.item(&parent).ok_or_else(GraphError::item_not_found)?;
+        if !target.is_folder() {
+            return Err(GraphError::invalid_request(
+                "The parent item is not a folder.",
+            ));
+        }
+        if self.is_within(&parent, id) {
+            return Err(GraphError::invalid_request(
+                "An item cannot be moved into itself or one of its descendants.",
+            ));
+        }
+        let moved = parent != old_parent;
+        let renamed = name != self.items[id].name;
+        if let Some(existing) = self.child_by_name(&parent, &name)
+            && existing.id != id
+        {
+            match conflict {
+                Conflict::Rename => name = self.unique_name(&parent, &name),
+                Conflict::Replace if existing.is_folder() == self.items[id].is_folder() => {
+                    let victim = existing.id.clone();
+                    self.delete(&victim, now, by)?;
+                }
+                _ => return Err(GraphError::name_already_exists()),
+            }
+        }
+        if moved {
+            if let Some(v) = self.children_index.get_mut(&old_parent) {
+                v.retain(|c| c != id);
+            }
+            self.children_index
+                .entry(parent.clone())
+                .or_default()
+                .push(id.to_owned());
+            self.touch(&old_parent, now, by, false);
+        }
+        let item = self.items.get_mut(id).expect("checked above");
+        item.name = name;
+        item.parent = Some(parent);
+        if let Some(d) = meta.description {
+            item.meta.description = Some(d);
+        }
+        if meta.fs_created.is_some() {
+            item.meta.fs_created = meta.fs_created;
+        }
+        if meta.fs_modified.is_some() {
+            item.meta.fs_modified = meta.fs_modified;
+        }
+        self.touch(id, now, by, false);
+        if moved || (renamed && self.items[id].is_folder()) {
+            let mut stack: Vec<String> = self.children(id).iter().map(|c| c.id.clone()).collect();
+            while let Some(cur) = stack.pop() {
+                stack.extend(self.children(&cur).iter().map(|c| c.id.clone()));
+                self.seq += 1;
+                let seq = self.seq;
+                if let Some(i) = self.items.get_mut(&cur) {
+                    i.seq = seq;
+                    i.version += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets client metadata on an item without touching its name or place.
+    pub fn set_meta(&mut self, id: &str, meta: ItemMeta) {
+        if let Some(i) = self.items.get_mut(id) {
+            if meta.description.is_some() {
+                i.meta.description = meta.description;
+            }
+            if meta.fs_created.is_some() {
+                i.meta.fs_created = meta.fs_created;
+            }
+            if meta.fs_modified.is_some() {
+                i.meta.fs_modified = meta.fs_modified;
+            }
+        }
+    }
+
+    /// Walks `names` below `parent`, creating missing folders; returns the last folder's id.
+    /// A file in the way answers 409.
+    pub fn ensure_folders(
+        &mut self,
+        parent: &str,
+        names: &[String],
+        now: DateTime<Utc>,
+        by: &Identity,
+    ) -> Result<String, GraphError> {
+        let mut cur = parent.to_owned();
+        for n in names {
+            cur = match self.child_by_name(&cur, n) {
+                Some(i) if i.is_folder() => i.id.clone(),
+                Some(_) => return Err(GraphError::name_already_exists()),
+                None => self.put_item(&cur, n, None, Conflict::Fail, now, by)?.0,
+            };
+        }
+        Ok(cur)
+    }
+
+    /// A copy of the subtree at `id`: (relative parent index, name, file, meta), parents first.
+    pub fn snapshot(&self, id: &str) -> Vec<(Option<usize>, String, Option<FileData>, ItemMeta)> {
+        let mut out = Vec::new();
+        let Some(root) = self.item(id) else {
+            return out;
+        };
+        out.push((
+            None,
+            root.name.clone(),
+            root.file.clone(),
+            root.meta.clone(),
+        ));
+        let mut queue = vec![(0usize, id.to_owned())];
+        while let Some((idx, cur)) = queue.pop() {
+            for c in self.children(&cur) {
+                out.push((Some(idx), c.name.clone(), c.file.clone(), c.meta.clone()));
+                queue.push((out.len() - 1, c.id.clone()));
+            }
+        }
+        out
+    }
+
+    /// Recreates a [`Drive::snapshot`] under `parent` (the top item named `name`); returns the
+    /// new top item's id.
+    pub fn paste(
+        &mut self,
+        parent: &str,
+        name: &str,
+        snapshot: Vec<(Option<usize>, String, Option<FileData>, ItemMeta)>,
+        conflict: Conflict,
+        now: DateTime<Utc>,
+        by: &Identity,
+    ) -> Result<String, GraphError> {
+        let mut ids: Vec<String> = Vec::with_capacity(snapshot.len());
+        for (rel, n, file, meta) in snapshot {
+            let (p, n, c) = match rel {
+                None => (parent.to_owned(), name.to_owned(), conflict),
+                Some(r) => (ids[r].clone(), n, Conflict::Fail),
+            };
+            let (id, _) = self.put_item(&p, &n, file, c, now, by)?;
+            self.set_meta(&id, meta);
+            ids.push(id);
+        }
+        ids.into_iter()
+            .next()
+            .ok_or_else(GraphError::item_not_found)
     }
 
     /// Bytes used by live files.
@@ -542,6 +743,8 @@ pub struct Model {
     pub user_drives: HashMap<String, String>,
     pub sites: BTreeMap<String, Site>,
     pub sessions: HashMap<String, Arc<tokio::sync::Mutex<super::upload::UploadSession>>>,
+    /// Copy operations by monitor id.
+    pub copy_jobs: HashMap<String, super::write::CopyJob>,
 }
 
 impl Model {

@@ -30,7 +30,7 @@ const DEFAULT_PAGE: usize = 200;
 const MAX_PAGE: usize = 1000;
 
 /// Who is acting, for createdBy/lastModifiedBy.
-fn actor(state: &AppState, claims: &AccessClaims) -> Identity {
+pub(super) fn actor(state: &AppState, claims: &AccessClaims) -> Identity {
     let dir = state.directory.read().expect("directory lock poisoned");
     if !claims.is_app_only() {
         if let Some(u) = dir.users.get(&claims.oid) {
@@ -49,7 +49,7 @@ fn actor(state: &AppState, claims: &AccessClaims) -> Identity {
     }
 }
 
-fn item_context(ctx: &ApiCtx, drive_id: &str) -> String {
+pub(super) fn item_context(ctx: &ApiCtx, drive_id: &str) -> String {
     format!(
         "{}/$metadata#drives('{}')/items/$entity",
         ctx.api_base,
@@ -61,13 +61,34 @@ fn strip_etag(s: &str) -> &str {
     s.trim().trim_start_matches("W/").trim_matches('"')
 }
 
-fn etag_matches(header_value: &str, drive: &Drive, item: &super::drives::Item) -> bool {
+pub(super) fn etag_matches(header_value: &str, drive: &Drive, item: &super::drives::Item) -> bool {
     let etag = json::etag(drive, item);
     let ctag = json::ctag(drive, item);
-    header_value
-        .split(',')
-        .map(strip_etag)
-        .any(|v| v == "*" || v == strip_etag(&etag) || v == strip_etag(&ctag))
+    etag_list(header_value)
+        .iter()
+        .any(|v| *v == "*" || *v == strip_etag(&etag) || *v == strip_etag(&ctag))
+}
+
+/// The entity tags of an `If-Match` / `If-None-Match` list. Business eTags contain a comma
+/// (`"{GUID},3"`), so the list is split on its quotes, not on commas.
+fn etag_list(v: &str) -> Vec<&str> {
+    let v = v.trim();
+    let mut out = Vec::new();
+    let mut rest = v;
+    while let Some(start) = rest.find('"') {
+        let after = &rest[start + 1..];
+        match after.find('"') {
+            Some(end) => {
+                out.push(&after[..end]);
+                rest = &after[end + 1..];
+            }
+            None => break,
+        }
+    }
+    if out.is_empty() {
+        out.extend(v.split(',').map(strip_etag));
+    }
+    out
 }
 
 /// Resolved drive id and base item id, after permission checks.
@@ -128,6 +149,12 @@ pub async fn handle(
     match (op, m.clone()) {
         (ItemOp::Item, Method::GET | Method::HEAD) => {
             get_item(state, ctx, &drive_id, &base_id, &path)
+        }
+        (ItemOp::Item, Method::PATCH) => {
+            super::write::patch_item(state, ctx, claims, &drive_id, &base_id, &path, body).await
+        }
+        (ItemOp::Copy, Method::POST) => {
+            super::write::copy_item(state, ctx, claims, &drive_id, &base_id, &path, body).await
         }
         (ItemOp::Item, Method::DELETE) => {
             delete_item(state, ctx, claims, &drive_id, &base_id, &path)
@@ -253,7 +280,7 @@ fn delete_item(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn precondition_failed() -> GraphError {
+pub(super) fn precondition_failed() -> GraphError {
     GraphError::new(
         StatusCode::PRECONDITION_FAILED,
         "resourceModified",
@@ -379,7 +406,7 @@ fn children(
     Ok(ok_json(out))
 }
 
-async fn read_json(body: Body) -> Result<Value, GraphError> {
+pub(super) async fn read_json(body: Body) -> Result<Value, GraphError> {
     let bytes = axum::body::to_bytes(body, 64 * 1024)
         .await
         .map_err(|_| GraphError::invalid_request("The request body is too large."))?;
@@ -390,7 +417,7 @@ async fn read_json(body: Body) -> Result<Value, GraphError> {
         .map_err(|e| GraphError::invalid_request(format!("Invalid JSON body: {e}")))
 }
 
-fn created(
+pub(super) fn created(
     ctx: &ApiCtx,
     state: &AppState,
     drive_id: &str,
@@ -488,13 +515,15 @@ fn content_redirect(
     Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response())
 }
 
-/// Where an upload addressed by `base` + `path` goes.
+/// Where an upload addressed by `base` + `path` goes. With `create_parents`, missing folders on
+/// the path are created at commit (simple uploads); otherwise they answer 404.
 fn upload_target(
     state: &AppState,
     drive_id: &str,
     base_id: &str,
     path: &[String],
     conflict: Conflict,
+    create_parents: bool,
 ) -> Result<UploadTarget, GraphError> {
     let model = state.drives.lock();
     let drive = model
@@ -514,19 +543,41 @@ fn upload_target(
         }
         Some((name, dirs)) => {
             super::drives::validate_name(name)?;
-            let parent = drive
-                .resolve_path(base_id, dirs)
-                .ok_or_else(GraphError::item_not_found)?;
+            for d in dirs {
+                super::drives::validate_name(d)?;
+            }
+            // The deepest existing folder on the path, and what is missing below it.
+            let mut parent = drive.item(base_id).ok_or_else(GraphError::item_not_found)?;
+            let mut missing = Vec::new();
+            for (i, d) in dirs.iter().enumerate() {
+                match drive.child_by_name(&parent.id, d) {
+                    Some(next) => parent = next,
+                    None if create_parents => {
+                        missing = dirs[i..].to_vec();
+                        break;
+                    }
+                    None => return Err(GraphError::item_not_found()),
+                }
+                if !parent.is_folder() {
+                    return Err(GraphError::invalid_request(
+                        "The parent item is not a folder.",
+                    ));
+                }
+            }
             if !parent.is_folder() {
                 return Err(GraphError::invalid_request(
                     "The parent item is not a folder.",
                 ));
             }
-            if conflict == Conflict::Fail && drive.child_by_name(&parent.id, name).is_some() {
+            if conflict == Conflict::Fail
+                && missing.is_empty()
+                && drive.child_by_name(&parent.id, name).is_some()
+            {
                 return Err(GraphError::name_already_exists());
             }
             Ok(UploadTarget::Child {
                 parent: parent.id.clone(),
+                missing,
                 name: name.clone(),
                 conflict,
             })
@@ -547,7 +598,7 @@ async fn simple_upload(
         ctx.q("@microsoft.graph.conflictbehavior"),
         Conflict::Replace,
     )?;
-    let target = upload_target(state, drive_id, base_id, path, conflict)?;
+    let target = upload_target(state, drive_id, base_id, path, conflict, true)?;
     let declared = ctx
         .headers
         .get(header::CONTENT_LENGTH)
@@ -582,13 +633,24 @@ async fn create_session(
 ) -> Result<Response, GraphError> {
     let v = read_json(body).await?;
     let item = v.get("item").cloned().unwrap_or(json!({}));
+    if !item.is_object() {
+        return Err(GraphError::invalid_request("item must be an object."));
+    }
+    // No conflictBehavior: an existing file is replaced, as production does (sync clients
+    // update files exactly this way); `fail` and `rename` behave as named.
     let conflict = Conflict::parse(
         item.get("@microsoft.graph.conflictBehavior")
             .and_then(Value::as_str)
             .or(ctx.q("@microsoft.graph.conflictbehavior")),
-        Conflict::Fail,
+        Conflict::Replace,
     )?;
-    let target = upload_target(state, drive_id, base_id, path, conflict)?;
+    let meta = super::write::meta_of(&item)?;
+    let target = upload_target(state, drive_id, base_id, path, conflict, false)?;
+    let personal = state
+        .drives
+        .lock()
+        .drive(drive_id)
+        .is_some_and(|d| d.drive_type == super::drives::DriveType::Personal);
     let total = item.get("fileSize").and_then(Value::as_u64);
     let file = SpillFile::new_path().map_err(|e| {
         GraphError::new(
@@ -616,6 +678,8 @@ async fn create_session(
         expires,
         api_base: ctx.api_base.clone(),
         finished: false,
+        meta,
+        personal,
     };
     state
         .drives
@@ -624,7 +688,7 @@ async fn create_session(
         .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(session)));
     Ok(ok_json(json!({
         "@odata.context": format!("{}/$metadata#microsoft.graph.uploadSession", ctx.api_base),
-        "uploadUrl": format!("{}/_upload/{id}", ctx.origin),
+        "uploadUrl": format!("{}/_upload/{id}", super::write::upload_origin(state, &ctx.origin)),
         "expirationDateTime": json::time(expires),
         "nextExpectedRanges": ["0-"],
     })))

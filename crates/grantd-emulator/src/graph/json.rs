@@ -185,11 +185,14 @@ pub fn item_json(r: &Render, d: &Drive, i: &Item, delta: bool) -> Value {
         "lastModifiedBy": identity(&i.modified_by),
         "parentReference": parent_reference(d, i, !delta),
         "fileSystemInfo": {
-            "createdDateTime": time(i.created),
-            "lastModifiedDateTime": time(i.modified),
+            "createdDateTime": time(i.meta.fs_created.unwrap_or(i.created)),
+            "lastModifiedDateTime": time(i.meta.fs_modified.unwrap_or(i.modified)),
         },
     });
     let obj = v.as_object_mut().expect("object");
+    if let Some(d) = &i.meta.description {
+        obj.insert("description".into(), json!(d));
+    }
     let with_ctag = !business || (!i.is_folder() && !delta);
     if with_ctag {
         obj.insert("cTag".into(), json!(ctag(d, i)));

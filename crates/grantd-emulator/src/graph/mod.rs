@@ -22,8 +22,12 @@ pub mod query;
 pub mod routes;
 pub mod seed;
 pub mod upload;
+pub mod write;
 
-use std::sync::{Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use tokio::sync::mpsc::UnboundedSender;
 
 pub use content::generated_byte;
 pub use routes::router;
@@ -35,28 +39,101 @@ use crate::directory::Directory;
 pub const DEFAULT_LARGE_FILE_SIZE: u64 = 1 << 30;
 
 /// All drives, items, sites and upload sessions. Cheap to lock; never held across `.await`.
+///
+/// Every lock that changed a drive (its sequence number moved) reports the drive's id to the
+/// change sink when released, so change notifications see every write, whoever made it.
 #[derive(Debug, Default)]
 pub struct Drives {
     model: Mutex<drives::Model>,
+    /// drive id → sequence number last reported to the sink.
+    seen: Mutex<HashMap<String, u64>>,
+    sink: OnceLock<UnboundedSender<String>>,
 }
 
 impl Drives {
     /// Seeds a OneDrive per directory user (with a `big.bin` of `large_file_size` bytes) and a
     /// root site with a `Shared Documents` library per tenant.
     pub fn seed(dir: &Directory, large_file_size: u64) -> Drives {
+        let model = seed::seed_model(dir, large_file_size);
+        let seen = model
+            .drives
+            .values()
+            .map(|d| (d.id.clone(), d.seq))
+            .collect();
         Drives {
-            model: Mutex::new(seed::seed_model(dir, large_file_size)),
+            model: Mutex::new(model),
+            seen: Mutex::new(seen),
+            sink: OnceLock::new(),
         }
+    }
+
+    /// Where changed drive ids go (set once, by the notification dispatcher).
+    pub fn set_change_sink(&self, tx: UnboundedSender<String>) {
+        let _ = self.sink.set(tx);
     }
 
     /// Back to the seed: uploads, deletes and sessions are dropped (their temp files with them);
     /// delta tokens and download URLs issued before stop working.
     pub fn reset(&self, dir: &Directory, large_file_size: u64) {
         let fresh = seed::seed_model(dir, large_file_size);
-        *self.lock() = fresh;
+        // Same lock order as `DrivesGuard::drop`: the model, then `seen`.
+        let mut model = self.model.lock().expect("drives lock poisoned");
+        let mut seen = self.seen.lock().expect("drives lock poisoned");
+        *seen = fresh
+            .drives
+            .values()
+            .map(|d| (d.id.clone(), d.seq))
+            .collect();
+        *model = fresh;
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, drives::Model> {
-        self.model.lock().expect("drives lock poisoned")
+    pub fn lock(&self) -> DrivesGuard<'_> {
+        DrivesGuard {
+            guard: self.model.lock().expect("drives lock poisoned"),
+            owner: self,
+            mutated: false,
+        }
+    }
+}
+
+/// The locked model; on release after a mutable use, reports drives whose sequence moved.
+pub struct DrivesGuard<'a> {
+    guard: MutexGuard<'a, drives::Model>,
+    owner: &'a Drives,
+    mutated: bool,
+}
+
+impl std::ops::Deref for DrivesGuard<'_> {
+    type Target = drives::Model;
+    fn deref(&self) -> &drives::Model {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for DrivesGuard<'_> {
+    fn deref_mut(&mut self) -> &mut drives::Model {
+        self.mutated = true;
+        &mut self.guard
+    }
+}
+
+impl Drop for DrivesGuard<'_> {
+    fn drop(&mut self) {
+        if !self.mutated {
+            return;
+        }
+        let mut seen = self.owner.seen.lock().expect("drives lock poisoned");
+        for d in self.guard.drives.values() {
+            match seen.insert(d.id.clone(), d.seq) {
+                // A drive seen for the first time was just provisioned: nothing subscribed yet.
+                None => {}
+                Some(before) if before != d.seq => {
+                    if let Some(tx) = self.owner.sink.get() {
+                        let _ = tx.send(d.id.clone());
+                    }
+                }
+                Some(_) => {}
+            }
+        }
     }
 }

@@ -48,6 +48,8 @@ pub enum ItemOp {
     CreateLink,
     Invite,
     Versions,
+    /// `POST …/copy` (asynchronous, with a monitor URL).
+    Copy,
 }
 
 /// Drive-level collections that are not a folder listing.
@@ -292,6 +294,7 @@ pub fn parse(rest: &str) -> Result<(Route, String), GraphError> {
         "/invite" => ItemOp::Invite,
         "/versions" => ItemOp::Versions,
         s if s.starts_with("/search(") && s.ends_with(')') => ItemOp::Search,
+        "/copy" => ItemOp::Copy,
         other => return Err(GraphError::bad_segment(other.trim_start_matches('/'))),
     };
     tpl.push_str(match op {
@@ -306,6 +309,7 @@ pub fn parse(rest: &str) -> Result<(Route, String), GraphError> {
         ItemOp::CreateLink => "/createLink",
         ItemOp::Invite => "/invite",
         ItemOp::Versions => "/versions",
+        ItemOp::Copy => "/copy",
     });
     Ok((
         Route::Item {

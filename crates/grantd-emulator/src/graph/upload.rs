@@ -16,7 +16,7 @@ use http::StatusCode;
 use tokio::io::AsyncWriteExt;
 
 use super::content::{Content, QuickXor, SpillFile};
-use super::drives::{Conflict, FileData, Identity, Model};
+use super::drives::{Conflict, FileData, Identity, ItemMeta, Model};
 use super::error::GraphError;
 use super::seed::mime_for;
 
@@ -37,6 +37,9 @@ pub enum UploadTarget {
     /// A name in a folder (created, or handled per `conflict` when it exists).
     Child {
         parent: String,
+        /// Folders to create below `parent` first (path-based simple uploads create missing
+        /// parents, as Graph does).
+        missing: Vec<String>,
         name: String,
         conflict: Conflict,
     },
@@ -62,6 +65,10 @@ pub struct UploadSession {
     pub api_base: String,
     /// Set once committed or cancelled; later requests get 404.
     pub finished: bool,
+    /// `item.fileSystemInfo` / `item.description` given at creation, kept on the finished item.
+    pub meta: ItemMeta,
+    /// A personal drive's upload URL refuses an `Authorization` header (business ignores it).
+    pub personal: bool,
 }
 
 fn io_error(e: std::io::Error) -> GraphError {
@@ -141,11 +148,13 @@ pub fn commit(
     match target {
         UploadTarget::Child {
             parent,
+            missing,
             name,
             conflict,
         } => {
             data.mime = mime_for(name).to_owned();
-            drive.put_item(parent, name, Some(data), *conflict, now, by)
+            let parent = drive.ensure_folders(parent, missing, now, by)?;
+            drive.put_item(&parent, name, Some(data), *conflict, now, by)
         }
         UploadTarget::Replace { item } => {
             let name = drive

@@ -731,6 +731,10 @@ fn big_opts() -> Opts {
     Opts {
         emulator: EmulatorConfig {
             large_file_size: GIB,
+            // The emulator mints upload URLs on the other loopback name by default (a different
+            // origin, as production's SharePoint/1drv hosts); grantd's SSRF guard trusts only
+            // Graph's host, so a Base-Url-Override to it would be refused here.
+            same_origin_upload_urls: true,
             ..Default::default()
         },
         ..Default::default()
