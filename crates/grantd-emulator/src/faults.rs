@@ -1,7 +1,8 @@
 //! Fault injection: rules set through `POST /_emulator/faults` that make matching requests fail
 //! (429/500/503 with optional `Retry-After`), slow down (added latency) or drop the connection
 //! ("down"), for the next N requests or a percentage of them. Applied by [`middleware`] to every
-//! route except the control API.
+//! route except the control API, and by `crate::notify` to outgoing notifications
+//! ([`Faults::take_notification`], scope `notifications`).
 
 use std::sync::Mutex;
 use std::time::Duration;

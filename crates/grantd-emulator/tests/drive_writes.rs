@@ -607,3 +607,110 @@ async fn upload_urls_live_elsewhere_and_apply_authorization_rules_per_drive_type
     assert_eq!(st, 201, "{item}");
     assert_eq!(item["size"], body.len());
 }
+
+#[tokio::test]
+async fn control_acts_as_the_user_and_random_edits_are_reproducible() {
+    use grantd_emulator::actions::UserAction;
+    let emu = spawn().await;
+    let t = token(&emu, ADELE_UPN, RW).await;
+    let latest = call(
+        &emu,
+        Method::GET,
+        &t,
+        "/v1.0/me/drive/root/delta?token=latest",
+        None,
+        &[],
+    )
+    .await;
+    let delta_link = latest.body["@odata.deltaLink"]
+        .as_str()
+        .expect("deltaLink")
+        .to_owned();
+    let act = |a: UserAction| {
+        let emu = &emu;
+        async move { emu.control.user_action(ADELE_UPN, &a).await }
+    };
+    let file = act(UserAction::CreateFile {
+        path: "Web/ui.txt".into(),
+        content: "typed in the browser".into(),
+    })
+    .await
+    .expect("create");
+    act(UserAction::CreateFolder {
+        path: "Web/Archive".into(),
+    })
+    .await
+    .expect("folder");
+    act(UserAction::Edit {
+        path: "Web/ui.txt".into(),
+        content: "edited".into(),
+    })
+    .await
+    .expect("edit");
+    act(UserAction::Rename {
+        path: "Web/ui.txt".into(),
+        name: "renamed.txt".into(),
+    })
+    .await
+    .expect("rename");
+    let moved = act(UserAction::Move {
+        path: "Web/renamed.txt".into(),
+        to: "Web/Archive".into(),
+    })
+    .await
+    .expect("move");
+    assert_eq!(moved.path, "Web/Archive/renamed.txt");
+    assert_eq!(moved.id, file.id);
+    // Unknown paths are a clear 404 from the control API.
+    assert!(
+        act(UserAction::Delete {
+            path: "Web/nope.txt".into()
+        })
+        .await
+        .is_err()
+    );
+    let item = call(
+        &emu,
+        Method::GET,
+        &t,
+        "/v1.0/me/drive/root:/Web/Archive/renamed.txt",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(item.status, 200, "{}", item.body);
+    assert_eq!(item.body["size"], 6);
+    assert_eq!(item.body["lastModifiedBy"]["user"]["id"], ADELE_ID);
+    act(UserAction::Delete {
+        path: "Web/Archive/renamed.txt".into(),
+    })
+    .await
+    .expect("delete");
+    let (items, _) = delta_round(&emu, &t, delta_link).await;
+    let tomb = items
+        .iter()
+        .find(|i| i["id"] == file.id.as_str())
+        .expect("file in delta");
+    assert_eq!(tomb["deleted"]["state"], "deleted");
+
+    // Same seed on a fresh drive → the same edits.
+    let a = emu
+        .control
+        .random_edits(MEGAN_UPN, 25, 7)
+        .await
+        .expect("edits");
+    let other = spawn().await;
+    let b = other
+        .control
+        .random_edits(MEGAN_UPN, 25, 7)
+        .await
+        .expect("edits");
+    assert_eq!(a.actions, b.actions);
+    assert!(a.actions.len() >= 20, "{:?}", a.actions);
+    let c = other
+        .control
+        .random_edits(MEGAN_UPN, 25, 8)
+        .await
+        .expect("edits");
+    assert_ne!(a.actions, c.actions);
+}

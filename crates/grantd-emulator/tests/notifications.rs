@@ -598,3 +598,67 @@ async fn revoking_the_creator_asks_for_reauthorization_and_delete_stops_delivery
     let (st, _) = graph(&emu, Method::GET, &t, &format!("/subscriptions/{id}"), None).await;
     assert_eq!(st, 404);
 }
+
+#[tokio::test]
+async fn app_only_subscription_with_files_read_write_all() {
+    use grantd_emulator::control::NewApp;
+    use grantd_emulator::directory::ClientSecret;
+    let emu = spawn_fast().await;
+    let mut hooks = receiver().await;
+    let mut app = NewApp::new("sync daemon");
+    app.home_tenant = Some("contoso".into());
+    app.application_permissions = vec!["Files.ReadWrite.All".into()];
+    app.secrets = vec![ClientSecret {
+        value: "daemon-secret".into(),
+        expires_at: None,
+    }];
+    let app = emu.control.register_app(&app).await.expect("app");
+    emu.control
+        .grant_admin_consent(CONTOSO_TENANT_ID, &app.client_id)
+        .await
+        .expect("consent");
+    let (s, tok) = emu
+        .token(
+            CONTOSO_TENANT_ID,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &app.client_id),
+                ("client_secret", "daemon-secret"),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ],
+        )
+        .await;
+    assert_eq!(s, 200, "{tok}");
+    let t = tok["access_token"].as_str().expect("token").to_owned();
+    let (st, b) = graph(
+        &emu,
+        Method::POST,
+        &t,
+        "/subscriptions",
+        Some(json!({
+            "changeType": "updated",
+            "notificationUrl": format!("{}/hook", hooks.base),
+            "resource": format!("/users/{ADELE_ID}/drive/root"),
+            "expirationDateTime": at(now(&emu).await + TimeDelta::hours(6)),
+        })),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    assert_eq!(b["applicationId"], app.client_id.as_str());
+    emu.control
+        .user_action(
+            ADELE_UPN,
+            &UserAction::CreateFile {
+                path: "from-web.txt".into(),
+                content: "x".into(),
+            },
+        )
+        .await
+        .expect("edit");
+    let n = next(&mut hooks.changes).await;
+    assert_eq!(n["value"][0]["subscriptionId"], b["id"]);
+    assert!(n["value"][0]["clientState"].is_null());
+    // The app lists its subscription.
+    let (_, list) = graph(&emu, Method::GET, &t, "/subscriptions", None).await;
+    assert_eq!(list["value"].as_array().expect("value").len(), 1);
+}
