@@ -242,9 +242,10 @@ async fn subscription_rules_and_validation_handshake() {
             .contains("validation"),
         "{b}"
     );
-    // Read-only delegated token → 403; app-only without Files.ReadWrite.All → 403.
+    // Read-only delegated token → 403; app-only without Files.ReadWrite.All → 403. Megan: a token
+    // carries every scope its user consented to, and Adele consented to Files.ReadWrite.All above.
     let ro = emu
-        .tokens_for(ADELE_UPN, "openid User.Read Files.Read")
+        .tokens_for(MEGAN_UPN, "openid User.Read Files.Read")
         .await["access_token"]
         .as_str()
         .expect("token")
