@@ -47,13 +47,14 @@ macro_rules! connection_cols {
 }
 pub(super) use connection_cols;
 
-/// `search` as a `LIKE` pattern matching it anywhere, with `\` escaping `%`, `_` and itself.
+/// `search` as a `LIKE` pattern matching it anywhere, with `!` escaping `%`, `_` and itself (not
+/// `\`, whose meaning in a PostgreSQL literal depends on `standard_conforming_strings`).
 fn contains_pattern(search: &str) -> String {
     let mut p = String::with_capacity(search.len() + 2);
     p.push('%');
     for c in search.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            p.push('\\');
+        if matches!(c, '!' | '%' | '_') {
+            p.push('!');
         }
         p.push(c);
     }
@@ -445,7 +446,7 @@ impl Db {
             if let Some(v) = &q.search {
                 qb.push(" AND search_text LIKE ")
                     .push_bind(contains_pattern(v))
-                    .push(" ESCAPE '\\'");
+                    .push(" ESCAPE '!'");
             }
             if let Some(v) = &q.end_user_id {
                 qb.push(" AND end_user_id = ").push_bind(v.clone());
@@ -621,7 +622,7 @@ impl Db {
 mod tests {
     #[test]
     fn search_patterns_escape_like_wildcards() {
-        assert_eq!(super::contains_pattern("a_b%c\\"), "%a\\_b\\%c\\\\%");
+        assert_eq!(super::contains_pattern("a_b%c!\\"), "%a!_b!%c!!\\%");
         assert_eq!(super::contains_pattern(""), "%%");
     }
 }

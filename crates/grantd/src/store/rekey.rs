@@ -12,7 +12,7 @@ use super::db::{Db, execute, fetch};
 use super::{Error, Store};
 use crate::crypto::Sealed;
 
-/// A sealed column and where it lives. Names are constants (never input), so backends may
+/// A sealed column and where it lives. Names are constants (never input), so the queries may
 /// format them into SQL.
 pub(super) struct SealedColumn {
     pub table: &'static str,

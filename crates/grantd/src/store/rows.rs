@@ -167,7 +167,7 @@ pub(super) struct ListQuery {
     pub end_user_organization_id: Option<String>,
     pub integration_keys: Vec<String>,
     pub tags: Vec<(String, String)>,
-    /// The tags as a JSON object (for backends that match JSON containment).
+    /// The tags as a JSON object (for PostgreSQL's JSONB containment, `db::TagFilter`).
     pub tags_json: String,
     pub limit: i64,
     pub offset: i64,
