@@ -309,7 +309,8 @@ impl Core {
         if flow.flow_kind() == FlowKind::AdminConsent {
             return self.finish_admin_consent(flow, query).await;
         }
-        let code = authorization_code(&flow, query)?;
+        let code = authorization_code(query)
+            .map_err(|(what, todo)| flow_fail(&flow, "callback_err", what, todo))?;
         let (integration, provider) =
             self.integration(&flow.provider_config_key)
                 .await
@@ -426,26 +427,21 @@ fn flow_fail(
     })
 }
 
-/// The callback's `code`, or Microsoft's `error` in plain words.
-fn authorization_code<'q>(
-    flow: &OAuthFlow,
-    query: &'q BTreeMap<String, String>,
-) -> Result<&'q str, CallbackError> {
+/// The callback's `code`, or Microsoft's `error` in plain words: what happened and what to do
+/// (a `callback_err` for the flow).
+fn authorization_code(query: &BTreeMap<String, String>) -> Result<&str, (String, String)> {
     if let Some(error) = query.get("error") {
-        let (what, todo) = microsoft::aadsts::explain_authorize_error(
+        return Err(microsoft::aadsts::explain_authorize_error(
             error,
             query.get("error_description").map(String::as_str),
-        );
-        return Err(flow_fail(flow, "callback_err", what, todo));
+        ));
     }
     query
         .get("code")
         .map(String::as_str)
         .filter(|c| !c.is_empty())
         .ok_or_else(|| {
-            flow_fail(
-                flow,
-                "callback_err",
+            (
                 "Microsoft sent no authorization code.".into(),
                 "Start the connection again.".into(),
             )
