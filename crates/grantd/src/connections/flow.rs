@@ -586,3 +586,76 @@ impl Merged {
         Value::Object(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(defaults: Value) -> ConnectSession {
+        ConnectSession {
+            id: 1,
+            end_user: None,
+            organization: None,
+            allowed_integrations: None,
+            integrations_config_defaults: defaults,
+            reconnect: None,
+            tags: Default::default(),
+            webhook_url_override: None,
+            expires_at: chrono::Utc::now(),
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    fn request() -> StartRequest {
+        StartRequest {
+            key: "od".into(),
+            params: [
+                ("tenant".to_owned(), "contoso".to_owned()),
+                ("webhook_url".to_owned(), "https://x".to_owned()),
+            ]
+            .into(),
+            authorization_params: vec![
+                ("prompt".into(), "login".into()),
+                ("login_hint".into(), "undefined".into()),
+            ],
+            user_scope: Some("Files.Read".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_query_stands_when_the_session_has_no_defaults() {
+        let key = ProviderConfigKey::parse("od").unwrap();
+        let m = Merged::new(&request(), &session(Value::Null), &key);
+        assert_eq!(m.params.get("tenant").map(String::as_str), Some("contoso"));
+        assert!(
+            !m.params.contains_key("webhook_url"),
+            "never a flow parameter"
+        );
+        assert_eq!(m.extra, vec![("prompt".to_owned(), "login".to_owned())]);
+        assert_eq!(m.scope_override, None);
+        assert_eq!(
+            m.connection_config(),
+            json!({"tenant": "contoso", "user_scope": "Files.Read"})
+        );
+    }
+
+    #[test]
+    fn the_sessions_defaults_for_the_integration_win() {
+        let key = ProviderConfigKey::parse("od").unwrap();
+        let defaults = json!({
+            "od": {
+                "connection_config": {"tenant": "fabrikam", "oauth_scopes_override": "Sites.Read.All"},
+                "authorization_params": {"prompt": "consent"},
+                "user_scopes": "Mail.Read"
+            },
+            "other": {"connection_config": {"tenant": "ignored"}}
+        });
+        let m = Merged::new(&request(), &session(defaults), &key);
+        assert_eq!(m.params.get("tenant").map(String::as_str), Some("fabrikam"));
+        assert!(!m.params.contains_key("oauth_scopes_override"));
+        assert_eq!(m.scope_override.as_deref(), Some("Sites.Read.All"));
+        assert_eq!(m.extra, vec![("prompt".to_owned(), "consent".to_owned())]);
+        assert_eq!(m.user_scope.as_deref(), Some("Mail.Read"));
+    }
+}
