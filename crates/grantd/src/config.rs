@@ -167,43 +167,7 @@ impl Config {
             }
         };
 
-        let secret_key = match secret("GRANTD_SECRET_KEY", &mut problems) {
-            Some(k) if k.trim().len() >= 16 => Some(ApiKey::new(k.trim())),
-            Some(_) => {
-                problems.push("GRANTD_SECRET_KEY: must be at least 16 characters; a UUID v4 is what Nango's SDKs expect (e.g. `uuidgen`)".into());
-                None
-            }
-            None => {
-                problems.push("GRANTD_SECRET_KEY is not set: the API key clients send as `Authorization: Bearer …` (e.g. `export GRANTD_SECRET_KEY=$(uuidgen)`)".into());
-                None
-            }
-        };
-        let encryption_key = match secret("GRANTD_ENCRYPTION_KEY", &mut problems) {
-            Some(k) => {
-                if !is_encryption_key(&k) {
-                    problems.push("GRANTD_ENCRYPTION_KEY: encryption key must be base64 of exactly 32 bytes (generate one with `openssl rand -base64 32`)".into());
-                }
-                Some(k)
-            }
-            None => {
-                problems.push("GRANTD_ENCRYPTION_KEY is not set: base64 of 32 random bytes that encrypts credentials at rest (e.g. `openssl rand -base64 32`); keep it safe, data cannot be read without it".into());
-                None
-            }
-        };
-        let old_encryption_keys: Vec<String> = secret("GRANTD_ENCRYPTION_KEYS_OLD", &mut problems)
-            .map(|s| {
-                s.split(',')
-                    .map(|k| k.trim().to_owned())
-                    .filter(|k| !k.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
-        for k in &old_encryption_keys {
-            if !is_encryption_key(k) {
-                problems.push("GRANTD_ENCRYPTION_KEYS_OLD: every entry must be base64 of 32 bytes, comma separated".into());
-                break;
-            }
-        }
+        let (secret_key, encryption_key, old_encryption_keys) = key_vars(&secret, &mut problems);
 
         let port = match get("GRANTD_PORT") {
             None => 3003,
@@ -227,29 +191,7 @@ impl Config {
         {
             problems.push("GRANTD_DATABASE_URL: must start with sqlite: (embedded, the default) or postgres://".into());
         }
-        let defaults = MicrosoftHosts::default();
-        let sharepoint_url_template =
-            get("GRANTD_MICROSOFT_SHAREPOINT_URL").unwrap_or(defaults.sharepoint_url_template);
-        if !sharepoint_url_template.contains("{host}") {
-            problems.push(
-                "GRANTD_MICROSOFT_SHAREPOINT_URL: must contain {host}, e.g. https://{host}".into(),
-            );
-        }
-        let microsoft = MicrosoftHosts {
-            login_url: url_var(
-                &get,
-                "GRANTD_MICROSOFT_LOGIN_URL",
-                defaults.login_url.as_str(),
-                &mut problems,
-            ),
-            graph_url: url_var(
-                &get,
-                "GRANTD_MICROSOFT_GRAPH_URL",
-                defaults.graph_url.as_str(),
-                &mut problems,
-            ),
-            sharepoint_url_template,
-        };
+        let microsoft = microsoft_vars(&get, &mut problems);
         let refresh_margin = secs_var(&get, "GRANTD_REFRESH_MARGIN_SECS", 15 * 60, &mut problems);
         let proxy_deadline = secs_var(&get, "GRANTD_PROXY_DEADLINE_SECS", 120, &mut problems);
         let proxy_allowed_hosts = get("GRANTD_PROXY_ALLOWED_HOSTS")
@@ -261,24 +203,7 @@ impl Config {
             })
             .unwrap_or_default();
 
-        let admin = match (
-            get("GRANTD_ADMIN_USER"),
-            secret("GRANTD_ADMIN_PASSWORD", &mut problems),
-        ) {
-            (Some(user), Some(pw)) if pw.len() >= 12 => Some(AdminLogin {
-                user,
-                password: ApiKey::new(pw),
-            }),
-            (Some(_), Some(_)) => {
-                problems.push("GRANTD_ADMIN_PASSWORD: must be at least 12 characters".into());
-                None
-            }
-            (None, None) => None,
-            _ => {
-                problems.push("GRANTD_ADMIN_USER and GRANTD_ADMIN_PASSWORD go together: set both (or neither, and sign in to the dashboard with the secret key)".into());
-                None
-            }
-        };
+        let admin = admin_vars(&get, &secret, &mut problems);
 
         let lifecycle = lifecycle_vars(&get, &secret, &mut problems);
 
@@ -339,6 +264,107 @@ impl Config {
             self.proxy_deadline.as_secs(),
             self.proxy_allowed_hosts,
         )
+    }
+}
+
+/// The API key, the encryption key and the old encryption keys; each problem listed.
+fn key_vars(
+    secret: &impl Fn(&str, &mut Vec<String>) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> (Option<ApiKey>, Option<String>, Vec<String>) {
+    let secret_key = match secret("GRANTD_SECRET_KEY", problems) {
+        Some(k) if k.trim().len() >= 16 => Some(ApiKey::new(k.trim())),
+        Some(_) => {
+            problems.push("GRANTD_SECRET_KEY: must be at least 16 characters; a UUID v4 is what Nango's SDKs expect (e.g. `uuidgen`)".into());
+            None
+        }
+        None => {
+            problems.push("GRANTD_SECRET_KEY is not set: the API key clients send as `Authorization: Bearer …` (e.g. `export GRANTD_SECRET_KEY=$(uuidgen)`)".into());
+            None
+        }
+    };
+    let encryption_key = match secret("GRANTD_ENCRYPTION_KEY", problems) {
+        Some(k) => {
+            if !is_encryption_key(&k) {
+                problems.push("GRANTD_ENCRYPTION_KEY: encryption key must be base64 of exactly 32 bytes (generate one with `openssl rand -base64 32`)".into());
+            }
+            Some(k)
+        }
+        None => {
+            problems.push("GRANTD_ENCRYPTION_KEY is not set: base64 of 32 random bytes that encrypts credentials at rest (e.g. `openssl rand -base64 32`); keep it safe, data cannot be read without it".into());
+            None
+        }
+    };
+    let old_encryption_keys: Vec<String> = secret("GRANTD_ENCRYPTION_KEYS_OLD", problems)
+        .map(|s| {
+            s.split(',')
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if old_encryption_keys.iter().any(|k| !is_encryption_key(k)) {
+        problems.push(
+            "GRANTD_ENCRYPTION_KEYS_OLD: every entry must be base64 of 32 bytes, comma separated"
+                .into(),
+        );
+    }
+    (secret_key, encryption_key, old_encryption_keys)
+}
+
+/// Microsoft's login, Graph and SharePoint URLs (the emulator's or a sovereign cloud's when set).
+fn microsoft_vars(
+    get: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> MicrosoftHosts {
+    let defaults = MicrosoftHosts::default();
+    let sharepoint_url_template =
+        get("GRANTD_MICROSOFT_SHAREPOINT_URL").unwrap_or(defaults.sharepoint_url_template);
+    if !sharepoint_url_template.contains("{host}") {
+        problems.push(
+            "GRANTD_MICROSOFT_SHAREPOINT_URL: must contain {host}, e.g. https://{host}".into(),
+        );
+    }
+    MicrosoftHosts {
+        login_url: url_var(
+            get,
+            "GRANTD_MICROSOFT_LOGIN_URL",
+            defaults.login_url.as_str(),
+            problems,
+        ),
+        graph_url: url_var(
+            get,
+            "GRANTD_MICROSOFT_GRAPH_URL",
+            defaults.graph_url.as_str(),
+            problems,
+        ),
+        sharepoint_url_template,
+    }
+}
+
+/// The dashboard's admin sign-in: both variables or neither.
+fn admin_vars(
+    get: &impl Fn(&str) -> Option<String>,
+    secret: &impl Fn(&str, &mut Vec<String>) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<AdminLogin> {
+    match (
+        get("GRANTD_ADMIN_USER"),
+        secret("GRANTD_ADMIN_PASSWORD", problems),
+    ) {
+        (Some(user), Some(pw)) if pw.len() >= 12 => Some(AdminLogin {
+            user,
+            password: ApiKey::new(pw),
+        }),
+        (Some(_), Some(_)) => {
+            problems.push("GRANTD_ADMIN_PASSWORD: must be at least 12 characters".into());
+            None
+        }
+        (None, None) => None,
+        _ => {
+            problems.push("GRANTD_ADMIN_USER and GRANTD_ADMIN_PASSWORD go together: set both (or neither, and sign in to the dashboard with the secret key)".into());
+            None
+        }
     }
 }
 

@@ -81,6 +81,18 @@ impl Cipher {
         Ok(Self { current, keys })
     }
 
+    /// The cipher the configuration names: `GRANTD_ENCRYPTION_KEY` seals, the keys in
+    /// `GRANTD_ENCRYPTION_KEYS_OLD` still open.
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, Error> {
+        use secrecy::ExposeSecret;
+        let old: Vec<String> = config
+            .old_encryption_keys
+            .iter()
+            .map(|k| k.expose_secret().to_owned())
+            .collect();
+        Self::new(config.encryption_key.expose_secret(), &old)
+    }
+
     /// A fresh random key, base64 (used by `grantd dev` and tests).
     pub fn generate_key() -> String {
         let mut k = [0u8; 32];

@@ -35,15 +35,7 @@ pub fn token_client() -> reqwest::Client {
 impl AppState {
     /// Opens the store (applying migrations) and builds the state.
     pub async fn build(config: Config, clock: Option<SharedClock>) -> anyhow::Result<Self> {
-        let old: Vec<String> = config
-            .old_encryption_keys
-            .iter()
-            .map(|k| secrecy::ExposeSecret::expose_secret(k).to_owned())
-            .collect();
-        let cipher = Cipher::new(
-            secrecy::ExposeSecret::expose_secret(&config.encryption_key),
-            &old,
-        )?;
+        let cipher = Cipher::from_config(&config)?;
         let store = Store::connect(&config.database_url, cipher).await?;
         let catalog = match std::env::var("GRANTD_PROVIDERS_FILE") {
             Ok(path) if !path.is_empty() => {

@@ -17,7 +17,7 @@ use crate::connections::credential_expiry;
 use crate::edge::AppState;
 use crate::model::{
     AppCredential, AssertionAlg, ConfigKey, Connection, ConnectionId, EndUser, Integration,
-    PrivateKeyPem, ProviderConfigKey, Tags,
+    PrivateKeyPem, ProviderConfigKey,
 };
 use crate::oauth::assertion;
 
@@ -166,25 +166,7 @@ pub fn cc_credentials(c: &Connection, client_id: &str) -> Value {
 }
 
 /// `POST /connections` for an app-only integration: `connection_config.tenantId` and no token.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImportBody {
-    provider_config_key: String,
-    #[serde(default)]
-    connection_id: Option<String>,
-    #[serde(default)]
-    metadata: Option<Value>,
-    #[serde(default)]
-    connection_config: Option<serde_json::Map<String, Value>>,
-    #[serde(default)]
-    webhook_url_override: Option<String>,
-    #[serde(default)]
-    end_user: Option<super::sessions::EndUserBody>,
-    #[serde(default)]
-    tags: Option<Tags>,
-    #[serde(default)]
-    credentials: Option<ImportCredentials>,
-}
+type ImportBody = super::connections::ImportBody<Option<ImportCredentials>>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -261,23 +261,27 @@ pub struct ImportCredentials {
     raw: Option<Value>,
 }
 
+/// `POST /connections`: the same body for both kinds of integration; `C` is what `credentials`
+/// must hold — the tokens for a delegated integration, optional type and client id for an
+/// app-only one (grantd obtains the token). A missing `credentials` is `None` when `C` is an
+/// `Option`, and an error otherwise.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ImportBody {
-    provider_config_key: String,
+pub struct ImportBody<C = ImportCredentials> {
+    pub provider_config_key: String,
     #[serde(default)]
-    connection_id: Option<String>,
+    pub connection_id: Option<String>,
     #[serde(default)]
-    metadata: Option<Value>,
+    pub metadata: Option<Value>,
     #[serde(default)]
-    connection_config: Option<serde_json::Map<String, Value>>,
+    pub connection_config: Option<serde_json::Map<String, Value>>,
     #[serde(default)]
-    webhook_url_override: Option<String>,
+    pub webhook_url_override: Option<String>,
     #[serde(default)]
-    end_user: Option<super::sessions::EndUserBody>,
+    pub end_user: Option<super::sessions::EndUserBody>,
     #[serde(default)]
-    tags: Option<Tags>,
-    credentials: ImportCredentials,
+    pub tags: Option<Tags>,
+    pub credentials: C,
 }
 
 fn parse_date(s: &str) -> Result<DateTime<Utc>, ApiError> {
@@ -371,7 +375,7 @@ pub async fn import(
     if super::app_only::is_app_only_import(&body) {
         return super::app_only::import(&st, body).await;
     }
-    let b: ImportBody = serde_json::from_value(body)
+    let b: ImportBody<ImportCredentials> = serde_json::from_value(body)
         .map_err(|e| ApiError::validation("invalid_body", &[], e.to_string()))?;
     if b.credentials.kind != "OAUTH2" {
         return Err(ApiError::validation(

@@ -26,15 +26,7 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Rotate => {
             super::init_tracing();
             let config = super::load_config()?;
-            let old: Vec<String> = config
-                .old_encryption_keys
-                .iter()
-                .map(|k| secrecy::ExposeSecret::expose_secret(k).to_owned())
-                .collect();
-            let cipher = Cipher::new(
-                secrecy::ExposeSecret::expose_secret(&config.encryption_key),
-                &old,
-            )?;
+            let cipher = Cipher::from_config(&config)?;
             let store = Store::connect(&config.database_url, cipher).await?;
             let report = store.reseal_all().await?;
             println!(

@@ -9,10 +9,11 @@ use chrono::TimeDelta;
 use serde_json::{Map, Value, json};
 
 use super::{Core, Error};
+use crate::catalog::Provider;
 use crate::microsoft::{self, TokenIdentity};
 use crate::model::{
-    AuthCode, ConfigKey, Connection, ConnectionId, Credentials, FlowKind, NewConnection, OAuthFlow,
-    ProviderConfigKey,
+    AuthCode, ConfigKey, ConnectSession, Connection, ConnectionId, Credentials, FlowKind,
+    Integration, NewConnection, OAuthFlow, ProviderConfigKey,
 };
 use crate::oauth::{self, AuthorizeRequest, ClientAuth};
 
@@ -93,16 +94,86 @@ impl From<crate::store::Error> for StartError {
 
 impl Core {
     pub async fn start_connect(&self, req: StartRequest) -> Result<String, StartError> {
-        let fail = |error_type: &'static str, message: String, what_to_do: &str| {
-            StartError::Flow(FlowFailure {
-                error_type,
-                message,
-                what_to_do: what_to_do.to_owned(),
-                provider_config_key: Some(req.key.clone()),
-                connection_id: None,
-                ws_client_id: req.ws_client_id.clone(),
+        let session = self.start_session(&req).await?;
+        let (key, integration, provider) = self.start_integration(&req, &session).await?;
+        let connection_id = self.start_connection_id(&session, &key).await?;
+        let merged = Merged::new(&req, &session, &key);
+        let tenant = provider
+            .authority(
+                integration
+                    .integration_config
+                    .get(ConfigKey::Tenant.as_str())
+                    .map(String::as_str),
+                merged
+                    .params
+                    .get(ConfigKey::Tenant.as_str())
+                    .map(String::as_str),
+            )
+            .ok_or_else(|| {
+                fail(
+                    &req,
+                    "url_param_err",
+                    "This integration needs the tenant (params[tenant]).".into(),
+                    "Pass the directory (tenant) id or domain as params[tenant].",
+                )
+            })?;
+        let scopes = self.scopes_for(&integration, &provider, merged.scope_override.as_deref());
+        let (verifier, challenge) = oauth::pkce_pair();
+        let state = uuid::Uuid::new_v4().to_string();
+        let redirect_uri = self.config.callback_url();
+        let authorization_url = provider.authorization_url(&self.config.microsoft, &tenant);
+        let url = if provider.is_app_only() {
+            self.admin_consent_url(&integration, &provider, &tenant, &redirect_uri, &state)
+        } else {
+            oauth::authorize_url(&AuthorizeRequest {
+                authorization_url: &authorization_url,
+                client_id: &integration.client_id,
+                redirect_uri: &redirect_uri,
+                scopes: &scopes,
+                scope_separator: &provider.scope_separator,
+                state: &state,
+                code_challenge: (!provider.disable_pkce).then_some(challenge.as_str()),
+                extra: &merged.extra,
             })
-        };
+        }
+        .map_err(|e| {
+            fail(
+                &req,
+                "url_param_err",
+                format!("The authorization URL is invalid: {e}"),
+                "Check the integration's configuration.",
+            )
+        })?;
+
+        let now = self.clock.now();
+        self.store
+            .put_oauth_flow(OAuthFlow {
+                state,
+                provider_config_key: key,
+                connection_id,
+                connect_session_id: Some(session.id),
+                ws_client_id: req.ws_client_id.clone(),
+                code_verifier: verifier,
+                connection_config: merged.connection_config(),
+                redirect_uri,
+                kind: if provider.is_app_only() {
+                    FlowKind::AdminConsent
+                } else {
+                    FlowKind::Delegated
+                }
+                .as_str()
+                .into(),
+                expires_at: now
+                    + TimeDelta::from_std(self.config.oauth_flow_ttl)
+                        .unwrap_or(TimeDelta::minutes(15)),
+                created_at: now,
+            })
+            .await?;
+        Ok(url)
+    }
+
+    /// Start, step 1: the connect session the token names (well-formed, known, unexpired).
+    async fn start_session(&self, req: &StartRequest) -> Result<ConnectSession, StartError> {
         let token = req
             .session_token
             .as_deref()
@@ -129,8 +200,18 @@ impl Core {
                 "connection_id cannot be set when using a connect session".into(),
             ));
         }
+        Ok(session)
+    }
+
+    /// Start, step 2: the integration, allowed by the session and with app credentials.
+    async fn start_integration(
+        &self,
+        req: &StartRequest,
+        session: &ConnectSession,
+    ) -> Result<(ProviderConfigKey, Integration, Provider), StartError> {
         let key = ProviderConfigKey::parse(&req.key).map_err(|e| {
             fail(
+                req,
                 "provider_config_err",
                 format!("Invalid integration key: {e}"),
                 "Check the integration name.",
@@ -140,6 +221,7 @@ impl Core {
             Ok(x) => x,
             Err(Error::UnknownIntegration(_)) => {
                 return Err(fail(
+                    req,
                     "provider_config_err",
                     format!("Integration {key} does not exist."),
                     "Ask the app's developers to set up this integration.",
@@ -147,6 +229,7 @@ impl Core {
             }
             Err(Error::UnknownProvider(p)) => {
                 return Err(fail(
+                    req,
                     "unknown_config_key",
                     format!("Provider {p} is not supported."),
                     "Ask the app's developers to fix the integration.",
@@ -162,138 +245,39 @@ impl Core {
                 ));
             }
         }
-        let connection_id = match &session.reconnect {
-            Some((rkey, rcid)) => {
-                if rkey != &key || self.store.get_connection(rkey, rcid).await?.is_none() {
-                    return Err(StartError::Rejected(
-                        "invalid_connection",
-                        "The connection this session reconnects no longer exists".into(),
-                    ));
-                }
-                rcid.clone()
-            }
-            None => ConnectionId::new_random(),
-        };
         if integration.client_id.is_empty()
             || (integration.client_secret.expose_secret().is_empty()
                 && integration.app_credential.certificate.is_none())
         {
             return Err(fail(
+                req,
                 "provider_config_err",
                 "The integration has no client id or secret.".into(),
                 "Ask the app's developers to finish setting up the integration.",
             ));
         }
+        Ok((key, integration, provider))
+    }
 
-        // Session defaults for this integration win over the query (Nango's rules).
-        let defaults = session
-            .integrations_config_defaults
-            .get(key.as_str())
-            .cloned()
-            .unwrap_or(Value::Null);
-        let mut params = req.params.clone();
-        params.remove("webhook_url");
-        let mut scope_override: Option<String> = None;
-        if let Some(cc) = defaults.get("connection_config").and_then(Value::as_object) {
-            for (k, v) in cc {
-                if k == "oauth_scopes_override" {
-                    scope_override = v.as_str().map(str::to_owned);
-                } else if let Some(s) = v.as_str() {
-                    params.insert(k.clone(), s.to_owned());
+    /// Start, step 3: the connection the flow will write — the one the session reconnects (which
+    /// must still exist), or a new id.
+    async fn start_connection_id(
+        &self,
+        session: &ConnectSession,
+        key: &ProviderConfigKey,
+    ) -> Result<ConnectionId, StartError> {
+        match &session.reconnect {
+            Some((rkey, rcid)) => {
+                if rkey != key || self.store.get_connection(rkey, rcid).await?.is_none() {
+                    return Err(StartError::Rejected(
+                        "invalid_connection",
+                        "The connection this session reconnects no longer exists".into(),
+                    ));
                 }
+                Ok(rcid.clone())
             }
+            None => Ok(ConnectionId::new_random()),
         }
-        let mut extra = req.authorization_params.clone();
-        if let Some(ap) = defaults
-            .get("authorization_params")
-            .and_then(Value::as_object)
-        {
-            extra = ap
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect();
-        }
-        extra.retain(|(_, v)| v != "undefined");
-        let user_scope = defaults
-            .get("user_scopes")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or(req.user_scope.clone());
-
-        let tenant = provider
-            .authority(
-                integration
-                    .integration_config
-                    .get(ConfigKey::Tenant.as_str())
-                    .map(String::as_str),
-                params.get(ConfigKey::Tenant.as_str()).map(String::as_str),
-            )
-            .ok_or_else(|| {
-                fail(
-                    "url_param_err",
-                    "This integration needs the tenant (params[tenant]).".into(),
-                    "Pass the directory (tenant) id or domain as params[tenant].",
-                )
-            })?;
-        let scopes = self.scopes_for(&integration, &provider, scope_override.as_deref());
-        let (verifier, challenge) = oauth::pkce_pair();
-        let state = uuid::Uuid::new_v4().to_string();
-        let redirect_uri = self.config.callback_url();
-        let authorization_url = provider.authorization_url(&self.config.microsoft, &tenant);
-        let url = if provider.is_app_only() {
-            self.admin_consent_url(&integration, &provider, &tenant, &redirect_uri, &state)
-        } else {
-            oauth::authorize_url(&AuthorizeRequest {
-                authorization_url: &authorization_url,
-                client_id: &integration.client_id,
-                redirect_uri: &redirect_uri,
-                scopes: &scopes,
-                scope_separator: &provider.scope_separator,
-                state: &state,
-                code_challenge: (!provider.disable_pkce).then_some(challenge.as_str()),
-                extra: &extra,
-            })
-        }
-        .map_err(|e| {
-            fail(
-                "url_param_err",
-                format!("The authorization URL is invalid: {e}"),
-                "Check the integration's configuration.",
-            )
-        })?;
-
-        let mut connection_config: Map<String, Value> = params
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect();
-        if let Some(us) = user_scope {
-            connection_config.insert(ConfigKey::UserScope.as_str().into(), Value::String(us));
-        }
-        let now = self.clock.now();
-        self.store
-            .put_oauth_flow(OAuthFlow {
-                state,
-                provider_config_key: key,
-                connection_id,
-                connect_session_id: Some(session.id),
-                ws_client_id: req.ws_client_id.clone(),
-                code_verifier: verifier,
-                connection_config: Value::Object(connection_config),
-                redirect_uri,
-                kind: if provider.is_app_only() {
-                    FlowKind::AdminConsent
-                } else {
-                    FlowKind::Delegated
-                }
-                .as_str()
-                .into(),
-                expires_at: now
-                    + TimeDelta::from_std(self.config.oauth_flow_ttl)
-                        .unwrap_or(TimeDelta::minutes(15)),
-                created_at: now,
-            })
-            .await?;
-        Ok(url)
     }
 
     /// Handles `GET /oauth/callback` with its query parameters, then queues the auth webhook
@@ -312,31 +296,11 @@ impl Core {
         &self,
         query: &BTreeMap<String, String>,
     ) -> Result<Connected, CallbackError> {
-        let state = query
-            .get("state")
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                CallbackError::BadState("The callback has no state parameter.".into())
-            })?;
-        let flow = self.store.take_oauth_flow(state).await?.ok_or_else(|| {
-            CallbackError::BadState(
-                "This sign-in link was already used or is unknown. Start the connection again."
-                    .into(),
-            )
-        })?;
-        let fail = |error_type: &'static str, message: String, what_to_do: String| {
-            CallbackError::Flow(FlowFailure {
-                error_type,
-                message,
-                what_to_do,
-                provider_config_key: Some(flow.provider_config_key.to_string()),
-                connection_id: Some(flow.connection_id.to_string()),
-                ws_client_id: flow.ws_client_id.clone(),
-            })
-        };
+        let flow = self.take_flow(query).await?;
         let now = self.clock.now();
         if flow.expires_at < now {
-            return Err(fail(
+            return Err(flow_fail(
+                &flow,
                 "state_err",
                 "The sign-in took too long and expired.".into(),
                 "Start the connection again.".into(),
@@ -345,26 +309,14 @@ impl Core {
         if flow.flow_kind() == FlowKind::AdminConsent {
             return self.finish_admin_consent(flow, query).await;
         }
-        if let Some(error) = query.get("error") {
-            let (what, todo) = microsoft::aadsts::explain_authorize_error(
-                error,
-                query.get("error_description").map(String::as_str),
-            );
-            return Err(fail("callback_err", what, todo));
-        }
-        let code = query.get("code").filter(|c| !c.is_empty()).ok_or_else(|| {
-            fail(
-                "callback_err",
-                "Microsoft sent no authorization code.".into(),
-                "Start the connection again.".into(),
-            )
-        })?;
-
+        let code = authorization_code(query)
+            .map_err(|(what, todo)| flow_fail(&flow, "callback_err", what, todo))?;
         let (integration, provider) =
             self.integration(&flow.provider_config_key)
                 .await
                 .map_err(|e| match e {
-                    Error::UnknownIntegration(_) | Error::UnknownProvider(_) => fail(
+                    Error::UnknownIntegration(_) | Error::UnknownProvider(_) => flow_fail(
+                        &flow,
                         "provider_config_err",
                         e.to_string(),
                         "The integration was removed while you were signing in.".into(),
@@ -390,34 +342,17 @@ impl Core {
             &token_url,
             &integration.client_id,
             ClientAuth::of(&integration),
-            oauth::code_grant(&AuthCode::new(code.clone()), &flow.redirect_uri, (!provider.disable_pkce).then_some(&flow.code_verifier)),
+            oauth::code_grant(&AuthCode::new(code.to_owned()), &flow.redirect_uri, (!provider.disable_pkce).then_some(&flow.code_verifier)),
             now,
         )
         .await
         .map_err(|e| {
             let c = microsoft::classify(&e);
             tracing::warn!(integration.key = %flow.provider_config_key, aadsts = ?c.aadsts, class = c.class.as_str(), "code exchange failed for integration {}", flow.provider_config_key);
-            fail("token_err", format!("The sign-in could not be completed: {}", c.cause), "Start the connection again; if it keeps failing, the app's administrator should check the integration.".into())
+            flow_fail(&flow, "token_err", format!("The sign-in could not be completed: {}", c.cause), "Start the connection again; if it keeps failing, the app's administrator should check the integration.".into())
         })?;
 
-        let mut connection_config = match flow.connection_config.clone() {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        };
-        if provider.is_microsoft() {
-            if let Some(id) = TokenIdentity::from_jwt(tokens.access_token.expose_secret()) {
-                if let Some(tid) = &id.tid {
-                    connection_config.insert(ConfigKey::TenantId.as_str().into(), json!(tid));
-                }
-                if let Some(oid) = &id.oid {
-                    connection_config.insert(ConfigKey::UserId.as_str().into(), json!(oid));
-                }
-                if let Some(u) = id.username() {
-                    connection_config
-                        .insert(ConfigKey::UserPrincipalName.as_str().into(), json!(u));
-                }
-            }
-        }
+        let mut connection_config = identity_config(&flow, &provider, &tokens);
         let mut credentials = Credentials {
             access_token: tokens.access_token,
             refresh_token: tokens.refresh_token,
@@ -454,6 +389,89 @@ impl Core {
             ws_client_id: flow.ws_client_id,
         })
     }
+
+    /// Callback, step 1: the flow its `state` names, taken (single use).
+    async fn take_flow(
+        &self,
+        query: &BTreeMap<String, String>,
+    ) -> Result<OAuthFlow, CallbackError> {
+        let state = query
+            .get("state")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                CallbackError::BadState("The callback has no state parameter.".into())
+            })?;
+        self.store.take_oauth_flow(state).await?.ok_or_else(|| {
+            CallbackError::BadState(
+                "This sign-in link was already used or is unknown. Start the connection again."
+                    .into(),
+            )
+        })
+    }
+}
+
+/// A callback failure the user sees, about `flow`'s connection.
+fn flow_fail(
+    flow: &OAuthFlow,
+    error_type: &'static str,
+    message: String,
+    what_to_do: String,
+) -> CallbackError {
+    CallbackError::Flow(FlowFailure {
+        error_type,
+        message,
+        what_to_do,
+        provider_config_key: Some(flow.provider_config_key.to_string()),
+        connection_id: Some(flow.connection_id.to_string()),
+        ws_client_id: flow.ws_client_id.clone(),
+    })
+}
+
+/// The callback's `code`, or Microsoft's `error` in plain words: what happened and what to do
+/// (a `callback_err` for the flow).
+fn authorization_code(query: &BTreeMap<String, String>) -> Result<&str, (String, String)> {
+    if let Some(error) = query.get("error") {
+        return Err(microsoft::aadsts::explain_authorize_error(
+            error,
+            query.get("error_description").map(String::as_str),
+        ));
+    }
+    query
+        .get("code")
+        .map(String::as_str)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            (
+                "Microsoft sent no authorization code.".into(),
+                "Start the connection again.".into(),
+            )
+        })
+}
+
+/// The flow's `connection_config` plus, for Microsoft, the tenant and user the token names.
+fn identity_config(
+    flow: &OAuthFlow,
+    provider: &Provider,
+    tokens: &oauth::TokenResponse,
+) -> Map<String, Value> {
+    let mut config = match flow.connection_config.clone() {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    if provider.is_microsoft() {
+        if let Some(id) = TokenIdentity::from_jwt(tokens.access_token.expose_secret()) {
+            if let Some(tid) = &id.tid {
+                config.insert(ConfigKey::TenantId.as_str().into(), json!(tid));
+            }
+            if let Some(oid) = &id.oid {
+                config.insert(ConfigKey::UserId.as_str().into(), json!(oid));
+            }
+            if let Some(u) = id.username() {
+                config.insert(ConfigKey::UserPrincipalName.as_str().into(), json!(u));
+            }
+        }
+    }
+    config
 }
 
 impl Core {
@@ -485,5 +503,159 @@ impl Core {
                     .and_then(|s| s.webhook_url_override.clone()),
             })
             .await
+    }
+}
+
+/// A failure the user sees on the connect page (and the WebSocket), about `req`'s integration.
+fn fail(req: &StartRequest, error_type: &'static str, message: String, todo: &str) -> StartError {
+    StartError::Flow(FlowFailure {
+        error_type,
+        message,
+        what_to_do: todo.to_owned(),
+        provider_config_key: Some(req.key.clone()),
+        connection_id: None,
+        ws_client_id: req.ws_client_id.clone(),
+    })
+}
+
+/// The query's connection parameters, authorization parameters and user scopes merged with the
+/// session's defaults for the integration; the session's win (Nango's rules).
+struct Merged {
+    params: BTreeMap<String, String>,
+    scope_override: Option<String>,
+    extra: Vec<(String, String)>,
+    user_scope: Option<String>,
+}
+
+impl Merged {
+    fn new(req: &StartRequest, session: &ConnectSession, key: &ProviderConfigKey) -> Merged {
+        let defaults = session
+            .integrations_config_defaults
+            .get(key.as_str())
+            .cloned()
+            .unwrap_or(Value::Null);
+        let mut params = req.params.clone();
+        params.remove("webhook_url");
+        let mut scope_override: Option<String> = None;
+        if let Some(cc) = defaults.get("connection_config").and_then(Value::as_object) {
+            for (k, v) in cc {
+                if k == "oauth_scopes_override" {
+                    scope_override = v.as_str().map(str::to_owned);
+                } else if let Some(s) = v.as_str() {
+                    params.insert(k.clone(), s.to_owned());
+                }
+            }
+        }
+        let mut extra = req.authorization_params.clone();
+        if let Some(ap) = defaults
+            .get("authorization_params")
+            .and_then(Value::as_object)
+        {
+            extra = ap
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect();
+        }
+        extra.retain(|(_, v)| v != "undefined");
+        let user_scope = defaults
+            .get("user_scopes")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or(req.user_scope.clone());
+        Merged {
+            params,
+            scope_override,
+            extra,
+            user_scope,
+        }
+    }
+
+    /// The flow's `connection_config`: the parameters, plus the user scopes asked for.
+    fn connection_config(&self) -> Value {
+        let mut config: Map<String, Value> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        if let Some(us) = &self.user_scope {
+            config.insert(
+                ConfigKey::UserScope.as_str().into(),
+                Value::String(us.clone()),
+            );
+        }
+        Value::Object(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(defaults: Value) -> ConnectSession {
+        ConnectSession {
+            id: 1,
+            end_user: None,
+            organization: None,
+            allowed_integrations: None,
+            integrations_config_defaults: defaults,
+            reconnect: None,
+            tags: Default::default(),
+            webhook_url_override: None,
+            expires_at: chrono::Utc::now(),
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    fn request() -> StartRequest {
+        StartRequest {
+            key: "od".into(),
+            params: [
+                ("tenant".to_owned(), "contoso".to_owned()),
+                ("webhook_url".to_owned(), "https://x".to_owned()),
+            ]
+            .into(),
+            authorization_params: vec![
+                ("prompt".into(), "login".into()),
+                ("login_hint".into(), "undefined".into()),
+            ],
+            user_scope: Some("Files.Read".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_query_stands_when_the_session_has_no_defaults() {
+        let key = ProviderConfigKey::parse("od").unwrap();
+        let m = Merged::new(&request(), &session(Value::Null), &key);
+        assert_eq!(m.params.get("tenant").map(String::as_str), Some("contoso"));
+        assert!(
+            !m.params.contains_key("webhook_url"),
+            "never a flow parameter"
+        );
+        assert_eq!(m.extra, vec![("prompt".to_owned(), "login".to_owned())]);
+        assert_eq!(m.scope_override, None);
+        assert_eq!(
+            m.connection_config(),
+            json!({"tenant": "contoso", "user_scope": "Files.Read"})
+        );
+    }
+
+    #[test]
+    fn the_sessions_defaults_for_the_integration_win() {
+        let key = ProviderConfigKey::parse("od").unwrap();
+        let defaults = json!({
+            "od": {
+                "connection_config": {"tenant": "fabrikam", "oauth_scopes_override": "Sites.Read.All"},
+                "authorization_params": {"prompt": "consent"},
+                "user_scopes": "Mail.Read"
+            },
+            "other": {"connection_config": {"tenant": "ignored"}}
+        });
+        let m = Merged::new(&request(), &session(defaults), &key);
+        assert_eq!(m.params.get("tenant").map(String::as_str), Some("fabrikam"));
+        assert!(!m.params.contains_key("oauth_scopes_override"));
+        assert_eq!(m.scope_override.as_deref(), Some("Sites.Read.All"));
+        assert_eq!(m.extra, vec![("prompt".to_owned(), "consent".to_owned())]);
+        assert_eq!(m.user_scope.as_deref(), Some("Mail.Read"));
     }
 }

@@ -15,6 +15,7 @@ use rand::Rng;
 use tokio::task::JoinHandle;
 
 use crate::connections::Core;
+use crate::edge::error_chain;
 
 /// Runs the jobs until the returned task is aborted (or the runtime stops).
 pub fn spawn(core: Core) -> JoinHandle<()> {
@@ -25,27 +26,15 @@ pub fn spawn(core: Core) -> JoinHandle<()> {
             tokio::time::sleep(interval + Duration::from_millis(jitter_ms)).await;
             let now = core.clock.now();
             if let Err(e) = refresh::run_once(&core, now).await {
-                tracing::error!(error = %chain(&e), "proactive refresh pass failed");
+                tracing::error!(error = %error_chain(&e), "proactive refresh pass failed");
             }
             let now = core.clock.now();
             if let Err(e) = core.check_credential_expiry(now).await {
-                tracing::error!(error = %chain(&e), "credential expiry check failed");
+                tracing::error!(error = %error_chain(&e), "credential expiry check failed");
             }
             if let Err(e) = outbox::run_once(&core, now).await {
-                tracing::error!(error = %chain(&e), "webhook delivery pass failed");
+                tracing::error!(error = %error_chain(&e), "webhook delivery pass failed");
             }
         }
     })
-}
-
-/// The error and its sources, for the log (domain errors never carry secrets).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
