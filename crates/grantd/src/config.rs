@@ -250,6 +250,7 @@ impl Config {
             ),
             sharepoint_url_template,
         };
+        problems.extend(crate::outbound::cleartext_problems(&microsoft));
         let refresh_margin = secs_var(&get, "GRANTD_REFRESH_MARGIN_SECS", 15 * 60, &mut problems);
         let proxy_deadline = secs_var(&get, "GRANTD_PROXY_DEADLINE_SECS", 120, &mut problems);
         let proxy_allowed_hosts = get("GRANTD_PROXY_ALLOWED_HOSTS")

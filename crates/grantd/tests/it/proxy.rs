@@ -27,7 +27,13 @@ async fn connected() -> (TestApp, String) {
 }
 
 async fn connected_with(opts: Opts) -> Option<(TestApp, String)> {
-    let app = TestApp::spawn_with(opts).await?;
+    connected_trusting(opts, &[]).await
+}
+
+/// Connected, with extra `GRANTD_PROXY_ALLOWED_HOSTS` entries (origins are trusted services).
+async fn connected_trusting(opts: Opts, allowed: &[&str]) -> Option<(TestApp, String)> {
+    let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
+    let app = TestApp::spawn_configured(opts, |c| c.proxy_allowed_hosts.extend(allowed)).await?;
     app.create_integration(KEY, SCOPES).await;
     let id = app.connect(KEY, "user-1", seed::ADELE_UPN).await;
     Some((app, id))
@@ -365,8 +371,10 @@ async fn redirector() -> (String, String) {
 
 #[tokio::test]
 async fn redirects_never_carry_the_token_to_another_host_and_refuse_private_targets() {
-    let (app, id) = connected().await;
     let (a, b) = redirector().await;
+    let (app, id) = connected_trusting(Opts::default(), &[&a, &b])
+        .await
+        .unwrap();
     let b_port = b.rsplit(':').next().unwrap().to_owned();
     let via = |to: &str| {
         app.proxy(Method::GET, &format!("/redirect?to={to}"), KEY, &id)
@@ -466,7 +474,7 @@ async fn base_url_override_refuses_other_and_private_hosts() {
             .unwrap();
         assert_eq!(r.status(), 400, "{bad}");
     }
-    // The provider's own host is allowed.
+    // The provider's own origin is allowed.
     let r = app
         .proxy(Method::GET, "/v1.0/me", KEY, &id)
         .header("Base-Url-Override", &app.emu.base_url)
@@ -474,6 +482,51 @@ async fn base_url_override_refuses_other_and_private_hosts() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// The provider's host on another scheme or port is another origin: refused, so the token never
+/// goes to a port or in clear text the provider did not configure (it used to compare hosts only).
+#[tokio::test]
+async fn base_url_override_compares_origins_not_hosts() {
+    let (other, _) = redirector().await;
+    let other_port = other.rsplit(':').next().unwrap().to_owned();
+    let (app, id) = connected().await;
+    let emu = url::Url::parse(&app.emu.base_url).unwrap();
+    for base in [
+        format!("http://127.0.0.1:{other_port}"),
+        format!("https://127.0.0.1:{}", emu.port().unwrap()),
+    ] {
+        let r = app
+            .proxy(Method::GET, "/echo", KEY, &id)
+            .header("Base-Url-Override", &base)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{base}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            body["error"]["code"], "base_url_override_not_allowed",
+            "{base}"
+        );
+    }
+    // A redirect from the provider's origin to another port of its host is not trusted either.
+    let (a, _) = redirector().await;
+    let (app, id) = connected_trusting(Opts::default(), &[&a]).await.unwrap();
+    let r = app
+        .proxy(
+            Method::GET,
+            &format!("/redirect?to=http://127.0.0.1:{other_port}/echo"),
+            KEY,
+            &id,
+        )
+        .header("Base-Url-Override", &a)
+        .header("Grantd-Follow-Redirects", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "redirect_not_allowed", "{body}");
 }
 
 /// Sends a request as raw bytes (clients normalise `..` away) and returns the status code.
