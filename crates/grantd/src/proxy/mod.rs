@@ -165,6 +165,7 @@ pub async fn handle(
             token.as_deref(),
             resp,
             deadline,
+            body.replay(),
         ))
         .await
         {
