@@ -17,5 +17,6 @@ pub mod outbound;
 pub mod proxy;
 pub mod server;
 pub mod store;
+pub mod validate;
 pub mod web;
 pub mod webhooks;
