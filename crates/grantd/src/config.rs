@@ -105,6 +105,9 @@ pub struct LifecycleConfig {
     pub jobs_interval: Duration,
     /// Refreshes in flight at once per instance (background job).
     pub refresh_concurrency: usize,
+    /// Deliver webhooks to loopback and private addresses too (`GRANTD_WEBHOOK_ALLOW_PRIVATE`,
+    /// local development; `grantd dev` sets it). Off: webhooks go through the SSRF guard.
+    pub webhook_allow_private: bool,
 }
 
 impl Default for LifecycleConfig {
@@ -116,6 +119,7 @@ impl Default for LifecycleConfig {
             proactive_refresh_window: None,
             jobs_interval: Duration::from_secs(60),
             refresh_concurrency: 4,
+            webhook_allow_private: false,
         }
     }
 }
@@ -374,6 +378,19 @@ fn lifecycle_vars(
             problems,
         )
     });
+    if let Some(Err(e)) = get("GRANTD_WEBHOOK_URL").map(|s| crate::validate::webhook_url(&s)) {
+        problems.push(format!("GRANTD_WEBHOOK_URL: {e}"));
+    }
+    let webhook_allow_private = match get("GRANTD_WEBHOOK_ALLOW_PRIVATE").as_deref() {
+        None | Some("false" | "0" | "") => false,
+        Some("true" | "1") => true,
+        Some(v) => {
+            problems.push(format!(
+                "GRANTD_WEBHOOK_ALLOW_PRIVATE: {v:?} must be true or false"
+            ));
+            false
+        }
+    };
     let webhook_signing_key = secret("GRANTD_WEBHOOK_SIGNING_KEY", problems).map(Into::into);
     let idle_refresh_after = secs_var(
         get,
@@ -413,6 +430,7 @@ fn lifecycle_vars(
         proactive_refresh_window,
         jobs_interval,
         refresh_concurrency,
+        webhook_allow_private,
     }
 }
 

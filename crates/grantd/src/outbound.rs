@@ -289,6 +289,35 @@ pub fn is_refused(e: &reqwest::Error) -> bool {
     false
 }
 
+/// The client webhooks are delivered with: no redirects, no forward proxy, and the SSRF guard
+/// in its resolver (no trusted origins). `None` when private targets are allowed (local
+/// development): the caller's ordinary client is used.
+pub fn webhook_client(allow_private: bool) -> Option<&'static reqwest::Client> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if allow_private {
+        return None;
+    }
+    Some(CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(CheckedResolver(Guard::default())))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .expect("static client configuration is valid")
+    }))
+}
+
+/// Whether a webhook may be delivered to `url`: a valid http(s) URL and, unless private targets
+/// are allowed, a public address (IP literals are checked here: they never reach the resolver).
+pub async fn check_webhook_target(url: &str, allow_private: bool) -> Result<(), String> {
+    let u = crate::validate::webhook_url(url)?;
+    if allow_private {
+        return Ok(());
+    }
+    Guard::default().check(&u).await.map_err(|e| e.to_string())
+}
+
 /// The proxy's client: pooled, no automatic redirects (the proxy decides, see `proxy`), guarded
 /// DNS, connect and idle-read timeouts. No `HTTP(S)_PROXY` forward proxy: it would resolve names
 /// itself, out of reach of the guard (and reqwest's per-request proxy matching is measurable).

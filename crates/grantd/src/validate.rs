@@ -55,9 +55,75 @@ pub fn browser_authorization_params(params: &[(String, String)]) -> Result<(), S
     }
 }
 
+/// Longest webhook URL accepted.
+pub const MAX_WEBHOOK_URL_LEN: usize = 2048;
+
+/// Checks a webhook URL: parseable, absolute `http`/`https` with a host, no credentials in it,
+/// no control characters, at most `MAX_WEBHOOK_URL_LEN` bytes. Where it may point (public
+/// addresses only, unless `GRANTD_WEBHOOK_ALLOW_PRIVATE`) is checked at delivery time, since DNS
+/// can change in between.
+pub fn webhook_url(s: &str) -> Result<url::Url, String> {
+    if s.len() > MAX_WEBHOOK_URL_LEN {
+        return Err(format!(
+            "the webhook URL is longer than {MAX_WEBHOOK_URL_LEN} bytes"
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err("the webhook URL contains control characters".into());
+    }
+    let u = url::Url::parse(s).map_err(|e| format!("the webhook URL is not a valid URL ({e})"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err("the webhook URL must be http or https".into());
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err("the webhook URL has no host".into());
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("the webhook URL must not carry credentials (user:password@)".into());
+    }
+    Ok(u)
+}
+
+/// A `webhook_url_override` from a request body: empty means none; anything else must pass
+/// `webhook_url`, or the request is a 400 naming the field.
+pub fn webhook_url_override(v: Option<String>) -> Result<Option<String>, crate::api::ApiError> {
+    match v.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => match webhook_url(&s) {
+            Ok(_) => Ok(Some(s)),
+            Err(msg) => Err(crate::api::ApiError::validation(
+                "invalid_body",
+                &["webhook_url_override"],
+                msg,
+            )),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_urls() {
+        for ok in ["https://hooks.example/x?y=1", "http://127.0.0.1:9/x"] {
+            assert!(webhook_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "file:///etc/passwd",
+            "not a url",
+            "https://user:pw@hooks.example/",
+            "https://user@hooks.example/",
+            "gopher://hooks.example/",
+            "data:text/plain,x",
+            "http://hooks.example/\u{0}",
+            "/relative",
+            "",
+        ] {
+            assert!(webhook_url(bad).is_err(), "{bad}");
+        }
+        assert!(webhook_url(&format!("https://h.example/{}", "a".repeat(3000))).is_err());
+    }
 
     #[test]
     fn browser_params_are_allow_listed() {

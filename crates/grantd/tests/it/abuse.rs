@@ -1,6 +1,7 @@
 //! Abuse tests over real HTTP for the hardening findings (issue 14): `authorization_params`
 //! overrides, … Each asserts a clear 4xx and that the service keeps answering.
 
+use grantd::clock::Clock;
 use serde_json::{Value, json};
 
 use crate::support::app::TestApp;
@@ -95,5 +96,91 @@ async fn authorization_params_cannot_override_protocol_parameters() {
     assert!(!get("scope")[0].contains("Mail.Read"), "{url}");
     assert_eq!(get("scope").len(), 1);
     assert_eq!(get("prompt"), vec!["login".to_owned()]);
+    assert!(healthy(&app).await);
+}
+
+/// `webhook_url_override` must be an http(s) URL without credentials wherever it is accepted.
+#[tokio::test]
+async fn webhook_urls_are_validated_where_accepted() {
+    let app = TestApp::spawn().await;
+    app.create_integration("files", "User.Read").await;
+    let id = app
+        .connect("files", "u", grantd_emulator::seed::ADELE_UPN)
+        .await;
+    for bad in [
+        "file:///etc/passwd",
+        "not a url",
+        "https://user:pw@hooks.example/x",
+        "gopher://hooks.example/",
+    ] {
+        let r = app
+            .post(
+                "/connect/sessions",
+                &json!({"end_user": {"id": "v"}, "webhook_url_override": bad}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "session {bad}");
+        let r = app
+            .post(
+                "/connect/sessions/reconnect",
+                &json!({"connection_id": id, "integration_id": "files", "webhook_url_override": bad}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "reconnect {bad}");
+        let r = app
+            .http
+            .patch(format!(
+                "{}/connections/{id}?provider_config_key=files",
+                app.url
+            ))
+            .bearer_auth(crate::support::app::SECRET)
+            .json(&json!({"webhook_url_override": bad}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "patch {bad}");
+        let r = app
+            .post(
+                "/connections",
+                &json!({"provider_config_key": "files", "connection_id": "imp",
+                        "webhook_url_override": bad,
+                        "credentials": {"type": "OAUTH2", "access_token": "x"}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "import {bad}");
+    }
+    assert!(healthy(&app).await);
+}
+
+/// Webhooks go through the SSRF guard: a loopback receiver gets nothing unless
+/// `GRANTD_WEBHOOK_ALLOW_PRIVATE` is set, and the refusal is final (not retried).
+#[tokio::test]
+async fn webhooks_to_private_addresses_are_refused_unless_allowed() {
+    use crate::support::webhook_receiver::Receiver;
+    let rx = Receiver::spawn().await;
+    let to = url::Url::parse(&rx.url).unwrap();
+    let app = TestApp::spawn_configured(crate::support::app::Opts::default(), |c| {
+        c.lifecycle.webhook_url = Some(to);
+        c.lifecycle.webhook_allow_private = false;
+    })
+    .await
+    .unwrap();
+    app.create_integration("files", "User.Read").await;
+    app.connect("files", "u", grantd_emulator::seed::ADELE_UPN)
+        .await;
+    let run = grantd::jobs::outbox::run_once(&app.state.core, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!((run.delivered, run.rejected), (0, 1), "{run:?}");
+    assert!(
+        rx.received().is_empty(),
+        "nothing reached the loopback receiver"
+    );
     assert!(healthy(&app).await);
 }
