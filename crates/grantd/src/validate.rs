@@ -100,9 +100,87 @@ pub fn webhook_url_override(v: Option<String>) -> Result<Option<String>, crate::
     }
 }
 
+/// Percent-decodes `s` (bytes, no `+` handling: both are only inspected, never used).
+fn percent_decoded(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+/// What is wrong with a request target, if anything: a NUL byte or invalid UTF-8 once
+/// percent-decoded, in the path or the query. Databases differ on both (PostgreSQL refuses NUL
+/// in text), so they are refused at the edge, the same on every route and backend.
+pub fn uri_problem(uri: &http::Uri) -> Option<&'static str> {
+    let parts = [Some(uri.path()), uri.query()];
+    for part in parts.into_iter().flatten() {
+        let bytes = percent_decoded(part);
+        if bytes.contains(&0) {
+            return Some("The URL contains a NUL byte (%00)");
+        }
+        if std::str::from_utf8(&bytes).is_err() {
+            return Some("The URL is not valid UTF-8 once percent-decoded");
+        }
+    }
+    None
+}
+
+/// Middleware: a 400 `invalid_request` for a request target `uri_problem` refuses.
+pub async fn reject_bad_uri(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match uri_problem(req.uri()) {
+        None => next.run(req).await,
+        Some(msg) => {
+            crate::api::ApiError::new(http::StatusCode::BAD_REQUEST, "invalid_request", msg)
+                .into_response()
+        }
+    }
+}
+
+/// Whether a JSON value holds a NUL character in any string or object key.
+pub fn json_has_nul(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(json_has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uris_with_nul_or_invalid_utf8() {
+        let p = |s: &str| uri_problem(&s.parse::<http::Uri>().unwrap());
+        assert!(p("/oauth/callback?state=%00").is_some());
+        assert!(p("/connections/a%00b").is_some());
+        assert!(p("/connections?q=%ff%fe").is_some());
+        assert!(p("/connections/%C3%A9?q=%E2%82%AC&x=%").is_none());
+        assert!(p("/x?y=%2").is_none());
+        let j: serde_json::Value = serde_json::from_str(r#"{"a":["\u0000"]}"#).unwrap();
+        assert!(json_has_nul(&j));
+        let j: serde_json::Value = serde_json::from_str(r#"{"\u0000":1}"#).unwrap();
+        assert!(json_has_nul(&j));
+        assert!(!json_has_nul(&serde_json::json!({"a": ["b", 1, null]})));
+    }
 
     #[test]
     fn webhook_urls() {

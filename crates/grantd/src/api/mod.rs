@@ -183,8 +183,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| {
+                // Over the size limit is 413, as the status says; other read failures 400.
+                let status = match e.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+                    _ => StatusCode::BAD_REQUEST,
+                };
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
+                    status,
                     "invalid_body",
                     format!("Could not read the body: {e}"),
                 )
@@ -202,6 +207,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 format!("The body is not valid JSON: {e}"),
             )
         })?;
+        // Every body is an object (a struct would also deserialize from an array), and no text
+        // holds NUL (PostgreSQL refuses it, SQLite keeps it): 400 on every backend.
+        if !value.is_object() {
+            return Err(ApiError::validation(
+                "invalid_body",
+                &[],
+                "The body must be a JSON object",
+            ));
+        }
+        if crate::validate::json_has_nul(&value) {
+            return Err(ApiError::validation(
+                "invalid_body",
+                &[],
+                "The body contains a NUL character (\\u0000)",
+            ));
+        }
         serde_json::from_value(value)
             .map(JsonBody)
             .map_err(|e| ApiError::validation("invalid_body", &[], e.to_string()))

@@ -184,3 +184,149 @@ async fn webhooks_to_private_addresses_are_refused_unless_allowed() {
     );
     assert!(healthy(&app).await);
 }
+
+/// Every route the OpenAPI document lists, with a NUL byte and invalid UTF-8 in the path, the
+/// query and the JSON body: a 4xx, never a 5xx, the same on SQLite and PostgreSQL (PostgreSQL used
+/// to answer 500: it refuses NUL in text).
+async fn nul_and_invalid_utf8_on_every_route(kind: crate::support::db::DbKind) {
+    let Some(app) = TestApp::spawn_with(crate::support::app::Opts {
+        db: kind,
+        ..Default::default()
+    })
+    .await
+    else {
+        return;
+    };
+    app.create_integration("files", "User.Read").await;
+    let id = app
+        .connect("files", "u", grantd_emulator::seed::ADELE_UPN)
+        .await;
+    let doc = grantd::web::openapi::document(&app.url);
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let clean = path
+                .replace("{key}", "files")
+                .replace("{id}", &id)
+                .replace("{provider}", "microsoft")
+                .replace("{path}", "v1.0/me");
+            let bad_path = path
+                .replace("{key}", "fi%00les")
+                .replace("{id}", "a%00b")
+                .replace("{provider}", "mi%ffcrosoft")
+                .replace("{path}", "v1.0/%00");
+            let q = "provider_config_key=files&connection_id=";
+            let cases: Vec<(String, Option<Vec<u8>>)> = vec![
+                (format!("{clean}?{q}%00&state=%00&ws_client_id=%00"), None),
+                (format!("{clean}?{q}%ff%fe&state=%c3%28"), None),
+                (format!("{bad_path}?{q}{id}"), None),
+                (
+                    format!("{clean}?{q}{id}"),
+                    Some(br#"{"end_user":{"id":"a\u0000"},"connection_id":"\u0000","provider_config_key":"files","display_name":"\u0000","metadata":{"k":"\u0000"}}"#.to_vec()),
+                ),
+                (format!("{clean}?{q}{id}"), Some(b"{\"a\":\"\xff\xfe\"}".to_vec())),
+                (format!("{clean}?{q}{id}"), Some(b"[]".to_vec())),
+            ];
+            let has_path_param = path.contains('{');
+            for (target, body) in cases {
+                if body.is_some()
+                    && !matches!(
+                        method,
+                        reqwest::Method::POST | reqwest::Method::PATCH | reqwest::Method::PUT
+                    )
+                {
+                    continue;
+                }
+                if target.starts_with(&bad_path) && !has_path_param {
+                    continue;
+                }
+                let mut rb = app
+                    .http
+                    .request(method.clone(), format!("{}{target}", app.url))
+                    .bearer_auth(crate::support::app::SECRET)
+                    .header("Connection-Id", &id)
+                    .header("Provider-Config-Key", "files");
+                if let Some(b) = &body {
+                    rb = rb
+                        .header("content-type", "application/json")
+                        .body(b.clone());
+                }
+                let r = rb.send().await.unwrap();
+                let status = r.status().as_u16();
+                let what = format!(
+                    "{method} {target} body={:?}",
+                    body.as_deref().map(String::from_utf8_lossy)
+                );
+                assert!(
+                    status < 500,
+                    "{what}: {status} {}",
+                    r.text().await.unwrap_or_default()
+                );
+                let bad_uri = body.is_none();
+                if bad_uri && !(path == "/" && method == reqwest::Method::GET) {
+                    assert_eq!(status, 400, "{what}");
+                }
+                // Write routes with a JSON body refuse NUL, invalid UTF-8 and non-objects.
+                if body.is_some() && path.starts_with("/connect")
+                    || path.starts_with("/integrations") && body.is_some()
+                {
+                    assert!((400..500).contains(&status), "{what}: {status}");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 40, "{checked} requests");
+    assert!(healthy(&app).await);
+}
+
+#[tokio::test]
+async fn nul_and_invalid_utf8_are_4xx_on_every_route_on_sqlite() {
+    nul_and_invalid_utf8_on_every_route(crate::support::db::DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn nul_and_invalid_utf8_are_4xx_on_every_route_on_postgres() {
+    nul_and_invalid_utf8_on_every_route(crate::support::db::DbKind::Postgres).await;
+}
+
+/// `PATCH` bodies that are not objects are refused (`[]` used to be a 200); a body over the limit
+/// is a 413, not a 400.
+#[tokio::test]
+async fn patch_bodies_must_be_objects_and_oversized_bodies_are_413() {
+    let app = TestApp::spawn().await;
+    app.create_integration("files", "User.Read").await;
+    let id = app
+        .connect("files", "u", grantd_emulator::seed::ADELE_UPN)
+        .await;
+    for (path, body) in [
+        (format!("/connections/{id}?provider_config_key=files"), "[]"),
+        ("/integrations/files".to_owned(), "[]"),
+        ("/integrations/files".to_owned(), "\"x\""),
+        ("/integrations/files".to_owned(), "1"),
+    ] {
+        let r = app
+            .http
+            .patch(format!("{}{path}", app.url))
+            .bearer_auth(crate::support::app::SECRET)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "PATCH {path} {body}");
+    }
+    let big = format!("{{\"end_user\":{{\"id\":\"{}\"}}}}", "a".repeat(3 << 20));
+    let r = app
+        .http
+        .post(format!("{}/connect/sessions", app.url))
+        .bearer_auth(crate::support::app::SECRET)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(healthy(&app).await);
+}
