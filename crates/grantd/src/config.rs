@@ -323,13 +323,7 @@ impl Config {
 
     /// The effective configuration with secrets shown as `***` (for `grantd config check`).
     pub fn redacted(&self) -> String {
-        let db = match Url::parse(&self.database_url) {
-            Ok(mut u) if u.password().is_some() => {
-                let _ = u.set_password(Some("***"));
-                u.to_string()
-            }
-            _ => self.database_url.clone(),
-        };
+        let db = crate::validate::redacted_url(&self.database_url);
         format!(
             "secret_key = ***\nencryption_key = *** (+{} old)\ndatabase_url = {db}\nlisten = {}:{}\npublic_url = {}\ncallback_url = {}\nmicrosoft.login_url = {}\nmicrosoft.graph_url = {}\nmicrosoft.sharepoint_url = {}\nrefresh_margin_secs = {}\nproxy_deadline_secs = {}\nproxy_allowed_hosts = {:?}\n",
             self.old_encryption_keys.len(),
@@ -515,5 +509,26 @@ mod tests {
             !shown.contains("hunter2") && !shown.contains(&key) && !shown.contains("0c6e9a4e"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn secret_query_parameters_are_redacted() {
+        let key = crate::crypto::Cipher::generate_key();
+        for db in [
+            "postgres://grantd@db/grantd?password=hunter2&sslmode=require",
+            "postgres://grantd@db/grantd?sslmode=require&PassWord=hunter2",
+            "postgresql://db/grantd?user=u&sslpassword=hunter2",
+            "sqlite://./x.db?mode=rwc&key=hunter2",
+        ] {
+            let c = Config::from_vars(vars(&[
+                ("GRANTD_SECRET_KEY", "0c6e9a4e-7f1b-4c7e-9d55-3a8f7b2e1c90"),
+                ("GRANTD_ENCRYPTION_KEY", &key),
+                ("GRANTD_DATABASE_URL", db),
+            ]))
+            .unwrap();
+            let shown = c.redacted();
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
+        }
     }
 }

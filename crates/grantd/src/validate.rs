@@ -163,6 +163,45 @@ pub fn json_has_nul(v: &serde_json::Value) -> bool {
     }
 }
 
+/// Query parameter names whose values are secrets (compared case-insensitively, by substring).
+const SECRET_PARAMS: &[&str] = &["password", "passwd", "pwd", "secret", "token", "key"];
+
+/// A URL fit to print: the userinfo password and every secret-bearing query parameter
+/// (`password=`, `sslpassword=`, `token=`, `…key=`) shown as `***`. Text that is not a URL is
+/// returned with everything after `?` and `@` hidden.
+pub fn redacted_url(s: &str) -> String {
+    let Ok(mut u) = url::Url::parse(s) else {
+        let head = s.split(['?', '@']).next().unwrap_or("");
+        return if head.len() == s.len() {
+            s.to_owned()
+        } else {
+            format!("{head}***")
+        };
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query().is_some() {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let lower = k.to_ascii_lowercase();
+                let secret = SECRET_PARAMS.iter().any(|p| lower.contains(p));
+                (
+                    k.into_owned(),
+                    if secret {
+                        "***".to_owned()
+                    } else {
+                        v.into_owned()
+                    },
+                )
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
