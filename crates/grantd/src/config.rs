@@ -76,6 +76,9 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     /// Dashboard login besides the secret key (`GRANTD_ADMIN_USER` + `GRANTD_ADMIN_PASSWORD`).
     pub admin: Option<AdminLogin>,
+    /// A bearer token that may read `/metrics` besides the secret key (`GRANTD_METRICS_TOKEN`),
+    /// so a scraper need not hold the API key.
+    pub metrics_token: Option<ApiKey>,
 }
 
 /// A dashboard user name and password; the password compares in constant time.
@@ -149,6 +152,7 @@ impl Config {
             proxy_allowed_hosts: vec![],
             lifecycle: LifecycleConfig::default(),
             admin: None,
+            metrics_token: None,
         }
     }
 
@@ -306,6 +310,7 @@ impl Config {
             proxy_allowed_hosts,
             lifecycle,
             admin,
+            metrics_token: secret("GRANTD_METRICS_TOKEN", &mut problems).map(ApiKey::new),
         })
     }
 

@@ -357,6 +357,29 @@ pub async fn handler() -> impl axum::response::IntoResponse {
     )
 }
 
+/// `GET /metrics` behind a credential: the secret key or `GRANTD_METRICS_TOKEN` as a bearer
+/// token (per-route counts and refresh failures by cause are not for anyone who can connect).
+pub async fn guarded_handler(
+    axum::extract::State(st): axum::extract::State<crate::server::AppState>,
+    parts: axum::http::request::Parts,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let token = match crate::api::bearer(&parts) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let config = &st.core.config;
+    let metrics_token = config
+        .metrics_token
+        .as_ref()
+        .is_some_and(|m| m.ct_eq(&token));
+    if metrics_token || config.secret_key.ct_eq(&token) {
+        handler().await.into_response()
+    } else {
+        crate::api::wrong_secret_key(&token).into_response()
+    }
+}
+
 /// Middleware recording every request's route, method, status and time to the response head.
 pub async fn track(
     req: axum::extract::Request,

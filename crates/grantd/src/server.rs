@@ -88,7 +88,7 @@ pub fn router(state: AppState) -> Router {
             get(|| async { axum::Json(serde_json::json!({"result": "ok"})) }),
         )
         .route("/ready", get(ready))
-        .route("/metrics", get(crate::metrics::handler))
+        .route("/metrics", get(crate::metrics::guarded_handler))
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(axum::middleware::from_fn(crate::validate::reject_bad_uri))
         .layer(

@@ -330,3 +330,32 @@ async fn patch_bodies_must_be_objects_and_oversized_bodies_are_413() {
     assert_eq!(r.status(), 413);
     assert!(healthy(&app).await);
 }
+
+/// `/metrics` needs the secret key or `GRANTD_METRICS_TOKEN`; it used to answer anyone.
+#[tokio::test]
+async fn metrics_need_a_credential() {
+    let app = TestApp::spawn_configured(crate::support::app::Opts::default(), |c| {
+        c.metrics_token = Some(grantd::model::ApiKey::new("scraper-token-0123456789"));
+    })
+    .await
+    .unwrap();
+    let get = |token: Option<&str>| {
+        let rb = app.http.get(format!("{}/metrics", app.url));
+        match token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    };
+    assert_eq!(get(None).send().await.unwrap().status(), 401);
+    assert_eq!(get(Some("wrong")).send().await.unwrap().status(), 401);
+    for ok in ["scraper-token-0123456789", crate::support::app::SECRET] {
+        let r = get(Some(ok)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.text()
+                .await
+                .unwrap()
+                .contains("grantd_http_requests_total")
+        );
+    }
+}

@@ -824,6 +824,7 @@ async fn metrics_are_exposed() {
     let r = app
         .http
         .get(format!("{}/metrics", app.url))
+        .bearer_auth(crate::support::app::SECRET)
         .send()
         .await
         .unwrap();
