@@ -130,7 +130,8 @@ pub async fn start(
 ) -> std::io::Result<()> {
     let store = state.core.store.clone();
     let flusher = store.spawn_fetched_flusher();
-    let served = axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     flusher.abort();

@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod openapi;
 pub mod pages;
 pub mod ws;
+pub mod ws_limits;
 
 use axum::Router;
 use axum::routing::get;

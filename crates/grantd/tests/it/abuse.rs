@@ -359,3 +359,54 @@ async fn metrics_need_a_credential() {
         );
     }
 }
+
+/// The WebSocket hub needs no credential, so it is bounded: an inbound message over a few KiB
+/// closes the socket (it used to be buffered, ~64 MiB per socket), and one address cannot hold
+/// more than `MAX_SOCKETS_PER_ADDR` sockets; `/health` keeps answering.
+#[tokio::test]
+async fn websocket_floods_are_bounded() {
+    use futures::{SinkExt, StreamExt};
+    use grantd::web::ws_limits::{MAX_INBOUND_BYTES, MAX_SOCKETS_PER_ADDR};
+    use tokio_tungstenite::tungstenite::Message;
+    let app = TestApp::spawn().await;
+    let url = format!("{}/", app.url.replacen("http://", "ws://", 1));
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let ack = ws.next().await.unwrap().unwrap();
+    assert!(ack.is_text());
+    let big = "x".repeat(MAX_INBOUND_BYTES * 16);
+    let _ = ws.send(Message::Text(big.into())).await;
+    // The server ends the socket: a close frame, an error or the end of the stream.
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+            Some(Ok(m)) => panic!("unexpected frame {m:?}"),
+        }
+    }
+
+    let mut held = Vec::new();
+    for _ in 0..MAX_SOCKETS_PER_ADDR {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        ws.next().await.unwrap().unwrap();
+        held.push(ws);
+    }
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("expected a 503 refusal, got {:?}", other.map(|_| ())),
+    }
+    assert!(healthy(&app).await);
+    // Closing one frees its place.
+    let mut one = held.pop().unwrap();
+    one.close(None).await.unwrap();
+    while one.next().await.is_some() {}
+    drop(one);
+    let mut opened = None;
+    for _ in 0..100 {
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(&url).await {
+            opened = Some(ws);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(opened.is_some(), "a place frees when a socket closes");
+}
