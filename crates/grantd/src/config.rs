@@ -79,6 +79,8 @@ pub struct Config {
     /// A bearer token that may read `/metrics` besides the secret key (`GRANTD_METRICS_TOKEN`),
     /// so a scraper need not hold the API key.
     pub metrics_token: Option<ApiKey>,
+    /// Connection cap and header-read / idle timeout (`crate::listener`).
+    pub limits: crate::listener::Limits,
 }
 
 /// A dashboard user name and password; the password compares in constant time.
@@ -153,6 +155,7 @@ impl Config {
             lifecycle: LifecycleConfig::default(),
             admin: None,
             metrics_token: None,
+            limits: crate::listener::Limits::default(),
         }
     }
 
@@ -290,6 +293,7 @@ impl Config {
         };
 
         let lifecycle = lifecycle_vars(&get, &secret, &mut problems);
+        let limits = crate::listener::Limits::from_vars(&get, &mut problems);
 
         if !problems.is_empty() {
             return Err(ConfigError(problems));
@@ -311,6 +315,7 @@ impl Config {
             lifecycle,
             admin,
             metrics_token: secret("GRANTD_METRICS_TOKEN", &mut problems).map(ApiKey::new),
+            limits,
         })
     }
 

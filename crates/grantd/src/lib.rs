@@ -9,6 +9,7 @@ pub mod config;
 pub mod connections;
 pub mod crypto;
 pub mod jobs;
+pub mod listener;
 pub mod metrics;
 pub mod microsoft;
 pub mod model;

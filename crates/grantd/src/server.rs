@@ -130,10 +130,8 @@ pub async fn start(
 ) -> std::io::Result<()> {
     let store = state.core.store.clone();
     let flusher = store.spawn_fetched_flusher();
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = state.core.config.limits.clone();
+    let served = crate::listener::serve(listener, router(state), &limits, shutdown).await;
     flusher.abort();
     if let Err(e) = store.flush_fetched().await {
         tracing::error!(error = %crate::api::error_chain(&e), "could not write last_fetched_at at shutdown");

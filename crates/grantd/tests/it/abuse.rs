@@ -408,3 +408,84 @@ async fn websocket_floods_are_bounded() {
     }
     assert!(opened.is_some(), "a place frees when a socket closes");
 }
+
+/// Reads from `s` until the server closes it; `false` if it is still open after a minute (a
+/// guard against hanging the run, not a timing assertion).
+async fn closed_by_server(s: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let read_to_end = async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), read_to_end)
+        .await
+        .is_ok()
+}
+
+/// Idle connections and slowloris heads are closed after the header-read timeout (they used to
+/// stay open for ever), and connections over the cap get a 503 instead of exhausting descriptors.
+#[tokio::test]
+async fn idle_slow_and_excess_connections_are_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_configured(crate::support::app::Opts::default(), |c| {
+        c.limits.header_read_timeout = std::time::Duration::from_secs(1);
+    })
+    .await
+    .unwrap();
+    let addr = app.url.trim_start_matches("http://").to_owned();
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_by_server(&mut idle).await,
+        "an idle connection is closed"
+    );
+    assert!(
+        closed_by_server(&mut slow).await,
+        "a slowloris head is closed"
+    );
+    assert!(healthy(&app).await);
+
+    const CAP: usize = 4;
+    let app = TestApp::spawn_configured(crate::support::app::Opts::default(), |c| {
+        c.limits.max_connections = CAP;
+    })
+    .await
+    .unwrap();
+    let addr = app.url.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..CAP {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        // A complete request proves the connection was accepted and holds a place.
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        held.push(s);
+    }
+    let mut over = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut answer = Vec::new();
+    over.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    // A place frees when a connection closes, and the service answers again.
+    drop(held.pop());
+    let mut ok = false;
+    for _ in 0..200 {
+        if healthy(&app).await {
+            ok = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(ok, "/health answers once a connection closed");
+}
