@@ -17,6 +17,7 @@ pub mod oauth;
 pub mod outbound;
 pub mod proxy;
 pub mod server;
+pub mod sqlite_file;
 pub mod store;
 pub mod validate;
 pub mod web;

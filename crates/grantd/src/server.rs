@@ -53,6 +53,7 @@ impl AppState {
             secrecy::ExposeSecret::expose_secret(&config.encryption_key),
             &old,
         )?;
+        crate::sqlite_file::restrict(&config.database_url)?;
         let store = Store::connect(&config.database_url, cipher).await?;
         let catalog = match std::env::var("GRANTD_PROVIDERS_FILE") {
             Ok(path) if !path.is_empty() => {

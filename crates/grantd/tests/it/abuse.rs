@@ -489,3 +489,20 @@ async fn idle_slow_and_excess_connections_are_bounded() {
     }
     assert!(ok, "/health answers once a connection closed");
 }
+
+/// The SQLite file (end-user PII and metadata in clear) is created 0600, not 0644, and its WAL
+/// and shared-memory files too.
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_file_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::spawn().await;
+    app.create_integration("files", "User.Read").await;
+    let path = grantd::sqlite_file::path_of(&app.state.core.config.database_url).unwrap();
+    for suffix in ["", "-wal"] {
+        let mut p = path.clone().into_os_string();
+        p.push(suffix);
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{p:?} is {mode:o}");
+    }
+}
