@@ -22,3 +22,6 @@ pub mod store;
 pub mod validate;
 pub mod web;
 pub mod webhooks;
+
+#[cfg(test)]
+mod properties;
