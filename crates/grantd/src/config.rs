@@ -76,6 +76,11 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     /// Dashboard login besides the secret key (`GRANTD_ADMIN_USER` + `GRANTD_ADMIN_PASSWORD`).
     pub admin: Option<AdminLogin>,
+    /// A bearer token that may read `/metrics` besides the secret key (`GRANTD_METRICS_TOKEN`),
+    /// so a scraper need not hold the API key.
+    pub metrics_token: Option<ApiKey>,
+    /// Connection cap and header-read / idle timeout (`crate::listener`).
+    pub limits: Limits,
 }
 
 /// A dashboard user name and password; the password compares in constant time.
@@ -105,6 +110,9 @@ pub struct LifecycleConfig {
     pub jobs_interval: Duration,
     /// Refreshes in flight at once per instance (background job).
     pub refresh_concurrency: usize,
+    /// Deliver webhooks to loopback and private addresses too (`GRANTD_WEBHOOK_ALLOW_PRIVATE`,
+    /// local development; `grantd dev` sets it). Off: webhooks go through the SSRF guard.
+    pub webhook_allow_private: bool,
 }
 
 impl Default for LifecycleConfig {
@@ -116,6 +124,7 @@ impl Default for LifecycleConfig {
             proactive_refresh_window: None,
             jobs_interval: Duration::from_secs(60),
             refresh_concurrency: 4,
+            webhook_allow_private: false,
         }
     }
 }
@@ -145,6 +154,8 @@ impl Config {
             proxy_allowed_hosts: vec![],
             lifecycle: LifecycleConfig::default(),
             admin: None,
+            metrics_token: None,
+            limits: Limits::default(),
         }
     }
 
@@ -192,6 +203,7 @@ impl Config {
             problems.push("GRANTD_DATABASE_URL: must start with sqlite: (embedded, the default) or postgres://".into());
         }
         let microsoft = microsoft_vars(&get, &mut problems);
+        problems.extend(cleartext_problems(&microsoft));
         let refresh_margin = secs_var(&get, "GRANTD_REFRESH_MARGIN_SECS", 15 * 60, &mut problems);
         let proxy_deadline = secs_var(&get, "GRANTD_PROXY_DEADLINE_SECS", 120, &mut problems);
         let proxy_allowed_hosts = get("GRANTD_PROXY_ALLOWED_HOSTS")
@@ -206,6 +218,7 @@ impl Config {
         let admin = admin_vars(&get, &secret, &mut problems);
 
         let lifecycle = lifecycle_vars(&get, &secret, &mut problems);
+        let limits = Limits::from_vars(&get, &mut problems);
 
         if !problems.is_empty() {
             return Err(ConfigError(problems));
@@ -226,6 +239,8 @@ impl Config {
             proxy_allowed_hosts,
             lifecycle,
             admin,
+            metrics_token: secret("GRANTD_METRICS_TOKEN", &mut problems).map(ApiKey::new),
+            limits,
         })
     }
 
@@ -243,13 +258,7 @@ impl Config {
 
     /// The effective configuration with secrets shown as `***` (for `grantd config check`).
     pub fn redacted(&self) -> String {
-        let db = match Url::parse(&self.database_url) {
-            Ok(mut u) if u.password().is_some() => {
-                let _ = u.set_password(Some("***"));
-                u.to_string()
-            }
-            _ => self.database_url.clone(),
-        };
+        let db = crate::validate::redacted_url(&self.database_url);
         format!(
             "secret_key = ***\nencryption_key = *** (+{} old)\ndatabase_url = {db}\nlisten = {}:{}\npublic_url = {}\ncallback_url = {}\nmicrosoft.login_url = {}\nmicrosoft.graph_url = {}\nmicrosoft.sharepoint_url = {}\nrefresh_margin_secs = {}\nproxy_deadline_secs = {}\nproxy_allowed_hosts = {:?}\n",
             self.old_encryption_keys.len(),
@@ -399,6 +408,19 @@ fn lifecycle_vars(
             problems,
         )
     });
+    if let Some(Err(e)) = get("GRANTD_WEBHOOK_URL").map(|s| crate::validate::webhook_url(&s)) {
+        problems.push(format!("GRANTD_WEBHOOK_URL: {e}"));
+    }
+    let webhook_allow_private = match get("GRANTD_WEBHOOK_ALLOW_PRIVATE").as_deref() {
+        None | Some("false" | "0" | "") => false,
+        Some("true" | "1") => true,
+        Some(v) => {
+            problems.push(format!(
+                "GRANTD_WEBHOOK_ALLOW_PRIVATE: {v:?} must be true or false"
+            ));
+            false
+        }
+    };
     let webhook_signing_key = secret("GRANTD_WEBHOOK_SIGNING_KEY", problems).map(Into::into);
     let idle_refresh_after = secs_var(
         get,
@@ -438,6 +460,7 @@ fn lifecycle_vars(
         proactive_refresh_window,
         jobs_interval,
         refresh_concurrency,
+        webhook_allow_private,
     }
 }
 
@@ -485,6 +508,79 @@ fn is_encryption_key(b64: &str) -> bool {
         && b[43] == b'='
         && b[..43].iter().all(alphabet)
         && b"AEIMQUYcgkosw048".contains(&b[42])
+}
+
+/// Connection limits (`GRANTD_HEADER_READ_TIMEOUT_SECS`, `GRANTD_MAX_CONNECTIONS`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// A request head must arrive within this; also the idle keep-alive timeout.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+        }
+    }
+}
+
+impl Limits {
+    /// Reads the variables, adding each problem to `problems`.
+    pub fn from_vars(get: &impl Fn(&str) -> Option<String>, problems: &mut Vec<String>) -> Limits {
+        let d = Limits::default();
+        let mut num = |name: &str, default: u64, max: u64| match get(name) {
+            None => default,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if (1..=max).contains(&n) => n,
+                _ => {
+                    problems.push(format!("{name}: {v:?} must be a number from 1 to {max}"));
+                    default
+                }
+            },
+        };
+        Limits {
+            header_read_timeout: Duration::from_secs(num(
+                "GRANTD_HEADER_READ_TIMEOUT_SECS",
+                d.header_read_timeout.as_secs(),
+                3600,
+            )),
+            max_connections: num("GRANTD_MAX_CONNECTIONS", d.max_connections as u64, 1 << 20)
+                as usize,
+        }
+    }
+}
+
+/// Configuration problems with the Microsoft hosts: a bearer token or client secret must never
+/// travel in clear text, so each must be `https` unless it is on loopback (the emulator).
+fn cleartext_problems(m: &MicrosoftHosts) -> Vec<String> {
+    let sharepoint = Url::parse(&m.sharepoint_url_template.replace("{host}", "x.invalid"));
+    [
+        ("GRANTD_MICROSOFT_LOGIN_URL", Ok(m.login_url.clone())),
+        ("GRANTD_MICROSOFT_GRAPH_URL", Ok(m.graph_url.clone())),
+        ("GRANTD_MICROSOFT_SHAREPOINT_URL", sharepoint),
+    ]
+    .into_iter()
+    .filter_map(|(name, u)| {
+        let u = u.ok()?;
+        (u.scheme() != "https" && !is_loopback_host(&u)).then(|| {
+            format!("{name}: must be an https URL (tokens would travel in clear text); http is only accepted on loopback")
+        })
+    })
+    .collect()
+}
+
+/// Whether a host is a loopback name or address (the emulator in dev and tests).
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -549,5 +645,36 @@ mod tests {
             !shown.contains("hunter2") && !shown.contains(&key) && !shown.contains("0c6e9a4e"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn secret_query_parameters_are_redacted() {
+        let key = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=".to_owned();
+        for db in [
+            "postgres://grantd@db/grantd?password=hunter2&sslmode=require",
+            "postgres://grantd@db/grantd?sslmode=require&PassWord=hunter2",
+            "postgresql://db/grantd?user=u&sslpassword=hunter2",
+            "sqlite://./x.db?mode=rwc&key=hunter2",
+        ] {
+            let c = Config::from_vars(vars(&[
+                ("GRANTD_SECRET_KEY", "0c6e9a4e-7f1b-4c7e-9d55-3a8f7b2e1c90"),
+                ("GRANTD_ENCRYPTION_KEY", &key),
+                ("GRANTD_DATABASE_URL", db),
+            ]))
+            .unwrap();
+            let shown = c.redacted();
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn microsoft_hosts_must_be_https_off_loopback() {
+        let mut m = MicrosoftHosts::default();
+        assert!(cleartext_problems(&m).is_empty());
+        m.graph_url = Url::parse("http://graph.microsoft.com").unwrap();
+        m.sharepoint_url_template = "http://{host}".into();
+        assert_eq!(cleartext_problems(&m).len(), 2);
+        assert!(cleartext_problems(&MicrosoftHosts::emulator("http://127.0.0.1:4100")).is_empty());
     }
 }

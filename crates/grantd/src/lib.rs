@@ -10,6 +10,7 @@ pub mod connections;
 pub mod crypto;
 pub mod edge;
 pub mod jobs;
+pub mod listener;
 pub mod metrics;
 pub mod microsoft;
 pub mod model;
@@ -17,6 +18,11 @@ pub mod oauth;
 pub mod outbound;
 pub mod proxy;
 pub mod server;
+pub mod sqlite_file;
 pub mod store;
+pub mod validate;
 pub mod web;
 pub mod webhooks;
+
+#[cfg(test)]
+mod properties;

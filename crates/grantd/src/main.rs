@@ -5,6 +5,8 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = grantd::cli::Cli::parse();
+    // Sockets are descriptors: use what the hard limit allows (often 1,024 soft vs much more).
+    grantd::listener::raise_fd_limit();
     match grantd::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -31,81 +31,167 @@ pub enum Error {
 }
 
 /// Whether an address is reachable on the public internet (not loopback, private, link-local,
-/// shared, documentation, multicast or unspecified).
+/// shared, documentation, benchmarking, reserved, multicast or unspecified). IPv6 forms that
+/// carry an IPv4 address (mapped `::ffff:a.b.c.d`, translated `::ffff:0:a.b.c.d`, NAT64
+/// `64:ff9b::a.b.c.d`, 6to4 `2002:aabb:ccdd::`) are judged by the IPv4 address they carry;
+/// deprecated or tunnelling forms (IPv4-compatible `::a.b.c.d`, Teredo, site-local, local-use
+/// NAT64) are never public.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xc0) == 64)
-                || (o[0] == 198 && (o[1] & 0xfe) == 18)
-                || o[0] >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
-                || (s[0] == 0x2001 && s[1] == 0x0db8)
-                || (s[0] == 0x64 && s[1] == 0xff9b))
-        }
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
     }
 }
 
-/// The hosts grantd trusts without address checks.
+fn is_public_v4(v4: std::net::Ipv4Addr) -> bool {
+    let o = v4.octets();
+    !(v4.is_loopback()
+        || v4.is_private()
+        || v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_broadcast()
+        || v4.is_multicast()
+        || v4.is_documentation()
+        || o[0] == 0
+        || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+        || (o[0] == 192 && o[1] == 88 && o[2] == 99)
+        || (o[0] == 198 && (o[1] & 0xfe) == 18)
+        || o[0] >= 240)
+}
+
+fn is_public_v6(v6: std::net::Ipv6Addr) -> bool {
+    let s = v6.segments();
+    let embedded = |hi: u16, lo: u16| {
+        std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
+    };
+    // ::ffff:a.b.c.d (mapped) and ::ffff:0:a.b.c.d (SIIT translated).
+    if s[..5] == [0; 5] && s[5] == 0xffff || s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0 {
+        return is_public_v4(embedded(s[6], s[7]));
+    }
+    // NAT64 well-known prefix 64:ff9b::/96.
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return is_public_v4(embedded(s[6], s[7]));
+    }
+    // 6to4 2002::/16: the IPv4 address is the next 32 bits.
+    if s[0] == 0x2002 {
+        return is_public_v4(embedded(s[1], s[2]));
+    }
+    !(s[..6] == [0; 6] // ::/96: unspecified, loopback, IPv4-compatible (deprecated)
+        || v6.is_multicast()
+        || (s[0] == 0x64 && s[1] == 0xff9b) // 64:ff9b:1::/48, local-use NAT64
+        || (s[0] == 0x0100 && s[1..4] == [0; 3]) // 100::/64, discard-only
+        || (s[0] == 0x2001 && s[1] < 0x0200) // 2001::/23: Teredo, benchmarking, ORCHID
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        || (s[0] & 0xfff0) == 0x3ff0 // 3fff::/20, documentation
+        || (s[0] & 0xfe00) == 0xfc00 // unique local
+        || (s[0] & 0xffc0) == 0xfe80 // link-local
+        || (s[0] & 0xffc0) == 0xfec0) // site-local (deprecated)
+}
+
+/// The origins grantd trusts without address checks, and their host names (for the resolver).
 #[derive(Debug, Clone, Default)]
 pub struct Guard {
     trusted: Arc<HashSet<String>>,
+    trusted_origins: Arc<HashSet<(String, String, u16)>>,
+}
+
+/// A URL's origin as (scheme, host, port); `None` for URLs without a host or known port.
+pub fn origin_of(url: &Url) -> Option<(String, String, u16)> {
+    Some((
+        url.scheme().to_owned(),
+        normalise(url.host_str()?),
+        url.port_or_known_default()?,
+    ))
+}
+
+/// Whether two URLs have the same origin (scheme, host, port).
+pub fn same_origin(a: &Url, b: &Url) -> bool {
+    match (origin_of(a), origin_of(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Whether a `Base-Url-Override` may be used: the provider's own origin (scheme, host and port,
+/// not the host alone), or a host in `GRANTD_PROXY_ALLOWED_HOSTS`. A call that carries the
+/// connection's token never goes out in clear text to a host other than the provider's own.
+pub fn override_allowed(
+    over: &Url,
+    own: Option<&Url>,
+    allowed_hosts: &[String],
+    token_bearing: bool,
+) -> Result<(), String> {
+    if own.is_some_and(|own| same_origin(over, own)) {
+        return Ok(());
+    }
+    // An entry written as an origin names the scheme itself: exactly that origin is allowed.
+    let origin_listed = allowed_hosts.iter().any(|entry| {
+        entry.contains("://") && Url::parse(entry).is_ok_and(|u| same_origin(over, &u))
+    });
+    if origin_listed {
+        return Ok(());
+    }
+    let host = normalise(over.host_str().unwrap_or(""));
+    if !allowed_hosts.iter().any(|entry| normalise(entry) == host) {
+        let origin = over.origin().ascii_serialization();
+        return Err(format!("Base-Url-Override to {origin} is not allowed"));
+    }
+    if token_bearing && over.scheme() != "https" {
+        return Err(format!(
+            "Base-Url-Override to {host} must use https: the call carries the connection's token"
+        ));
+    }
+    Ok(())
 }
 
 impl Guard {
-    /// Trusts the configured Microsoft hosts.
+    /// Trusts the configured Microsoft origins.
     pub fn from_config(config: &Config) -> Guard {
         let m = &config.microsoft;
-        let mut trusted = HashSet::new();
-        for u in [&m.login_url, &m.graph_url] {
-            if let Some(h) = u.host_str() {
-                trusted.insert(normalise(h));
-            }
-        }
+        let mut urls = vec![m.login_url.clone(), m.graph_url.clone()];
         if !m.sharepoint_url_template.contains("://{host}") {
-            if let Some(h) = Url::parse(&m.sharepoint_url_template.replace("{host}", "x"))
-                .ok()
-                .as_ref()
-                .and_then(Url::host_str)
-            {
-                trusted.insert(normalise(h));
+            if let Ok(u) = Url::parse(&m.sharepoint_url_template.replace("{host}", "x")) {
+                urls.push(u);
             }
         }
+        // `GRANTD_PROXY_ALLOWED_HOSTS` entries given as an origin (`http://10.0.0.5:8080`) are
+        // trusted as the operator's own services; plain host names must stay public.
+        urls.extend(
+            config
+                .proxy_allowed_hosts
+                .iter()
+                .filter(|e| e.contains("://"))
+                .filter_map(|e| Url::parse(e).ok()),
+        );
+        Guard::trusting(&urls)
+    }
+
+    /// Trusts the origins of `urls`.
+    pub fn trusting(urls: &[Url]) -> Guard {
+        let trusted_origins: HashSet<_> = urls.iter().filter_map(origin_of).collect();
+        let trusted = trusted_origins.iter().map(|o| o.1.clone()).collect();
         Guard {
             trusted: Arc::new(trusted),
+            trusted_origins: Arc::new(trusted_origins),
         }
     }
 
+    /// Whether a host name is one of the trusted origins' (the resolver's question: by then
+    /// `check` has compared the whole origin).
     pub fn is_trusted(&self, host: &str) -> bool {
         self.trusted.contains(&normalise(host))
     }
 
-    /// Refuses a URL whose host is not trusted and is, or resolves to, a non-public address.
+    /// Refuses a URL whose origin (scheme, host and port) is not trusted and whose host is, or
+    /// resolves to, a non-public address.
     pub async fn check(&self, url: &Url) -> Result<(), Error> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Error::Scheme);
         }
         let host = url.host().ok_or(Error::NoHost)?;
         let name = url.host_str().ok_or(Error::NoHost)?;
-        if self.is_trusted(name) {
+        if origin_of(url).is_some_and(|o| self.trusted_origins.contains(&o)) {
             return Ok(());
         }
         match host {
@@ -174,6 +260,35 @@ pub fn is_refused(e: &reqwest::Error) -> bool {
     false
 }
 
+/// The client webhooks are delivered with: no redirects, no forward proxy, and the SSRF guard
+/// in its resolver (no trusted origins). `None` when private targets are allowed (local
+/// development): the caller's ordinary client is used.
+pub fn webhook_client(allow_private: bool) -> Option<&'static reqwest::Client> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if allow_private {
+        return None;
+    }
+    Some(CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(CheckedResolver(Guard::default())))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .expect("static client configuration is valid")
+    }))
+}
+
+/// Whether a webhook may be delivered to `url`: a valid http(s) URL and, unless private targets
+/// are allowed, a public address (IP literals are checked here: they never reach the resolver).
+pub async fn check_webhook_target(url: &str, allow_private: bool) -> Result<(), String> {
+    let u = crate::validate::webhook_url(url)?;
+    if allow_private {
+        return Ok(());
+    }
+    Guard::default().check(&u).await.map_err(|e| e.to_string())
+}
+
 /// The proxy's client: pooled, no automatic redirects (the proxy decides, see `proxy`), guarded
 /// DNS, connect and idle-read timeouts. No `HTTP(S)_PROXY` forward proxy: it would resolve names
 /// itself, out of reach of the guard (and reqwest's per-request proxy matching is measurable).
@@ -220,9 +335,7 @@ mod tests {
 
     #[tokio::test]
     async fn guard_refuses_untrusted_local_targets() {
-        let guard = Guard {
-            trusted: Arc::new(["127.0.0.1".to_owned()].into_iter().collect()),
-        };
+        let guard = Guard::trusting(&[Url::parse("http://127.0.0.1:9").unwrap()]);
         assert!(
             guard
                 .check(&Url::parse("http://127.0.0.1:9/x").unwrap())
@@ -237,6 +350,190 @@ mod tests {
             "file:///etc/passwd",
         ] {
             assert!(guard.check(&Url::parse(u).unwrap()).await.is_err(), "{u}");
+        }
+    }
+
+    #[test]
+    fn embedded_ipv4_forms_are_judged_by_their_ipv4_address() {
+        for ip in [
+            "::127.0.0.1",        // IPv4-compatible (deprecated)
+            "::8.8.8.8",          // IPv4-compatible, even with a public address
+            "::ffff:0:127.0.0.1", // SIIT translated
+            "::ffff:0:10.0.0.1",
+            "2002:7f00:1::",                        // 6to4 of 127.0.0.1
+            "2002:a9fe:a9fe::1",                    // 6to4 of 169.254.169.254
+            "2002:c0a8:0101::",                     // 6to4 of 192.168.1.1
+            "64:ff9b::127.0.0.1",                   // NAT64 of loopback
+            "64:ff9b::a9fe:a9fe",                   // NAT64 of the metadata service
+            "64:ff9b:1::1.2.3.4",                   // local-use NAT64
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2", // Teredo
+            "2001:2::1",                            // benchmarking
+            "100::1",                               // discard-only
+            "fec0::1",                              // site-local
+            "3fff::1",                              // documentation (RFC 9637)
+            "192.0.0.8",
+            "192.88.99.1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip} is not public");
+        }
+        for ip in [
+            "2002:0808:0808::1",
+            "64:ff9b::8.8.8.8",
+            "::ffff:20.190.151.68",
+        ] {
+            assert!(is_public(ip.parse().unwrap()), "{ip} is public");
+        }
+    }
+
+    #[test]
+    fn base_url_override_compares_origins() {
+        let own = Url::parse("https://graph.microsoft.com/v1.0").unwrap();
+        let ok = |u: &str, allowed: &[&str], bearing: bool| {
+            let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
+            override_allowed(&Url::parse(u).unwrap(), Some(&own), &allowed, bearing).is_ok()
+        };
+        assert!(ok("https://graph.microsoft.com", &[], true));
+        assert!(ok("https://GRAPH.microsoft.com:443/beta", &[], true));
+        assert!(!ok("http://graph.microsoft.com", &[], true));
+        assert!(!ok("https://graph.microsoft.com:8443", &[], true));
+        assert!(!ok("https://example.com", &[], true));
+        assert!(ok("https://example.com", &["example.com"], true));
+        // Clear text to an allowed host only without the token.
+        assert!(!ok("http://example.com", &["example.com"], true));
+        assert!(ok("http://example.com", &["example.com"], false));
+        // An origin entry allows exactly that origin.
+        assert!(ok(
+            "http://10.0.0.5:8080/x",
+            &["http://10.0.0.5:8080"],
+            false
+        ));
+        assert!(!ok(
+            "http://10.0.0.5:8081/x",
+            &["http://10.0.0.5:8080"],
+            false
+        ));
+    }
+
+    #[tokio::test]
+    async fn guard_trusts_origins_not_hosts() {
+        let guard = Guard::trusting(&[Url::parse("http://127.0.0.1:4100").unwrap()]);
+        for u in ["http://127.0.0.1:4100/x", "http://127.0.0.1:4100"] {
+            assert!(guard.check(&Url::parse(u).unwrap()).await.is_ok(), "{u}");
+        }
+        for u in [
+            "http://127.0.0.1:5432/",
+            "https://127.0.0.1:4100/",
+            "http://127.0.0.1/",
+        ] {
+            assert!(guard.check(&Url::parse(u).unwrap()).await.is_err(), "{u}");
+        }
+    }
+}
+
+/// Property tests: every way of writing an IPv4 address in a URL, and every IPv6 form that
+/// carries one, is judged like the IPv4 address itself. `PROPTEST_CASES` raises the case count.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// Addresses biased towards the interesting ranges.
+    fn v4() -> impl Strategy<Value = Ipv4Addr> {
+        prop_oneof![
+            any::<u32>().prop_map(Ipv4Addr::from),
+            (
+                prop::sample::select(vec![0u8, 10, 100, 127, 169, 172, 192, 198, 224, 240, 255]),
+                any::<[u8; 3]>()
+            )
+                .prop_map(|(a, [b, c, d])| Ipv4Addr::new(a, b, c, d)),
+        ]
+    }
+
+    /// Textual forms of an IPv4 address a URL parser accepts as that address.
+    fn spellings(ip: Ipv4Addr) -> Vec<String> {
+        let n = u32::from(ip);
+        let [a, b, c, d] = ip.octets();
+        vec![
+            format!("{ip}"),
+            format!("{n}"),
+            format!("0x{n:x}"),
+            format!("0{n:o}"),
+            format!("{a}.{}", n & 0x00ff_ffff),
+            format!("{a}.{b}.{}", n & 0xffff),
+            format!("0x{a:x}.0x{b:x}.0x{c:x}.0x{d:x}"),
+            format!("0{a:o}.0{b:o}.0{c:o}.0{d:o}"),
+        ]
+    }
+
+    /// IPv6 addresses carrying `ip`, and whether each must follow the IPv4 verdict (`true`) or
+    /// is never public (`false`).
+    fn carriers(ip: Ipv4Addr) -> Vec<(Ipv6Addr, bool)> {
+        let [a, b, c, d] = ip.octets();
+        let hi = u16::from_be_bytes([a, b]);
+        let lo = u16::from_be_bytes([c, d]);
+        vec![
+            (ip.to_ipv6_mapped(), true),
+            (Ipv6Addr::new(0, 0, 0, 0, 0xffff, 0, hi, lo), true),
+            (Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, hi, lo), true),
+            (Ipv6Addr::new(0x2002, hi, lo, 0, 0, 0, 0, 1), true),
+            (Ipv6Addr::new(0x2002, hi, lo, 0x1234, 0, 0, hi, lo), true),
+            (ip.to_ipv6_compatible(), false),
+            (Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, hi, lo), false),
+            (Ipv6Addr::new(0x2001, 0, hi, lo, 0, 0, !hi, !lo), false),
+        ]
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(256)
+        ))]
+
+        #[test]
+        fn every_ipv4_spelling_is_judged_alike(ip in v4()) {
+            let guard = Guard::default();
+            let want = is_public(IpAddr::V4(ip));
+            for host in spellings(ip) {
+                let url = Url::parse(&format!("http://{host}/x")).unwrap();
+                prop_assert_eq!(url.host(), Some(url::Host::Ipv4(ip)), "{}", host);
+                let ok = runtime().block_on(guard.check(&url)).is_ok();
+                prop_assert_eq!(ok, want, "{} ({})", host, ip);
+            }
+        }
+
+        #[test]
+        fn every_ipv6_carrier_is_judged_by_its_ipv4(ip in v4()) {
+            let guard = Guard::default();
+            let want = is_public(IpAddr::V4(ip));
+            for (v6, follows) in carriers(ip) {
+                let expected = follows && want;
+                prop_assert_eq!(is_public(IpAddr::V6(v6)), expected, "{} ({})", v6, ip);
+                let url = Url::parse(&format!("http://[{v6}]:8080/x")).unwrap();
+                let ok = runtime().block_on(guard.check(&url)).is_ok();
+                prop_assert_eq!(ok, expected, "{}", url);
+            }
+        }
+
+        #[test]
+        fn non_public_v6_ranges_stay_non_public(bits in any::<u128>(), range in 0usize..7) {
+            let (prefix, len): (u128, u32) = [
+                (0, 96),                                  // ::/96
+                (0xfc00 << 112, 7),                       // unique local
+                (0xfe80 << 112, 10),                      // link-local
+                (0xfec0 << 112, 10),                      // site-local
+                (0xff00 << 112, 8),                       // multicast
+                (0x2001_0db8 << 96, 32),                  // documentation
+                (0x2001_0000 << 96, 32),                  // Teredo
+            ][range];
+            let mask = u128::MAX >> len;
+            let ip = Ipv6Addr::from(prefix | (bits & mask));
+            prop_assert!(!is_public(IpAddr::V6(ip)), "{}", ip);
         }
     }
 }

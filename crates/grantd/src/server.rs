@@ -36,6 +36,7 @@ impl AppState {
     /// Opens the store (applying migrations) and builds the state.
     pub async fn build(config: Config, clock: Option<SharedClock>) -> anyhow::Result<Self> {
         let cipher = Cipher::from_config(&config)?;
+        crate::sqlite_file::restrict(&config.database_url)?;
         let store = Store::connect(&config.database_url, cipher).await?;
         let catalog = match std::env::var("GRANTD_PROVIDERS_FILE") {
             Ok(path) if !path.is_empty() => {
@@ -71,8 +72,11 @@ pub fn router(state: AppState) -> Router {
             get(|| async { axum::Json(serde_json::json!({"result": "ok"})) }),
         )
         .route("/ready", get(ready))
-        .route("/metrics", get(crate::metrics::handler))
+        .route("/metrics", get(metrics_endpoint))
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(axum::middleware::from_fn(
+            crate::edge::extract::reject_bad_uri,
+        ))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
                 |req: &axum::http::Request<axum::body::Body>| {
@@ -110,12 +114,34 @@ pub async fn start(
 ) -> std::io::Result<()> {
     let core = state.core.clone();
     let flusher = core.spawn_fetched_flusher();
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = state.core.config.limits.clone();
+    let served = crate::listener::serve(listener, router(state), &limits, shutdown).await;
     flusher.abort();
     if let Err(e) = core.flush_fetched().await {
         tracing::error!(error = %crate::edge::error_chain(&e), "could not write last_fetched_at at shutdown");
     }
     served
+}
+
+/// `GET /metrics` behind a credential: the secret key or `GRANTD_METRICS_TOKEN` as a bearer
+/// token (per-route counts and refresh failures by cause are not for anyone who can connect).
+async fn metrics_endpoint(
+    axum::extract::State(st): axum::extract::State<crate::edge::AppState>,
+    parts: axum::http::request::Parts,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let token = match crate::edge::bearer(&parts) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let config = &st.core.config;
+    let metrics_token = config
+        .metrics_token
+        .as_ref()
+        .is_some_and(|m| m.ct_eq(&token));
+    if metrics_token || config.secret_key.ct_eq(&token) {
+        crate::metrics::handler().await.into_response()
+    } else {
+        crate::edge::wrong_secret_key(&token).into_response()
+    }
 }

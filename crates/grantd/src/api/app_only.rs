@@ -259,7 +259,9 @@ pub async fn import(st: &AppState, body: Value) -> Result<(StatusCode, Json<Valu
                 organization: None,
             }),
             tags: b.tags.unwrap_or_default(),
-            webhook_url_override: b.webhook_url_override.filter(|s| !s.is_empty()),
+            webhook_url_override: crate::edge::extract::webhook_url_override(
+                b.webhook_url_override,
+            )?,
         })
         .await?;
     st.core.import_webhook(&conn, created).await;

@@ -237,7 +237,8 @@ pub async fn patch(
         tags: b.tags,
         webhook_url_override: b
             .webhook_url_override
-            .map(|s| Some(s).filter(|s| !s.is_empty())),
+            .map(|s| crate::edge::extract::webhook_url_override(Some(s)))
+            .transpose()?,
     };
     if !st.core.patch_connection(&key, &cid, patch).await? {
         return Err(ApiError::not_found("Failed to find connection"));
@@ -358,7 +359,9 @@ async fn do_import(st: &AppState, i: Import) -> Result<crate::model::Connection,
                 organization: None,
             }),
             tags: i.tags.unwrap_or_default(),
-            webhook_url_override: i.webhook_url_override.filter(|s| !s.is_empty()),
+            webhook_url_override: crate::edge::extract::webhook_url_override(
+                i.webhook_url_override,
+            )?,
         })
         .await?;
     tracing::info!(connection.id = %conn.connection_id, integration.key = %conn.provider_config_key, created, "connection {} imported", conn.connection_id);

@@ -232,7 +232,7 @@ pub async fn create(
             .map(|t| validate_tags(t, "tags"))
             .transpose()?
             .unwrap_or_default(),
-        webhook_url_override: b.webhook_url_override.filter(|s| !s.is_empty()),
+        webhook_url_override: crate::edge::extract::webhook_url_override(b.webhook_url_override)?,
         reconnect: None,
     };
     respond(&st, req).await
@@ -265,9 +265,7 @@ pub async fn reconnect(
             .map(|t| validate_tags(t, "tags"))
             .transpose()?
             .unwrap_or_else(|| existing.tags.clone()),
-        webhook_url_override: b
-            .webhook_url_override
-            .filter(|s| !s.is_empty())
+        webhook_url_override: crate::edge::extract::webhook_url_override(b.webhook_url_override)?
             .or(existing.webhook_url_override.clone()),
         reconnect: Some((key, cid)),
     };

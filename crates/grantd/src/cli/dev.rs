@@ -95,13 +95,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("port {} is busy; pass --port", args.port))?;
     let db = args.data_dir.join("grantd.db");
-    let config = Config::for_local(
+    let mut config = Config::for_local(
         ApiKey::new(keys.secret_key.clone()),
         keys.encryption_key,
         format!("sqlite://{}?mode=rwc", db.display()),
         args.port,
         MicrosoftHosts::emulator(&emulator.base_url),
     );
+    // Webhooks in dev go to receivers on this machine.
+    config.lifecycle.webhook_allow_private = true;
     let state = AppState::build(config, None).await?;
     let key = ProviderConfigKey::parse("one-drive").expect("static key is valid");
     if state.core.get_integration(&key).await?.is_none() {

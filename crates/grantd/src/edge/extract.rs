@@ -118,8 +118,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| {
+                // Over the size limit is 413, as the status says; other read failures 400.
+                let status = match e.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+                    _ => StatusCode::BAD_REQUEST,
+                };
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
+                    status,
                     "invalid_body",
                     format!("Could not read the body: {e}"),
                 )
@@ -137,6 +142,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 format!("The body is not valid JSON: {e}"),
             )
         })?;
+        // Every body is an object (a struct would also deserialize from an array), and no text
+        // holds NUL (PostgreSQL refuses it, SQLite keeps it): 400 on every backend.
+        if !value.is_object() {
+            return Err(ApiError::validation(
+                "invalid_body",
+                &[],
+                "The body must be a JSON object",
+            ));
+        }
+        if crate::validate::json_has_nul(&value) {
+            return Err(ApiError::validation(
+                "invalid_body",
+                &[],
+                "The body contains a NUL character (\\u0000)",
+            ));
+        }
         serde_json::from_value(value)
             .map(JsonBody)
             .map_err(|e| ApiError::validation("invalid_body", &[], e.to_string()))
@@ -180,4 +201,34 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// A `webhook_url_override` from a request body: empty means none; anything else must pass
+/// `webhook_url`, or the request is a 400 naming the field.
+pub fn webhook_url_override(v: Option<String>) -> Result<Option<String>, ApiError> {
+    match v.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => match crate::validate::webhook_url(&s) {
+            Ok(_) => Ok(Some(s)),
+            Err(msg) => Err(ApiError::validation(
+                "invalid_body",
+                &["webhook_url_override"],
+                msg,
+            )),
+        },
+    }
+}
+
+/// Middleware: a 400 `invalid_request` for a request target `uri_problem` refuses.
+pub async fn reject_bad_uri(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match crate::validate::uri_problem(req.uri()) {
+        None => next.run(req).await,
+        Some(msg) => {
+            ApiError::new(http::StatusCode::BAD_REQUEST, "invalid_request", msg).into_response()
+        }
+    }
 }

@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod state;
 pub mod ws_hub;
+pub mod ws_limits;
 
 pub use error::ApiError;
 pub use extract::{

@@ -11,6 +11,8 @@ use tokio::sync::mpsc;
 #[derive(Default)]
 pub struct WsHub {
     clients: Mutex<HashMap<String, mpsc::UnboundedSender<String>>>,
+    /// Socket slots per instance and per client address (`ws_limits`).
+    pub(crate) slots: super::ws_limits::Slots,
 }
 
 impl WsHub {

@@ -63,6 +63,9 @@ pub fn authorize_url(req: &AuthorizeRequest<'_>) -> Result<String, url::ParseErr
         params.push(("code_challenge_method".into(), "S256".into()));
     }
     for (k, v) in req.extra {
+        if crate::validate::is_reserved_authorize_param(k) {
+            continue;
+        }
         params.retain(|(pk, _)| pk != k);
         params.push((k.clone(), v.clone()));
     }

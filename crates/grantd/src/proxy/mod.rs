@@ -123,6 +123,7 @@ pub async fn forward(st: &AppState, call: Call<'_>) -> Result<Response, ApiError
             token.as_deref(),
             resp,
             deadline,
+            body.replay(),
         ))
         .await
         {
@@ -298,18 +299,17 @@ async fn target_url(
     let own = provider.proxy_base_url(&st.core.config.microsoft);
     let base = match &opts.base_url_override {
         Some(o) => {
-            let host = o.host_str().unwrap_or("").to_ascii_lowercase();
-            let own_host = Url::parse(&own)
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
-            if own_host.as_deref() != Some(host.as_str())
-                && !st.core.config.proxy_allowed_hosts.contains(&host)
+            let own_url = Url::parse(&own).ok();
+            let allowed = &st.core.config.proxy_allowed_hosts;
+            let bearing = !opts.pre_authenticated;
+            if let Err(msg) =
+                crate::outbound::override_allowed(o, own_url.as_ref(), allowed, bearing)
             {
                 metrics::proxy_refused("base_url_override");
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "base_url_override_not_allowed",
-                    format!("Base-Url-Override to {host} is not allowed"),
+                    msg,
                 ));
             }
             o.as_str().to_owned()

@@ -52,6 +52,14 @@ impl UpBody {
         }
     }
 
+    /// The bytes to resend on a 307/308 redirect (buffered bodies only).
+    pub fn replay(&self) -> Option<Bytes> {
+        match self {
+            UpBody::Buffered(b) => Some(b.clone()),
+            _ => None,
+        }
+    }
+
     pub fn replayable(&self) -> bool {
         !matches!(self, UpBody::Stream(_))
     }
@@ -123,8 +131,56 @@ pub async fn send(
     })
 }
 
-/// Follows `resp`'s redirects (bodyless requests only). The token goes only to the original
-/// host; the caller's headers go to other hosts only with `Forward-Headers-On-Redirect: true`.
+/// Headers that describe a request body (the Fetch standard's list plus the framing headers).
+const BODY_HEADERS: &[HeaderName] = &[
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LANGUAGE,
+    header::CONTENT_LOCATION,
+];
+
+/// The next hop of a redirect: 307/308 keep the method and resend the (replayable) body;
+/// 301/302/303 become a GET (HEAD stays HEAD) without a body or any header describing one.
+/// Framing is re-derived for the hop: `Content-Length` from the body actually sent, never a
+/// stale one (an upstream would wait for a body that never comes).
+fn next_hop(
+    status: u16,
+    method: &Method,
+    body: Option<&Bytes>,
+    headers: &mut reqwest::header::HeaderMap,
+) -> (Method, UpBody) {
+    let keep = matches!(status, 307 | 308);
+    let method = if keep || *method == Method::HEAD {
+        method.clone()
+    } else {
+        Method::GET
+    };
+    let body = match body {
+        Some(b) if keep => UpBody::Buffered(b.clone()),
+        _ => UpBody::None,
+    };
+    headers.remove(header::TRANSFER_ENCODING);
+    match &body {
+        UpBody::Buffered(b) => {
+            headers.insert(header::CONTENT_LENGTH, b.len().into());
+        }
+        _ if keep => {
+            headers.remove(header::CONTENT_LENGTH);
+        }
+        _ => {
+            for h in BODY_HEADERS {
+                headers.remove(h);
+            }
+        }
+    }
+    (method, body)
+}
+
+/// Follows `resp`'s redirects (replayable requests only: `body` is none or buffered). The token
+/// goes only to the original origin; the caller's headers go to other origins only with
+/// `Forward-Headers-On-Redirect: true`.
 #[allow(clippy::too_many_arguments)]
 pub async fn follow(
     client: &reqwest::Client,
@@ -136,6 +192,7 @@ pub async fn follow(
     token: Option<&str>,
     mut resp: reqwest::Response,
     deadline: Instant,
+    body: Option<Bytes>,
 ) -> Result<reqwest::Response, Response> {
     for _ in 0..MAX_REDIRECTS {
         let status = resp.status().as_u16();
@@ -158,11 +215,8 @@ pub async fn follow(
             tracing::warn!(reason = %e, "refused to follow a proxied redirect");
             return Err(refused(&format!("Refused to follow the redirect: {e}")).into_response());
         }
-        if status == 303 || (matches!(status, 301 | 302) && method == Method::POST) {
-            method = Method::GET;
-        }
         let same_origin = next.origin() == origin.origin();
-        let hop_headers = if same_origin || opts.forward_headers_on_redirect {
+        let mut hop_headers = if same_origin || opts.forward_headers_on_redirect {
             headers.clone()
         } else {
             let mut h = reqwest::header::HeaderMap::new();
@@ -173,14 +227,15 @@ pub async fn follow(
             }
             h
         };
-        let mut none = UpBody::None;
+        let (hop_method, mut hop_body) = next_hop(status, &method, body.as_ref(), &mut hop_headers);
+        method = hop_method;
         resp = match send(
             client,
             &method,
             &next,
             &hop_headers,
             token.filter(|_| same_origin),
-            &mut none,
+            &mut hop_body,
             Some(deadline),
         )
         .await

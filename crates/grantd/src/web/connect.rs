@@ -57,6 +57,10 @@ pub async fn start(State(st): State<AppState>, Path(key): Path<String>, parts: P
             }
         }
     }
+    if let Err(msg) = crate::validate::browser_authorization_params(&req.authorization_params) {
+        return ApiError::new(StatusCode::BAD_REQUEST, "invalid_authorization_params", msg)
+            .into_response();
+    }
     match st.core.start_connect(req).await {
         Ok(url) => (StatusCode::FOUND, [(header::LOCATION, url)]).into_response(),
         Err(StartError::Unauthorized(code, msg)) => ApiError::auth(code, msg).into_response(),

@@ -16,12 +16,28 @@ use crate::edge::AppState;
 /// `GET /`: a WebSocket upgrade for the SDK, otherwise the dashboard.
 pub async fn root(
     State(st): State<AppState>,
+    ext: axum::http::Extensions,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    use crate::edge::ws_limits::{MAX_INBOUND_BYTES, client_addr};
     match ws {
-        Ok(ws) => ws
-            .on_upgrade(move |socket| serve(st, socket))
-            .into_response(),
+        Ok(ws) => {
+            let Some(slot) = st.ws.slots.acquire(client_addr(&ext)) else {
+                return crate::edge::ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_sockets",
+                    "Too many open WebSockets; close some and try again",
+                )
+                .into_response();
+            };
+            ws.max_frame_size(MAX_INBOUND_BYTES)
+                .max_message_size(MAX_INBOUND_BYTES)
+                .on_upgrade(move |socket| async move {
+                    let _slot = slot;
+                    serve(st, socket).await;
+                })
+                .into_response()
+        }
         // A browser opening the server's address lands on the dashboard (its login if signed out).
         Err(_) => Redirect::to("/dashboard").into_response(),
     }
@@ -36,8 +52,12 @@ async fn serve(st: AppState, socket: WebSocket) {
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     st.ws.register(id.clone(), tx);
+    // Closed when no flow ended on it within the idle bound.
+    let idle = tokio::time::sleep(crate::edge::ws_limits::IDLE);
+    tokio::pin!(idle);
     loop {
         tokio::select! {
+            () = &mut idle => break,
             frame = rx.recv() => {
                 if let Some(text) = frame {
                     let _ = sink.send(Message::Text(text.into())).await;

@@ -209,6 +209,8 @@ pub async fn deliver_due(
         Some(k) => k.expose_secret().to_owned(),
         None => config.secret_key.expose_secret().to_owned(),
     };
+    let allow_private = config.lifecycle.webhook_allow_private;
+    let http = crate::outbound::webhook_client(allow_private).unwrap_or(http);
     let lease = now + TimeDelta::seconds(TIMEOUT.as_secs() as i64 * 3);
     let mut run = DeliveryRun::default();
     loop {
@@ -217,7 +219,11 @@ pub async fn deliver_due(
             return Ok(run);
         }
         for item in batch {
-            match send(http, &key, &item).await {
+            let sent = match crate::outbound::check_webhook_target(&item.url, allow_private).await {
+                Ok(()) => send(http, &key, &item).await,
+                Err(why) => Err(Undelivered::Rejected(format!("target not allowed: {why}"))),
+            };
+            match sent {
                 Ok(()) => {
                     store.webhook_delivered(item.id, now).await?;
                     run.delivered += 1;
@@ -291,6 +297,9 @@ async fn send(
         .send()
         .await
         .map_err(|e| {
+            if crate::outbound::is_refused(&e) {
+                return Undelivered::Rejected("target resolves to a non-public address".into());
+            }
             Undelivered::Retry(if e.is_timeout() {
                 "timed out".to_owned()
             } else {

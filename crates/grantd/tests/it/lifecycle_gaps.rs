@@ -247,6 +247,7 @@ async fn metric(app: &TestApp, series: &str) -> f64 {
     let text = app
         .http
         .get(format!("{}/metrics", app.url))
+        .bearer_auth(crate::support::app::SECRET)
         .send()
         .await
         .unwrap()

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, a module per feature (STYLE §6). Shared helpers live in
 //! `support` (e.g. `support::db::TestDb` for a fresh SQLite or PostgreSQL database).
 
+mod abuse;
 mod api;
 mod app_only;
 mod browser;

@@ -27,7 +27,13 @@ async fn connected() -> (TestApp, String) {
 }
 
 async fn connected_with(opts: Opts) -> Option<(TestApp, String)> {
-    let app = TestApp::spawn_with(opts).await?;
+    connected_trusting(opts, &[]).await
+}
+
+/// Connected, with extra `GRANTD_PROXY_ALLOWED_HOSTS` entries (origins are trusted services).
+async fn connected_trusting(opts: Opts, allowed: &[&str]) -> Option<(TestApp, String)> {
+    let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
+    let app = TestApp::spawn_configured(opts, |c| c.proxy_allowed_hosts.extend(allowed)).await?;
     app.create_integration(KEY, SCOPES).await;
     let id = app.connect(KEY, "user-1", seed::ADELE_UPN).await;
     Some((app, id))
@@ -372,8 +378,10 @@ async fn redirector() -> (String, String) {
 
 #[tokio::test]
 async fn redirects_never_carry_the_token_to_another_host_and_refuse_private_targets() {
-    let (app, id) = connected().await;
     let (a, b) = redirector().await;
+    let (app, id) = connected_trusting(Opts::default(), &[&a, &b])
+        .await
+        .unwrap();
     let b_port = b.rsplit(':').next().unwrap().to_owned();
     let via = |to: &str| {
         app.proxy(Method::GET, &format!("/redirect?to={to}"), KEY, &id)
@@ -473,7 +481,7 @@ async fn base_url_override_refuses_other_and_private_hosts() {
             .unwrap();
         assert_eq!(r.status(), 400, "{bad}");
     }
-    // The provider's own host is allowed.
+    // The provider's own origin is allowed.
     let r = app
         .proxy(Method::GET, "/v1.0/me", KEY, &id)
         .header("Base-Url-Override", &app.emu.base_url)
@@ -481,6 +489,130 @@ async fn base_url_override_refuses_other_and_private_hosts() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// The provider's host on another scheme or port is another origin: refused, so the token never
+/// goes to a port or in clear text the provider did not configure (it used to compare hosts only).
+#[tokio::test]
+async fn base_url_override_compares_origins_not_hosts() {
+    let (other, _) = redirector().await;
+    let other_port = other.rsplit(':').next().unwrap().to_owned();
+    let (app, id) = connected().await;
+    let emu = url::Url::parse(&app.emu.base_url).unwrap();
+    for base in [
+        format!("http://127.0.0.1:{other_port}"),
+        format!("https://127.0.0.1:{}", emu.port().unwrap()),
+    ] {
+        let r = app
+            .proxy(Method::GET, "/echo", KEY, &id)
+            .header("Base-Url-Override", &base)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{base}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            body["error"]["code"], "base_url_override_not_allowed",
+            "{base}"
+        );
+    }
+    // A redirect from the provider's origin to another port of its host is not trusted either.
+    let (a, _) = redirector().await;
+    let (app, id) = connected_trusting(Opts::default(), &[&a]).await.unwrap();
+    let r = app
+        .proxy(
+            Method::GET,
+            &format!("/redirect?to=http://127.0.0.1:{other_port}/echo"),
+            KEY,
+            &id,
+        )
+        .header("Base-Url-Override", &a)
+        .header("Grantd-Follow-Redirects", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "redirect_not_allowed", "{body}");
+}
+
+/// A test upstream: `/r/{status}` answers that redirect status to `/echo`, which tells the
+/// method, the body length and the framing headers it received.
+async fn framing_upstream() -> String {
+    async fn redirect(axum::extract::Path(code): axum::extract::Path<u16>) -> impl IntoResponse {
+        (
+            axum::http::StatusCode::from_u16(code).unwrap(),
+            [(axum::http::header::LOCATION, "/echo")],
+        )
+    }
+    async fn echo(
+        method: axum::http::Method,
+        h: HeaderMap,
+        body: bytes::Bytes,
+    ) -> axum::Json<Value> {
+        let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        axum::Json(json!({
+            "method": method.as_str(),
+            "body": String::from_utf8_lossy(&body),
+            "content_length": get("content-length"),
+            "content_type": get("content-type"),
+        }))
+    }
+    let router = axum::Router::new()
+        .route("/r/{code}", axum::routing::any(redirect))
+        .route("/echo", axum::routing::any(echo));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(axum::serve(l, router).into_future());
+    url
+}
+
+/// A followed redirect re-derives the body framing: 301/302/303 become a GET with no body and
+/// no `Content-Length` (a stale one made the upstream wait for a body: 504 after the deadline),
+/// 307/308 resend the buffered body with its own length.
+#[tokio::test]
+async fn followed_redirects_rederive_body_framing() {
+    let up = framing_upstream().await;
+    let allowed = up.clone();
+    let app = TestApp::spawn_configured(Opts::default(), |c| {
+        c.proxy_allowed_hosts.push(allowed);
+        c.proxy_deadline = Duration::from_secs(10);
+    })
+    .await
+    .unwrap();
+    app.create_integration(KEY, SCOPES).await;
+    let id = app.connect(KEY, "user-1", seed::ADELE_UPN).await;
+    for (method, code, want_method, want_body) in [
+        (Method::POST, 301, "GET", ""),
+        (Method::POST, 302, "GET", ""),
+        (Method::PUT, 303, "GET", ""),
+        (Method::POST, 307, "POST", "{\"a\":1}"),
+        (Method::PUT, 308, "PUT", "{\"a\":1}"),
+    ] {
+        let r = app
+            .proxy(method.clone(), &format!("/r/{code}"), KEY, &id)
+            .header("Base-Url-Override", &up)
+            .header("Grantd-Follow-Redirects", "true")
+            .header("Content-Type", "application/json")
+            .body("{\"a\":1}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{method} {code}");
+        let got: Value = r.json().await.unwrap();
+        assert_eq!(got["method"], want_method, "{method} {code}: {got}");
+        assert_eq!(got["body"], want_body, "{method} {code}: {got}");
+        if want_body.is_empty() {
+            assert!(
+                got["content_length"].is_null() || got["content_length"] == "0",
+                "{got}"
+            );
+            assert!(got["content_type"].is_null(), "{got}");
+        } else {
+            assert_eq!(got["content_length"], want_body.len().to_string(), "{got}");
+            assert_eq!(got["content_type"], "application/json", "{got}");
+        }
+    }
 }
 
 /// Sends a request as raw bytes (clients normalise `..` away) and returns the status code.
@@ -699,6 +831,7 @@ async fn metrics_are_exposed() {
     let r = app
         .http
         .get(format!("{}/metrics", app.url))
+        .bearer_auth(crate::support::app::SECRET)
         .send()
         .await
         .unwrap();

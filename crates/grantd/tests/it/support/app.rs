@@ -96,6 +96,8 @@ impl TestApp {
         if let Some(lc) = opts.lifecycle {
             config.lifecycle = lc;
         }
+        // Test receivers listen on loopback (as `grantd dev`'s do); abuse tests turn this off.
+        config.lifecycle.webhook_allow_private = true;
         change(&mut config);
         let clock = Arc::new(OffsetClock::default());
         let state = AppState::build(config, Some(clock.clone()))
