@@ -86,6 +86,7 @@ const TEMPLATES: &[(i64, &str, &str)] = &[
         "app credentials",
         include_str!("migrations/0004_app_credentials.sql"),
     ),
+    (5, "sync", include_str!("migrations/0005_sync.sql")),
 ];
 
 /// SHA-384 (hex) of each released migration as shipped: (version, SQLite, PostgreSQL).
