@@ -83,7 +83,10 @@ pub async fn records(
     parts: Parts,
 ) -> Result<Response, ApiError> {
     const Q: &str = "invalid_query_params";
-    let key = parse_key(header_value(&headers, "provider-config-key"), "invalid_headers")?;
+    let key = parse_key(
+        header_value(&headers, "provider-config-key"),
+        "invalid_headers",
+    )?;
     let cid = parse_connection(header_value(&headers, "connection-id"), "invalid_headers")?;
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
         .map_err(|e| invalid(Q, "query", e.to_string()))?;
@@ -101,17 +104,21 @@ pub async fn records(
             "model" => model = Some(v),
             "cursor" if v.is_empty() => {}
             "cursor" => {
-                let c = v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|c| *c >= 0)
-                    .ok_or_else(|| invalid(Q, "cursor", "cursor is not a cursor grantd issued"))?;
+                let c =
+                    v.parse::<i64>().ok().filter(|c| *c >= 0).ok_or_else(|| {
+                        invalid(Q, "cursor", "cursor is not a cursor grantd issued")
+                    })?;
                 req.cursor = Some(c);
             }
             "modified_after" | "delta" if v.is_empty() => {}
             "modified_after" | "delta" => {
-                let t = DateTime::parse_from_rfc3339(&v)
-                    .map_err(|_| invalid(Q, "modified_after", "modified_after is not an ISO 8601 time"))?;
+                let t = DateTime::parse_from_rfc3339(&v).map_err(|_| {
+                    invalid(
+                        Q,
+                        "modified_after",
+                        "modified_after is not an ISO 8601 time",
+                    )
+                })?;
                 req.modified_after = Some(t.with_timezone(&Utc));
             }
             "limit" => {
@@ -354,17 +361,17 @@ pub async fn status(
     })?;
     let key = parse_key(q.provider_config_key.as_deref(), "invalid_query_params")?;
     let cid = parse_connection(q.connection_id.as_deref(), "invalid_query_params")?;
-    let state = st
-        .core
-        .sync_status(&key, &cid)
-        .await
-        .map_err(|e| match e {
-            CoreError::UnknownConnection => {
-                invalid("invalid_body", "connection_id", "the connection does not exist")
-            }
-            other => other.into(),
-        })?;
-    Ok(Json(json!({ "syncs": [render_status(&state, &cid, st.core.clock.now())] })))
+    let state = st.core.sync_status(&key, &cid).await.map_err(|e| match e {
+        CoreError::UnknownConnection => invalid(
+            "invalid_body",
+            "connection_id",
+            "the connection does not exist",
+        ),
+        other => other.into(),
+    })?;
+    Ok(Json(
+        json!({ "syncs": [render_status(&state, &cid, st.core.clock.now())] }),
+    ))
 }
 
 fn render_status(s: &SyncState, cid: &ConnectionId, now: DateTime<Utc>) -> Value {

@@ -271,7 +271,10 @@ impl Core {
                         .and_then(Value::as_str)
                         .map(str::to_owned);
                 }
-                if let Some(c) = self.to_change(drive.connection_id, item, &mut paths).await? {
+                if let Some(c) = self
+                    .to_change(drive.connection_id, item, &mut paths)
+                    .await?
+                {
                     changes.push(c);
                 }
             }
