@@ -1,0 +1,416 @@
+//! The change feed over HTTP (issue 12), on SQLite and PostgreSQL: adele connects, `POST
+//! /sync/trigger` runs the initial delta and `GET /records` (paged by cursor) then equals her
+//! drive as a recursive children walk through the proxy sees it; user edits in the emulator's
+//! web UI (create, rename, move, delete) reach the records with the right actions and a signed
+//! `sync` webhook; a delta token Graph no longer accepts (410 resyncRequired) restarts the
+//! enumeration and reconciles — only what vanished is deleted. Waits are on the webhook
+//! receiver's arrivals, never sleeps.
+
+use std::collections::BTreeMap;
+
+use grantd::config::LifecycleConfig;
+use grantd_emulator::actions::UserAction;
+use grantd_emulator::seed;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::app::{Opts, TestApp};
+use crate::support::db::DbKind;
+use crate::support::webhook_receiver::{Received, Receiver, verify};
+
+const KEY: &str = "one-drive";
+const SIGNING_KEY: &str = "whsec-feed-key";
+
+/// What a record and the drive must agree on: (name, path, is_folder, size).
+type Item = (String, String, bool, Option<u64>);
+
+async fn app(kind: DbKind) -> Option<(TestApp, Receiver, String)> {
+    let rx = Receiver::spawn().await;
+    let lifecycle = LifecycleConfig {
+        webhook_url: Some(url::Url::parse(&rx.url).unwrap()),
+        webhook_signing_key: Some(SIGNING_KEY.to_owned().into()),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with(Opts {
+        db: kind,
+        lifecycle: Some(lifecycle),
+        ..Default::default()
+    })
+    .await?;
+    app.create_integration(KEY, "User.Read,Files.ReadWrite.All")
+        .await;
+    let id = app.connect(KEY, "user-1", seed::ADELE_UPN).await;
+    Some((app, rx, id))
+}
+
+/// The drive as a recursive children walk through the proxy sees it (not delta).
+async fn drive_walk(app: &TestApp, id: &str) -> BTreeMap<String, Item> {
+    let mut out = BTreeMap::new();
+    let mut folders = vec![("root".to_owned(), String::new())];
+    while let Some((folder, path)) = folders.pop() {
+        let url = if folder == "root" {
+            "/v1.0/me/drive/root/children?$top=1000".to_owned()
+        } else {
+            format!("/v1.0/me/drive/items/{folder}/children?$top=1000")
+        };
+        let r = app.proxy(Method::GET, &url, KEY, id).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let page: Value = r.json().await.unwrap();
+        assert!(page.get("@odata.nextLink").is_none(), "one page per folder");
+        for item in page["value"].as_array().unwrap() {
+            let name = item["name"].as_str().unwrap().to_owned();
+            let item_path = format!("{path}/{name}");
+            let is_folder = item.get("folder").is_some();
+            if is_folder {
+                folders.push((item["id"].as_str().unwrap().to_owned(), item_path.clone()));
+            }
+            out.insert(
+                item["id"].as_str().unwrap().to_owned(),
+                (name, item_path, is_folder, item["size"].as_u64()),
+            );
+        }
+    }
+    out
+}
+
+/// Every record of the connection, paged by cursor with a small limit.
+async fn all_records(app: &TestApp, id: &str, extra: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let r = app
+            .get(&format!(
+                "/records/?model=OneDriveFile&limit=7&cursor={cursor}{extra}"
+            ))
+            .header("Connection-Id", id)
+            .header("Provider-Config-Key", KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let page: Value = r.json().await.unwrap();
+        out.extend(page["records"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => return out,
+        }
+    }
+}
+
+fn live(records: &[Value]) -> BTreeMap<String, Item> {
+    records
+        .iter()
+        .filter(|r| r["_nango_metadata"]["deleted_at"].is_null())
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_owned(),
+                (
+                    r["name"].as_str().unwrap().to_owned(),
+                    r["path"].as_str().unwrap().to_owned(),
+                    r["is_folder"].as_bool().unwrap(),
+                    r["blob_size"].as_u64(),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn by_id(records: &[Value]) -> BTreeMap<String, Value> {
+    records
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap().to_owned(), r.clone()))
+        .collect()
+}
+
+async fn trigger(app: &TestApp, id: &str, body: Value) {
+    let mut b = json!({"syncs": ["user-files"], "provider_config_key": KEY, "connection_id": id});
+    b.as_object_mut()
+        .unwrap()
+        .extend(body.as_object().unwrap().clone());
+    let r = app.post("/sync/trigger", &b).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+fn sync_hooks(got: &[Received]) -> Vec<Value> {
+    got.iter()
+        .filter(|r| r.json()["type"] == "sync")
+        .map(Received::json)
+        .collect()
+}
+
+/// The sum of `responseResults[field]` over sync webhooks from the `skip`-th on.
+fn total(hooks: &[Value], skip: usize, field: &str) -> u64 {
+    hooks
+        .iter()
+        .skip(skip)
+        .map(|h| h["responseResults"][field].as_u64().unwrap())
+        .sum()
+}
+
+async fn act(app: &TestApp, action: UserAction) -> String {
+    app.emu
+        .control()
+        .user_action(seed::ADELE_UPN, &action)
+        .await
+        .unwrap()
+        .id
+}
+
+async fn initial_sync_edits_and_resync(kind: DbKind) {
+    let Some((app, rx, id)) = app(kind).await else {
+        return;
+    };
+    let drive = drive_walk(&app, &id).await;
+    assert!(drive.len() > 5, "adele's seeded drive has items");
+
+    // Initial sync: the records equal the drive, every one ADDED, announced by signed webhooks.
+    trigger(&app, &id, json!({})).await;
+    let n = drive.len() as u64;
+    let got = rx
+        .wait_until(|g| total(&sync_hooks(g), 0, "added") >= n)
+        .await;
+    let hooks = sync_hooks(&got);
+    assert_eq!(total(&hooks, 0, "added"), n, "each item added once");
+    for r in got.iter().filter(|r| r.json()["type"] == "sync") {
+        assert!(verify(SIGNING_KEY, r), "sync webhooks are signed");
+    }
+    let first = &hooks[0];
+    assert_eq!(first["connectionId"], id.as_str());
+    assert_eq!(first["providerConfigKey"], KEY);
+    assert_eq!(first["syncName"], "user-files");
+    assert_eq!(first["model"], "OneDriveFile");
+    assert_eq!(first["syncType"], "INITIAL");
+    assert_eq!(first["success"], true);
+    let records = all_records(&app, &id, "").await;
+    assert_eq!(live(&records), drive, "records equal the drive");
+    let meta = &records[0]["_nango_metadata"];
+    assert_eq!(meta["last_action"], "ADDED");
+    assert!(meta["cursor"].is_string() && meta["first_seen_at"].is_string());
+    let sample = records.iter().find(|r| r["is_folder"] == false).unwrap();
+    for field in [
+        "etag",
+        "mime_type",
+        "raw_source",
+        "updated_at",
+        "download_url",
+        "created_at",
+        "drive_id",
+    ] {
+        assert!(!sample[field].is_null(), "{field} is set on files");
+    }
+
+    // Status after the run.
+    let status: Value = app
+        .get(&format!(
+            "/sync/status?syncs=user-files&provider_config_key={KEY}&connection_id={id}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let s = &status["syncs"][0];
+    assert_eq!(s["name"], "user-files");
+    assert_eq!(s["recordCount"]["OneDriveFile"], n);
+
+    // User edits in the web UI: create, rename, move, delete.
+    let seen = hooks.len();
+    let created = act(
+        &app,
+        UserAction::CreateFile {
+            path: "Feed/new.txt".into(),
+            content: "hello".into(),
+        },
+    )
+    .await;
+    let files: Vec<(&String, &Item)> = drive.iter().filter(|(_, i)| !i.2).collect();
+    let (renamed, r_item) = files[0];
+    let (moved, m_item) = files[1];
+    let (deleted, d_item) = files[2];
+    act(
+        &app,
+        UserAction::Rename {
+            path: r_item.1.trim_start_matches('/').into(),
+            name: "renamed-by-adele.txt".into(),
+        },
+    )
+    .await;
+    act(
+        &app,
+        UserAction::Move {
+            path: m_item.1.trim_start_matches('/').into(),
+            to: "Feed".into(),
+        },
+    )
+    .await;
+    act(
+        &app,
+        UserAction::Delete {
+            path: d_item.1.trim_start_matches('/').into(),
+        },
+    )
+    .await;
+    trigger(&app, &id, json!({})).await;
+    let got = rx
+        .wait_until(|g| {
+            let h = sync_hooks(g);
+            total(&h, seen, "deleted") >= 1 && total(&h, seen, "added") >= 2
+        })
+        .await;
+    let hooks = sync_hooks(&got);
+    assert_eq!(hooks[seen]["syncType"], "INCREMENTAL");
+    let drive = drive_walk(&app, &id).await;
+    let records = all_records(&app, &id, "").await;
+    assert_eq!(live(&records), drive, "records follow the edits");
+    let all = by_id(&records);
+    assert_eq!(all[&created]["_nango_metadata"]["last_action"], "ADDED");
+    assert_eq!(all[&created]["path"], "/Feed/new.txt");
+    assert_eq!(all[renamed]["_nango_metadata"]["last_action"], "UPDATED");
+    assert_eq!(all[renamed]["name"], "renamed-by-adele.txt");
+    assert_eq!(all[moved]["path"], format!("/Feed/{}", m_item.0));
+    assert_eq!(all[deleted]["_nango_metadata"]["last_action"], "DELETED");
+    assert!(all[deleted]["_nango_metadata"]["deleted_at"].is_string());
+
+    // Only the changes, from the webhook's modifiedAfter.
+    let since = hooks[seen]["modifiedAfter"].as_str().unwrap();
+    let changed = all_records(&app, &id, &format!("&modified_after={since}")).await;
+    let changed_ids: Vec<&str> = changed.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    for must in [created.as_str(), renamed, moved, deleted] {
+        assert!(changed_ids.contains(&must), "{must} is among the changes");
+    }
+    let only_deleted = all_records(&app, &id, "&filter=deleted").await;
+    assert!(
+        only_deleted
+            .iter()
+            .all(|r| r["_nango_metadata"]["last_action"] == "DELETED")
+    );
+    assert!(only_deleted.iter().any(|r| r["id"] == deleted.as_str()));
+
+    // 410: the stored deltaLink is too old for Graph. One more file goes meanwhile; the resync
+    // deletes exactly it and keeps everything that still exists.
+    let seen = hooks.len();
+    let (gone, g_item) = drive.iter().find(|(_, i)| !i.2).unwrap();
+    act(
+        &app,
+        UserAction::Delete {
+            path: g_item.1.trim_start_matches('/').into(),
+        },
+    )
+    .await;
+    app.emu.control().advance_clock(31 * 86_400).await.unwrap();
+    trigger(&app, &id, json!({})).await;
+    let got = rx
+        .wait_until(|g| total(&sync_hooks(g), seen, "deleted") >= 1)
+        .await;
+    let hooks = sync_hooks(&got);
+    assert_eq!(total(&hooks, seen, "deleted"), 1, "only the vanished item");
+    let drive = drive_walk(&app, &id).await;
+    let records = all_records(&app, &id, "").await;
+    assert_eq!(
+        live(&records),
+        drive,
+        "records equal the drive after the resync"
+    );
+    assert_eq!(
+        by_id(&records)[gone]["_nango_metadata"]["last_action"],
+        "DELETED"
+    );
+    // The 410 really happened: a second enumeration from scratch (the first was the initial).
+    let conn = app
+        .state
+        .core
+        .store()
+        .get_connection(
+            &grantd::model::ProviderConfigKey::parse(KEY).unwrap(),
+            &grantd::model::ConnectionId::parse(&id).unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let drives = app.state.core.store().sync_drives(conn.id).await.unwrap();
+    assert_eq!(drives[0].resync_generation, 2);
+    assert!(!drives[0].in_resync);
+
+    // Pause / start.
+    let pause = json!({"syncs": ["user-files"], "provider_config_key": KEY, "connection_id": id});
+    let r = app.post("/sync/pause", &pause).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let status: Value = app
+        .get(&format!(
+            "/sync/status?syncs=user-files&provider_config_key={KEY}&connection_id={id}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["syncs"][0]["status"], "PAUSED");
+    let r = app.post("/sync/start", &pause).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn sqlite_initial_sync_edits_and_resync() {
+    initial_sync_edits_and_resync(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn postgres_initial_sync_edits_and_resync() {
+    initial_sync_edits_and_resync(DbKind::Postgres).await;
+}
+
+#[tokio::test]
+async fn records_validate_their_input() {
+    let Some((app, _rx, id)) = app(DbKind::SqliteFile).await else {
+        return;
+    };
+    let get = |q: &str, conn: &str| {
+        app.get(&format!("/records?{q}"))
+            .header("Connection-Id", conn)
+            .header("Provider-Config-Key", KEY)
+    };
+    for (q, code) in [
+        ("", "invalid_query_params"),
+        ("model=lowercase", "invalid_query_params"),
+        ("model=OneDriveFile&limit=0", "invalid_query_params"),
+        ("model=OneDriveFile&limit=10001", "invalid_query_params"),
+        ("model=OneDriveFile&cursor=abc", "invalid_query_params"),
+        ("model=OneDriveFile&filter=changed", "invalid_query_params"),
+        (
+            "model=OneDriveFile&modified_after=yesterday",
+            "invalid_query_params",
+        ),
+    ] {
+        let r = get(q, &id).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{q}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{q}");
+    }
+    let r = get("model=OneDriveFile", "nobody").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unknown_connection");
+    let r = get("model=OneDriveFile", &id).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, json!({"records": [], "next_cursor": null}));
+    let r = app
+        .post(
+            "/sync/trigger",
+            &json!({"syncs": ["other"], "provider_config_key": KEY, "connection_id": id}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = app
+        .post("/sync/trigger", &json!({"syncs": [], "connection_id": id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "missing_provider_config_key");
+}
