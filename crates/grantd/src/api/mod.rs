@@ -70,6 +70,8 @@ pub fn router() -> Router<AppState> {
         .route("/sync/status", get(sync::status))
         .route("/sync/pause", post(sync::pause))
         .route("/sync/start", post(sync::start))
+        .route("/sync/notifications", post(sync::notifications))
+        .route("/sync/lifecycle", post(sync::lifecycle))
         .route(
             "/connection/{id}/metadata",
             post(connections::set_metadata_deprecated)

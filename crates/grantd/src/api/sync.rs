@@ -406,3 +406,89 @@ fn render_status(s: &SyncState, cid: &ConnectionId, now: DateTime<Utc>) -> Value
         "error": d.last_error,
     })
 }
+
+#[derive(Debug, Deserialize)]
+pub struct ValidationQuery {
+    #[serde(rename = "validationToken")]
+    validation_token: Option<String>,
+}
+
+/// Graph's validation handshake: the decoded token back as `text/plain`, at once.
+fn handshake(token: String) -> Result<Response, ApiError> {
+    if token.len() > 1024 {
+        return Err(invalid(
+            "invalid_query_params",
+            "validationToken",
+            "validationToken is too long",
+        ));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], token).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct NotificationBatch {
+    value: Vec<NotificationItem>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NotificationItem {
+    #[serde(rename = "subscriptionId")]
+    subscription_id: String,
+    #[serde(rename = "clientState")]
+    client_state: Option<String>,
+    #[serde(rename = "lifecycleEvent")]
+    lifecycle_event: Option<String>,
+}
+
+fn batch(body: &[u8]) -> Result<NotificationBatch, ApiError> {
+    serde_json::from_slice(body).map_err(|e| invalid("invalid_body", "value", e.to_string()))
+}
+
+/// `POST /sync/notifications`: Graph's change notifications (no API key: each is verified by
+/// its `clientState`). Answers 202 at once; runs happen in the background.
+pub async fn notifications(
+    State(st): State<AppState>,
+    Query(q): Query<ValidationQuery>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if let Some(token) = q.validation_token {
+        return handshake(token);
+    }
+    for n in batch(&body)?.value {
+        let outcome = st
+            .core
+            .sync_notification(&n.subscription_id, n.client_state.as_deref())
+            .await?;
+        if outcome == crate::connections::sync_push::Notification::Rejected {
+            tracing::warn!(
+                "change notification with an unknown subscription or clientState ignored"
+            );
+        }
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `POST /sync/lifecycle`: Graph's lifecycle notifications (`reauthorizationRequired`,
+/// `subscriptionRemoved`, `missed`), verified like change notifications.
+pub async fn lifecycle(
+    State(st): State<AppState>,
+    Query(q): Query<ValidationQuery>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if let Some(token) = q.validation_token {
+        return handshake(token);
+    }
+    for n in batch(&body)?.value {
+        let event = n.lifecycle_event.as_deref().unwrap_or("missed");
+        let outcome = st
+            .core
+            .sync_lifecycle(&n.subscription_id, n.client_state.as_deref(), event)
+            .await?;
+        if outcome == crate::connections::sync_push::Notification::Rejected {
+            tracing::warn!(
+                "lifecycle notification with an unknown subscription or clientState ignored"
+            );
+        }
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}

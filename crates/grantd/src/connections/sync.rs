@@ -183,23 +183,38 @@ impl Core {
     /// meanwhile; returns without doing anything when another run holds it (that run sees the
     /// request). A failed run is recorded on the drive in plain words.
     pub async fn run_sync(&self, drive: i64) -> Result<(), Error> {
+        let now = self.clock.now();
+        let lease = now + LEASE;
+        match self.store.lease_sync_drive(drive, now, lease).await? {
+            Some(state) => self.run_leased_then_more(state, lease).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Runs the leased drive, releases it, and runs again while runs were requested meanwhile.
+    pub(super) async fn run_leased_then_more(
+        &self,
+        mut state: SyncDrive,
+        mut lease: DateTime<Utc>,
+    ) -> Result<(), Error> {
         loop {
-            let now = self.clock.now();
-            let lease = now + LEASE;
-            let Some(state) = self.store.lease_sync_drive(drive, now, lease).await? else {
-                return Ok(());
-            };
             let outcome = self.run_delta(&state, lease).await;
             let error = outcome.as_ref().err().map(|e| e.to_string());
             if let Some(e) = &error {
-                tracing::warn!(sync.drive = drive, "sync run failed: {e}");
+                tracing::warn!(sync.drive = state.id, "sync run failed: {e}");
             }
             let again = self
                 .store
-                .release_sync_drive(drive, lease, error.as_deref(), self.clock.now())
+                .release_sync_drive(state.id, lease, error.as_deref(), self.clock.now())
                 .await?;
             if !again {
                 return Ok(());
+            }
+            let now = self.clock.now();
+            lease = now + LEASE;
+            match self.store.lease_sync_drive(state.id, now, lease).await? {
+                Some(s) => state = s,
+                None => return Ok(()),
             }
         }
     }
@@ -276,6 +291,15 @@ impl Core {
                     .await?
                 {
                     changes.push(c);
+                }
+            }
+            if final_page {
+                // Subscribed (or renewed) before the round's last page commits, so its webhook
+                // means push is set up; changes from now on are in the next round either way.
+                // The subscription's state is read afresh (a lifecycle event may have changed it).
+                let current = self.store.sync_drives(drive.connection_id).await?;
+                if let Some(d) = current.iter().find(|d| d.id == drive.id) {
+                    self.ensure_subscription(d, &conn, &graph).await;
                 }
             }
             let at = self.clock.now();

@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::db::{Begin, Db, Ts, execute, fetch, on_pool};
+use super::db::{Begin, Claim, Db, Ts, execute, fetch, on_pool};
 use super::{Error, Store, micros};
 
 /// Record actions, as Nango names them.
@@ -39,6 +39,9 @@ pub struct SyncDrive {
     pub last_run_at: Option<DateTime<Utc>>,
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// The Graph subscription delivering change notifications for this drive, and its expiry.
+    pub subscription_id: Option<String>,
+    pub subscription_expires_at: Option<DateTime<Utc>>,
     pub last_added: i64,
     pub last_updated: i64,
     pub last_deleted: i64,
@@ -47,7 +50,7 @@ pub struct SyncDrive {
 
 const DRIVE_COLS: &str = "id, connection_id, drive_key, drive_id, model, next_link, \
     resync_generation, in_resync, paused, run_requested, resync_requested, lease_until, last_run_at, \
-    last_success_at, last_error, last_added, last_updated, last_deleted, created_at";
+    last_success_at, last_error, subscription_id, subscription_expires_at, last_added, last_updated, last_deleted, created_at";
 
 /// One change to write.
 #[derive(Debug, Clone)]
@@ -265,7 +268,7 @@ impl Store {
         let requested: Option<bool> = fetch!(
             &self.db,
             scalar fetch_optional::<bool>(
-                "UPDATE sync_drives SET lease_until = NULL, last_error = $1, \
+                "UPDATE sync_drives SET lease_until = NULL, last_error = $1, last_run_at = $2, \
                  last_success_at = CASE WHEN $1 IS NULL THEN $2 ELSE last_success_at END \
                  WHERE id = $3 AND lease_until = $4 RETURNING run_requested",
                 error,
@@ -275,6 +278,68 @@ impl Store {
             )
         )?;
         Ok(requested.unwrap_or(false))
+    }
+
+    /// Leases up to `limit` unpaused, unleased drives due for a scheduled run at `now`: never
+    /// run, or last run before `poll_before` while push is not working (no live subscription),
+    /// or before `reconcile_before` even when it is. Instances sharing a PostgreSQL database
+    /// split the work (`FOR UPDATE SKIP LOCKED`).
+    pub async fn claim_due_sync_drives(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        poll_before: DateTime<Utc>,
+        reconcile_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<SyncDrive>, Error> {
+        let sql = self.db.claim_sql(Claim {
+            table: "sync_drives",
+            lease: "lease_until",
+            filter: "paused = FALSE AND (lease_until IS NULL OR lease_until <= $2) \
+                AND (last_run_at IS NULL OR last_run_at <= CASE \
+                  WHEN subscription_id IS NOT NULL AND subscription_expires_at > $2 THEN $4 \
+                  ELSE $3 END)",
+            order: "last_run_at, id",
+            limit: "$5",
+            returning: DRIVE_COLS,
+        });
+        fetch!(
+            &self.db,
+            fetch_all::<SyncDrive>(
+                &sql,
+                Ts(micros(lease_until)),
+                Ts(micros(now)),
+                Ts(micros(poll_before)),
+                Ts(micros(reconcile_before)),
+                i64::from(limit),
+            )
+        )
+    }
+
+    /// The drive a Graph subscription belongs to.
+    pub async fn sync_drive_by_subscription(
+        &self,
+        subscription_id: &str,
+    ) -> Result<Option<SyncDrive>, Error> {
+        let sql = format!("SELECT {DRIVE_COLS} FROM sync_drives WHERE subscription_id = $1");
+        fetch!(&self.db, fetch_optional::<SyncDrive>(&sql, subscription_id))
+    }
+
+    /// Records (or with `None` forgets) the drive's Graph subscription.
+    pub async fn set_sync_subscription(
+        &self,
+        id: i64,
+        subscription: Option<(&str, DateTime<Utc>)>,
+    ) -> Result<(), Error> {
+        execute!(
+            &self.db,
+            "UPDATE sync_drives SET subscription_id = $1, subscription_expires_at = $2 \
+             WHERE id = $3",
+            subscription.map(|s| s.0),
+            Ts::opt(subscription.map(|s| micros(s.1))),
+            id,
+        )?;
+        Ok(())
     }
 
     /// Pauses or resumes every watched drive of a connection; returns how many.

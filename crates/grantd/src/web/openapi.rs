@@ -214,6 +214,22 @@ const OPS: &[Op] = &[
         "Start a paused sync again (runs it at once)",
     ),
     op(
+        "/sync/notifications",
+        "post",
+        "Syncs",
+        Public,
+        true,
+        "Microsoft Graph change notifications (validation handshake; verified by clientState)",
+    ),
+    op(
+        "/sync/lifecycle",
+        "post",
+        "Syncs",
+        Public,
+        true,
+        "Microsoft Graph lifecycle notifications (reauthorizationRequired, subscriptionRemoved, missed)",
+    ),
+    op(
         "/connections/metadata",
         "post",
         "Connections",

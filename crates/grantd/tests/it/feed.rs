@@ -2,7 +2,8 @@
 //! /sync/trigger` runs the initial delta and `GET /records` (paged by cursor) then equals her
 //! drive as a recursive children walk through the proxy sees it; user edits in the emulator's
 //! web UI (create, rename, move, delete) reach the records with the right actions and a signed
-//! `sync` webhook; a delta token Graph no longer accepts (410 resyncRequired) restarts the
+//! `sync` webhook, started by Graph's change notification (push: the initial run subscribed at
+//! grantd's public URL, which answered the validation handshake); a delta token Graph no longer accepts (410 resyncRequired) restarts the
 //! enumeration and reconciles — only what vanished is deleted. Waits are on the webhook
 //! receiver's arrivals, never sleeps.
 
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 
 use grantd::config::LifecycleConfig;
 use grantd_emulator::actions::UserAction;
-use grantd_emulator::seed;
+use grantd_emulator::{EmulatorConfig, seed};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -29,12 +30,17 @@ async fn app(kind: DbKind) -> Option<(TestApp, Receiver, String)> {
     let lifecycle = LifecycleConfig {
         webhook_url: Some(url::Url::parse(&rx.url).unwrap()),
         webhook_signing_key: Some(SIGNING_KEY.to_owned().into()),
+        sync_push: Some(true),
         ..Default::default()
     };
+    let defaults = Opts::default();
     let app = TestApp::spawn_with(Opts {
         db: kind,
         lifecycle: Some(lifecycle),
-        ..Default::default()
+        emulator: EmulatorConfig {
+            notification_delay_ms: Some(50),
+            ..defaults.emulator
+        },
     })
     .await?;
     app.create_integration(KEY, "User.Read,Files.ReadWrite.All")
@@ -214,6 +220,10 @@ async fn initial_sync_edits_and_resync(kind: DbKind) {
     assert_eq!(s["name"], "user-files");
     assert_eq!(s["recordCount"]["OneDriveFile"], n);
 
+    // The initial run subscribed to the drive's change notifications, at grantd's public URL.
+    let subs = app.emu.control().subscriptions().await.unwrap();
+    assert_eq!(subs.len(), 1, "one subscription per watched drive");
+
     // User edits in the web UI: create, rename, move, delete.
     let seen = hooks.len();
     let created = act(
@@ -251,7 +261,7 @@ async fn initial_sync_edits_and_resync(kind: DbKind) {
         },
     )
     .await;
-    trigger(&app, &id, json!({})).await;
+    // No trigger: Graph's change notification starts the run.
     let got = rx
         .wait_until(|g| {
             let h = sync_hooks(g);
@@ -299,6 +309,7 @@ async fn initial_sync_edits_and_resync(kind: DbKind) {
     )
     .await;
     app.emu.control().advance_clock(31 * 86_400).await.unwrap();
+    app.clock.advance(31 * 86_400);
     trigger(&app, &id, json!({})).await;
     let got = rx
         .wait_until(|g| total(&sync_hooks(g), seen, "deleted") >= 1)

@@ -23,12 +23,15 @@ CREATE TABLE sync_drives (
     last_run_at       {{ts}},
     last_success_at   {{ts}},
     last_error        {{text}},
+    subscription_id   {{text}},            -- Graph change-notification subscription, if any
+    subscription_expires_at {{ts}},
     last_added        {{bigint}} NOT NULL DEFAULT 0,
     last_updated      {{bigint}} NOT NULL DEFAULT 0,
     last_deleted      {{bigint}} NOT NULL DEFAULT 0,
     created_at        {{ts}} NOT NULL,
     UNIQUE (connection_id, drive_key)
 );
+CREATE INDEX sync_drives_subscription ON sync_drives (subscription_id);
 
 -- sync_records: one row per (connection, model, record id). `payload` is the record's JSON
 --   object as text, served as is (no per-record parse on the read path). `cursor_seq` is taken from
