@@ -24,7 +24,7 @@ const KEY: &str = "one-drive";
 const SIGNING_KEY: &str = "whsec-feed-key";
 
 /// What a record and the drive must agree on: (name, path, is_folder, size).
-type Item = (String, String, bool, Option<u64>);
+pub(crate) type Item = (String, String, bool, Option<u64>);
 
 async fn app(kind: DbKind) -> Option<(TestApp, Receiver, String)> {
     let rx = Receiver::spawn().await;
@@ -51,7 +51,7 @@ async fn app(kind: DbKind) -> Option<(TestApp, Receiver, String)> {
 }
 
 /// The drive as a recursive children walk through the proxy sees it (not delta).
-async fn drive_walk(app: &TestApp, id: &str) -> BTreeMap<String, Item> {
+pub(crate) async fn drive_walk(app: &TestApp, id: &str) -> BTreeMap<String, Item> {
     let mut out = BTreeMap::new();
     let mut folders = vec![("root".to_owned(), String::new())];
     while let Some((folder, path)) = folders.pop() {
@@ -129,7 +129,7 @@ fn by_id(records: &[Value]) -> BTreeMap<String, Value> {
         .collect()
 }
 
-async fn trigger(app: &TestApp, id: &str, body: Value) {
+pub(crate) async fn trigger(app: &TestApp, id: &str, body: Value) {
     let mut b = json!({"syncs": ["user-files"], "provider_config_key": KEY, "connection_id": id});
     b.as_object_mut()
         .unwrap()
@@ -138,7 +138,7 @@ async fn trigger(app: &TestApp, id: &str, body: Value) {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 }
 
-fn sync_hooks(got: &[Received]) -> Vec<Value> {
+pub(crate) fn sync_hooks(got: &[Received]) -> Vec<Value> {
     got.iter()
         .filter(|r| r.json()["type"] == "sync")
         .map(Received::json)
@@ -146,7 +146,7 @@ fn sync_hooks(got: &[Received]) -> Vec<Value> {
 }
 
 /// The sum of `responseResults[field]` over sync webhooks from the `skip`-th on.
-fn total(hooks: &[Value], skip: usize, field: &str) -> u64 {
+pub(crate) fn total(hooks: &[Value], skip: usize, field: &str) -> u64 {
     hooks
         .iter()
         .skip(skip)
