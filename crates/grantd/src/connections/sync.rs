@@ -199,6 +199,7 @@ impl Core {
     ) -> Result<(), Error> {
         loop {
             let outcome = self.run_delta(&state, lease).await;
+            crate::metrics::sync_run(outcome.is_ok());
             let error = outcome.as_ref().err().map(|e| e.to_string());
             if let Some(e) = &error {
                 tracing::warn!(sync.drive = state.id, "sync run failed: {e}");
@@ -347,6 +348,7 @@ impl Core {
                 ));
             };
             if !counts.is_empty() {
+                crate::metrics::sync_records(counts.added, counts.updated, counts.deleted);
                 first_batch = false;
                 self.deliver_webhooks_now();
             }

@@ -84,8 +84,10 @@ impl Core {
         client_state: Option<&str>,
     ) -> Result<Notification, Error> {
         let Some(drive) = self.verified_drive(subscription_id, client_state).await? else {
+            crate::metrics::sync_notification(false);
             return Ok(Notification::Rejected);
         };
+        crate::metrics::sync_notification(true);
         self.store.request_sync_run(drive.id, false).await?;
         self.spawn_sync_run(drive.id);
         Ok(Notification::Accepted)
@@ -101,8 +103,10 @@ impl Core {
         event: &str,
     ) -> Result<Notification, Error> {
         let Some(drive) = self.verified_drive(subscription_id, client_state).await? else {
+            crate::metrics::sync_notification(false);
             return Ok(Notification::Rejected);
         };
+        crate::metrics::sync_notification(true);
         let now = self.clock.now();
         match event {
             "subscriptionRemoved" => self.store.set_sync_subscription(drive.id, None).await?,
@@ -131,6 +135,7 @@ impl Core {
             return;
         }
         if let Err(e) = self.try_ensure_subscription(drive, conn, graph).await {
+            crate::metrics::sync_subscription("failed");
             tracing::warn!(
                 sync.drive = drive.id,
                 "change notifications not set up: {e}"
@@ -159,7 +164,10 @@ impl Core {
                 )
                 .await?;
             match status {
-                200 => return self.save_subscription(drive.id, &body).await,
+                200 => {
+                    crate::metrics::sync_subscription("renewed");
+                    return self.save_subscription(drive.id, &body).await;
+                }
                 404 => {} // gone: create a new one
                 s => {
                     return Err(Error::Invalid(format!(
@@ -189,6 +197,7 @@ impl Core {
                 "Microsoft Graph answered {status} to creating the subscription"
             )));
         }
+        crate::metrics::sync_subscription("created");
         self.save_subscription(drive.id, &body).await
     }
 

@@ -497,6 +497,15 @@ async fn notifications_are_verified() {
     assert_ne!(status["syncs"][0]["status"], "RUNNING");
     let after = app.emu.control().counters().await.unwrap().graph_requests;
     assert_eq!(before, after, "no Graph calls for forged notifications");
+    let metrics = app.get("/metrics").send().await.unwrap().text().await.unwrap();
+    for series in [
+        "grantd_sync_notifications_total{result=\"rejected\"}",
+        "grantd_sync_runs_total{outcome=\"ok\"}",
+        "grantd_sync_records_total{action=\"added\"}",
+        "grantd_sync_subscription_calls_total{outcome=\"created\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} in /metrics");
+    }
 }
 
 /// Without push, the schedule polls: a drive whose last run is older than the poll interval is
