@@ -280,8 +280,8 @@ impl Store {
         Ok(requested.unwrap_or(false))
     }
 
-    /// Leases up to `limit` unpaused, unleased drives due for a scheduled run at `now`: never
-    /// run, or last run before `poll_before` while push is not working (no live subscription),
+    /// Leases up to `limit` unpaused, unleased drives due for a scheduled run at `now`: a run
+    /// was asked for (and its holder died, or it was paused), never run, or last run before `poll_before` while push is not working (no live subscription),
     /// or before `reconcile_before` even when it is. Instances sharing a PostgreSQL database
     /// split the work (`FOR UPDATE SKIP LOCKED`).
     pub async fn claim_due_sync_drives(
@@ -296,7 +296,8 @@ impl Store {
             table: "sync_drives",
             lease: "lease_until",
             filter: "paused = FALSE AND (lease_until IS NULL OR lease_until <= $2) \
-                AND (last_run_at IS NULL OR last_run_at <= CASE \
+                AND (run_requested = TRUE OR resync_requested = TRUE \
+                  OR last_run_at IS NULL OR last_run_at <= CASE \
                   WHEN subscription_id IS NOT NULL AND subscription_expires_at > $2 THEN $4 \
                   ELSE $3 END)",
             order: "last_run_at, id",

@@ -497,7 +497,14 @@ async fn notifications_are_verified() {
     assert_ne!(status["syncs"][0]["status"], "RUNNING");
     let after = app.emu.control().counters().await.unwrap().graph_requests;
     assert_eq!(before, after, "no Graph calls for forged notifications");
-    let metrics = app.get("/metrics").send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for series in [
         "grantd_sync_notifications_total{result=\"rejected\"}",
         "grantd_sync_runs_total{outcome=\"ok\"}",
@@ -566,4 +573,81 @@ async fn polling_without_push() {
         .wait_until(|g| total(&sync_hooks(g), seen, "added") >= 1)
         .await;
     assert!(total(&sync_hooks(&got), seen, "added") >= 1);
+}
+
+/// Two instances on one PostgreSQL database: while a (killed) instance's lease on the drive is
+/// live, neither a trigger nor the schedule of the other runs it; once the lease expires, the
+/// two schedules claiming at once take the drive exactly once (`FOR UPDATE SKIP LOCKED`), and
+/// the run catches up with the edits made meanwhile.
+#[tokio::test]
+async fn postgres_lease_is_taken_over_once_by_one_instance() {
+    let Some((app, rx, id)) = app(DbKind::Postgres).await else {
+        return;
+    };
+    trigger(&app, &id, json!({})).await;
+    let n = drive_walk(&app, &id).await.len() as u64;
+    rx.wait_until(|g| total(&sync_hooks(g), 0, "added") >= n)
+        .await;
+    let other =
+        grantd::server::AppState::build(app.state.core.config.clone(), Some(app.clock.clone()))
+            .await
+            .unwrap();
+    let key = grantd::model::ProviderConfigKey::parse(KEY).unwrap();
+    let cid = grantd::model::ConnectionId::parse(&id).unwrap();
+    let store = app.state.core.store();
+    let conn = store.get_connection(&key, &cid).await.unwrap().unwrap();
+    let drive = store.sync_drives(conn.id).await.unwrap().remove(0);
+    // Wait until the initial run let go of its lease, then "crash" holding a new one.
+    let crashed_lease = loop {
+        let now = app.clock.now();
+        let lease = now + chrono::TimeDelta::minutes(15);
+        if store
+            .lease_sync_drive(drive.id, now, lease)
+            .await
+            .unwrap()
+            .is_some()
+        {
+            break lease;
+        }
+        tokio::task::yield_now().await;
+    };
+    let seen = sync_hooks(&rx.received()).len();
+    let created = act(
+        &app,
+        UserAction::CreateFile {
+            path: "while-crashed.txt".into(),
+            content: "x".into(),
+        },
+    )
+    .await;
+    other.core.trigger_sync(&key, &cid, false).await.unwrap();
+    let poll = app.state.core.config.lifecycle.sync_poll_interval.as_secs() as i64;
+    app.clock.advance(poll + 1);
+    assert_eq!(
+        grantd::jobs::sync::run_once(&other.core, app.clock.now())
+            .await
+            .unwrap(),
+        0,
+        "a live lease is respected"
+    );
+    // The lease expires: both instances' schedules claim at once; one gets the drive.
+    app.clock.advance(16 * 60);
+    assert!(app.clock.now() > crashed_lease);
+    let now = app.clock.now();
+    let (a, b) = tokio::join!(
+        grantd::jobs::sync::run_once(&app.state.core, now),
+        grantd::jobs::sync::run_once(&other.core, now),
+    );
+    assert_eq!(
+        a.unwrap() + b.unwrap(),
+        1,
+        "exactly one instance runs the drive"
+    );
+    let got = rx
+        .wait_until(|g| total(&sync_hooks(g), seen, "added") >= 1)
+        .await;
+    assert_eq!(total(&sync_hooks(&got), seen, "added"), 1);
+    let records = all_records(&app, &id, "").await;
+    assert!(by_id(&records).contains_key(&created));
+    assert_eq!(live(&records), drive_walk(&app, &id).await);
 }
