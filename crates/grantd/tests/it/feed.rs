@@ -344,7 +344,9 @@ async fn initial_sync_edits_and_resync(kind: DbKind) {
     assert_eq!(drives[0].resync_generation, 2);
     assert!(!drives[0].in_resync);
 
-    // Pause / start.
+    // Paused, nothing runs (notifications included); a full resync (Nango's `opts.reset`) asked
+    // for meanwhile runs on start: it enumerates again, unchanged items produce nothing, and the
+    // file deleted while paused is the one deletion.
     let pause = json!({"syncs": ["user-files"], "provider_config_key": KEY, "connection_id": id});
     let r = app.post("/sync/pause", &pause).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -359,8 +361,35 @@ async fn initial_sync_edits_and_resync(kind: DbKind) {
         .await
         .unwrap();
     assert_eq!(status["syncs"][0]["status"], "PAUSED");
+    let seen = hooks.len();
+    let (gone, g_item) = drive.iter().find(|(_, i)| !i.2).unwrap();
+    act(
+        &app,
+        UserAction::Delete {
+            path: g_item.1.trim_start_matches('/').into(),
+        },
+    )
+    .await;
+    trigger(&app, &id, json!({"opts": {"reset": true}})).await;
     let r = app.post("/sync/start", &pause).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    let got = rx
+        .wait_until(|g| total(&sync_hooks(g), seen, "deleted") >= 1)
+        .await;
+    let hooks = sync_hooks(&got);
+    assert_eq!(total(&hooks, seen, "deleted"), 1);
+    assert_eq!(total(&hooks, seen, "added"), 0);
+    let records = all_records(&app, &id, "").await;
+    assert_eq!(live(&records), drive_walk(&app, &id).await);
+    assert_eq!(
+        by_id(&records)[gone]["_nango_metadata"]["last_action"],
+        "DELETED"
+    );
+    let drives = app.state.core.store().sync_drives(conn.id).await.unwrap();
+    assert_eq!(
+        drives[0].resync_generation, 3,
+        "the reset enumerated from scratch"
+    );
 }
 
 #[tokio::test]
