@@ -239,8 +239,10 @@ impl Core {
         let mut paths = PathCache::default();
         let mut resyncs = 0;
         let mut first_batch = initial;
+        // Links must stay on Graph's origin: the token goes with them.
+        let on_graph = |u: &str| u.starts_with(&format!("{graph}/"));
         loop {
-            if !url.starts_with(&graph) {
+            if !on_graph(&url) {
                 return Err(Error::Invalid(
                     "the stored delta link is not a Microsoft Graph URL".into(),
                 ));
@@ -254,7 +256,7 @@ impl Core {
                             "Microsoft Graph keeps asking for a resync; will retry later".into(),
                         ));
                     }
-                    let from = location.filter(|l| l.starts_with(&graph));
+                    let from = location.filter(|l| on_graph(l));
                     url = self
                         .begin_resync(drive.id, lease, from.as_deref().unwrap_or(&start))
                         .await?;
