@@ -255,6 +255,15 @@ async fn initial_sync_edits_and_resync(kind: DbKind) {
         },
     )
     .await;
+    // A folder rename moves its subtree's paths.
+    let folder = act(
+        &app,
+        UserAction::Rename {
+            path: "Feed".into(),
+            name: "Fed2".into(),
+        },
+    )
+    .await;
     act(
         &app,
         UserAction::Delete {
@@ -276,10 +285,12 @@ async fn initial_sync_edits_and_resync(kind: DbKind) {
     assert_eq!(live(&records), drive, "records follow the edits");
     let all = by_id(&records);
     assert_eq!(all[&created]["_nango_metadata"]["last_action"], "ADDED");
-    assert_eq!(all[&created]["path"], "/Feed/new.txt");
+    assert_eq!(all[&created]["path"], "/Fed2/new.txt");
+    assert_eq!(all[&folder]["path"], "/Fed2");
+    assert_eq!(all[&folder]["is_folder"], true);
     assert_eq!(all[renamed]["_nango_metadata"]["last_action"], "UPDATED");
     assert_eq!(all[renamed]["name"], "renamed-by-adele.txt");
-    assert_eq!(all[moved]["path"], format!("/Feed/{}", m_item.0));
+    assert_eq!(all[moved]["path"], format!("/Fed2/{}", m_item.0));
     assert_eq!(all[deleted]["_nango_metadata"]["last_action"], "DELETED");
     assert!(all[deleted]["_nango_metadata"]["deleted_at"].is_string());
 
