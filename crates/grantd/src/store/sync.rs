@@ -280,7 +280,7 @@ impl Store {
         Ok(requested.unwrap_or(false))
     }
 
-    /// Leases up to `limit` unpaused, unleased drives due for a scheduled run at `now`: a run
+    /// Leases up to `limit` unpaused, unleased drives of live connections due for a scheduled run at `now`: a run
     /// was asked for (and its holder died, or it was paused), never run, or last run before `poll_before` while push is not working (no live subscription),
     /// or before `reconcile_before` even when it is. Instances sharing a PostgreSQL database
     /// split the work (`FOR UPDATE SKIP LOCKED`).
@@ -296,6 +296,7 @@ impl Store {
             table: "sync_drives",
             lease: "lease_until",
             filter: "paused = FALSE AND (lease_until IS NULL OR lease_until <= $2) \
+                AND connection_id IN (SELECT id FROM connections WHERE deleted_at IS NULL) \
                 AND (run_requested = TRUE OR resync_requested = TRUE \
                   OR last_run_at IS NULL OR last_run_at <= CASE \
                   WHEN subscription_id IS NOT NULL AND subscription_expires_at > $2 THEN $4 \

@@ -1799,6 +1799,82 @@ async fn sync_feed(db: &TestDb) {
             .unwrap()
             .is_none()
     );
+
+    // The schedule: a live lease is skipped; once released, a drive is due after the poll
+    // interval (no subscription), claimed once; a deleted connection's drive is never due.
+    let held = s
+        .sync_drives(conn.id)
+        .await
+        .unwrap()
+        .remove(0)
+        .lease_until
+        .unwrap();
+    let t = later + Duration::minutes(1);
+    let claim = |at: DateTime<Utc>| {
+        let s = s.clone();
+        async move {
+            s.claim_due_sync_drives(
+                at,
+                at + Duration::minutes(15),
+                at - Duration::minutes(5),
+                at - Duration::days(1),
+                10,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    assert!(claim(t).await.is_empty(), "leased");
+    s.release_sync_drive(drive.id, held, None, t).await.unwrap();
+    assert!(
+        claim(t + Duration::minutes(1)).await.is_empty(),
+        "ran a minute ago"
+    );
+    let due = claim(t + Duration::minutes(6)).await;
+    assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), [drive.id]);
+    assert!(
+        claim(t + Duration::minutes(6)).await.is_empty(),
+        "claimed once"
+    );
+    s.release_sync_drive(drive.id, due[0].lease_until.unwrap(), None, t)
+        .await
+        .unwrap();
+    s.set_sync_subscription(drive.id, Some(("sub-1", t + Duration::days(20))))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.sync_drive_by_subscription("sub-1")
+            .await
+            .unwrap()
+            .map(|d| d.id),
+        Some(drive.id)
+    );
+    assert!(
+        claim(t + Duration::minutes(6)).await.is_empty(),
+        "push works: daily only"
+    );
+    assert_eq!(
+        claim(t + Duration::hours(25)).await.len(),
+        1,
+        "daily reconciliation"
+    );
+    let lease = s
+        .sync_drives(conn.id)
+        .await
+        .unwrap()
+        .remove(0)
+        .lease_until
+        .unwrap();
+    s.release_sync_drive(drive.id, lease, None, t)
+        .await
+        .unwrap();
+    s.delete_connection(&pk("one-drive"), &cid("c1"))
+        .await
+        .unwrap();
+    assert!(
+        claim(t + Duration::days(3)).await.is_empty(),
+        "deleted connections are not synced"
+    );
 }
 
 // ---- the matrix ----
