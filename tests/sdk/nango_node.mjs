@@ -236,6 +236,62 @@ await step('a wrong secret key: 401 unknown_account', async () => {
     assert.equal(r.data.error.code, 'unknown_account');
 });
 
+const recordCount = Number(env('GRANTD_RECORD_COUNT'));
+
+await step('listRecords', async () => {
+    const seen = new Set();
+    let cursor = null;
+    let pages = 0;
+    do {
+        const page = await nango.listRecords({
+            providerConfigKey: key,
+            connectionId,
+            model: 'OneDriveFile',
+            limit: 10,
+            ...(cursor ? { cursor } : {}),
+        });
+        pages += 1;
+        for (const r of page.records) {
+            assert.ok(!seen.has(r.id), 'each record once');
+            seen.add(r.id);
+            assert.equal(r._nango_metadata.last_action, 'ADDED');
+            assert.equal(typeof r.name, 'string');
+            assert.equal(typeof r.is_folder, 'boolean');
+        }
+        cursor = page.next_cursor;
+    } while (cursor);
+    assert.equal(seen.size, recordCount, 'every item of the drive is a record');
+    assert.ok(pages > 1 || recordCount <= 10, 'paged by cursor');
+    const some = await nango.listRecords({
+        providerConfigKey: key, connectionId, model: 'OneDriveFile', ids: [...seen].slice(0, 2),
+    });
+    assert.equal(some.records.length, Math.min(2, seen.size));
+    const deleted = await nango.listRecords({
+        providerConfigKey: key, connectionId, model: 'OneDriveFile', filter: 'deleted',
+    });
+    assert.deepEqual(deleted.records, []);
+});
+
+await step('syncStatus', async () => {
+    const res = await nango.syncStatus(key, ['user-files'], connectionId);
+    assert.equal(res.syncs.length, 1);
+    assert.equal(res.syncs[0].name, 'user-files');
+    assert.equal(res.syncs[0].recordCount.OneDriveFile, recordCount);
+});
+
+await step('triggerSync / pauseSync / startSync', async () => {
+    const res = await nango.triggerSync(key, ['user-files'], connectionId);
+    assert.equal(res.status, 200);
+    const paused = await nango.pauseSync(key, ['user-files'], connectionId);
+    assert.equal(paused.status, 200);
+    const status = await nango.syncStatus(key, ['user-files'], connectionId);
+    assert.equal(status.syncs[0].status, 'PAUSED');
+    const started = await nango.startSync(key, ['user-files'], connectionId);
+    assert.equal(started.status, 200);
+    const unknown = await httpError(() => nango.triggerSync(key, ['no-such-sync'], connectionId));
+    assert.equal(unknown.status, 400);
+});
+
 await step('deleteConnection', async () => {
     const res = await nango.deleteConnection(key, connectionId);
     assert.equal(res.status, 200);

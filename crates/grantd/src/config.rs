@@ -113,6 +113,12 @@ pub struct LifecycleConfig {
     /// Deliver webhooks to loopback and private addresses too (`GRANTD_WEBHOOK_ALLOW_PRIVATE`,
     /// local development; `grantd dev` sets it). Off: webhooks go through the SSRF guard.
     pub webhook_allow_private: bool,
+    /// Change feed: subscribe to Graph change notifications at `{public_url}/sync/notifications`
+    /// (`GRANTD_SYNC_PUSH`). `None`: when the public URL is `https` (Graph posts only there).
+    pub sync_push: Option<bool>,
+    /// Change feed: how often a watched drive without working push is polled
+    /// (`GRANTD_SYNC_POLL_SECS`, default 300).
+    pub sync_poll_interval: Duration,
 }
 
 impl Default for LifecycleConfig {
@@ -125,6 +131,8 @@ impl Default for LifecycleConfig {
             jobs_interval: Duration::from_secs(60),
             refresh_concurrency: 4,
             webhook_allow_private: false,
+            sync_push: None,
+            sync_poll_interval: Duration::from_secs(300),
         }
     }
 }
@@ -453,6 +461,22 @@ fn lifecycle_vars(
             }
         },
     };
+    let sync_push = match get("GRANTD_SYNC_PUSH").as_deref() {
+        None | Some("") | Some("auto") => None,
+        Some("true") | Some("on") | Some("1") => Some(true),
+        Some("false") | Some("off") | Some("0") => Some(false),
+        Some(v) => {
+            problems.push(format!("GRANTD_SYNC_PUSH: {v:?} must be auto, on or off"));
+            None
+        }
+    };
+    let sync_poll_interval = secs_var(
+        get,
+        "GRANTD_SYNC_POLL_SECS",
+        d.sync_poll_interval.as_secs(),
+        problems,
+    )
+    .max(Duration::from_secs(10));
     LifecycleConfig {
         webhook_url,
         webhook_signing_key,
@@ -461,6 +485,8 @@ fn lifecycle_vars(
         jobs_interval,
         refresh_concurrency,
         webhook_allow_private,
+        sync_push,
+        sync_poll_interval,
     }
 }
 

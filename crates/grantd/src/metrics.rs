@@ -242,6 +242,50 @@ static TOKEN_CACHE: Counters = Counters::new(
     &["kind", "result"],
 );
 
+static SYNC_RUNS: Counters = Counters::new(
+    "grantd_sync_runs_total",
+    "Change-feed delta runs, by outcome (ok, failed).",
+    &["outcome"],
+);
+static SYNC_RECORDS: Counters = Counters::new(
+    "grantd_sync_records_total",
+    "Change-feed record changes committed, by action (added, updated, deleted).",
+    &["action"],
+);
+static SYNC_NOTIFICATIONS: Counters = Counters::new(
+    "grantd_sync_notifications_total",
+    "Graph change and lifecycle notifications received, by result (accepted, rejected).",
+    &["result"],
+);
+static SYNC_SUBSCRIPTIONS: Counters = Counters::new(
+    "grantd_sync_subscription_calls_total",
+    "Graph subscription creations and renewals, by outcome (created, renewed, failed).",
+    &["outcome"],
+);
+
+/// Records the end of a change-feed run.
+pub fn sync_run(ok: bool) {
+    SYNC_RUNS.add(&[if ok { "ok" } else { "failed" }], 1);
+}
+
+/// Records a committed batch's changes.
+pub fn sync_records(added: u64, updated: u64, deleted: u64) {
+    for (action, n) in [("added", added), ("updated", updated), ("deleted", deleted)] {
+        if n > 0 {
+            SYNC_RECORDS.add(&[action], n);
+        }
+    }
+}
+
+pub fn sync_notification(accepted: bool) {
+    SYNC_NOTIFICATIONS.add(&[if accepted { "accepted" } else { "rejected" }], 1);
+}
+
+/// `outcome`: `created`, `renewed` or `failed`.
+pub fn sync_subscription(outcome: &'static str) {
+    SYNC_SUBSCRIPTIONS.add(&[outcome], 1);
+}
+
 /// How a refresh ended.
 #[derive(Debug, Clone, Copy)]
 pub enum RefreshOutcome<'a> {
@@ -342,6 +386,10 @@ pub fn render() -> String {
     REFRESHES.render(&mut out);
     REFRESH_FAILURES.render(&mut out);
     TOKEN_CACHE.render(&mut out);
+    SYNC_RUNS.render(&mut out);
+    SYNC_RECORDS.render(&mut out);
+    SYNC_NOTIFICATIONS.render(&mut out);
+    SYNC_SUBSCRIPTIONS.render(&mut out);
     render_credentials_expiry(&mut out);
     out
 }

@@ -8,6 +8,7 @@ pub mod fast_json;
 pub mod integrations;
 pub mod render;
 pub mod sessions;
+pub mod sync;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -63,6 +64,14 @@ pub fn router() -> Router<AppState> {
             "/connection/{id}",
             get(connections::show).delete(connections::delete),
         )
+        .route("/records", get(sync::records))
+        .route("/records/", get(sync::records))
+        .route("/sync/trigger", post(sync::trigger))
+        .route("/sync/status", get(sync::status))
+        .route("/sync/pause", post(sync::pause))
+        .route("/sync/start", post(sync::start))
+        .route("/sync/notifications", post(sync::notifications))
+        .route("/sync/lifecycle", post(sync::lifecycle))
         .route(
             "/connection/{id}/metadata",
             post(connections::set_metadata_deprecated)

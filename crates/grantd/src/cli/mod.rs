@@ -62,6 +62,13 @@ pub enum Command {
         #[command(subcommand)]
         command: remote::ConnectionsCommand,
     },
+    /// The change feed of a connection of a running grantd: status, trigger, pause, start.
+    Sync {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: remote::SyncCommand,
+    },
     /// Print a Connect link (a new connect session) for an integration.
     ConnectLink {
         #[command(flatten)]
@@ -138,6 +145,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { command } => keys::run(command).await,
         Command::Integrations { remote, command } => remote::integrations(&remote, command).await,
         Command::Connections { remote, command } => remote::connections(&remote, command).await,
+        Command::Sync { remote, command } => remote::sync(&remote, command).await,
         Command::ConnectLink { remote, args } => remote::connect_link(&remote, args).await,
         Command::Migrate => {
             init_tracing();

@@ -128,6 +128,36 @@ pub enum ConnectionsCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Show a connection's change-feed sync (state, last run, counts, last error).
+    Status {
+        id: String,
+        #[arg(long)]
+        integration: String,
+    },
+    /// Run the sync now (`--full`: a full resync, reconciling deletions).
+    Trigger {
+        id: String,
+        #[arg(long)]
+        integration: String,
+        #[arg(long)]
+        full: bool,
+    },
+    /// Pause the sync.
+    Pause {
+        id: String,
+        #[arg(long)]
+        integration: String,
+    },
+    /// Start a paused sync again (runs it at once).
+    Start {
+        id: String,
+        #[arg(long)]
+        integration: String,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct ConnectLinkArgs {
     /// The integration to connect.
@@ -504,6 +534,68 @@ pub async fn connections(r: &Remote, cmd: ConnectionsCommand) -> anyhow::Result<
                 println!("deleted connection {id}");
             }
         }
+    }
+    Ok(())
+}
+
+/// `grantd sync …`: the change feed of one connection, over `/sync/*`.
+pub async fn sync(r: &Remote, cmd: SyncCommand) -> anyhow::Result<()> {
+    let c = Client::new(r)?;
+    let (path, id, integration, body) = match cmd {
+        SyncCommand::Status { id, integration } => {
+            let v = c
+                .call(
+                    reqwest::Method::GET,
+                    &format!(
+                        "/sync/status?syncs=user-files&provider_config_key={}&connection_id={}",
+                        enc(&integration),
+                        enc(&id)
+                    ),
+                    None,
+                )
+                .await?;
+            if r.json {
+                print_json(&v);
+            } else {
+                let st = &v["syncs"][0];
+                let last = &st["latestResult"]["OneDriveFile"];
+                println!("sync              {}", s(&st["name"]));
+                println!("status            {}", s(&st["status"]));
+                println!("last finished     {}", s(&st["finishedAt"]));
+                println!(
+                    "last run          +{} ~{} -{}",
+                    s(&last["added"]),
+                    s(&last["updated"]),
+                    s(&last["deleted"])
+                );
+                println!(
+                    "records           {}",
+                    s(&st["recordCount"]["OneDriveFile"])
+                );
+                if !st["error"].is_null() {
+                    println!("last error        {}", s(&st["error"]));
+                }
+            }
+            return Ok(());
+        }
+        SyncCommand::Trigger {
+            id,
+            integration,
+            full,
+        } => ("/sync/trigger", id, integration, Some(full)),
+        SyncCommand::Pause { id, integration } => ("/sync/pause", id, integration, None),
+        SyncCommand::Start { id, integration } => ("/sync/start", id, integration, None),
+    };
+    let mut b =
+        json!({"syncs": ["user-files"], "provider_config_key": integration, "connection_id": id});
+    if let Some(full) = body {
+        b["opts"] = json!({"reset": full});
+    }
+    let v = c.call(reqwest::Method::POST, path, Some(b)).await?;
+    if r.json {
+        print_json(&v);
+    } else {
+        println!("{} for connection {id}: ok", &path[6..]);
     }
     Ok(())
 }

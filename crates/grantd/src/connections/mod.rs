@@ -15,6 +15,11 @@
 //! - `app_only`: admin-consent connections with client-credentials tokens (`OAUTH2_CC`).
 //! - `credential_expiry`: client secret and certificate expiry warnings; `app_credentials_updated`.
 //! - `cached`: the hot-path integration lookup and `fresh_connection_hot`.
+//! - `sync`: the change feed — delta runs of a connection's drive into `OneDriveFile` records
+//!   (leased per drive, coalesced triggers, 410 resync with reconciliation), `GET /records`
+//!   pages, sync status / trigger / pause / start.
+//! - `sync_push`: Graph subscriptions per watched drive (create, renew, recreate), verified
+//!   change and lifecycle notifications, and `run_due_syncs` (polling / daily reconciliation).
 
 pub mod app_only;
 pub mod cached;
@@ -27,6 +32,8 @@ pub mod integrations;
 pub mod records;
 pub mod refresh;
 pub mod sessions;
+pub mod sync;
+pub mod sync_push;
 
 /// Types of the store that are part of the use cases' interface (inputs and outputs).
 pub use crate::store::{ConnectionPatch, Error as StoreError, OutboxEntry};

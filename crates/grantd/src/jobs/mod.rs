@@ -1,13 +1,15 @@
-//! Background jobs: the proactive refresh scheduler (`refresh`) and webhook outbox delivery
-//! (`outbox`). Each job is one idempotent pass, `run_once(core, now)`, that tests call directly
-//! with a driven clock; `spawn` runs both every `jobs_interval` (with jitter, so instances
-//! started together spread out) for `grantd serve` and `grantd dev`.
+//! Background jobs: the proactive refresh scheduler (`refresh`), webhook outbox delivery
+//! (`outbox`) and the change feed's schedule (`sync`). Each job is one idempotent pass,
+//! `run_once(core, now)`, that tests call directly with a driven clock; `spawn` runs them every
+//! `jobs_interval` (with jitter, so instances started together spread out) for `grantd serve`
+//! and `grantd dev`.
 //!
 //! Invariant: jobs hold no state of their own; everything they need to resume after a crash is
 //! in the database (leases, retry times, the outbox).
 
 pub mod outbox;
 pub mod refresh;
+pub mod sync;
 
 use std::time::Duration;
 
@@ -34,6 +36,9 @@ pub fn spawn(core: Core) -> JoinHandle<()> {
             }
             if let Err(e) = outbox::run_once(&core, now).await {
                 tracing::error!(error = %error_chain(&e), "webhook delivery pass failed");
+            }
+            if let Err(e) = sync::run_once(&core, core.clock.now()).await {
+                tracing::error!(error = %error_chain(&e), "sync schedule pass failed");
             }
         }
     })

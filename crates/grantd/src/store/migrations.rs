@@ -86,6 +86,7 @@ const TEMPLATES: &[(i64, &str, &str)] = &[
         "app credentials",
         include_str!("migrations/0004_app_credentials.sql"),
     ),
+    (5, "sync", include_str!("migrations/0005_sync.sql")),
 ];
 
 /// SHA-384 (hex) of each released migration as shipped: (version, SQLite, PostgreSQL).
@@ -110,6 +111,11 @@ const RELEASED: &[(i64, &str, &str)] = &[
         4,
         "d93d897139fc51f1bc54b970b347e2fc6ceb2d8635050ce2598b0a3d788b914e000671c70a25b1ac1dad56e8fc34959a",
         "2e4962161cd83b4e3ffd90c618bdd6f015c86d87d6741f02397fa6f34e45db1bead0d519219c65bba08b6cac443ce118",
+    ),
+    (
+        5,
+        "0bd5a99ae8509bdb1d3f7a761aa3f158bf0f3cd42cc7c5ab4c6d3fd7c3498cb1f84970fd7df499e6401d9cc7f28fff2d",
+        "ceea57135920f64d4536cc68a0d4ea9da335180d67fc088ba9388669aac371429f4c21f7ba694edf086e9d8117868282",
     ),
 ];
 

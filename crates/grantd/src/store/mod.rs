@@ -23,10 +23,12 @@ pub mod outbox_view;
 mod queries;
 pub mod rekey;
 mod rows;
+pub mod sync;
 mod touch;
 
 pub use lifecycle::{OutboxItem, RefreshFailure, RefreshLock, RetryState};
 pub use outbox_view::OutboxEntry;
+pub use sync::{PageCounts, RecordChange, RecordRow, RecordsQuery, SyncDrive, SyncPage};
 
 use std::sync::Arc;
 

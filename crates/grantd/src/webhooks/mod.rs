@@ -115,6 +115,43 @@ impl<'a> AuthEvent<'a> {
     }
 }
 
+/// What a `sync` webhook reports: one committed batch of records.
+#[derive(Debug, Clone)]
+pub struct SyncEvent<'a> {
+    pub connection_id: &'a str,
+    pub provider_config_key: &'a str,
+    pub sync_name: &'a str,
+    pub model: &'a str,
+    /// The first batch of a connection's first sync (`INITIAL`), else `INCREMENTAL`.
+    pub initial: bool,
+    pub added: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    /// When the batch was committed: `GET /records?modified_after=` this returns its records.
+    pub at: DateTime<Utc>,
+}
+
+impl SyncEvent<'_> {
+    /// Nango's `sync` webhook body: compact JSON with sorted keys.
+    pub fn body(&self) -> String {
+        let at = self.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        canonical_json(&json!({
+            "from": "nango",
+            "type": "sync",
+            "connectionId": self.connection_id,
+            "providerConfigKey": self.provider_config_key,
+            "syncName": self.sync_name,
+            "syncVariant": "base",
+            "model": self.model,
+            "syncType": if self.initial { "INITIAL" } else { "INCREMENTAL" },
+            "success": true,
+            "modifiedAfter": at,
+            "queryTimeStamp": at,
+            "responseResults": {"added": self.added, "updated": self.updated, "deleted": self.deleted},
+        }))
+    }
+}
+
 /// Compact JSON with object keys sorted at every level (whatever `serde_json`'s map order).
 pub fn canonical_json(v: &Value) -> String {
     let mut out = String::new();

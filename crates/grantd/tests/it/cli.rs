@@ -185,6 +185,30 @@ async fn connections_commands_and_connect_link() {
     let none = json(&grantd(&app, &["connections", "list", "--json", "--search", "zzz"]).await);
     assert_eq!(none.as_array().unwrap().len(), 0);
 
+    // sync: trigger, status, pause, start (the change feed of the connection).
+    let sync = |cmd: &'static str, extra: &'static [&'static str]| {
+        let mut args = vec!["sync", cmd, id.as_str(), "--integration", "one-drive"];
+        args.extend_from_slice(extra);
+        args
+    };
+    assert!(ok(&grantd(&app, &sync("trigger", &[])).await).contains("ok"));
+    ok(&grantd(&app, &sync("pause", &[])).await);
+    let st = json(&grantd(&app, &sync("status", &["--json"])).await);
+    assert_eq!(st["syncs"][0]["name"], "user-files");
+    assert_eq!(st["syncs"][0]["status"], "PAUSED");
+    let text = ok(&grantd(&app, &sync("status", &[])).await).to_owned();
+    assert!(
+        text.contains("PAUSED") && text.contains("records"),
+        "{text}"
+    );
+    ok(&grantd(&app, &sync("start", &[])).await);
+    let unknown = grantd(
+        &app,
+        &["sync", "status", "nope", "--integration", "one-drive"],
+    )
+    .await;
+    assert_ne!(unknown.code, 0);
+
     // show: tokens are hidden unless asked for.
     let (_, full) = app.connection("one-drive", &id, "").await;
     let access = full["credentials"]["access_token"]

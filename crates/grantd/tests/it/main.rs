@@ -7,6 +7,7 @@ mod app_only;
 mod browser;
 mod cli;
 mod dashboard;
+mod feed;
 mod flow;
 mod last_fetched;
 mod layers;

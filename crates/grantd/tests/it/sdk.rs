@@ -1,6 +1,7 @@
 //! Nango's published `@nangohq/node` SDK against grantd: connects adele through the browser flow
 //! (the SDK cannot fill Microsoft's sign-in form), then runs `tests/sdk/nango_node.mjs`, which
-//! drives integrations, connect sessions, connections, tokens, metadata and the proxy through
+//! drives integrations, connect sessions, connections, tokens, metadata, the proxy and the
+//! change feed (`listRecords`, `syncStatus`, `triggerSync`, `pauseSync`, `startSync`) through
 //! the SDK and asserts what comes back. Without `node` or `tests/sdk/node_modules` (`npm ci` in
 //! `tests/sdk`) it prints `SKIPPED: …`; `GRANTD_TEST_NO_SKIP=1` makes that a failure.
 
@@ -9,7 +10,11 @@ use std::process::Stdio;
 
 use grantd_emulator::seed;
 
-use crate::support::app::{SECRET, TestApp};
+use grantd::config::LifecycleConfig;
+
+use crate::feed;
+use crate::support::app::{Opts, SECRET, TestApp};
+use crate::support::webhook_receiver::Receiver;
 
 fn sdk_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk")
@@ -41,11 +46,25 @@ async fn nango_node_sdk_works_against_grantd() {
         println!("{reason}");
         return;
     }
-    let app = TestApp::spawn().await;
+    let rx = Receiver::spawn().await;
+    let app = TestApp::spawn_with(Opts {
+        lifecycle: Some(LifecycleConfig {
+            webhook_url: Some(url::Url::parse(&rx.url).unwrap()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("SQLite runs");
     app.create_integration("one-drive", "User.Read,Files.ReadWrite.All,Sites.Read.All")
         .await;
     let id = app
         .connect("one-drive", "sdk-end-user", seed::ADELE_UPN)
+        .await;
+    // The change feed's initial sync, finished before the SDK lists the records.
+    let items = feed::drive_walk(&app, &id).await.len() as u64;
+    feed::trigger(&app, &id, serde_json::json!({})).await;
+    rx.wait_until(|g| feed::total(&feed::sync_hooks(g), 0, "added") >= items)
         .await;
 
     let out = tokio::process::Command::new("node")
@@ -58,6 +77,7 @@ async fn nango_node_sdk_works_against_grantd() {
         .env("GRANTD_END_USER_ID", "sdk-end-user")
         .env("GRANTD_CLIENT_ID", seed::DEV_CLIENT_ID)
         .env("GRANTD_CLIENT_SECRET", seed::DEV_CLIENT_SECRET)
+        .env("GRANTD_RECORD_COUNT", items.to_string())
         .kill_on_drop(true)
         .output()
         .await

@@ -11,7 +11,9 @@ use grantd::model::{
     Credentials, EndUser, NewConnectSession, NewConnection, NewIntegration, OAuthFlow,
     Organization, ProviderConfigKey, RefreshToken, ResourceToken, Tags,
 };
-use grantd::store::{ConnectionPatch, Error, Store};
+use grantd::store::{
+    ConnectionPatch, Error, PageCounts, RecordChange, RecordsQuery, Store, SyncPage,
+};
 use serde_json::json;
 
 use crate::support::db::{DbKind, TestDb};
@@ -1522,6 +1524,359 @@ async fn key_rotation(db: &TestDb) {
     ));
 }
 
+// ---- change feed (sync_drives, sync_records) ----
+
+fn upsert_change(id: &str, etag: &str) -> RecordChange {
+    RecordChange::Upsert {
+        record_id: id.into(),
+        payload: format!(r#"{{"id":"{id}","etag":"{etag}"}}"#),
+        version_key: etag.into(),
+    }
+}
+
+fn records_query(connection_id: i64, after: i64) -> RecordsQuery<'static> {
+    RecordsQuery {
+        connection_id,
+        model: "OneDriveFile",
+        after_cursor: after,
+        modified_after: None,
+        actions: [true; 3],
+        ids_json: None,
+        limit: 100,
+    }
+}
+
+async fn sync_feed(db: &TestDb) {
+    let s = store(db).await;
+    s.create_integration(new_integration("one-drive"))
+        .await
+        .unwrap();
+    let (conn, _) = s
+        .upsert_connection(new_connection("one-drive", "c1"))
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let drive = s
+        .ensure_sync_drive(conn.id, "me", "OneDriveFile", now)
+        .await
+        .unwrap();
+    assert_eq!(
+        drive,
+        s.ensure_sync_drive(conn.id, "me", "OneDriveFile", now)
+            .await
+            .unwrap()
+    );
+    assert!(drive.next_link.is_none() && !drive.paused && drive.lease_until.is_none());
+
+    // The lease: one holder at a time; an expired lease can be taken over.
+    let lease = now + Duration::minutes(5);
+    let held = s
+        .lease_sync_drive(drive.id, now, lease)
+        .await
+        .unwrap()
+        .expect("free");
+    assert_eq!(
+        held.lease_until.map(|t| t.timestamp()),
+        Some(lease.timestamp())
+    );
+    assert!(
+        s.lease_sync_drive(drive.id, now, lease)
+            .await
+            .unwrap()
+            .is_none(),
+        "held"
+    );
+    s.request_sync_run(drive.id, false).await.unwrap();
+    let gen1 = s
+        .begin_resync(drive.id, lease, "https://graph/delta")
+        .await
+        .unwrap();
+    assert_eq!(gen1, Some(1));
+    // A stale lease writes nothing (fencing).
+    assert_eq!(s.begin_resync(drive.id, now, "x").await.unwrap(), None);
+
+    let no_hook = |_: PageCounts| None;
+    let page = |changes: &'static [RecordChange], link: &'static str, last: bool, at| SyncPage {
+        drive: drive.id,
+        lease_until: lease,
+        connection_id: conn.id,
+        model: "OneDriveFile",
+        drive_id: Some("d1"),
+        changes,
+        next_link: link,
+        final_page: last,
+        at,
+    };
+    let first: &'static [RecordChange] = Box::leak(Box::new([
+        upsert_change("a", "1"),
+        upsert_change("b", "1"),
+        upsert_change("c", "1"),
+    ]));
+    let hooked = |c: PageCounts| Some(("http://app/hook".to_owned(), format!("{}", c.added)));
+    let counts = s
+        .commit_sync_page(&page(first, "next-1", true, now), &hooked)
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        Some(PageCounts {
+            added: 3,
+            updated: 0,
+            deleted: 0
+        })
+    );
+    assert_eq!(
+        s.webhook_counts().await.unwrap().0,
+        1,
+        "the sync webhook is queued with the page"
+    );
+    let rows = s
+        .list_sync_records(&records_query(conn.id, 0))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r.record_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    assert!(rows.windows(2).all(|w| w[0].cursor_seq < w[1].cursor_seq));
+    assert!(
+        rows.iter()
+            .all(|r| r.last_action == "ADDED" && r.deleted_at.is_none())
+    );
+    assert_eq!(
+        rows[0].payload, r#"{"id":"a","etag":"1"}"#,
+        "payload text is kept as is"
+    );
+    let after = rows[2].cursor_seq;
+
+    // Repeats change nothing; a change takes a new cursor; a tombstone deletes.
+    let second: &'static [RecordChange] = Box::leak(Box::new([
+        upsert_change("a", "1"),
+        upsert_change("b", "2"),
+        RecordChange::Delete {
+            record_id: "c".into(),
+        },
+        RecordChange::Delete {
+            record_id: "never-seen".into(),
+        },
+    ]));
+    let later = now + Duration::seconds(1);
+    let counts = s
+        .commit_sync_page(&page(second, "next-2", true, later), &no_hook)
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        Some(PageCounts {
+            added: 0,
+            updated: 1,
+            deleted: 1
+        })
+    );
+    let rows = s
+        .list_sync_records(&records_query(conn.id, after))
+        .await
+        .unwrap();
+    let got: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.record_id.as_str(), r.last_action.as_str()))
+        .collect();
+    assert_eq!(got, [("b", "UPDATED"), ("c", "DELETED")]);
+    assert!(rows[1].deleted_at.is_some());
+    assert_eq!(
+        s.count_sync_records(conn.id, "OneDriveFile").await.unwrap(),
+        2
+    );
+
+    // Filters: actions, ids, modified_after, limit.
+    let mut q = records_query(conn.id, 0);
+    q.actions = [false, false, true];
+    let del = s.list_sync_records(&q).await.unwrap();
+    assert_eq!(
+        del.iter().map(|r| r.record_id.as_str()).collect::<Vec<_>>(),
+        ["c"]
+    );
+    let mut q = records_query(conn.id, 0);
+    q.ids_json = Some(r#"["a","c"]"#.into());
+    let some = s.list_sync_records(&q).await.unwrap();
+    assert_eq!(
+        some.iter()
+            .map(|r| r.record_id.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "c"]
+    );
+    let mut q = records_query(conn.id, 0);
+    q.modified_after = Some(later);
+    assert_eq!(s.list_sync_records(&q).await.unwrap().len(), 2);
+    let mut q = records_query(conn.id, 0);
+    q.limit = 1;
+    assert_eq!(s.list_sync_records(&q).await.unwrap()[0].record_id, "a");
+
+    // A resync that no longer sees `b` deletes it on its last page, and only it; a restored
+    // item comes back ADDED.
+    assert_eq!(
+        s.begin_resync(drive.id, lease, "https://graph/delta")
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    let resync: &'static [RecordChange] =
+        Box::leak(Box::new([upsert_change("a", "1"), upsert_change("c", "1")]));
+    let counts = s
+        .commit_sync_page(&page(resync, "next-3", false, later), &no_hook)
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        Some(PageCounts {
+            added: 1,
+            updated: 0,
+            deleted: 0
+        }),
+        "c restored, a unchanged"
+    );
+    let counts = s
+        .commit_sync_page(&page(&[], "delta-3", true, later), &no_hook)
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        Some(PageCounts {
+            added: 0,
+            updated: 0,
+            deleted: 1
+        }),
+        "b vanished"
+    );
+    let live: Vec<String> = s
+        .list_sync_records(&records_query(conn.id, 0))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.deleted_at.is_none())
+        .map(|r| r.record_id)
+        .collect();
+    assert_eq!(live, ["a", "c"]);
+    let state = s.sync_drives(conn.id).await.unwrap().remove(0);
+    assert_eq!(state.next_link.as_deref(), Some("delta-3"));
+    assert_eq!(state.drive_id.as_deref(), Some("d1"));
+    assert!(!state.in_resync);
+
+    // Release reports the coalesced request; pause stops leasing.
+    assert!(
+        s.release_sync_drive(drive.id, lease, None, later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.release_sync_drive(drive.id, lease, None, later)
+            .await
+            .unwrap(),
+        "already released"
+    );
+    s.set_sync_paused(conn.id, true).await.unwrap();
+    assert!(
+        s.lease_sync_drive(drive.id, later, lease)
+            .await
+            .unwrap()
+            .is_none(),
+        "paused"
+    );
+    s.set_sync_paused(conn.id, false).await.unwrap();
+    assert!(
+        s.lease_sync_drive(drive.id, later, lease)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        s.sync_record_payload(conn.id, "OneDriveFile", "a")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        s.sync_record_payload(conn.id, "OneDriveFile", "b")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // The schedule: a live lease is skipped; once released, a drive is due after the poll
+    // interval (no subscription), claimed once; a deleted connection's drive is never due.
+    let held = s
+        .sync_drives(conn.id)
+        .await
+        .unwrap()
+        .remove(0)
+        .lease_until
+        .unwrap();
+    let t = later + Duration::minutes(1);
+    let claim = |at: DateTime<Utc>| {
+        let s = s.clone();
+        async move {
+            s.claim_due_sync_drives(
+                at,
+                at + Duration::minutes(15),
+                at - Duration::minutes(5),
+                at - Duration::days(1),
+                10,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    assert!(claim(t).await.is_empty(), "leased");
+    s.release_sync_drive(drive.id, held, None, t).await.unwrap();
+    assert!(
+        claim(t + Duration::minutes(1)).await.is_empty(),
+        "ran a minute ago"
+    );
+    let due = claim(t + Duration::minutes(6)).await;
+    assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), [drive.id]);
+    assert!(
+        claim(t + Duration::minutes(6)).await.is_empty(),
+        "claimed once"
+    );
+    s.release_sync_drive(drive.id, due[0].lease_until.unwrap(), None, t)
+        .await
+        .unwrap();
+    s.set_sync_subscription(drive.id, Some(("sub-1", t + Duration::days(20))))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.sync_drive_by_subscription("sub-1")
+            .await
+            .unwrap()
+            .map(|d| d.id),
+        Some(drive.id)
+    );
+    assert!(
+        claim(t + Duration::minutes(6)).await.is_empty(),
+        "push works: daily only"
+    );
+    assert_eq!(
+        claim(t + Duration::hours(25)).await.len(),
+        1,
+        "daily reconciliation"
+    );
+    let lease = s
+        .sync_drives(conn.id)
+        .await
+        .unwrap()
+        .remove(0)
+        .lease_until
+        .unwrap();
+    s.release_sync_drive(drive.id, lease, None, t)
+        .await
+        .unwrap();
+    s.delete_connection(&pk("one-drive"), &cid("c1"))
+        .await
+        .unwrap();
+    assert!(
+        claim(t + Duration::days(3)).await.is_empty(),
+        "deleted connections are not synced"
+    );
+}
+
 // ---- the matrix ----
 
 macro_rules! conformance {
@@ -1566,6 +1921,7 @@ conformance!(
     list_filters,
     encrypted_at_rest,
     key_rotation,
+    sync_feed,
 );
 
 #[tokio::test]

@@ -35,13 +35,14 @@ impl Received {
     }
 }
 
-#[derive(Default)]
 struct Inner {
     down: AtomicBool,
     /// Accepted deliveries (2xx answered).
     received: Mutex<Vec<Received>>,
     /// Requests refused while down.
     refused: Mutex<usize>,
+    /// Bumped on every accepted delivery, so tests wait on it instead of sleeping.
+    arrivals: tokio::sync::watch::Sender<usize>,
 }
 
 #[derive(Clone)]
@@ -59,6 +60,7 @@ async fn hook(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
         headers,
         body: String::from_utf8(body.to_vec()).expect("UTF-8 body"),
     });
+    inner.arrivals.send_modify(|n| *n += 1);
     StatusCode::OK
 }
 
@@ -66,7 +68,12 @@ impl Receiver {
     pub async fn spawn() -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/webhooks", listener.local_addr().unwrap());
-        let inner = Arc::new(Inner::default());
+        let inner = Arc::new(Inner {
+            down: AtomicBool::new(false),
+            received: Mutex::default(),
+            refused: Mutex::default(),
+            arrivals: tokio::sync::watch::channel(0).0,
+        });
         let app = Router::new()
             .route("/webhooks", post(hook))
             .with_state(inner.clone());
@@ -82,6 +89,23 @@ impl Receiver {
 
     pub fn received(&self) -> Vec<Received> {
         self.inner.received.lock().unwrap().clone()
+    }
+
+    /// Waits until `done` holds for the deliveries received so far (woken by each arrival; a
+    /// minute without it is a failure, not a timing assertion) and returns them.
+    pub async fn wait_until(&self, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let mut arrivals = self.inner.arrivals.subscribe();
+        loop {
+            arrivals.borrow_and_update();
+            let got = self.received();
+            if done(&got) {
+                return got;
+            }
+            tokio::time::timeout(std::time::Duration::from_secs(60), arrivals.changed())
+                .await
+                .expect("the awaited webhooks arrive")
+                .expect("receiver alive");
+        }
     }
 
     pub fn refused(&self) -> usize {

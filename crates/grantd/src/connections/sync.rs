@@ -1,0 +1,616 @@
+//! The change feed's use cases (issue 12): delta runs of a connection's drive into records,
+//! `GET /records` pages, and sync status / trigger / pause / start.
+//!
+//! A run holds the drive's lease (`store::sync`), so instances never run one drive at once; a
+//! trigger that finds the drive busy asks for another run, which the holder performs when it
+//! ends (a burst of triggers is one more run). A run pages through Graph's delta one page at a
+//! time (constant memory): each page is mapped to `OneDriveFile` records and committed with the
+//! checkpoint that follows it and its `sync` webhook, then the outbox is delivered at once. A
+//! `410 Gone` (resyncRequired) restarts the enumeration from its `Location`; when that finishes,
+//! records it did not see are deleted — and only those.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{Map, Value, json};
+
+use super::{Core, CredentialsOpts, Error};
+use crate::model::{ConnectionId, ProviderConfigKey};
+use crate::store::{PageCounts, RecordChange, RecordRow, RecordsQuery, SyncDrive, SyncPage};
+use crate::webhooks::{self, SyncEvent};
+
+/// The model of a user's files, and its sync, as Nango's OneDrive templates name them.
+pub const MODEL: &str = "OneDriveFile";
+pub const SYNC_NAME: &str = "user-files";
+/// The drive watched by default: the user's own.
+const OWN_DRIVE: &str = "me";
+/// How long a run may hold a drive before another instance may take it over.
+const LEASE: TimeDelta = TimeDelta::minutes(15);
+/// Delta page size asked of Graph.
+const PAGE_SIZE: u32 = 200;
+/// Throttling answers (429/503) retried per page, honouring `Retry-After` (capped).
+const THROTTLE_RETRIES: u32 = 5;
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Restarts (410) accepted within one run before it gives up for now.
+const MAX_RESYNCS_PER_RUN: u32 = 2;
+/// Folder paths remembered within a run (bounded; misses are read from the store).
+const PATH_CACHE: usize = 10_000;
+
+/// A connection's sync, for `GET /sync/status` and the CLI.
+#[derive(Debug, Clone)]
+pub struct SyncState {
+    pub drive: SyncDrive,
+    /// Live records.
+    pub records: u64,
+}
+
+/// A `GET /records` request, validated by the edge.
+#[derive(Debug, Clone)]
+pub struct RecordsRequest {
+    pub model: String,
+    pub cursor: Option<i64>,
+    pub modified_after: Option<DateTime<Utc>>,
+    pub limit: u32,
+    /// ADDED, UPDATED, DELETED.
+    pub actions: [bool; 3],
+    pub ids: Vec<String>,
+}
+
+/// One page of records: each a JSON object text with `_nango_metadata`, and the next cursor.
+#[derive(Debug, Clone)]
+pub struct RecordsPage {
+    pub records: Vec<String>,
+    pub next_cursor: Option<String>,
+}
+
+impl Core {
+    /// The live connection's row id, or `UnknownConnection`.
+    async fn sync_connection_id(
+        &self,
+        key: &ProviderConfigKey,
+        id: &ConnectionId,
+    ) -> Result<i64, Error> {
+        let conn = self
+            .store
+            .get_connection(key, id)
+            .await?
+            .ok_or(Error::UnknownConnection)?;
+        Ok(conn.id)
+    }
+
+    /// The connection's watched drive, created on first use.
+    async fn own_drive(&self, connection_id: i64) -> Result<SyncDrive, Error> {
+        Ok(self
+            .store
+            .ensure_sync_drive(connection_id, OWN_DRIVE, MODEL, self.clock.now())
+            .await?)
+    }
+
+    /// Asks for a delta run of the connection's drive (a full resync with `full`) and starts it
+    /// in the background unless one is running, which then runs again when it ends. Paused
+    /// syncs record the request and run when started.
+    pub async fn trigger_sync(
+        &self,
+        key: &ProviderConfigKey,
+        id: &ConnectionId,
+        full: bool,
+    ) -> Result<(), Error> {
+        let connection_id = self.sync_connection_id(key, id).await?;
+        let drive = self.own_drive(connection_id).await?;
+        self.store.request_sync_run(drive.id, full).await?;
+        self.spawn_sync_run(drive.id);
+        Ok(())
+    }
+
+    /// Pauses (or with `paused = false` starts again) the connection's sync; starting runs it.
+    pub async fn set_sync_paused(
+        &self,
+        key: &ProviderConfigKey,
+        id: &ConnectionId,
+        paused: bool,
+    ) -> Result<(), Error> {
+        let connection_id = self.sync_connection_id(key, id).await?;
+        let drive = self.own_drive(connection_id).await?;
+        self.store.set_sync_paused(connection_id, paused).await?;
+        if !paused {
+            self.store.request_sync_run(drive.id, false).await?;
+            self.spawn_sync_run(drive.id);
+        }
+        Ok(())
+    }
+
+    /// The connection's sync state.
+    pub async fn sync_status(
+        &self,
+        key: &ProviderConfigKey,
+        id: &ConnectionId,
+    ) -> Result<SyncState, Error> {
+        let connection_id = self.sync_connection_id(key, id).await?;
+        let drive = self.own_drive(connection_id).await?;
+        let records = self
+            .store
+            .count_sync_records(connection_id, &drive.model)
+            .await?;
+        Ok(SyncState { drive, records })
+    }
+
+    /// A page of the connection's records in change order.
+    pub async fn list_records(
+        &self,
+        key: &ProviderConfigKey,
+        id: &ConnectionId,
+        req: &RecordsRequest,
+    ) -> Result<RecordsPage, Error> {
+        let connection_id = self.sync_connection_id(key, id).await?;
+        let ids_json = (!req.ids.is_empty()).then(|| json!(req.ids).to_string());
+        let rows = self
+            .store
+            .list_sync_records(&RecordsQuery {
+                connection_id,
+                model: &req.model,
+                after_cursor: req.cursor.unwrap_or(0),
+                modified_after: req.modified_after,
+                actions: req.actions,
+                ids_json,
+                limit: req.limit + 1,
+            })
+            .await?;
+        let more = rows.len() > req.limit as usize;
+        let rows = &rows[..rows.len().min(req.limit as usize)];
+        let next_cursor = if more {
+            rows.last().map(|r| r.cursor_seq.to_string())
+        } else {
+            None
+        };
+        Ok(RecordsPage {
+            records: rows.iter().map(render_record).collect(),
+            next_cursor,
+        })
+    }
+
+    /// Runs the drive's sync in the background (see `run_sync`).
+    pub fn spawn_sync_run(&self, drive: i64) {
+        let core = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = core.run_sync(drive).await {
+                tracing::error!(sync.drive = drive, error = %e, "sync run failed");
+            }
+        });
+    }
+
+    /// Runs delta for drive `drive` if its lease is free, again while runs were requested
+    /// meanwhile; returns without doing anything when another run holds it (that run sees the
+    /// request). A failed run is recorded on the drive in plain words.
+    pub async fn run_sync(&self, drive: i64) -> Result<(), Error> {
+        let now = self.clock.now();
+        let lease = now + LEASE;
+        match self.store.lease_sync_drive(drive, now, lease).await? {
+            Some(state) => self.run_leased_then_more(state, lease).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Runs the leased drive, releases it, and runs again while runs were requested meanwhile.
+    pub(super) async fn run_leased_then_more(
+        &self,
+        mut state: SyncDrive,
+        mut lease: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        loop {
+            let outcome = self.run_delta(&state, lease).await;
+            crate::metrics::sync_run(outcome.is_ok());
+            let error = outcome.as_ref().err().map(|e| e.to_string());
+            if let Some(e) = &error {
+                tracing::warn!(sync.drive = state.id, "sync run failed: {e}");
+            }
+            let again = self
+                .store
+                .release_sync_drive(state.id, lease, error.as_deref(), self.clock.now())
+                .await?;
+            if !again {
+                return Ok(());
+            }
+            let now = self.clock.now();
+            lease = now + LEASE;
+            match self.store.lease_sync_drive(state.id, now, lease).await? {
+                Some(s) => state = s,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// One run under the lease: pages from the checkpoint to the end of the round.
+    async fn run_delta(&self, drive: &SyncDrive, lease: DateTime<Utc>) -> Result<(), Error> {
+        let conn = self
+            .store
+            .get_connection_by_id(drive.connection_id)
+            .await?
+            .ok_or(Error::UnknownConnection)?;
+        let (_, provider) = self.integration(&conn.provider_config_key).await?;
+        let graph = provider.proxy_base_url(&self.config.microsoft);
+        let start = format!("{graph}/v1.0/me/drive/root/delta?$top={PAGE_SIZE}");
+        self.store.reset_sync_counts(drive.id).await?;
+        let initial = drive.next_link.is_none();
+        let mut url = match &drive.next_link {
+            Some(link) if !drive.resync_requested => link.clone(),
+            _ => self.begin_resync(drive.id, lease, &start).await?,
+        };
+        let mut paths = PathCache::default();
+        let mut resyncs = 0;
+        let mut first_batch = initial;
+        // Links must stay on Graph's origin: the token goes with them.
+        let on_graph = |u: &str| u.starts_with(&format!("{graph}/"));
+        loop {
+            if !on_graph(&url) {
+                return Err(Error::Invalid(
+                    "the stored delta link is not a Microsoft Graph URL".into(),
+                ));
+            }
+            let page = match self.fetch_delta_page(&conn, &url).await? {
+                DeltaAnswer::Page(page) => page,
+                DeltaAnswer::Resync(location) => {
+                    resyncs += 1;
+                    if resyncs > MAX_RESYNCS_PER_RUN {
+                        return Err(Error::Invalid(
+                            "Microsoft Graph keeps asking for a resync; will retry later".into(),
+                        ));
+                    }
+                    let from = location.filter(|l| on_graph(l));
+                    url = self
+                        .begin_resync(drive.id, lease, from.as_deref().unwrap_or(&start))
+                        .await?;
+                    continue;
+                }
+            };
+            let (next, final_page) = match (
+                page.get("@odata.nextLink").and_then(Value::as_str),
+                page.get("@odata.deltaLink").and_then(Value::as_str),
+            ) {
+                (Some(n), _) => (n.to_owned(), false),
+                (None, Some(d)) => (d.to_owned(), true),
+                (None, None) => {
+                    return Err(Error::Invalid(
+                        "Microsoft Graph's delta page has neither a next nor a delta link".into(),
+                    ));
+                }
+            };
+            let items = page
+                .get("value")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let mut changes = Vec::with_capacity(items.len());
+            let mut drive_id = None;
+            for item in items {
+                if drive_id.is_none() {
+                    drive_id = item
+                        .pointer("/parentReference/driveId")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                }
+                if let Some(c) = self
+                    .to_change(drive.connection_id, item, &mut paths)
+                    .await?
+                {
+                    changes.push(c);
+                }
+            }
+            if final_page {
+                // Subscribed (or renewed) before the round's last page commits, so its webhook
+                // means push is set up; changes from now on are in the next round either way.
+                // The subscription's state is read afresh (a lifecycle event may have changed it).
+                let current = self.store.sync_drives(drive.connection_id).await?;
+                if let Some(d) = current.iter().find(|d| d.id == drive.id) {
+                    self.ensure_subscription(d, &conn, &graph).await;
+                }
+            }
+            let at = self.clock.now();
+            let key = conn.provider_config_key.as_str();
+            let cid = conn.connection_id.as_str();
+            let target = webhooks::target_url(&self.config, conn.webhook_url_override.as_deref());
+            let initial_batch = first_batch;
+            let webhook = move |c: PageCounts| {
+                target.clone().map(|url| {
+                    let body = SyncEvent {
+                        connection_id: cid,
+                        provider_config_key: key,
+                        sync_name: SYNC_NAME,
+                        model: MODEL,
+                        initial: initial_batch,
+                        added: c.added,
+                        updated: c.updated,
+                        deleted: c.deleted,
+                        at,
+                    }
+                    .body();
+                    (url, body)
+                })
+            };
+            let committed = self
+                .store
+                .commit_sync_page(
+                    &SyncPage {
+                        drive: drive.id,
+                        lease_until: lease,
+                        connection_id: drive.connection_id,
+                        model: &drive.model,
+                        drive_id: drive_id.as_deref(),
+                        changes: &changes,
+                        next_link: &next,
+                        final_page,
+                        at,
+                    },
+                    &webhook,
+                )
+                .await?;
+            let Some(counts) = committed else {
+                return Err(Error::Invalid(
+                    "the sync lease expired during the run; another run takes over".into(),
+                ));
+            };
+            if !counts.is_empty() {
+                crate::metrics::sync_records(counts.added, counts.updated, counts.deleted);
+                first_batch = false;
+                self.deliver_webhooks_now();
+            }
+            if final_page {
+                return Ok(());
+            }
+            url = next;
+        }
+    }
+
+    async fn begin_resync(
+        &self,
+        drive: i64,
+        lease: DateTime<Utc>,
+        from: &str,
+    ) -> Result<String, Error> {
+        match self.store.begin_resync(drive, lease, from).await? {
+            Some(_) => Ok(from.to_owned()),
+            None => Err(Error::Invalid(
+                "the sync lease expired during the run; another run takes over".into(),
+            )),
+        }
+    }
+
+    /// Delivers due webhooks in the background, now rather than on the next jobs tick.
+    fn deliver_webhooks_now(&self) {
+        let core = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = core.deliver_due_webhooks(core.clock.now()).await {
+                tracing::warn!(error = %e, "immediate webhook delivery failed");
+            }
+        });
+    }
+
+    /// One delta page with fresh credentials: throttling answers are retried after their
+    /// `Retry-After`, a 401 once after a forced refresh; 410 asks for a resync.
+    async fn fetch_delta_page(
+        &self,
+        conn: &crate::model::Connection,
+        url: &str,
+    ) -> Result<DeltaAnswer, Error> {
+        let mut force_refresh = false;
+        let mut throttled = 0;
+        loop {
+            let fresh = self
+                .credentials(
+                    &conn.provider_config_key,
+                    &conn.connection_id,
+                    CredentialsOpts {
+                        force_refresh,
+                        note_fetched: false,
+                    },
+                )
+                .await?;
+            let token = fresh
+                .connection
+                .credentials
+                .access_token
+                .expose_secret()
+                .to_owned();
+            let resp = self
+                .http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(|_| Error::Invalid("Microsoft Graph could not be reached".into()))?;
+            let status = resp.status().as_u16();
+            match status {
+                200 => {
+                    let page: Value = resp.json().await.map_err(|_| {
+                        Error::Invalid("Microsoft Graph's delta page is not JSON".into())
+                    })?;
+                    return Ok(DeltaAnswer::Page(page));
+                }
+                410 => {
+                    let location = resp
+                        .headers()
+                        .get(reqwest::header::LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    return Ok(DeltaAnswer::Resync(location));
+                }
+                401 if !force_refresh => force_refresh = true,
+                429 | 503 if throttled < THROTTLE_RETRIES => {
+                    throttled += 1;
+                    let wait = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs)
+                        .unwrap_or(Duration::from_secs(1 << throttled))
+                        .min(MAX_RETRY_AFTER);
+                    tokio::time::sleep(wait).await;
+                }
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "Microsoft Graph answered {status} to the delta request"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The record change for one delta item; `None` for the drive's root.
+    async fn to_change(
+        &self,
+        connection_id: i64,
+        item: &Value,
+        paths: &mut PathCache,
+    ) -> Result<Option<RecordChange>, Error> {
+        let Some(id) = item.get("id").and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        if item.get("root").is_some() {
+            paths.root = Some(id.to_owned());
+            return Ok(None);
+        }
+        if item.get("deleted").is_some() {
+            paths.forget(id);
+            return Ok(Some(RecordChange::Delete {
+                record_id: id.to_owned(),
+            }));
+        }
+        let name = item.get("name").and_then(Value::as_str).unwrap_or("");
+        let parent = item.pointer("/parentReference/id").and_then(Value::as_str);
+        let parent_path = match parent {
+            Some(p) => self.folder_path(connection_id, p, paths).await?,
+            None => String::new(),
+        };
+        let path = format!("{parent_path}/{name}");
+        let is_folder = item.get("folder").is_some();
+        if is_folder {
+            paths.remember(id, &path);
+        }
+        let etag = item.get("eTag").and_then(Value::as_str);
+        let record = json!({
+            "id": id,
+            "name": name,
+            "etag": etag,
+            "cTag": item.get("cTag").and_then(Value::as_str),
+            "is_folder": is_folder,
+            "mime_type": item.pointer("/file/mimeType").and_then(Value::as_str),
+            "path": path,
+            "raw_source": item,
+            "updated_at": item.get("lastModifiedDateTime").and_then(Value::as_str),
+            "download_url": item.get("@microsoft.graph.downloadUrl").and_then(Value::as_str),
+            "created_at": item.get("createdDateTime").and_then(Value::as_str),
+            "blob_size": item.get("size").and_then(Value::as_u64),
+            "drive_id": item.pointer("/parentReference/driveId").and_then(Value::as_str),
+        });
+        Ok(Some(RecordChange::Upsert {
+            record_id: id.to_owned(),
+            payload: record.to_string(),
+            version_key: format!("{}\u{1f}{path}", etag.unwrap_or("")),
+        }))
+    }
+
+    /// The path of folder `id` (`""` for the root): remembered in this run, else its record.
+    async fn folder_path(
+        &self,
+        connection_id: i64,
+        id: &str,
+        paths: &mut PathCache,
+    ) -> Result<String, Error> {
+        if paths.root.as_deref() == Some(id) {
+            return Ok(String::new());
+        }
+        if let Some(p) = paths.folders.get(id) {
+            return Ok(p.clone());
+        }
+        let stored = self
+            .store
+            .sync_record_payload(connection_id, MODEL, id)
+            .await?;
+        let path = stored
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .and_then(|v| v.get("path").and_then(Value::as_str).map(str::to_owned));
+        match path {
+            Some(p) => {
+                paths.remember(id, &p);
+                Ok(p)
+            }
+            // Not a stored folder: the root (whose item a round may not repeat).
+            None => Ok(String::new()),
+        }
+    }
+}
+
+enum DeltaAnswer {
+    Page(Value),
+    /// 410: restart from this `Location` (or the initial URL).
+    Resync(Option<String>),
+}
+
+/// Folder id → path within one run, bounded.
+#[derive(Default)]
+struct PathCache {
+    root: Option<String>,
+    folders: HashMap<String, String>,
+}
+
+impl PathCache {
+    fn remember(&mut self, id: &str, path: &str) {
+        if self.folders.len() >= PATH_CACHE {
+            self.folders.clear();
+        }
+        self.folders.insert(id.to_owned(), path.to_owned());
+    }
+
+    fn forget(&mut self, id: &str) {
+        self.folders.remove(id);
+    }
+}
+
+/// A stored record as served: its payload with `_nango_metadata` spliced in (no parse).
+fn render_record(r: &RecordRow) -> String {
+    let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let mut meta = Map::new();
+    meta.insert("first_seen_at".into(), json!(ts(r.first_seen_at)));
+    meta.insert("last_modified_at".into(), json!(ts(r.last_modified_at)));
+    meta.insert("last_action".into(), json!(r.last_action));
+    meta.insert("deleted_at".into(), json!(r.deleted_at.map(ts)));
+    meta.insert("cursor".into(), json!(r.cursor_seq.to_string()));
+    let meta = Value::Object(meta).to_string();
+    let body = r.payload.trim_end();
+    match body.strip_suffix('}') {
+        Some(head) if head.trim_end().ends_with('{') => {
+            format!("{head}\"_nango_metadata\":{meta}}}")
+        }
+        Some(head) => format!("{head},\"_nango_metadata\":{meta}}}"),
+        None => format!("{{\"_nango_metadata\":{meta}}}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_is_spliced_into_the_stored_object() {
+        let row = RecordRow {
+            record_id: "a".into(),
+            payload: r#"{"id":"a"}"#.into(),
+            first_seen_at: DateTime::UNIX_EPOCH,
+            last_modified_at: DateTime::UNIX_EPOCH,
+            deleted_at: None,
+            last_action: "ADDED".into(),
+            cursor_seq: 7,
+        };
+        let v: Value = serde_json::from_str(&render_record(&row)).unwrap();
+        assert_eq!(v["id"], "a");
+        assert_eq!(v["_nango_metadata"]["cursor"], "7");
+        assert_eq!(v["_nango_metadata"]["last_action"], "ADDED");
+        let empty = RecordRow {
+            payload: "{}".into(),
+            ..row
+        };
+        let v: Value = serde_json::from_str(&render_record(&empty)).unwrap();
+        assert_eq!(v["_nango_metadata"]["deleted_at"], Value::Null);
+    }
+}

@@ -1,0 +1,596 @@
+//! Change-feed persistence (migration `0005_sync`): per-drive sync state with its delta
+//! checkpoint and lease, and the records `GET /records` serves. Statements are written once (see
+//! `db.rs`); the one per-database difference here is `Db::json_text_set` (the `ids` filter).
+//!
+//! A page of delta results is committed by `commit_sync_page` in one transaction: the records
+//! it changes (each change takes the next cursor of its connection and model), the checkpoint
+//! that follows the page, the reconciliation that ends a resync, and the `sync` webhook in the
+//! outbox. The transaction first checks that the caller still holds the drive's lease (a fencing
+//! check), so an instance whose lease expired cannot overwrite a newer checkpoint.
+
+use chrono::{DateTime, Utc};
+
+use super::db::{Begin, Claim, Db, Ts, execute, fetch, on_pool};
+use super::{Error, Store, micros};
+
+/// Record actions, as Nango names them.
+pub const ADDED: &str = "ADDED";
+pub const UPDATED: &str = "UPDATED";
+pub const DELETED: &str = "DELETED";
+
+/// One watched drive of a connection.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SyncDrive {
+    pub id: i64,
+    pub connection_id: i64,
+    /// `me` for the user's own drive.
+    pub drive_key: String,
+    pub drive_id: Option<String>,
+    pub model: String,
+    /// Where the next run continues (a nextLink mid-round, else the deltaLink).
+    pub next_link: Option<String>,
+    pub resync_generation: i64,
+    pub in_resync: bool,
+    pub paused: bool,
+    pub run_requested: bool,
+    /// The next run enumerates from scratch (full resync).
+    pub resync_requested: bool,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub last_run_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// The Graph subscription delivering change notifications for this drive, and its expiry.
+    pub subscription_id: Option<String>,
+    pub subscription_expires_at: Option<DateTime<Utc>>,
+    pub last_added: i64,
+    pub last_updated: i64,
+    pub last_deleted: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+const DRIVE_COLS: &str = "id, connection_id, drive_key, drive_id, model, next_link, \
+    resync_generation, in_resync, paused, run_requested, resync_requested, lease_until, last_run_at, \
+    last_success_at, last_error, subscription_id, subscription_expires_at, last_added, last_updated, last_deleted, created_at";
+
+/// One change to write.
+#[derive(Debug, Clone)]
+pub enum RecordChange {
+    /// The record as it is now: its JSON object text and what identifies its version.
+    Upsert {
+        record_id: String,
+        payload: String,
+        version_key: String,
+    },
+    /// The item is gone (a delta tombstone). Unknown ids are ignored.
+    Delete { record_id: String },
+}
+
+/// A committed page: the changes it applied.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PageCounts {
+    pub added: u64,
+    pub updated: u64,
+    pub deleted: u64,
+}
+
+impl PageCounts {
+    pub fn is_empty(&self) -> bool {
+        self.added + self.updated + self.deleted == 0
+    }
+}
+
+/// One page of delta results to commit.
+#[derive(Debug)]
+pub struct SyncPage<'a> {
+    pub drive: i64,
+    /// The lease the caller holds (fencing: nothing is written if it changed).
+    pub lease_until: DateTime<Utc>,
+    pub connection_id: i64,
+    pub model: &'a str,
+    pub drive_id: Option<&'a str>,
+    pub changes: &'a [RecordChange],
+    /// The checkpoint after this page.
+    pub next_link: &'a str,
+    /// This page ends a round (its link is a deltaLink): a resync in progress is reconciled —
+    /// records its enumeration did not see are deleted — and ends.
+    pub final_page: bool,
+    pub at: DateTime<Utc>,
+}
+
+/// One stored record as served.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RecordRow {
+    pub record_id: String,
+    /// The record's JSON object text.
+    pub payload: String,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_modified_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub last_action: String,
+    pub cursor_seq: i64,
+}
+
+/// A `GET /records` page request.
+#[derive(Debug, Clone)]
+pub struct RecordsQuery<'a> {
+    pub connection_id: i64,
+    pub model: &'a str,
+    /// Only records with a larger cursor.
+    pub after_cursor: i64,
+    pub modified_after: Option<DateTime<Utc>>,
+    /// Which `last_action`s to return (ADDED, UPDATED, DELETED).
+    pub actions: [bool; 3],
+    /// Only these record ids (JSON array text), when given.
+    pub ids_json: Option<String>,
+    pub limit: u32,
+}
+
+impl Db {
+    /// `SELECT` of the strings of the JSON array bound at `param` (text): the `ids` filter.
+    /// SQLite reads it with `json_each`, PostgreSQL with `jsonb_array_elements_text`.
+    pub(super) fn json_text_set(&self, param: &str) -> String {
+        match self {
+            Db::Sqlite(_) => format!("SELECT value FROM json_each({param})"),
+            Db::Postgres(_) => format!("SELECT jsonb_array_elements_text(CAST({param} AS JSONB))"),
+        }
+    }
+}
+
+/// Marks unchanged records as seen by `generation` (no new cursor): 1 row if unchanged.
+const TOUCH_UNCHANGED: &str = "UPDATE sync_records SET seen_generation = $1 \
+     WHERE connection_id = $2 AND model = $3 AND record_id = $4 AND version_key = $5 \
+     AND deleted_at IS NULL";
+
+/// Writes a changed (or new, or restored) record with the next cursor; returns its action.
+const UPSERT_RECORD: &str = "INSERT INTO sync_records (connection_id, model, record_id, payload, \
+     version_key, first_seen_at, last_modified_at, deleted_at, last_action, cursor_seq, \
+     seen_generation) VALUES ($1, $2, $3, $4, $5, $6, $6, NULL, 'ADDED', $7, $8) \
+     ON CONFLICT (connection_id, model, record_id) DO UPDATE SET payload = excluded.payload, \
+     version_key = excluded.version_key, last_modified_at = excluded.last_modified_at, \
+     last_action = CASE WHEN sync_records.deleted_at IS NULL THEN 'UPDATED' ELSE 'ADDED' END, \
+     deleted_at = NULL, cursor_seq = excluded.cursor_seq, \
+     seen_generation = excluded.seen_generation \
+     RETURNING last_action";
+
+const DELETE_RECORD: &str = "UPDATE sync_records SET deleted_at = $1, last_modified_at = $1, \
+     last_action = 'DELETED', cursor_seq = $2, seen_generation = $3 \
+     WHERE connection_id = $4 AND model = $5 AND record_id = $6 AND deleted_at IS NULL";
+
+/// Live records a finished resync enumeration (generation `$3`) did not see.
+const VANISHED: &str = "SELECT record_id FROM sync_records WHERE connection_id = $1 \
+     AND model = $2 AND seen_generation < $3 AND deleted_at IS NULL ORDER BY record_id";
+
+const MAX_CURSOR: &str =
+    "SELECT COALESCE(MAX(cursor_seq), 0) FROM sync_records WHERE connection_id = $1 AND model = $2";
+
+const SAVE_CHECKPOINT: &str = "UPDATE sync_drives SET next_link = $1, \
+     drive_id = COALESCE($2, drive_id), \
+     in_resync = CASE WHEN $3 THEN FALSE ELSE in_resync END, \
+     last_added = last_added + $4, last_updated = last_updated + $5, \
+     last_deleted = last_deleted + $6 WHERE id = $7";
+
+const INSERT_WEBHOOK: &str = "INSERT INTO webhook_outbox (url, body, next_attempt_at, created_at) \
+     VALUES ($1, $2, $3, $3)";
+
+/// Runs `$body` in a write transaction of `$pool`, committing when it returns `Ok`.
+macro_rules! in_tx {
+    ($pool:expr, |$tx:ident| $body:expr) => {{
+        let mut $tx = $pool.begin_write().await?;
+        let out: Result<_, Error> = $body;
+        match out {
+            Ok(v) => {
+                $tx.commit().await.map_err(Error::Database)?;
+                Ok(v)
+            }
+            Err(e) => Err(e),
+        }
+    }};
+}
+
+impl Store {
+    /// The sync state of drive `drive_key` of connection `connection_id`, created on first use
+    /// (unpaused, no checkpoint).
+    pub async fn ensure_sync_drive(
+        &self,
+        connection_id: i64,
+        drive_key: &str,
+        model: &str,
+        at: DateTime<Utc>,
+    ) -> Result<SyncDrive, Error> {
+        execute!(
+            &self.db,
+            "INSERT INTO sync_drives (connection_id, drive_key, model, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (connection_id, drive_key) DO NOTHING",
+            connection_id,
+            drive_key,
+            model,
+            Ts(micros(at)),
+        )?;
+        let sql = format!(
+            "SELECT {DRIVE_COLS} FROM sync_drives WHERE connection_id = $1 AND drive_key = $2"
+        );
+        fetch!(
+            &self.db,
+            fetch_one::<SyncDrive>(&sql, connection_id, drive_key)
+        )
+    }
+
+    /// The watched drives of a connection, oldest first.
+    pub async fn sync_drives(&self, connection_id: i64) -> Result<Vec<SyncDrive>, Error> {
+        let sql =
+            format!("SELECT {DRIVE_COLS} FROM sync_drives WHERE connection_id = $1 ORDER BY id");
+        fetch!(&self.db, fetch_all::<SyncDrive>(&sql, connection_id))
+    }
+
+    /// Takes the lease of drive `id` until `lease_until` if it is unpaused and free (or its
+    /// lease expired) at `now`; clears `run_requested`. `None` when another run holds it (or it
+    /// is paused): the caller then asks for a run with `request_sync_run` instead.
+    pub async fn lease_sync_drive(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<SyncDrive>, Error> {
+        let sql = format!(
+            "UPDATE sync_drives SET lease_until = $1, run_requested = FALSE, last_run_at = $2 \
+             WHERE id = $3 AND paused = FALSE AND (lease_until IS NULL OR lease_until <= $2) \
+             RETURNING {DRIVE_COLS}"
+        );
+        fetch!(
+            &self.db,
+            fetch_optional::<SyncDrive>(&sql, Ts(micros(lease_until)), Ts(micros(now)), id)
+        )
+    }
+
+    /// Asks for another run of drive `id` once the current one ends (coalesced: many requests
+    /// are one run).
+    /// With `full`, that run enumerates from scratch and reconciles (a full resync).
+    pub async fn request_sync_run(&self, id: i64, full: bool) -> Result<(), Error> {
+        execute!(
+            &self.db,
+            "UPDATE sync_drives SET run_requested = TRUE, \
+             resync_requested = (resync_requested OR $1) WHERE id = $2",
+            full,
+            id
+        )?;
+        Ok(())
+    }
+
+    /// Ends the run holding lease `lease_until` on drive `id`, recording its error (plain
+    /// words) or success at `at`. Returns whether another run was requested meanwhile.
+    pub async fn release_sync_drive(
+        &self,
+        id: i64,
+        lease_until: DateTime<Utc>,
+        error: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let requested: Option<bool> = fetch!(
+            &self.db,
+            scalar fetch_optional::<bool>(
+                "UPDATE sync_drives SET lease_until = NULL, last_error = $1, last_run_at = $2, \
+                 last_success_at = CASE WHEN $1 IS NULL THEN $2 ELSE last_success_at END \
+                 WHERE id = $3 AND lease_until = $4 RETURNING run_requested",
+                error,
+                Ts(micros(at)),
+                id,
+                Ts(micros(lease_until)),
+            )
+        )?;
+        Ok(requested.unwrap_or(false))
+    }
+
+    /// Leases up to `limit` unpaused, unleased drives of live connections due for a scheduled run at `now`: a run
+    /// was asked for (and its holder died, or it was paused), never run, or last run before `poll_before` while push is not working (no live subscription),
+    /// or before `reconcile_before` even when it is. Instances sharing a PostgreSQL database
+    /// split the work (`FOR UPDATE SKIP LOCKED`).
+    pub async fn claim_due_sync_drives(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        poll_before: DateTime<Utc>,
+        reconcile_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<SyncDrive>, Error> {
+        let sql = self.db.claim_sql(Claim {
+            table: "sync_drives",
+            lease: "lease_until",
+            filter: "paused = FALSE AND (lease_until IS NULL OR lease_until <= $2) \
+                AND connection_id IN (SELECT id FROM connections WHERE deleted_at IS NULL) \
+                AND (run_requested = TRUE OR resync_requested = TRUE \
+                  OR last_run_at IS NULL OR last_run_at <= CASE \
+                  WHEN subscription_id IS NOT NULL AND subscription_expires_at > $2 THEN $4 \
+                  ELSE $3 END)",
+            order: "last_run_at, id",
+            limit: "$5",
+            returning: DRIVE_COLS,
+        });
+        fetch!(
+            &self.db,
+            fetch_all::<SyncDrive>(
+                &sql,
+                Ts(micros(lease_until)),
+                Ts(micros(now)),
+                Ts(micros(poll_before)),
+                Ts(micros(reconcile_before)),
+                i64::from(limit),
+            )
+        )
+    }
+
+    /// The drive a Graph subscription belongs to.
+    pub async fn sync_drive_by_subscription(
+        &self,
+        subscription_id: &str,
+    ) -> Result<Option<SyncDrive>, Error> {
+        let sql = format!("SELECT {DRIVE_COLS} FROM sync_drives WHERE subscription_id = $1");
+        fetch!(&self.db, fetch_optional::<SyncDrive>(&sql, subscription_id))
+    }
+
+    /// Records (or with `None` forgets) the drive's Graph subscription.
+    pub async fn set_sync_subscription(
+        &self,
+        id: i64,
+        subscription: Option<(&str, DateTime<Utc>)>,
+    ) -> Result<(), Error> {
+        execute!(
+            &self.db,
+            "UPDATE sync_drives SET subscription_id = $1, subscription_expires_at = $2 \
+             WHERE id = $3",
+            subscription.map(|s| s.0),
+            Ts::opt(subscription.map(|s| micros(s.1))),
+            id,
+        )?;
+        Ok(())
+    }
+
+    /// Pauses or resumes every watched drive of a connection; returns how many.
+    pub async fn set_sync_paused(&self, connection_id: i64, paused: bool) -> Result<u64, Error> {
+        execute!(
+            &self.db,
+            "UPDATE sync_drives SET paused = $1 WHERE connection_id = $2",
+            paused,
+            connection_id,
+        )
+    }
+
+    /// Starts an enumeration from scratch at `from` (a 410's `Location`, or the initial delta
+    /// URL for a full resync), under the lease `lease_until`: the next generation begins, and
+    /// records it does not see are deleted when it finishes. `None` if the lease was lost.
+    pub async fn begin_resync(
+        &self,
+        id: i64,
+        lease_until: DateTime<Utc>,
+        from: &str,
+    ) -> Result<Option<i64>, Error> {
+        fetch!(
+            &self.db,
+            scalar fetch_optional::<i64>(
+                "UPDATE sync_drives SET resync_generation = resync_generation + 1, \
+                 in_resync = TRUE, resync_requested = FALSE, next_link = $1 WHERE id = $2 AND lease_until = $3 \
+                 RETURNING resync_generation",
+                from,
+                id,
+                Ts(micros(lease_until)),
+            )
+        )
+    }
+
+    /// Commits one page (see the module docs). `webhook` builds the `sync` webhook (url, body)
+    /// from the page's counts; it is queued in the same transaction when the page changed
+    /// something. `None` if the lease was lost (nothing written).
+    pub async fn commit_sync_page(
+        &self,
+        page: &SyncPage<'_>,
+        webhook: &(dyn Fn(PageCounts) -> Option<(String, String)> + Sync),
+    ) -> Result<Option<PageCounts>, Error> {
+        let check_lease = format!(
+            "SELECT resync_generation, in_resync FROM sync_drives WHERE id = $1 \
+             AND lease_until = $2{}",
+            self.db.for_update()
+        );
+        let at = Ts(micros(page.at));
+        on_pool!(&self.db, |pool| {
+            in_tx!(pool, |tx| {
+                async {
+                    let state: Option<(i64, bool)> = sqlx::query_as(&check_lease)
+                        .bind(page.drive)
+                        .bind(Ts(micros(page.lease_until)))
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(Error::Database)?;
+                    let Some((generation, in_resync)) = state else {
+                        return Ok(None);
+                    };
+                    let mut cursor: i64 = sqlx::query_scalar(MAX_CURSOR)
+                        .bind(page.connection_id)
+                        .bind(page.model)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(Error::Database)?;
+                    let mut counts = PageCounts::default();
+                    for change in page.changes {
+                        match change {
+                            RecordChange::Upsert {
+                                record_id,
+                                payload,
+                                version_key,
+                            } => {
+                                let same = sqlx::query(TOUCH_UNCHANGED)
+                                    .bind(generation)
+                                    .bind(page.connection_id)
+                                    .bind(page.model)
+                                    .bind(record_id)
+                                    .bind(version_key)
+                                    .execute(&mut *tx)
+                                    .await
+                                    .map_err(Error::Database)?
+                                    .rows_affected();
+                                if same > 0 {
+                                    continue;
+                                }
+                                cursor += 1;
+                                let action: String = sqlx::query_scalar(UPSERT_RECORD)
+                                    .bind(page.connection_id)
+                                    .bind(page.model)
+                                    .bind(record_id)
+                                    .bind(payload)
+                                    .bind(version_key)
+                                    .bind(at)
+                                    .bind(cursor)
+                                    .bind(generation)
+                                    .fetch_one(&mut *tx)
+                                    .await
+                                    .map_err(Error::Database)?;
+                                if action == ADDED {
+                                    counts.added += 1;
+                                } else {
+                                    counts.updated += 1;
+                                }
+                            }
+                            RecordChange::Delete { record_id } => {
+                                let n = sqlx::query(DELETE_RECORD)
+                                    .bind(at)
+                                    .bind(cursor + 1)
+                                    .bind(generation)
+                                    .bind(page.connection_id)
+                                    .bind(page.model)
+                                    .bind(record_id)
+                                    .execute(&mut *tx)
+                                    .await
+                                    .map_err(Error::Database)?
+                                    .rows_affected();
+                                if n > 0 {
+                                    cursor += 1;
+                                    counts.deleted += 1;
+                                }
+                            }
+                        }
+                    }
+                    if page.final_page && in_resync {
+                        let gone: Vec<String> = sqlx::query_scalar(VANISHED)
+                            .bind(page.connection_id)
+                            .bind(page.model)
+                            .bind(generation)
+                            .fetch_all(&mut *tx)
+                            .await
+                            .map_err(Error::Database)?;
+                        for record_id in &gone {
+                            cursor += 1;
+                            sqlx::query(DELETE_RECORD)
+                                .bind(at)
+                                .bind(cursor)
+                                .bind(generation)
+                                .bind(page.connection_id)
+                                .bind(page.model)
+                                .bind(record_id)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(Error::Database)?;
+                            counts.deleted += 1;
+                        }
+                    }
+                    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                    sqlx::query(SAVE_CHECKPOINT)
+                        .bind(page.next_link)
+                        .bind(page.drive_id)
+                        .bind(page.final_page)
+                        .bind(as_i64(counts.added))
+                        .bind(as_i64(counts.updated))
+                        .bind(as_i64(counts.deleted))
+                        .bind(page.drive)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(Error::Database)?;
+                    if !counts.is_empty() {
+                        if let Some((url, body)) = webhook(counts) {
+                            sqlx::query(INSERT_WEBHOOK)
+                                .bind(url)
+                                .bind(body)
+                                .bind(at)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(Error::Database)?;
+                        }
+                    }
+                    Ok(Some(counts))
+                }
+                .await
+            })
+        })
+    }
+
+    /// Resets the per-run counters shown by the status (at the start of a run).
+    pub async fn reset_sync_counts(&self, id: i64) -> Result<(), Error> {
+        execute!(
+            &self.db,
+            "UPDATE sync_drives SET last_added = 0, last_updated = 0, last_deleted = 0 \
+             WHERE id = $1",
+            id,
+        )?;
+        Ok(())
+    }
+
+    /// One page of records in cursor order (see `RecordsQuery`).
+    pub async fn list_sync_records(&self, q: &RecordsQuery<'_>) -> Result<Vec<RecordRow>, Error> {
+        let sql = format!(
+            "SELECT record_id, payload, first_seen_at, last_modified_at, deleted_at, \
+             last_action, cursor_seq FROM sync_records \
+             WHERE connection_id = $1 AND model = $2 AND cursor_seq > $3 \
+             AND ($4 IS NULL OR last_modified_at >= $4) \
+             AND ((last_action = 'ADDED' AND $5) OR (last_action = 'UPDATED' AND $6) \
+                  OR (last_action = 'DELETED' AND $7)) \
+             AND ($8 IS NULL OR record_id IN ({ids})) \
+             ORDER BY cursor_seq LIMIT $9",
+            ids = self.db.json_text_set("$8"),
+        );
+        fetch!(
+            &self.db,
+            fetch_all::<RecordRow>(
+                &sql,
+                q.connection_id,
+                q.model,
+                q.after_cursor,
+                Ts::opt(q.modified_after.map(micros)),
+                q.actions[0],
+                q.actions[1],
+                q.actions[2],
+                q.ids_json.as_deref(),
+                i64::from(q.limit),
+            )
+        )
+    }
+
+    /// The payload of one live record (e.g. a folder whose path its children need).
+    pub async fn sync_record_payload(
+        &self,
+        connection_id: i64,
+        model: &str,
+        record_id: &str,
+    ) -> Result<Option<String>, Error> {
+        fetch!(
+            &self.db,
+            scalar fetch_optional::<String>(
+                "SELECT payload FROM sync_records WHERE connection_id = $1 AND model = $2 \
+                 AND record_id = $3 AND deleted_at IS NULL",
+                connection_id,
+                model,
+                record_id,
+            )
+        )
+    }
+
+    /// Live (not deleted) records of a connection and model.
+    pub async fn count_sync_records(&self, connection_id: i64, model: &str) -> Result<u64, Error> {
+        let n: i64 = fetch!(
+            &self.db,
+            scalar fetch_one::<i64>(
+                "SELECT COUNT(*) FROM sync_records WHERE connection_id = $1 AND model = $2 \
+                 AND deleted_at IS NULL",
+                connection_id,
+                model,
+            )
+        )?;
+        Ok(n.max(0) as u64)
+    }
+}
