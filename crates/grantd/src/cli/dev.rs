@@ -95,12 +95,33 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("port {} is busy; pass --port", args.port))?;
     let db = args.data_dir.join("grantd.db");
-    let config = Config::for_local(
+    let mut config = Config::for_local(
         ApiKey::new(keys.secret_key.clone()),
         keys.encryption_key,
         format!("sqlite://{}?mode=rwc", db.display()),
         args.port,
         MicrosoftHosts::emulator(&emulator.base_url),
+    );
+    // Auth webhooks go where `serve` would send them.
+    if let Some(url) = std::env::var("GRANTD_WEBHOOK_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        let url = url::Url::parse(&url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .context("GRANTD_WEBHOOK_URL must be an http(s) URL")?;
+        config.lifecycle.webhook_url = Some(url);
+    }
+    if let Some(key) = std::env::var("GRANTD_WEBHOOK_SIGNING_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+    {
+        config.lifecycle.webhook_signing_key = Some(key.into());
+    }
+    let webhooks = config.lifecycle.webhook_url.as_ref().map_or_else(
+        || "off (set GRANTD_WEBHOOK_URL)".to_owned(),
+        |u| u.to_string(),
     );
     let state = AppState::build(config, None).await?;
     let key = ProviderConfigKey::parse("one-drive").expect("static key is valid");
@@ -147,6 +168,7 @@ grantd dev is running.
   emulator     {emu}   (Entra ID + Graph + SharePoint)
   database     {db}
   secret key   {secret}
+  webhooks     {webhooks}
 
 1. Connect a OneDrive for Business account (sign in as adele@contoso.onmicrosoft.com, password "emulator"):
    {link}

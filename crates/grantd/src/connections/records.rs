@@ -74,7 +74,14 @@ impl Core {
         Ok(self.store.recent_webhooks(limit).await?)
     }
 
-    /// One pass of webhook delivery from the outbox (`jobs::outbox` runs it on a timer).
+    /// Resolves when a webhook may have been queued since the last call (here or, on
+    /// PostgreSQL, by another instance); `jobs::outbox` then delivers at once.
+    pub async fn webhook_queued(&self) {
+        self.store.webhook_wakeup().await
+    }
+
+    /// One pass of webhook delivery from the outbox (`jobs::outbox` runs it when woken and on a
+    /// timer).
     pub async fn deliver_due_webhooks(
         &self,
         now: chrono::DateTime<chrono::Utc>,

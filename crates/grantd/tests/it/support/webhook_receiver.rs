@@ -21,6 +21,8 @@ use tokio::net::TcpListener;
 pub struct Received {
     pub headers: HeaderMap,
     pub body: String,
+    /// When the receiver got it.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -42,6 +44,8 @@ struct Inner {
     received: Mutex<Vec<Received>>,
     /// Requests refused while down.
     refused: Mutex<usize>,
+    /// Signalled on every accepted delivery.
+    arrived: tokio::sync::Notify,
 }
 
 #[derive(Clone)]
@@ -58,7 +62,9 @@ async fn hook(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
     inner.received.lock().unwrap().push(Received {
         headers,
         body: String::from_utf8(body.to_vec()).expect("UTF-8 body"),
+        at: std::time::Instant::now(),
     });
+    inner.arrived.notify_waiters();
     StatusCode::OK
 }
 
@@ -82,6 +88,23 @@ impl Receiver {
 
     pub fn received(&self) -> Vec<Received> {
         self.inner.received.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` deliveries were accepted (panics after `limit`: a readiness signal, not
+    /// a timing).
+    pub async fn wait_for(&self, n: usize, limit: std::time::Duration) -> Vec<Received> {
+        tokio::time::timeout(limit, async {
+            loop {
+                let arrived = self.inner.arrived.notified();
+                let got = self.received();
+                if got.len() >= n {
+                    return got;
+                }
+                arrived.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{n} webhook(s) did not arrive within {limit:?}"))
     }
 
     pub fn refused(&self) -> usize {
