@@ -136,6 +136,30 @@ await step('listConnections (all, by id, by end user)', async () => {
     assert.deepEqual(none.connections, []);
 });
 
+await step('tags: keys stored lowercased, camel-case filter finds them (patchConnection, listConnections)', async () => {
+    await nango.patchConnection({ connectionId, provider_config_key: key }, { tags: { Region: 'EU', projectId: 'P-1' } });
+    const c = await nango.getConnection(key, connectionId);
+    assert.equal(c.tags.region, 'EU');
+    assert.equal(c.tags.projectid, 'P-1');
+    assert.equal(c.tags.Region, undefined, 'keys are lowercased as Nango stores them');
+    const found = await nango.listConnections({ tags: { Region: 'EU' } });
+    assert.deepEqual(found.connections.map((x) => x.connection_id), [connectionId]);
+    const both = await nango.listConnections({ tags: { projectId: 'P-1', region: 'EU' } });
+    assert.deepEqual(both.connections.map((x) => x.connection_id), [connectionId]);
+    const none = await nango.listConnections({ tags: { Region: 'US' } });
+    assert.deepEqual(none.connections, []);
+    const r = await httpError(() => nango.patchConnection({ connectionId, provider_config_key: key }, { tags: { Region: 'EU', region: 'US' } }));
+    assert.equal(r.status, 400, 'keys differing only by case are refused');
+    assert.equal(r.data.error.code, 'invalid_body');
+});
+
+await step('createConnectSession lowercases tag keys', async () => {
+    const res = await nango.createConnectSession({ end_user: { id: 'tag-user', tags: { CostCenter: 'X1' } }, tags: { TenantRef: 'acme' }, allowed_integrations: [sdkKey] });
+    const s = await fetch(`${host}/connect/session`, { headers: { Authorization: `Bearer ${res.data.token}` } }).then((r) => r.json());
+    assert.equal(s.data.endUser.tags.costcenter, 'X1', JSON.stringify(s.data));
+    assert.equal(s.data.endUser.tags.CostCenter, undefined);
+});
+
 let firstToken;
 await step('getConnection', async () => {
     const c = await nango.getConnection(key, connectionId);

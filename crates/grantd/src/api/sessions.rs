@@ -72,7 +72,9 @@ pub struct ReconnectBody {
     pub tags: Option<Tags>,
 }
 
-fn validate_tags(tags: &Tags, path: &'static str) -> Result<Tags, ApiError> {
+/// Checks tags as Nango does and lowercases their keys, as Nango stores them (values are kept as
+/// given); two keys that differ only by case are refused.
+pub(super) fn validate_tags(tags: &Tags, path: &'static str) -> Result<Tags, ApiError> {
     if tags.len() > 10 {
         return Err(ApiError::validation(
             "invalid_body",
@@ -100,9 +102,20 @@ fn validate_tags(tags: &Tags, path: &'static str) -> Result<Tags, ApiError> {
                 "Tag values must be 1-255 characters",
             ));
         }
-        out.insert(k.to_ascii_lowercase(), v.clone());
+        if out.insert(k.to_ascii_lowercase(), v.clone()).is_some() {
+            return Err(ApiError::validation(
+                "invalid_body",
+                &[path, k],
+                "Tag keys are case-insensitive: two keys differ only by case",
+            ));
+        }
     }
     Ok(out)
+}
+
+/// Optional tags through [`validate_tags`].
+pub(super) fn tags_opt(t: Option<Tags>, path: &'static str) -> Result<Option<Tags>, ApiError> {
+    t.as_ref().map(|t| validate_tags(t, path)).transpose()
 }
 
 fn end_user(b: Option<EndUserBody>) -> Result<Option<EndUser>, ApiError> {

@@ -86,6 +86,11 @@ const TEMPLATES: &[(i64, &str, &str)] = &[
         "app credentials",
         include_str!("migrations/0004_app_credentials.sql"),
     ),
+    (
+        5,
+        "lowercase tag keys",
+        include_str!("migrations/0005_lowercase_tag_keys.sql"),
+    ),
 ];
 
 /// SHA-384 (hex) of each released migration as shipped: (version, SQLite, PostgreSQL).
@@ -110,6 +115,11 @@ const RELEASED: &[(i64, &str, &str)] = &[
         4,
         "d93d897139fc51f1bc54b970b347e2fc6ceb2d8635050ce2598b0a3d788b914e000671c70a25b1ac1dad56e8fc34959a",
         "2e4962161cd83b4e3ffd90c618bdd6f015c86d87d6741f02397fa6f34e45db1bead0d519219c65bba08b6cac443ce118",
+    ),
+    (
+        5,
+        "79e018577b10eee87ef99d858aa4b5c5dc75ed3dfbd2ec253dd9facd423368da02afae53583c4b4228d054814b902c2f",
+        "b1a9228163c2779fd0f82d2d60364b1f79f57584929221d46f4540d10c9141c5e3eece6a5ecc472e90d8cf24173ee973",
     ),
 ];
 
