@@ -160,6 +160,13 @@ await step('createConnectSession lowercases tag keys', async () => {
     assert.equal(s.data.endUser.tags.CostCenter, undefined);
 });
 
+await step('unknown route: 404 in Nango\'s error envelope', async () => {
+    const r = await fetch(`${host}/no-such-route`, { headers: { Authorization: `Bearer ${secretKey}` } });
+    assert.equal(r.status, 404);
+    const body = await r.json();
+    assert.equal(body.error.code, 'not_found');
+});
+
 let firstToken;
 await step('getConnection', async () => {
     const c = await nango.getConnection(key, connectionId);

@@ -81,6 +81,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(crate::metrics::handler))
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
+        // Unknown routes answer in Nango's error envelope, like every other error.
+        .fallback(|| async { crate::edge::ApiError::not_found("Route not found") })
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
                 |req: &axum::http::Request<axum::body::Body>| {

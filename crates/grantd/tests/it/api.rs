@@ -909,3 +909,26 @@ async fn connection_shapes_import_and_deprecated_routes() {
         .unwrap();
     assert!(v["data"].get("credentials").is_none(), "{v}");
 }
+
+#[tokio::test]
+async fn unknown_routes_answer_nangos_404_envelope() {
+    let app = TestApp::spawn().await;
+    for path in ["/no/such/route", "/connections-typo", "/v1/whatever?x=1"] {
+        let r = app.get(path).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_found", "{path}: {body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+    let r = app
+        .http
+        .post(format!("{}/nothing-here", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
+}

@@ -164,7 +164,7 @@ async fn delivery_survives_downtime_and_restart(kind: DbKind) {
         .map(|r| r.json())
         .find(|b| b["operation"] == "creation" && b["success"] == false)
         .unwrap();
-    assert!(failed["error"]["type"].is_string(), "{failed}");
+    assert_eq!(failed["error"]["type"], "invalid_callback", "{failed}");
     assert!(failed.get("tags").is_none(), "{failed}");
 }
 
