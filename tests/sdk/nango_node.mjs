@@ -176,6 +176,23 @@ await step('proxy: a POST answered 503 is not retried without Retries', async ()
     assert.notEqual(again.status, 503, 'the one-shot fault was used by the first attempt alone');
 });
 
+await step('createConnectSession accepts overrides (docs_connect shown in the Connect UI); unknown keys are 400', async () => {
+    const docs = 'https://docs.example.com/connect-onedrive';
+    const res = await nango.createConnectSession({ end_user: { id: 'ov-user' }, allowed_integrations: [sdkKey], overrides: { [sdkKey]: { docs_connect: docs } } });
+    const s = await fetch(`${host}/connect/session`, { headers: { Authorization: `Bearer ${res.data.token}` } }).then((r) => r.json());
+    assert.equal(s.data.overrides[sdkKey].docs_connect, docs);
+    const page = await fetch(res.data.connect_link).then((r) => r.text());
+    assert.ok(page.includes(docs), 'the Connect UI links the docs');
+    const bad = await httpError(() => nango.createConnectSession({ end_user: { id: 'x' }, overrides: { [sdkKey]: { docs_connect: docs, colour: 'red' } } }));
+    assert.equal(bad.status, 400);
+    assert.equal(bad.data.error.code, 'invalid_body');
+    const badDefaults = await httpError(() =>
+        nango.createConnectSession({ end_user: { id: 'x' }, allowed_integrations: [sdkKey], integrations_config_defaults: { [sdkKey]: { connection_config: {}, unknown_key: 1 } } })
+    );
+    assert.equal(badDefaults.status, 400);
+    assert.equal(badDefaults.data.error.code, 'invalid_body');
+});
+
 let firstToken;
 await step('getConnection', async () => {
     const c = await nango.getConnection(key, connectionId);

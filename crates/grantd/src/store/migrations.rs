@@ -91,6 +91,11 @@ const TEMPLATES: &[(i64, &str, &str)] = &[
         "lowercase tag keys",
         include_str!("migrations/0005_lowercase_tag_keys.sql"),
     ),
+    (
+        6,
+        "session overrides",
+        include_str!("migrations/0006_session_overrides.sql"),
+    ),
 ];
 
 /// SHA-384 (hex) of each released migration as shipped: (version, SQLite, PostgreSQL).
@@ -120,6 +125,11 @@ const RELEASED: &[(i64, &str, &str)] = &[
         5,
         "79e018577b10eee87ef99d858aa4b5c5dc75ed3dfbd2ec253dd9facd423368da02afae53583c4b4228d054814b902c2f",
         "b1a9228163c2779fd0f82d2d60364b1f79f57584929221d46f4540d10c9141c5e3eece6a5ecc472e90d8cf24173ee973",
+    ),
+    (
+        6,
+        "f472008f4ca7aab91fc85e4fc201a5a7b939735dd38dcb138630bbdaab0a5710efb7f95aaa4dbb4ef08a8cdad53dbef1",
+        "f472008f4ca7aab91fc85e4fc201a5a7b939735dd38dcb138630bbdaab0a5710efb7f95aaa4dbb4ef08a8cdad53dbef1",
     ),
 ];
 

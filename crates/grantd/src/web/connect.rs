@@ -204,7 +204,11 @@ pub async fn connect_ui(State(st): State<AppState>, parts: Parts) -> Response {
                             .map(|p| p.display_name.clone())
                     })
                     .unwrap_or_else(|| i.unique_key.to_string());
-                (i.unique_key.to_string(), name)
+                // Nango's `overrides[key].docs_connect`: the docs link shown beside it.
+                let docs = session.overrides[i.unique_key.as_str()]["docs_connect"]
+                    .as_str()
+                    .map(str::to_owned);
+                (i.unique_key.to_string(), name, docs)
             })
             .collect::<Vec<_>>(),
         Err(e) => {

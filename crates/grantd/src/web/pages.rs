@@ -24,7 +24,12 @@ fn layout(title: &str, body: Markup) -> Markup {
     }
 }
 
-pub fn connect_ui(token: &str, integrations: &[(String, String)], reconnecting: bool) -> Markup {
+/// `integrations`: (key, display name, docs link from the session's `overrides`).
+pub fn connect_ui(
+    token: &str,
+    integrations: &[(String, String, Option<String>)],
+    reconnecting: bool,
+) -> Markup {
     layout(
         "Connect an account",
         html! {
@@ -34,10 +39,14 @@ pub fn connect_ui(token: &str, integrations: &[(String, String)], reconnecting: 
             } @else {
                 p.muted { "Choose what to connect. You will sign in with Microsoft and approve access; then you come back here." }
                 ul {
-                    @for (key, name) in integrations {
+                    @for (key, name, docs) in integrations {
                         li {
                             a.button href=(format!("/oauth/connect/{}?connect_session_token={}", urlencode(key), urlencode(token))) {
                                 "Connect " (name)
+                            }
+                            @if let Some(docs) = docs {
+                                " "
+                                a.docs href=(docs) target="_blank" rel="noopener noreferrer" { "Setup guide" }
                             }
                         }
                     }

@@ -316,6 +316,7 @@ async fn connect_sessions(db: &TestDb) {
         )
     };
     let new = NewConnectSession {
+        overrides: serde_json::Value::Null,
         token_hash: "hash-1".into(),
         end_user: Some(eu.clone()),
         organization: Some(Organization {
@@ -404,6 +405,7 @@ async fn connect_sessions(db: &TestDb) {
 
     // Minimal session: every optional field empty.
     let minimal = NewConnectSession {
+        overrides: serde_json::Value::Null,
         token_hash: "hash-2".into(),
         end_user: None,
         organization: None,
@@ -518,6 +520,7 @@ async fn oauth_flows(db: &TestDb) {
         ("h-live", now + Duration::hours(2)),
     ] {
         s.create_connect_session(NewConnectSession {
+            overrides: serde_json::Value::Null,
             token_hash: hash.into(),
             end_user: None,
             organization: None,
@@ -1612,6 +1615,7 @@ async fn tag_keys_lowercased_by_migration(db: &TestDb) {
     s.upsert_connection(plain).await.expect("connection");
     let now = Utc::now();
     s.create_connect_session(NewConnectSession {
+        overrides: serde_json::Value::Null,
         token_hash: "hash-m".into(),
         end_user: Some(EndUser {
             tags: Some(tags(&[("Plan", "Pro")])),
