@@ -90,6 +90,22 @@ await step('listIntegrations', async () => {
     assert.deepEqual(keys, [key, sdkKey].sort());
 });
 
+await step('logos: logo of integrations and logo_url of providers are served SVGs', async () => {
+    const { configs } = await nango.listIntegrations();
+    const providers = await nango.listProviders({});
+    const urls = [...configs.map((c) => c.logo), ...providers.data.map((p) => p.logo_url)];
+    assert.ok(urls.length >= 7, `${urls.length} logo URLs`);
+    for (const u of urls) {
+        const r = await fetch(u);
+        assert.equal(r.status, 200, u);
+        assert.equal(r.headers.get('content-type'), 'image/svg+xml', u);
+        assert.match(await r.text(), /^<svg /, u);
+    }
+    const missing = await fetch(`${host}/images/template-logos/not-a-provider.svg`);
+    assert.equal(missing.status, 404);
+    assert.equal((await missing.json()).error.code, 'not_found');
+});
+
 await step('getIntegration with include=credentials', async () => {
     const res = await nango.getIntegration({ uniqueKey: sdkKey }, { include: ['credentials'] });
     assert.equal(res.data.credentials.type, 'OAUTH2');

@@ -5,6 +5,7 @@
 
 pub mod connect;
 pub mod dashboard;
+pub mod logos;
 pub mod openapi;
 pub mod pages;
 pub mod ws;
@@ -21,5 +22,6 @@ pub fn router() -> Router<AppState> {
         .route("/oauth/callback", get(connect::callback))
         .route("/connect", get(connect::connect_ui))
         .route("/openapi.json", get(openapi::serve))
+        .route("/images/template-logos/{file}", get(logos::logo))
         .merge(dashboard::router())
 }

@@ -301,6 +301,14 @@ const OPS: &[Op] = &[
         false,
         "WebSocket used by @nangohq/frontend to learn the outcome of a flow",
     ),
+    op(
+        "/images/template-logos/{file}",
+        "get",
+        "OAuth (browser)",
+        Public,
+        false,
+        "An integration's or provider's logo (`{provider}.svg`), the `logo`/`logo_url` URLs",
+    ),
     op("/health", "get", "Operations", Public, false, "Liveness"),
     op(
         "/ready",
