@@ -209,6 +209,34 @@ await step('createConnectSession accepts overrides (docs_connect shown in the Co
     assert.equal(badDefaults.data.error.code, 'invalid_body');
 });
 
+await step('a connect session token reads providers, an integration and its session, with CORS', async () => {
+    const res = await nango.createConnectSession({ end_user: { id: 'cors-user' }, allowed_integrations: [sdkKey] });
+    const auth = { Authorization: `Bearer ${res.data.token}`, Origin: 'https://app.example.com' };
+    const providers = await fetch(`${host}/providers`, { headers: auth });
+    assert.equal(providers.status, 200);
+    assert.equal(providers.headers.get('access-control-allow-origin'), '*');
+    assert.ok((await providers.json()).data.some((p) => p.name === 'one-drive'));
+    const integ = await fetch(`${host}/integrations/${sdkKey}`, { headers: auth });
+    assert.equal(integ.status, 200);
+    assert.equal((await integ.json()).data.unique_key, sdkKey);
+    const withCreds = await fetch(`${host}/integrations/${sdkKey}?include=credentials`, { headers: auth });
+    assert.equal(withCreds.status, 403, 'credentials need the secret key');
+    const session = await fetch(`${host}/connect/session`, { headers: auth });
+    assert.equal(session.headers.get('access-control-allow-origin'), '*');
+    assert.deepEqual((await session.json()).data.allowed_integrations, [sdkKey]);
+    for (const path of ['/providers', `/integrations/${sdkKey}`, '/connect/session']) {
+        const pre = await fetch(`${host}${path}`, {
+            method: 'OPTIONS',
+            headers: { Origin: 'https://app.example.com', 'Access-Control-Request-Method': 'GET', 'Access-Control-Request-Headers': 'authorization' }
+        });
+        assert.equal(pre.status, 204, path);
+        assert.equal(pre.headers.get('access-control-allow-origin'), '*', path);
+        assert.match(pre.headers.get('access-control-allow-headers'), /authorization/, path);
+    }
+    const listed = await fetch(`${host}/connections`, { headers: auth });
+    assert.equal(listed.status, 401, 'other routes still need the secret key');
+});
+
 let firstToken;
 await step('getConnection', async () => {
     const c = await nango.getConnection(key, connectionId);

@@ -684,10 +684,18 @@ async fn connect_session_routes() {
         .collect();
     assert_eq!(keys, vec![json!("one-drive")]);
     assert!(list["data"][0].get("credentials").is_none());
-    // …but nothing else.
+    // …and one integration (Nango's session-token routes), but nothing else.
     let r = app
         .http
         .get(format!("{}/integrations/one-drive", app.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .http
+        .get(format!("{}/connections", app.url))
         .bearer_auth(&token)
         .send()
         .await
