@@ -4,6 +4,7 @@
 //! the OpenAPI document (`openapi.rs`).
 
 pub mod connect;
+pub mod connect_i18n;
 pub mod dashboard;
 pub mod logos;
 pub mod openapi;
@@ -21,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/oauth/connect/{key}", get(connect::start))
         .route("/oauth/callback", get(connect::callback))
         .route("/connect", get(connect::connect_ui))
+        .route("/connect/", get(connect::connect_ui))
         .route("/openapi.json", get(openapi::serve))
         .route("/images/template-logos/{file}", get(logos::logo))
         .merge(dashboard::router())

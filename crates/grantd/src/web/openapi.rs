@@ -294,6 +294,14 @@ const OPS: &[Op] = &[
         "The hosted Connect UI (?session_token=…)",
     ),
     op(
+        "/connect/",
+        "get",
+        "OAuth (browser)",
+        Public,
+        false,
+        "The Connect UI that @nangohq/frontend's openConnectUI frames (ready / session_token handshake; ?lang=)",
+    ),
+    op(
         "/",
         "get",
         "OAuth (browser)",
