@@ -224,6 +224,35 @@ async fn open_connect_ui_scenarios() {
     );
     assert_eq!(r["iframeGone"], true, "close removes the iframe: {r}");
 
+    // A reconnect session: the same connection comes back in `connect`.
+    let reconnect = app
+        .post(
+            "/connect/sessions/reconnect",
+            &json!({"connection_id": ids[0], "integration_id": "one-drive"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let token = reconnect["data"]["token"].as_str().unwrap().to_owned();
+    let r = scenario(
+        &app,
+        "connect-ui-sdk",
+        json!({"sessionToken": token, "lang": "fr", "action": "accept"}),
+    )
+    .await;
+    let events = r["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["ready", "connect", "close"], "{r}");
+    assert_eq!(events[1]["payload"]["connectionId"], ids[0].as_str(), "{r}");
+    assert_eq!(app.connection_ids("u-ui").await, ids, "no new connection");
+    assert!(
+        r["linkText"].as_str().unwrap().starts_with("Connecter"),
+        "{r}"
+    );
+
     let token = app.session("u-ui-cancel", &["one-drive"]).await;
     let r = scenario(
         &app,
