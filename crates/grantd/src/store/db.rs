@@ -172,6 +172,22 @@ impl Db {
         }
     }
 
+    /// Announces a WebSocket outcome to every instance (`NOTIFY grantd_ws`); `false` on SQLite,
+    /// where the one process holds every socket.
+    pub(super) async fn announce_ws_outcome(&self, payload: &str) -> Result<bool, sqlx::Error> {
+        match self {
+            Db::Postgres(pool) => {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(super::cache::WS_CHANNEL)
+                    .bind(payload)
+                    .execute(pool)
+                    .await?;
+                Ok(true)
+            }
+            Db::Sqlite(_) => Ok(false),
+        }
+    }
+
     /// Tells other instances that a webhook was queued: `NOTIFY grantd_outbox` on PostgreSQL
     /// (heard by `cache::listen`); nothing on SQLite, where one process owns the database.
     pub(super) async fn announce_webhook(&self) -> Result<(), sqlx::Error> {

@@ -355,6 +355,20 @@ impl Store {
         }
     }
 
+    /// Hands a WebSocket outcome to the instance holding the socket (PostgreSQL `NOTIFY`);
+    /// `Ok(false)` when there is no other instance to tell (SQLite).
+    pub async fn announce_ws_outcome(&self, payload: &str) -> Result<bool, Error> {
+        self.db
+            .announce_ws_outcome(payload)
+            .await
+            .map_err(Error::Database)
+    }
+
+    /// WebSocket outcomes announced by any instance, as `{"id", "frame"}` JSON.
+    pub fn ws_outcomes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.cache.ws_outcomes.subscribe()
+    }
+
     /// Resolves when a webhook may have been queued (by this instance or, on PostgreSQL, another)
     /// since the last call: the outbox runner waits on it between passes.
     pub async fn webhook_wakeup(&self) {
