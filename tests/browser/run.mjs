@@ -43,6 +43,25 @@ async function signInAndConsent(page, action) {
   await page.click(`#${action}`);
 }
 
+/** Signs in; then cancels, or accepts consent when the emulator asks (it remembers a consent). */
+async function signInMaybeConsent(page, action) {
+  await page.waitForSelector('#passwd');
+  await page.fill('#login', cfg.upn);
+  await page.fill('#passwd', cfg.password);
+  await page.click('#idSIButton9');
+  if (action === 'cancel') {
+    await page.waitForSelector('#cancel');
+    await page.click('#cancel');
+    return;
+  }
+  try {
+    await page.waitForSelector('#accept', { timeout: 5_000 });
+    await page.click('#accept');
+  } catch {
+    // Consent already given (a reconnect): the popup went straight to the callback.
+  }
+}
+
 async function dashboardLogin(page) {
   // A browser opening grantd's address lands on the dashboard, i.e. its login when signed out.
   await page.goto(`${cfg.grantdUrl}/`);
@@ -113,6 +132,56 @@ const scenarios = {
   },
 
   // The dashboard shows the connection healthy.
+  // @nangohq/frontend's openConnectUI: the iframe at {grantd}/connect/, the ready /
+  // session_token handshake, a popup for Microsoft, and the events passed to onEvent.
+  async 'connect-ui-sdk'() {
+    const bundle = await build({
+      entryPoints: [path.join(here, 'node_modules/@nangohq/frontend/dist/index.js')],
+      bundle: true, format: 'iife', globalName: 'NangoFrontend', write: false, platform: 'browser',
+    });
+    const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>App using openConnectUI</title></head>
+<body><h1>My SaaS app</h1><button id="open">Connect</button>
+<script>${bundle.outputFiles[0].text}</script>
+<script>
+  const Nango = NangoFrontend.default || NangoFrontend.Nango;
+  window.__events = [];
+  document.getElementById('open').onclick = () => {
+    const nango = new Nango({ host: ${JSON.stringify(cfg.grantdUrl)} });
+    nango.openConnectUI({
+      sessionToken: ${JSON.stringify(cfg.sessionToken)},
+      baseURL: ${JSON.stringify(cfg.grantdUrl + '/connect')},
+      apiURL: ${JSON.stringify(cfg.grantdUrl)},
+      lang: ${JSON.stringify(cfg.lang || 'en')},
+      onEvent: (e) => { window.__events.push(e); },
+    });
+  };
+</script></body></html>`;
+    const server = http.createServer((_, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end(html); });
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const page = await context.newPage();
+      await page.goto(`http://127.0.0.1:${server.address().port}/`);
+      await page.click('#open');
+      const frame = page.frameLocator('#connect-ui');
+      const link = frame.locator('a.connect').first();
+      await link.waitFor();
+      await shot(page, 'iframe-list');
+      const lang = await frame.locator('html').getAttribute('lang');
+      const linkText = await link.innerText();
+      const [popup] = await Promise.all([context.waitForEvent('page'), link.click()]);
+      await signInMaybeConsent(popup, cfg.action || 'accept');
+      const want = (cfg.action || 'accept') === 'accept' ? 'connect' : 'error';
+      await page.waitForFunction((w) => window.__events.some((e) => e.type === w), want, { timeout: TIMEOUT });
+      await shot(page, 'after-flow');
+      await frame.locator('#close').click();
+      await page.waitForFunction(() => window.__events.some((e) => e.type === 'close'), null, { timeout: TIMEOUT });
+      const iframeGone = (await page.locator('#connect-ui').count()) === 0;
+      return { events: await page.evaluate(() => window.__events), lang, linkText, iframeGone };
+    } finally {
+      server.close();
+    }
+  },
+
   async 'dashboard-healthy'() {
     const page = await context.newPage();
     await dashboardLogin(page);

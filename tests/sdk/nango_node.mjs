@@ -90,6 +90,22 @@ await step('listIntegrations', async () => {
     assert.deepEqual(keys, [key, sdkKey].sort());
 });
 
+await step('logos: logo of integrations and logo_url of providers are served SVGs', async () => {
+    const { configs } = await nango.listIntegrations();
+    const providers = await nango.listProviders({});
+    const urls = [...configs.map((c) => c.logo), ...providers.data.map((p) => p.logo_url)];
+    assert.ok(urls.length >= 7, `${urls.length} logo URLs`);
+    for (const u of urls) {
+        const r = await fetch(u);
+        assert.equal(r.status, 200, u);
+        assert.equal(r.headers.get('content-type'), 'image/svg+xml', u);
+        assert.match(await r.text(), /^<svg /, u);
+    }
+    const missing = await fetch(`${host}/images/template-logos/not-a-provider.svg`);
+    assert.equal(missing.status, 404);
+    assert.equal((await missing.json()).error.code, 'not_found');
+});
+
 await step('getIntegration with include=credentials', async () => {
     const res = await nango.getIntegration({ uniqueKey: sdkKey }, { include: ['credentials'] });
     assert.equal(res.data.credentials.type, 'OAUTH2');
@@ -134,6 +150,91 @@ await step('listConnections (all, by id, by end user)', async () => {
     assert.deepEqual(byUser.connections.map((c) => c.connection_id), [connectionId]);
     const none = await nango.listConnections({ userId: 'nobody' });
     assert.deepEqual(none.connections, []);
+});
+
+await step('tags: keys stored lowercased, camel-case filter finds them (patchConnection, listConnections)', async () => {
+    await nango.patchConnection({ connectionId, provider_config_key: key }, { tags: { Region: 'EU', projectId: 'P-1' } });
+    const c = await nango.getConnection(key, connectionId);
+    assert.equal(c.tags.region, 'EU');
+    assert.equal(c.tags.projectid, 'P-1');
+    assert.equal(c.tags.Region, undefined, 'keys are lowercased as Nango stores them');
+    const found = await nango.listConnections({ tags: { Region: 'EU' } });
+    assert.deepEqual(found.connections.map((x) => x.connection_id), [connectionId]);
+    const both = await nango.listConnections({ tags: { projectId: 'P-1', region: 'EU' } });
+    assert.deepEqual(both.connections.map((x) => x.connection_id), [connectionId]);
+    const none = await nango.listConnections({ tags: { Region: 'US' } });
+    assert.deepEqual(none.connections, []);
+    const r = await httpError(() => nango.patchConnection({ connectionId, provider_config_key: key }, { tags: { Region: 'EU', region: 'US' } }));
+    assert.equal(r.status, 400, 'keys differing only by case are refused');
+    assert.equal(r.data.error.code, 'invalid_body');
+});
+
+await step('createConnectSession lowercases tag keys', async () => {
+    const res = await nango.createConnectSession({ end_user: { id: 'tag-user', tags: { CostCenter: 'X1' } }, tags: { TenantRef: 'acme' }, allowed_integrations: [sdkKey] });
+    const s = await fetch(`${host}/connect/session`, { headers: { Authorization: `Bearer ${res.data.token}` } }).then((r) => r.json());
+    assert.equal(s.data.endUser.tags.costcenter, 'X1', JSON.stringify(s.data));
+    assert.equal(s.data.endUser.tags.CostCenter, undefined);
+});
+
+await step('unknown route: 404 in Nango\'s error envelope', async () => {
+    const r = await fetch(`${host}/no-such-route`, { headers: { Authorization: `Bearer ${secretKey}` } });
+    assert.equal(r.status, 404);
+    const body = await r.json();
+    assert.equal(body.error.code, 'not_found');
+});
+
+await step('proxy: a POST answered 503 is not retried without Retries', async () => {
+    // The Rust side armed one 503 for this path; a retry would have reached Graph (404 or 2xx).
+    const endpoint = '/v1.0/me/drive/root:/sdk-no-retry:/children';
+    const r = await httpError(() => nango.post({ endpoint, providerConfigKey: key, connectionId, data: { name: 'x', folder: {} } }));
+    assert.equal(r.status, 503);
+    const again = await httpError(() => nango.post({ endpoint, providerConfigKey: key, connectionId, data: { name: 'x', folder: {} } }));
+    assert.notEqual(again.status, 503, 'the one-shot fault was used by the first attempt alone');
+});
+
+await step('createConnectSession accepts overrides (docs_connect shown in the Connect UI); unknown keys are 400', async () => {
+    const docs = 'https://docs.example.com/connect-onedrive';
+    const res = await nango.createConnectSession({ end_user: { id: 'ov-user' }, allowed_integrations: [sdkKey], overrides: { [sdkKey]: { docs_connect: docs } } });
+    const s = await fetch(`${host}/connect/session`, { headers: { Authorization: `Bearer ${res.data.token}` } }).then((r) => r.json());
+    assert.equal(s.data.overrides[sdkKey].docs_connect, docs);
+    const page = await fetch(res.data.connect_link).then((r) => r.text());
+    assert.ok(page.includes(docs), 'the Connect UI links the docs');
+    const bad = await httpError(() => nango.createConnectSession({ end_user: { id: 'x' }, overrides: { [sdkKey]: { docs_connect: docs, colour: 'red' } } }));
+    assert.equal(bad.status, 400);
+    assert.equal(bad.data.error.code, 'invalid_body');
+    const badDefaults = await httpError(() =>
+        nango.createConnectSession({ end_user: { id: 'x' }, allowed_integrations: [sdkKey], integrations_config_defaults: { [sdkKey]: { connection_config: {}, unknown_key: 1 } } })
+    );
+    assert.equal(badDefaults.status, 400);
+    assert.equal(badDefaults.data.error.code, 'invalid_body');
+});
+
+await step('a connect session token reads providers, an integration and its session, with CORS', async () => {
+    const res = await nango.createConnectSession({ end_user: { id: 'cors-user' }, allowed_integrations: [sdkKey] });
+    const auth = { Authorization: `Bearer ${res.data.token}`, Origin: 'https://app.example.com' };
+    const providers = await fetch(`${host}/providers`, { headers: auth });
+    assert.equal(providers.status, 200);
+    assert.equal(providers.headers.get('access-control-allow-origin'), '*');
+    assert.ok((await providers.json()).data.some((p) => p.name === 'one-drive'));
+    const integ = await fetch(`${host}/integrations/${sdkKey}`, { headers: auth });
+    assert.equal(integ.status, 200);
+    assert.equal((await integ.json()).data.unique_key, sdkKey);
+    const withCreds = await fetch(`${host}/integrations/${sdkKey}?include=credentials`, { headers: auth });
+    assert.equal(withCreds.status, 403, 'credentials need the secret key');
+    const session = await fetch(`${host}/connect/session`, { headers: auth });
+    assert.equal(session.headers.get('access-control-allow-origin'), '*');
+    assert.deepEqual((await session.json()).data.allowed_integrations, [sdkKey]);
+    for (const path of ['/providers', `/integrations/${sdkKey}`, '/connect/session']) {
+        const pre = await fetch(`${host}${path}`, {
+            method: 'OPTIONS',
+            headers: { Origin: 'https://app.example.com', 'Access-Control-Request-Method': 'GET', 'Access-Control-Request-Headers': 'authorization' }
+        });
+        assert.equal(pre.status, 204, path);
+        assert.equal(pre.headers.get('access-control-allow-origin'), '*', path);
+        assert.match(pre.headers.get('access-control-allow-headers'), /authorization/, path);
+    }
+    const listed = await fetch(`${host}/connections`, { headers: auth });
+    assert.equal(listed.status, 401, 'other routes still need the secret key');
 });
 
 let firstToken;
@@ -205,7 +306,7 @@ await step('proxy POST creates a folder, GET lists it', async () => {
         connectionId,
         data: { name, folder: {}, '@microsoft.graph.conflictBehavior': 'fail' }
     });
-    assert.ok(res.status === 200 || res.status === 201, `status ${res.status}`);
+    assert.equal(res.status, 201, 'the upstream status passes through (docs/api.md)');
     assert.equal(res.data.name, name);
     assert.ok(res.data.folder, 'a folder');
     const list = await nango.get({ endpoint: '/v1.0/me/drive/root/children', providerConfigKey: key, connectionId });

@@ -74,6 +74,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_endpoint))
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
+        // Unknown routes answer in Nango's error envelope, like every other error.
+        .fallback(|| async { crate::edge::ApiError::not_found("Route not found") })
         .layer(axum::middleware::from_fn(
             crate::edge::extract::reject_bad_uri,
         ))
@@ -114,9 +116,11 @@ pub async fn start(
 ) -> std::io::Result<()> {
     let core = state.core.clone();
     let flusher = core.spawn_fetched_flusher();
+    let fan_out = spawn_ws_fan_out(&state);
     let limits = state.core.config.limits.clone();
     let served = crate::listener::serve(listener, router(state), &limits, shutdown).await;
     flusher.abort();
+    fan_out.abort();
     if let Err(e) = core.flush_fetched().await {
         tracing::error!(error = %crate::edge::error_chain(&e), "could not write last_fetched_at at shutdown");
     }
@@ -144,4 +148,37 @@ async fn metrics_endpoint(
     } else {
         crate::edge::wrong_secret_key(&token).into_response()
     }
+}
+
+/// The popup's outcome across instances: a final WebSocket frame for a socket this instance
+/// does not hold is announced to the others (PostgreSQL `NOTIFY grantd_ws`), and frames they
+/// announce are delivered to the sockets held here. On SQLite (one instance) nothing travels.
+fn spawn_ws_fan_out(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let (tx, mut outgoing) = tokio::sync::mpsc::unbounded_channel::<String>();
+    state.ws.set_remote(tx);
+    let mut incoming = state.core.ws_outcomes();
+    let (core, hub) = (state.core.clone(), state.ws.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                Some(payload) = outgoing.recv() => {
+                    if let Err(e) = core.announce_ws_outcome(&payload).await {
+                        tracing::warn!(error = %crate::edge::error_chain(&e), "could not hand a WebSocket outcome to the other instances");
+                    }
+                }
+                got = incoming.recv() => match got {
+                    Ok(payload) => {
+                        let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload) else {
+                            continue;
+                        };
+                        if let Some(id) = v["id"].as_str() {
+                            hub.finish_local(id, &v["frame"]);
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    })
 }

@@ -186,8 +186,12 @@ pub fn is_app_only_import(body: &Value) -> bool {
 }
 
 pub async fn import(st: &AppState, body: Value) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let b: ImportBody = serde_json::from_value(body)
+    let mut b: ImportBody = serde_json::from_value(body)
         .map_err(|e| ApiError::validation("invalid_body", &[], e.to_string()))?;
+    b.tags = super::sessions::tags_opt(b.tags, "tags")?;
+    if let Some(u) = b.end_user.as_mut() {
+        u.tags = super::sessions::tags_opt(u.tags.take(), "end_user")?;
+    }
     let key = ProviderConfigKey::parse(&b.provider_config_key).map_err(|e| {
         ApiError::validation("invalid_body", &["provider_config_key"], e.to_string())
     })?;

@@ -221,10 +221,14 @@ pub async fn patch(
     _: SecretKey,
     Path(id): Path<String>,
     Query(q): Query<KeyQuery>,
-    JsonBody(b): JsonBody<PatchBody>,
+    JsonBody(mut b): JsonBody<PatchBody>,
 ) -> Result<Json<Value>, ApiError> {
     let key = key_param(q.provider_config_key.as_deref())?;
     let cid = connection_id(&id)?;
+    b.tags = super::sessions::tags_opt(b.tags, "tags")?;
+    if let Some(u) = b.end_user.as_mut() {
+        u.tags = super::sessions::tags_opt(u.tags.take(), "end_user")?;
+    }
     st.core.integration(&key).await?;
     let patch = ConnectionPatch {
         end_user: b.end_user.map(|u| crate::model::EndUser {
@@ -314,7 +318,11 @@ struct Import {
     webhook_url_override: Option<String>,
 }
 
-async fn do_import(st: &AppState, i: Import) -> Result<crate::model::Connection, ApiError> {
+async fn do_import(st: &AppState, mut i: Import) -> Result<crate::model::Connection, ApiError> {
+    i.tags = super::sessions::tags_opt(i.tags, "tags")?;
+    if let Some(u) = i.end_user.as_mut() {
+        u.tags = super::sessions::tags_opt(u.tags.take(), "end_user")?;
+    }
     let (integration, _) = st.core.integration(&i.key).await.map_err(|e| match e {
         crate::connections::Error::UnknownIntegration(_) => {
             ApiError::not_found("Integration does not exist")

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, JsonBody, Query, SecretKey, render};
 use crate::connections::{Error as CoreError, StoreError};
-use crate::edge::AppState;
+use crate::edge::{AppState, Caller, SecretOrSession};
 use crate::model::{ClientSecret, NewIntegration, ProviderConfigKey};
 
 #[derive(Debug, Deserialize)]
@@ -246,11 +246,18 @@ fn includes(parts: &Parts) -> Result<Vec<String>, ApiError> {
 
 pub async fn show(
     State(st): State<AppState>,
-    _: SecretKey,
+    SecretOrSession(caller): SecretOrSession,
     Path(key): Path<String>,
     parts: Parts,
 ) -> Result<Json<Value>, ApiError> {
     let include = includes(&parts)?;
+    if caller == Caller::Session && !include.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "include needs the secret key; a connect session token reads the integration only",
+        ));
+    }
     let key = path_key(&key)?;
     let i = st
         .core
@@ -342,7 +349,7 @@ pub struct ProvidersQuery {
 
 pub async fn providers(
     State(st): State<AppState>,
-    _: SecretKey,
+    _: SecretOrSession,
     Query(q): Query<ProvidersQuery>,
 ) -> Json<Value> {
     let search = q.search.map(|s| s.to_ascii_lowercase());

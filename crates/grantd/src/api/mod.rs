@@ -18,12 +18,9 @@ use crate::edge::{
     ApiError, JsonBody, Query, SecretKey, bearer, no_query, parse_bool, wrong_secret_key,
 };
 
-pub fn router() -> Router<AppState> {
+/// The routes a connect-session token may call from a browser (as with Nango), behind CORS.
+fn session_token_routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/integrations",
-            get(integrations::list).post(integrations::create),
-        )
         .route(
             "/integrations/{key}",
             get(integrations::show)
@@ -31,13 +28,23 @@ pub fn router() -> Router<AppState> {
                 .delete(integrations::delete),
         )
         .route("/providers", get(integrations::providers))
-        .route("/providers/{provider}", get(integrations::provider))
-        .route("/connect/sessions", post(sessions::create))
-        .route("/connect/sessions/reconnect", post(sessions::reconnect))
         .route(
             "/connect/session",
             get(sessions::show).delete(sessions::delete),
         )
+        .layer(axum::middleware::from_fn(crate::edge::cors::cors))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/integrations",
+            get(integrations::list).post(integrations::create),
+        )
+        .merge(session_token_routes())
+        .route("/providers/{provider}", get(integrations::provider))
+        .route("/connect/sessions", post(sessions::create))
+        .route("/connect/sessions/reconnect", post(sessions::reconnect))
         .route(
             "/connections",
             get(connections::list).post(connections::import),

@@ -72,7 +72,9 @@ pub struct ReconnectBody {
     pub tags: Option<Tags>,
 }
 
-fn validate_tags(tags: &Tags, path: &'static str) -> Result<Tags, ApiError> {
+/// Checks tags as Nango does and lowercases their keys, as Nango stores them (values are kept as
+/// given); two keys that differ only by case are refused.
+pub(super) fn validate_tags(tags: &Tags, path: &'static str) -> Result<Tags, ApiError> {
     if tags.len() > 10 {
         return Err(ApiError::validation(
             "invalid_body",
@@ -100,9 +102,20 @@ fn validate_tags(tags: &Tags, path: &'static str) -> Result<Tags, ApiError> {
                 "Tag values must be 1-255 characters",
             ));
         }
-        out.insert(k.to_ascii_lowercase(), v.clone());
+        if out.insert(k.to_ascii_lowercase(), v.clone()).is_some() {
+            return Err(ApiError::validation(
+                "invalid_body",
+                &[path, k],
+                "Tag keys are case-insensitive: two keys differ only by case",
+            ));
+        }
     }
     Ok(out)
+}
+
+/// Optional tags through [`validate_tags`].
+pub(super) fn tags_opt(t: Option<Tags>, path: &'static str) -> Result<Option<Tags>, ApiError> {
+    t.as_ref().map(|t| validate_tags(t, path)).transpose()
 }
 
 fn end_user(b: Option<EndUserBody>) -> Result<Option<EndUser>, ApiError> {
@@ -144,25 +157,76 @@ fn organization(b: Option<OrganizationBody>) -> Option<Organization> {
     })
 }
 
-fn check_overrides(o: &Option<Value>) -> Result<(), ApiError> {
-    match o {
-        Some(v) if !v.as_object().is_none_or(|m| m.is_empty()) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "overrides (custom docs links) are not supported by grantd",
-        )),
-        _ => Ok(()),
+/// Nango's `overrides`: per integration, only `docs_connect` (an http(s) URL the Connect UI
+/// links as the integration's docs). Returned as stored (`Null` when absent or empty).
+fn overrides_value(o: Option<Value>) -> Result<Value, ApiError> {
+    let Some(o) = o.filter(|v| !v.is_null()) else {
+        return Ok(Value::Null);
+    };
+    let Some(map) = o.as_object() else {
+        return Err(ApiError::validation(
+            "invalid_body",
+            &["overrides"],
+            "Must be an object keyed by integration",
+        ));
+    };
+    for (key, entry) in map {
+        if ProviderConfigKey::parse(key).is_err() {
+            return Err(ApiError::validation(
+                "invalid_body",
+                &["overrides", key],
+                "Not an integration key",
+            ));
+        }
+        let Some(fields) = entry.as_object() else {
+            return Err(ApiError::validation(
+                "invalid_body",
+                &["overrides", key],
+                "Must be an object",
+            ));
+        };
+        for (field, v) in fields {
+            if field != "docs_connect" {
+                return Err(ApiError::validation(
+                    "invalid_body",
+                    &["overrides", key, field],
+                    "Unrecognized key (only docs_connect)",
+                ));
+            }
+            let ok = v
+                .as_str()
+                .and_then(|u| url::Url::parse(u).ok())
+                .is_some_and(|u| matches!(u.scheme(), "http" | "https"));
+            if !ok {
+                return Err(ApiError::validation(
+                    "invalid_body",
+                    &["overrides", key, field],
+                    "Must be an http(s) URL",
+                ));
+            }
+        }
     }
+    Ok(if map.is_empty() { Value::Null } else { o })
 }
+
+/// The keys Nango accepts in an `integrations_config_defaults` entry.
+const DEFAULTS_KEYS: &[&str] = &["user_scopes", "authorization_params", "connection_config"];
 
 fn defaults_value(d: Option<BTreeMap<String, Value>>) -> Result<Value, ApiError> {
     let d = d.unwrap_or_default();
     for (k, v) in &d {
-        if !v.is_object() {
+        let Some(fields) = v.as_object() else {
             return Err(ApiError::validation(
                 "invalid_body",
                 &["integrations_config_defaults", k],
                 "Must be an object",
+            ));
+        };
+        if let Some(unknown) = fields.keys().find(|f| !DEFAULTS_KEYS.contains(&f.as_str())) {
+            return Err(ApiError::validation(
+                "invalid_body",
+                &["integrations_config_defaults", k, unknown],
+                "Unrecognized key (user_scopes, authorization_params, connection_config)",
             ));
         }
     }
@@ -213,7 +277,7 @@ pub async fn create(
     _: SecretKey,
     JsonBody(b): JsonBody<CreateBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    check_overrides(&b.overrides)?;
+    let overrides = overrides_value(b.overrides)?;
     if b.end_user.is_none() && b.tags.is_none() {
         return Err(ApiError::validation(
             "invalid_body",
@@ -234,6 +298,7 @@ pub async fn create(
             .unwrap_or_default(),
         webhook_url_override: crate::edge::extract::webhook_url_override(b.webhook_url_override)?,
         reconnect: None,
+        overrides,
     };
     respond(&st, req).await
 }
@@ -243,7 +308,7 @@ pub async fn reconnect(
     _: SecretKey,
     JsonBody(b): JsonBody<ReconnectBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    check_overrides(&b.overrides)?;
+    let overrides = overrides_value(b.overrides)?;
     let bad = || {
         ApiError::validation(
             "invalid_body",
@@ -268,6 +333,7 @@ pub async fn reconnect(
         webhook_url_override: crate::edge::extract::webhook_url_override(b.webhook_url_override)?
             .or(existing.webhook_url_override.clone()),
         reconnect: Some((key, cid)),
+        overrides,
     };
     respond(&st, req).await
 }
@@ -307,6 +373,9 @@ pub async fn show(State(st): State<AppState>, parts: Parts) -> Result<Json<Value
     });
     if s.reconnect.is_some() {
         data["isReconnecting"] = json!(true);
+    }
+    if !s.overrides.is_null() {
+        data["overrides"] = s.overrides.clone();
     }
     Ok(Json(json!({ "data": data })))
 }

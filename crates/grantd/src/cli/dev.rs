@@ -104,6 +104,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     // Webhooks in dev go to receivers on this machine.
     config.lifecycle.webhook_allow_private = true;
+    webhook_env(&mut config, |name| std::env::var(name).ok())?;
+    let webhooks = config.lifecycle.webhook_url.as_ref().map_or_else(
+        || "off (set GRANTD_WEBHOOK_URL)".to_owned(),
+        |u| u.to_string(),
+    );
     let state = AppState::build(config, None).await?;
     let key = ProviderConfigKey::parse("one-drive").expect("static key is valid");
     if state.core.get_integration(&key).await?.is_none() {
@@ -149,6 +154,7 @@ grantd dev is running.
   emulator     {emu}   (Entra ID + Graph + SharePoint)
   database     {db}
   secret key   {secret}
+  webhooks     {webhooks}
 
 1. Connect a OneDrive for Business account (sign in as adele@contoso.onmicrosoft.com, password "emulator"):
    {link}
@@ -171,4 +177,61 @@ The connect link is valid for 30 minutes; restart grantd dev for a new one. Ctrl
     server::start(state, listener, super::shutdown_signal()).await?;
     jobs.abort();
     Ok(())
+}
+
+/// Auth webhooks go where `serve` would send them: `GRANTD_WEBHOOK_URL` and
+/// `GRANTD_WEBHOOK_SIGNING_KEY` apply to `grantd dev` too.
+fn webhook_env(config: &mut Config, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    if let Some(url) = get("GRANTD_WEBHOOK_URL").filter(|u| !u.is_empty()) {
+        let url = url::Url::parse(&url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .context("GRANTD_WEBHOOK_URL must be an http(s) URL")?;
+        config.lifecycle.webhook_url = Some(url);
+    }
+    if let Some(key) = get("GRANTD_WEBHOOK_SIGNING_KEY").filter(|k| !k.is_empty()) {
+        config.lifecycle.webhook_signing_key = Some(key.into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::for_local(
+            ApiKey::new("k"),
+            Cipher::generate_key(),
+            "sqlite::memory:".into(),
+            3003,
+            MicrosoftHosts::emulator("http://127.0.0.1:4100"),
+        )
+    }
+
+    #[test]
+    fn dev_honours_the_webhook_variables() {
+        let mut c = config();
+        webhook_env(&mut c, |n| match n {
+            "GRANTD_WEBHOOK_URL" => Some("http://127.0.0.1:9000/hooks".into()),
+            "GRANTD_WEBHOOK_SIGNING_KEY" => Some("whsec".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(
+            c.lifecycle.webhook_url.as_ref().map(|u| u.as_str()),
+            Some("http://127.0.0.1:9000/hooks")
+        );
+        assert!(c.lifecycle.webhook_signing_key.is_some());
+
+        let mut unset = config();
+        webhook_env(&mut unset, |_| None).unwrap();
+        assert!(unset.lifecycle.webhook_url.is_none());
+
+        let mut bad = config();
+        let e = webhook_env(&mut bad, |n| {
+            (n == "GRANTD_WEBHOOK_URL").then(|| "ftp://x".to_owned())
+        });
+        assert!(e.is_err());
+    }
 }

@@ -61,7 +61,9 @@ impl Core {
                     } else {
                         Operation::Creation
                     },
-                    error: Some((f.error_type, &f.message)),
+                    // Nango's webhook names a refusal or error at the callback
+                    // `invalid_callback` (the browser's `callback_err`).
+                    error: Some((webhook_error_type(f.error_type), &f.message)),
                     end_user: existing.as_ref().and_then(|c| c.end_user.as_ref()),
                     tags: existing.as_ref().map(|c| &c.tags),
                 }
@@ -97,5 +99,14 @@ impl Core {
         {
             tracing::error!(connection.id = %conn.connection_id, error = %e, "could not queue the import webhook");
         }
+    }
+}
+
+/// The webhook's error type for a failed callback: Nango's `invalid_callback` where the browser
+/// is told `callback_err`; other types as they are.
+fn webhook_error_type(browser_type: &'static str) -> &'static str {
+    match browser_type {
+        "callback_err" => "invalid_callback",
+        other => other,
     }
 }

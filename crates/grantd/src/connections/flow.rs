@@ -601,6 +601,7 @@ mod tests {
             reconnect: None,
             tags: Default::default(),
             webhook_url_override: None,
+            overrides: Value::Null,
             expires_at: chrono::Utc::now(),
             created_at: chrono::Utc::now(),
         }

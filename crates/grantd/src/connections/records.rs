@@ -74,7 +74,25 @@ impl Core {
         Ok(self.store.recent_webhooks(limit).await?)
     }
 
-    /// One pass of webhook delivery from the outbox (`jobs::outbox` runs it on a timer).
+    /// Tells the other instances (PostgreSQL) the outcome of a flow whose WebSocket is not held
+    /// here; `false` when there are none to tell.
+    pub async fn announce_ws_outcome(&self, payload: &str) -> Result<bool, Error> {
+        Ok(self.store.announce_ws_outcome(payload).await?)
+    }
+
+    /// Outcomes other instances announced for WebSockets (`{"id", "frame"}` JSON).
+    pub fn ws_outcomes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.store.ws_outcomes()
+    }
+
+    /// Resolves when a webhook may have been queued since the last call (here or, on
+    /// PostgreSQL, by another instance); `jobs::outbox` then delivers at once.
+    pub async fn webhook_queued(&self) {
+        self.store.webhook_wakeup().await
+    }
+
+    /// One pass of webhook delivery from the outbox (`jobs::outbox` runs it when woken and on a
+    /// timer).
     pub async fn deliver_due_webhooks(
         &self,
         now: chrono::DateTime<chrono::Utc>,

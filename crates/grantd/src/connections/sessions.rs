@@ -25,6 +25,8 @@ pub struct SessionRequest {
     pub tags: Tags,
     pub webhook_url_override: Option<String>,
     pub reconnect: Option<(ProviderConfigKey, ConnectionId)>,
+    /// Nango's `overrides`, validated by the API; `Null` when none.
+    pub overrides: Value,
 }
 
 pub fn hash_token(token: &str) -> String {
@@ -105,6 +107,7 @@ impl Core {
                 reconnect: req.reconnect,
                 tags,
                 webhook_url_override: req.webhook_url_override,
+                overrides: req.overrides,
                 expires_at: self.clock.now()
                     + TimeDelta::from_std(self.config.connect_session_ttl)
                         .unwrap_or(TimeDelta::minutes(30)),

@@ -53,6 +53,40 @@ impl FromRequestParts<AppState> for SecretKey {
     }
 }
 
+/// Who called a route that takes either credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    SecretKey,
+    /// A live connect-session token (what the Connect UI and `@nangohq/frontend` hold).
+    Session,
+}
+
+/// The caller presented the secret key or a live connect-session token (Nango's session-token
+/// routes: `GET /providers`, `GET /integrations/{key}`, `GET /connect/session`).
+pub struct SecretOrSession(pub Caller);
+
+impl FromRequestParts<AppState> for SecretOrSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        if state.core.config.secret_key.ct_eq(&token) {
+            return Ok(SecretOrSession(Caller::SecretKey));
+        }
+        if !crate::connections::sessions::is_well_formed(&token) {
+            return Err(wrong_secret_key(&token));
+        }
+        match state.core.connect_session(&token).await {
+            Ok(Some(_)) => Ok(SecretOrSession(Caller::Session)),
+            Ok(None) => Err(ApiError::auth(
+                "unknown_connect_session_token",
+                "Authentication failed. The connect session token is unknown or expired.",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 /// Nango's 401 for a bearer value that is not the secret key: `invalid_secret_key_format` when it
 /// is not even a UUID v4 (Nango's key format), else `unknown_account`. The configured key itself
 /// is accepted whatever its format (checked before this).

@@ -1,7 +1,9 @@
 //! What the HTTP edges (`api`, `web`, `proxy`) share, below the router so they need not import
 //! each other or `server`: `AppState`, `ApiError` (the one place domain errors become HTTP), the
-//! `SecretKey` extractor and strict body/query extractors, and the WebSocket hub.
+//! `SecretKey` / `SecretOrSession` extractors and strict body/query extractors, CORS for the
+//! session-token routes (`cors.rs`), and the WebSocket hub.
 
+pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod state;
@@ -10,7 +12,8 @@ pub mod ws_limits;
 
 pub use error::ApiError;
 pub use extract::{
-    JsonBody, Query, SecretKey, bearer, error_chain, no_query, parse_bool, wrong_secret_key,
+    Caller, JsonBody, Query, SecretKey, SecretOrSession, bearer, error_chain, no_query, parse_bool,
+    wrong_secret_key,
 };
 pub use state::AppState;
 pub use ws_hub::WsHub;

@@ -13,6 +13,9 @@ pub struct WsHub {
     clients: Mutex<HashMap<String, mpsc::UnboundedSender<String>>>,
     /// Socket slots per instance and per client address (`ws_limits`).
     pub(crate) slots: super::ws_limits::Slots,
+    /// Where a final frame for a socket held by another instance goes (`server` forwards it
+    /// through `NOTIFY`); unset: dropped.
+    remote: Mutex<Option<mpsc::UnboundedSender<String>>>,
 }
 
 impl WsHub {
@@ -30,14 +33,31 @@ impl WsHub {
             .remove(id);
     }
 
-    /// Sends the final frame to `id` (if it is connected here) and forgets it.
+    /// Sends the final frame to `id` if it is connected here and forgets it; otherwise hands it
+    /// to the remote sink (another instance may hold it). `true` when delivered here.
     pub fn finish(&self, id: &str, frame: Value) -> bool {
+        if self.finish_local(id, &frame) {
+            return true;
+        }
+        if let Some(remote) = self.remote.lock().expect("ws hub lock poisoned").as_ref() {
+            let _ = remote.send(json!({"id": id, "frame": frame}).to_string());
+        }
+        false
+    }
+
+    /// Delivers a frame only if `id` is connected here (an outcome announced by another instance).
+    pub fn finish_local(&self, id: &str, frame: &Value) -> bool {
         let tx = self
             .clients
             .lock()
             .expect("ws hub lock poisoned")
             .remove(id);
         tx.is_some_and(|tx| tx.send(frame.to_string()).is_ok())
+    }
+
+    /// Sets where frames for sockets not held here go (`server::start`).
+    pub fn set_remote(&self, tx: mpsc::UnboundedSender<String>) {
+        *self.remote.lock().expect("ws hub lock poisoned") = Some(tx);
     }
 
     pub fn success(&self, id: &str, provider_config_key: &str, connection_id: &str) -> bool {

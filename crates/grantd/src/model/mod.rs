@@ -245,6 +245,8 @@ pub struct ConnectSession {
     pub reconnect: Option<(ProviderConfigKey, ConnectionId)>,
     pub tags: Tags,
     pub webhook_url_override: Option<String>,
+    /// Nango's `overrides` as validated (`{integration: {docs_connect}}`); `Null` when none.
+    pub overrides: Value,
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
 }
@@ -260,6 +262,8 @@ pub struct NewConnectSession {
     pub reconnect: Option<(ProviderConfigKey, ConnectionId)>,
     pub tags: Tags,
     pub webhook_url_override: Option<String>,
+    /// Nango's `overrides` as validated; `Null` when none.
+    pub overrides: Value,
     pub expires_at: DateTime<Utc>,
 }
 

@@ -2,7 +2,8 @@
 //! the connection's fresh access token injected, wire-compatible with Nango's proxy.
 //!
 //! - `request`: the caller's headers → `Options`, size limits, the path check, upstream headers.
-//! - `retry`: when to try again (429/503 `Retry-After`, 5xx and network backoff with jitter).
+//! - `retry`: when to try again — only when the caller asked (`Retries`, `Retry-On`), as Nango;
+//!   429/503 `Retry-After`, 5xx and network backoff with jitter.
 //! - `upstream`: the body, one attempt, redirects, streaming the answer back.
 //!
 //! The hot path does no database work while the cached token is fresh (`Store::cached_*`). Bodies
@@ -90,12 +91,7 @@ pub async fn forward(st: &AppState, call: Call<'_>) -> Result<Response, ApiError
     let target = target_url(st, opts, provider, &conn, call.path, call.query).await?;
     let headers = upstream_headers(call.headers, opts);
     let mut body = UpBody::prepare(opts, call.body).await?;
-    let policy = Policy::new(
-        &call.method,
-        opts.retries,
-        opts.retry_on.clone(),
-        body.replayable(),
-    );
+    let policy = Policy::new(opts.retries, opts.retry_on.clone(), body.replayable());
     let deadline = Instant::now() + st.core.config.proxy_deadline;
     let attempt = Attempt {
         st,

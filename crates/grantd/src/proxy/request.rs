@@ -110,7 +110,7 @@ static RETRIES: HeaderName = HeaderName::from_static("retries");
 static RETRY_ON: HeaderName = HeaderName::from_static("retry-on");
 
 impl Options {
-    /// A call without body or proxy headers: no retries beyond the defaults, Graph, no redirects
+    /// A call without body or proxy headers: no retries, Graph, no redirects
     /// followed (the dashboard's test call).
     pub fn plain(key: ProviderConfigKey, connection_id: ConnectionId) -> Options {
         Options {
@@ -148,7 +148,7 @@ impl Options {
                     .map_err(|e| invalid_header("provider-config-key", &e.to_string()))
             })?;
         let retries = match header_str(h, &RETRIES) {
-            None => 0,
+            None => super::retry::DEFAULT_RETRIES,
             Some(s) => s.parse::<u32>().ok().filter(|n| *n <= 10).ok_or_else(|| {
                 invalid_header("retries", "Retries must be a whole number up to 10")
             })?,

@@ -1,19 +1,22 @@
 //! When a proxied call is tried again, and after how long. Pure: the handler asks, this answers.
 //!
-//! - 429 and 503 (throttling) honour `Retry-After` (seconds or an HTTP date); without it they back
-//!   off like 5xx. Throttled requests were not processed, so any replayable request is retried.
-//! - Other 5xx and network errors back off exponentially with full jitter, for idempotent methods
-//!   by default and for others only when the caller asked (`Retries` > 0).
-//! - A status listed in `Retry-On` is retried like a 5xx.
-//! - The budget is `Retries` when the caller set more than the default, else 3 for the safe cases.
+//! As in Nango, nothing is retried unless the caller asked, whatever the method; there is no
+//! deployment-wide default (`DEFAULT_RETRIES` is 0, documented in docs/proxy.md):
+//! - `Retries: n` allows up to n retries of 429, 5xx and network errors, for any method (the
+//!   caller knows whether its request may be repeated); 429 and 503 wait for `Retry-After`
+//!   (seconds or an HTTP date) when the upstream sends one, else back off exponentially with
+//!   full jitter.
+//! - A status listed in `Retry-On` is retried too: up to `Retries` times, or `RETRY_ON_RETRIES`
+//!   when `Retries` is absent (listing a status is asking).
 //! - Nothing is retried once the deadline would pass, and nothing whose body cannot be replayed.
+//!   (The one forced refresh after a 401 is not a retry of this policy: see `mod.rs`.)
 
 use std::time::Duration;
 
-use axum::http::Method;
-
-/// Retries granted without the caller asking (throttling, idempotent 5xx and network errors).
-pub const DEFAULT_RETRIES: u32 = 3;
+/// Retries granted when the caller did not ask: none, as Nango.
+pub const DEFAULT_RETRIES: u32 = 0;
+/// Retries of a status listed in `Retry-On` when `Retries` is absent.
+pub const RETRY_ON_RETRIES: u32 = 3;
 /// First backoff step; doubled per attempt.
 const BACKOFF_BASE_MS: u64 = 200;
 /// Longest single backoff.
@@ -21,11 +24,10 @@ const BACKOFF_CAP_MS: u64 = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct Policy {
-    /// The caller's `Retries` (0 when absent).
+    /// The caller's `Retries` (`DEFAULT_RETRIES` when absent).
     pub retries: u32,
     /// The caller's `Retry-On` statuses.
     pub retry_on: Vec<u16>,
-    pub idempotent: bool,
     /// The request body (if any) can be sent again.
     pub replayable: bool,
 }
@@ -38,14 +40,10 @@ pub enum Decision {
 }
 
 impl Policy {
-    pub fn new(method: &Method, retries: u32, retry_on: Vec<u16>, replayable: bool) -> Policy {
+    pub fn new(retries: u32, retry_on: Vec<u16>, replayable: bool) -> Policy {
         Policy {
             retries,
             retry_on,
-            idempotent: matches!(
-                *method,
-                Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::PUT
-            ),
             replayable,
         }
     }
@@ -56,23 +54,21 @@ impl Policy {
             return Decision::Stop;
         }
         let throttled = status == 429 || status == 503;
-        let asked = self.retry_on.contains(&status);
-        let server_error = status >= 500;
-        let (allowed, reason) = if throttled {
-            (true, "throttled")
-        } else if asked {
-            (true, "retry_on")
-        } else if server_error {
-            (self.idempotent || self.retries > 0, "server_error")
+        let (budget, reason) = if self.retry_on.contains(&status) {
+            let budget = if self.retries > 0 {
+                self.retries
+            } else {
+                RETRY_ON_RETRIES
+            };
+            (budget, "retry_on")
+        } else if throttled {
+            (self.retries, "throttled")
+        } else if status >= 500 {
+            (self.retries, "server_error")
         } else {
-            (false, "")
+            (0, "")
         };
-        let budget = if throttled || (server_error && self.idempotent) {
-            self.retries.max(DEFAULT_RETRIES)
-        } else {
-            self.retries.max(u32::from(asked) * DEFAULT_RETRIES)
-        };
-        if !allowed || attempt >= budget {
+        if attempt >= budget {
             return Decision::Stop;
         }
         let wait = match retry_after {
@@ -84,15 +80,7 @@ impl Policy {
 
     /// After `attempt` retries so far, the request failed without a response.
     pub fn on_network_error(&self, attempt: u32) -> Decision {
-        if !self.replayable {
-            return Decision::Stop;
-        }
-        let budget = if self.idempotent {
-            self.retries.max(DEFAULT_RETRIES)
-        } else {
-            self.retries
-        };
-        if attempt >= budget {
+        if !self.replayable || attempt >= self.retries {
             return Decision::Stop;
         }
         Decision::Retry(backoff(attempt + 1), "network")
@@ -132,54 +120,65 @@ pub fn retry_after(
 mod tests {
     use super::*;
 
-    fn get() -> Policy {
-        Policy::new(&Method::GET, 0, vec![], true)
+    fn unasked() -> Policy {
+        Policy::new(DEFAULT_RETRIES, vec![], true)
     }
 
     #[test]
-    fn throttling_honours_retry_after_for_any_replayable_method() {
-        let post = Policy::new(&Method::POST, 0, vec![], true);
-        for p in [get(), post] {
-            assert_eq!(
-                p.on_status(0, 429, Some(Duration::from_secs(2))),
-                Decision::Retry(Duration::from_secs(2), "throttled")
-            );
-            assert!(matches!(p.on_status(2, 503, None), Decision::Retry(_, _)));
-            assert_eq!(p.on_status(3, 429, None), Decision::Stop);
+    fn nothing_is_retried_unless_asked() {
+        let p = unasked();
+        for status in [429, 500, 502, 503, 504] {
+            assert_eq!(p.on_status(0, status, None), Decision::Stop, "{status}");
         }
+        assert_eq!(
+            p.on_status(0, 429, Some(Duration::from_secs(1))),
+            Decision::Stop
+        );
+        assert_eq!(p.on_network_error(0), Decision::Stop);
     }
 
     #[test]
-    fn server_errors_retry_only_idempotent_unless_asked() {
+    fn asked_retries_cover_throttling_server_errors_and_network_honouring_retry_after() {
+        let p = Policy::new(2, vec![], true);
+        assert_eq!(
+            p.on_status(0, 429, Some(Duration::from_secs(2))),
+            Decision::Retry(Duration::from_secs(2), "throttled")
+        );
+        assert_eq!(
+            p.on_status(1, 503, Some(Duration::from_secs(1))),
+            Decision::Retry(Duration::from_secs(1), "throttled")
+        );
+        assert_eq!(p.on_status(2, 429, None), Decision::Stop);
         assert!(matches!(
-            get().on_status(0, 500, None),
+            p.on_status(1, 502, None),
             Decision::Retry(_, "server_error")
         ));
-        let post = Policy::new(&Method::POST, 0, vec![], true);
-        assert_eq!(post.on_status(0, 500, None), Decision::Stop);
-        assert_eq!(post.on_network_error(0), Decision::Stop);
-        let asked = Policy::new(&Method::POST, 2, vec![], true);
+        assert_eq!(p.on_status(2, 502, None), Decision::Stop);
         assert!(matches!(
-            asked.on_status(1, 502, None),
-            Decision::Retry(_, _)
+            p.on_network_error(1),
+            Decision::Retry(_, "network")
         ));
-        assert_eq!(asked.on_status(2, 502, None), Decision::Stop);
-        assert!(matches!(asked.on_network_error(0), Decision::Retry(_, _)));
+        assert_eq!(p.on_network_error(2), Decision::Stop);
+        assert_eq!(p.on_status(0, 404, None), Decision::Stop);
     }
 
     #[test]
-    fn retry_on_and_plain_4xx() {
-        assert_eq!(get().on_status(0, 404, None), Decision::Stop);
-        let p = Policy::new(&Method::GET, 0, vec![404], true);
+    fn retry_on_is_asking() {
+        let p = Policy::new(0, vec![404, 409], true);
         assert!(matches!(
             p.on_status(0, 404, None),
             Decision::Retry(_, "retry_on")
         ));
+        assert!(matches!(p.on_status(2, 409, None), Decision::Retry(_, _)));
+        assert_eq!(p.on_status(RETRY_ON_RETRIES, 404, None), Decision::Stop);
+        assert_eq!(p.on_status(0, 500, None), Decision::Stop, "only the listed");
+        let counted = Policy::new(1, vec![404], true);
+        assert_eq!(counted.on_status(1, 404, None), Decision::Stop);
     }
 
     #[test]
     fn streamed_bodies_are_never_retried() {
-        let p = Policy::new(&Method::PUT, 5, vec![500], false);
+        let p = Policy::new(5, vec![500], false);
         assert_eq!(p.on_status(0, 429, None), Decision::Stop);
         assert_eq!(p.on_network_error(0), Decision::Stop);
     }

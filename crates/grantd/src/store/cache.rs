@@ -27,6 +27,11 @@ pub const TTL: Duration = Duration::from_secs(10);
 const CAPACITY: usize = 10_000;
 /// The PostgreSQL notification channel.
 pub const CHANNEL: &str = "grantd_cache";
+/// The channel on which an instance announces a newly queued webhook (no payload).
+pub const OUTBOX_CHANNEL: &str = "grantd_outbox";
+/// The channel on which the instance that handled an OAuth callback announces its outcome for a
+/// WebSocket it does not hold (payload: JSON `{"id", "frame"}`).
+pub const WS_CHANNEL: &str = "grantd_ws";
 
 type ConnKey = (String, String);
 
@@ -50,6 +55,12 @@ pub struct Cache {
     live: AtomicBool,
     /// Counts listener events (connected, notification applied), so tests can wait for them.
     events: tokio::sync::watch::Sender<u64>,
+    /// Wakes the webhook outbox runner: signalled after this instance queues a webhook and, on
+    /// PostgreSQL, when another instance announces one (`NOTIFY grantd_outbox`).
+    pub(super) outbox_wake: tokio::sync::Notify,
+    /// WebSocket outcomes announced by any instance (`NOTIFY grantd_ws`), for the instance that
+    /// holds the socket.
+    pub(super) ws_outcomes: tokio::sync::broadcast::Sender<String>,
 }
 
 impl Default for Cache {
@@ -59,6 +70,8 @@ impl Default for Cache {
             generation: AtomicU64::new(0),
             live: AtomicBool::new(true),
             events: tokio::sync::watch::Sender::new(0),
+            outbox_wake: tokio::sync::Notify::new(),
+            ws_outcomes: tokio::sync::broadcast::Sender::new(256),
         }
     }
 }
@@ -242,7 +255,9 @@ pub fn listen(url: String, cache: &Arc<Cache>) {
 /// One listener session; `Ok` when the cache is gone.
 async fn follow(url: &str, weak: &Weak<Cache>) -> Result<(), sqlx::Error> {
     let mut listener = sqlx::postgres::PgListener::connect(url).await?;
-    listener.listen(CHANNEL).await?;
+    listener
+        .listen_all([CHANNEL, OUTBOX_CHANNEL, WS_CHANNEL])
+        .await?;
     match weak.upgrade() {
         Some(c) => c.set_live(true),
         None => return Ok(()),
@@ -256,6 +271,11 @@ async fn follow(url: &str, weak: &Weak<Cache>) -> Result<(), sqlx::Error> {
                 }
             }
             Ok(Ok(Some(n))) => match weak.upgrade() {
+                Some(c) if n.channel() == OUTBOX_CHANNEL => c.outbox_wake.notify_one(),
+                Some(c) if n.channel() == WS_CHANNEL => {
+                    // No receiver (no server in this process) is fine.
+                    let _ = c.ws_outcomes.send(n.payload().to_owned());
+                }
                 Some(c) => c.apply(n.payload()),
                 None => return Ok(()),
             },

@@ -172,6 +172,34 @@ impl Db {
         }
     }
 
+    /// Announces a WebSocket outcome to every instance (`NOTIFY grantd_ws`); `false` on SQLite,
+    /// where the one process holds every socket.
+    pub(super) async fn announce_ws_outcome(&self, payload: &str) -> Result<bool, sqlx::Error> {
+        match self {
+            Db::Postgres(pool) => {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(super::cache::WS_CHANNEL)
+                    .bind(payload)
+                    .execute(pool)
+                    .await?;
+                Ok(true)
+            }
+            Db::Sqlite(_) => Ok(false),
+        }
+    }
+
+    /// Tells other instances that a webhook was queued: `NOTIFY grantd_outbox` on PostgreSQL
+    /// (heard by `cache::listen`); nothing on SQLite, where one process owns the database.
+    pub(super) async fn announce_webhook(&self) -> Result<(), sqlx::Error> {
+        if let Db::Postgres(pool) = self {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(super::cache::OUTBOX_CHANNEL)
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The statement that claims work (proactive refreshes, the webhook outbox): sets
     /// `{lease} = $1` on up to `limit` rows of `table` matching `filter`, in `order`, and returns
     /// `returning`. Instances sharing a PostgreSQL database skip rows another is claiming

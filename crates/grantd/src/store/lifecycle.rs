@@ -167,8 +167,12 @@ impl RefreshLock {
             },
         };
         let id = self.connection.id;
+        let queued = w.webhook.is_some();
         let result = fail(self.lock, id, self.connection.version, &w).await;
         self.store.cache.forget_connection_id(id);
+        if queued && result.is_ok() {
+            self.store.webhook_queued().await;
+        }
         result
     }
 }
@@ -337,7 +341,38 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         execute!(&self.db, INSERT_WEBHOOK, url, body, Ts(micros(at)))?;
+        self.webhook_queued().await;
         Ok(())
+    }
+
+    /// After a commit that queued a webhook: wakes this instance's outbox runner and, on
+    /// PostgreSQL, every other instance's (`NOTIFY grantd_outbox`, heard by `cache::listen`).
+    /// Best effort: the runner's timer still finds the row if a wake-up is lost.
+    async fn webhook_queued(&self) {
+        self.cache.outbox_wake.notify_one();
+        if let Err(e) = self.db.announce_webhook().await {
+            tracing::warn!(error = %e, "could not announce a queued webhook to other instances");
+        }
+    }
+
+    /// Hands a WebSocket outcome to the instance holding the socket (PostgreSQL `NOTIFY`);
+    /// `Ok(false)` when there is no other instance to tell (SQLite).
+    pub async fn announce_ws_outcome(&self, payload: &str) -> Result<bool, Error> {
+        self.db
+            .announce_ws_outcome(payload)
+            .await
+            .map_err(Error::Database)
+    }
+
+    /// WebSocket outcomes announced by any instance, as `{"id", "frame"}` JSON.
+    pub fn ws_outcomes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.cache.ws_outcomes.subscribe()
+    }
+
+    /// Resolves when a webhook may have been queued (by this instance or, on PostgreSQL, another)
+    /// since the last call: the outbox runner waits on it between passes.
+    pub async fn webhook_wakeup(&self) {
+        self.cache.outbox_wake.notified().await;
     }
 
     /// Leases up to `limit` webhooks due at `now` until `lease_until`, oldest first.

@@ -87,6 +87,16 @@ const TEMPLATES: &[(i64, &str, &str)] = &[
         include_str!("migrations/0004_app_credentials.sql"),
     ),
     (5, "sync", include_str!("migrations/0005_sync.sql")),
+    (
+        6,
+        "lowercase tag keys",
+        include_str!("migrations/0006_lowercase_tag_keys.sql"),
+    ),
+    (
+        7,
+        "session overrides",
+        include_str!("migrations/0007_session_overrides.sql"),
+    ),
 ];
 
 /// SHA-384 (hex) of each released migration as shipped: (version, SQLite, PostgreSQL).
@@ -116,6 +126,16 @@ const RELEASED: &[(i64, &str, &str)] = &[
         5,
         "0bd5a99ae8509bdb1d3f7a761aa3f158bf0f3cd42cc7c5ab4c6d3fd7c3498cb1f84970fd7df499e6401d9cc7f28fff2d",
         "ceea57135920f64d4536cc68a0d4ea9da335180d67fc088ba9388669aac371429f4c21f7ba694edf086e9d8117868282",
+    ),
+    (
+        6,
+        "79e018577b10eee87ef99d858aa4b5c5dc75ed3dfbd2ec253dd9facd423368da02afae53583c4b4228d054814b902c2f",
+        "b1a9228163c2779fd0f82d2d60364b1f79f57584929221d46f4540d10c9141c5e3eece6a5ecc472e90d8cf24173ee973",
+    ),
+    (
+        7,
+        "f472008f4ca7aab91fc85e4fc201a5a7b939735dd38dcb138630bbdaab0a5710efb7f95aaa4dbb4ef08a8cdad53dbef1",
+        "f472008f4ca7aab91fc85e4fc201a5a7b939735dd38dcb138630bbdaab0a5710efb7f95aaa4dbb4ef08a8cdad53dbef1",
     ),
 ];
 

@@ -323,6 +323,8 @@ impl Store {
             reconnect,
             tags: from_json(&r.tags, "session tags")?,
             webhook_url_override: r.webhook_url_override,
+            overrides: from_json_opt(r.overrides.as_deref(), "session overrides")?
+                .unwrap_or(Value::Null),
             expires_at: r.expires_at,
             created_at: r.created_at,
         })
@@ -348,6 +350,7 @@ impl Store {
             webhook_url_override: new.webhook_url_override,
             expires_at: micros(new.expires_at),
             created_at: now(),
+            overrides: (!new.overrides.is_null()).then(|| to_json(&new.overrides)),
         };
         let row = self.db.insert_connect_session(&row).await?;
         self.session(row)

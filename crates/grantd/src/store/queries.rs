@@ -24,7 +24,7 @@ macro_rules! session_cols {
     () => {
         "id, token_hash, end_user, organization, allowed_integrations, \
          integrations_config_defaults, reconnect_provider_config_key, reconnect_connection_id, \
-         tags, webhook_url_override, expires_at, created_at"
+         tags, webhook_url_override, expires_at, created_at, overrides"
     };
 }
 
@@ -218,8 +218,8 @@ impl Db {
         const SQL: &str = concat!(
             "INSERT INTO connect_sessions (token_hash, end_user, organization, \
              allowed_integrations, integrations_config_defaults, reconnect_provider_config_key, \
-             reconnect_connection_id, tags, webhook_url_override, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ",
+             reconnect_connection_id, tags, webhook_url_override, expires_at, created_at, \
+             overrides) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ",
             session_cols!()
         );
         fetch!(
@@ -237,6 +237,7 @@ impl Db {
                 &s.webhook_url_override,
                 Ts(s.expires_at),
                 Ts(s.created_at),
+                &s.overrides,
             ) => db_error(CONNECT_SESSION)
         )
     }

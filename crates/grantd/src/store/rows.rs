@@ -78,6 +78,8 @@ pub(super) struct SessionRow {
     pub webhook_url_override: Option<String>,
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    /// JSON; NULL when the session has none.
+    pub overrides: Option<String>,
 }
 
 /// An OAuth flow row.

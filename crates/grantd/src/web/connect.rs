@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
-use super::pages;
+use super::{connect_i18n, pages};
 use crate::connections::flow::{CallbackError, FlowFailure, StartError, StartRequest};
 use crate::edge::ApiError;
 use crate::edge::AppState;
@@ -136,13 +136,19 @@ pub async fn callback(State(st): State<AppState>, parts: Parts) -> Response {
     }
 }
 
-/// The hosted Connect UI: lists the session's integrations, each a link that starts the flow.
+/// The hosted Connect UI, at `/connect` and `/connect/`: with `?session_token=` (the
+/// `connect_link`, or the embedded page after the handshake) the session's integrations; without
+/// one, when `@nangohq/frontend`'s `openConnectUI` frames it (`?apiURL=…`, path `/connect/`), the
+/// shell that speaks Nango's `ready` / `session_token` handshake. Localised (`connect_i18n`).
 pub async fn connect_ui(State(st): State<AppState>, parts: Parts) -> Response {
-    let token = query_pairs(&parts)
-        .into_iter()
-        .find(|(k, _)| k == "session_token")
-        .map(|(_, v)| v);
-    let Some(token) = token else {
+    let q = query_pairs(&parts);
+    let get = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let t = connect_i18n::pick(get("lang").as_deref(), &parts.headers);
+    let embedded = get("embedded").is_some_and(|v| v == "1");
+    let Some(token) = get("session_token") else {
+        if parts.uri.path().ends_with('/') || get("apiURL").is_some() {
+            return Html(pages::connect_shell(t).into_string()).into_response();
+        }
         return (
             StatusCode::BAD_REQUEST,
             Html(
@@ -188,6 +194,12 @@ pub async fn connect_ui(State(st): State<AppState>, parts: Parts) -> Response {
                 .into_response();
         }
     };
+    let public = st.core.config.public_url.as_str().trim_end_matches('/');
+    // A reconnect session offers only the connection's integration.
+    let only = session
+        .reconnect
+        .as_ref()
+        .map(|(k, _)| k.as_str().to_owned());
     let integrations = match st.core.list_integrations().await {
         Ok(all) => all
             .into_iter()
@@ -196,6 +208,7 @@ pub async fn connect_ui(State(st): State<AppState>, parts: Parts) -> Response {
                     .allowed_integrations
                     .as_ref()
                     .is_none_or(|a| a.iter().any(|k| k == i.unique_key.as_str()))
+                    && only.as_ref().is_none_or(|k| k == i.unique_key.as_str())
             })
             .map(|i| {
                 let name = i
@@ -208,7 +221,12 @@ pub async fn connect_ui(State(st): State<AppState>, parts: Parts) -> Response {
                             .map(|p| p.display_name.clone())
                     })
                     .unwrap_or_else(|| i.unique_key.to_string());
-                (i.unique_key.to_string(), name)
+                // Nango's `overrides[key].docs_connect`: the docs link shown beside it.
+                let docs = session.overrides[i.unique_key.as_str()]["docs_connect"]
+                    .as_str()
+                    .map(str::to_owned);
+                let logo = format!("{public}/images/template-logos/{}.svg", i.provider);
+                (i.unique_key.to_string(), name, docs, logo)
             })
             .collect::<Vec<_>>(),
         Err(e) => {
@@ -216,6 +234,15 @@ pub async fn connect_ui(State(st): State<AppState>, parts: Parts) -> Response {
             vec![]
         }
     };
-    Html(pages::connect_ui(&token, &integrations, session.reconnect.is_some()).into_string())
-        .into_response()
+    Html(
+        pages::connect_ui(
+            t,
+            &token,
+            &integrations,
+            session.reconnect.is_some(),
+            embedded,
+        )
+        .into_string(),
+    )
+    .into_response()
 }

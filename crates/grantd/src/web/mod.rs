@@ -4,7 +4,9 @@
 //! the OpenAPI document (`openapi.rs`).
 
 pub mod connect;
+pub mod connect_i18n;
 pub mod dashboard;
+pub mod logos;
 pub mod openapi;
 pub mod pages;
 pub mod ws;
@@ -20,6 +22,8 @@ pub fn router() -> Router<AppState> {
         .route("/oauth/connect/{key}", get(connect::start))
         .route("/oauth/callback", get(connect::callback))
         .route("/connect", get(connect::connect_ui))
+        .route("/connect/", get(connect::connect_ui))
         .route("/openapi.json", get(openapi::serve))
+        .route("/images/template-logos/{file}", get(logos::logo))
         .merge(dashboard::router())
 }

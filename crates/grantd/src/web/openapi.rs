@@ -358,12 +358,28 @@ const OPS: &[Op] = &[
         "The hosted Connect UI (?session_token=…)",
     ),
     op(
+        "/connect/",
+        "get",
+        "OAuth (browser)",
+        Public,
+        false,
+        "The Connect UI that @nangohq/frontend's openConnectUI frames (ready / session_token handshake; ?lang=)",
+    ),
+    op(
         "/",
         "get",
         "OAuth (browser)",
         Public,
         false,
         "WebSocket used by @nangohq/frontend to learn the outcome of a flow",
+    ),
+    op(
+        "/images/template-logos/{file}",
+        "get",
+        "OAuth (browser)",
+        Public,
+        false,
+        "An integration's or provider's logo (`{provider}.svg`), the `logo`/`logo_url` URLs",
     ),
     op("/health", "get", "Operations", Public, false, "Liveness"),
     op(

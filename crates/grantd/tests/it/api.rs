@@ -684,10 +684,18 @@ async fn connect_session_routes() {
         .collect();
     assert_eq!(keys, vec![json!("one-drive")]);
     assert!(list["data"][0].get("credentials").is_none());
-    // …but nothing else.
+    // …and one integration (Nango's session-token routes), but nothing else.
     let r = app
         .http
         .get(format!("{}/integrations/one-drive", app.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .http
+        .get(format!("{}/connections", app.url))
         .bearer_auth(&token)
         .send()
         .await
@@ -908,4 +916,27 @@ async fn connection_shapes_import_and_deprecated_routes() {
         .await
         .unwrap();
     assert!(v["data"].get("credentials").is_none(), "{v}");
+}
+
+#[tokio::test]
+async fn unknown_routes_answer_nangos_404_envelope() {
+    let app = TestApp::spawn().await;
+    for path in ["/no/such/route", "/connections-typo", "/v1/whatever?x=1"] {
+        let r = app.get(path).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_found", "{path}: {body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+    let r = app
+        .http
+        .post(format!("{}/nothing-here", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
 }

@@ -180,3 +180,98 @@ async fn browser_scenarios() {
         "{r}"
     );
 }
+
+/// `@nangohq/frontend`'s `openConnectUI()` against grantd's Connect UI at `/connect/`: the
+/// iframe loads, `ready` / `session_token` are exchanged, the user signs in and consents in the
+/// popup, `onEvent` gets `connect` with the connection id, then `close` when the user closes it;
+/// localised by the `lang` the SDK passes. Then a user cancelling at Microsoft: `error`.
+#[tokio::test]
+async fn open_connect_ui_scenarios() {
+    if !Path::new("/usr/bin/chromium").exists() {
+        return skip("chromium not installed (apt-get install -y chromium chromium-driver)");
+    }
+    if !repo_root()
+        .join("tests/browser/node_modules/playwright-core")
+        .exists()
+    {
+        return skip("browser test packages not installed (cd tests/browser && npm ci)");
+    }
+    let app = TestApp::spawn().await;
+    app.create_integration("one-drive", "offline_access,User.Read,Files.Read")
+        .await;
+
+    let token = app.session("u-ui", &["one-drive"]).await;
+    let r = scenario(
+        &app,
+        "connect-ui-sdk",
+        json!({"sessionToken": token, "lang": "de", "action": "accept"}),
+    )
+    .await;
+    let ids = app.connection_ids("u-ui").await;
+    assert_eq!(ids.len(), 1, "{r}");
+    let events = r["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["ready", "connect", "close"], "{r}");
+    assert_eq!(events[1]["payload"]["connectionId"], ids[0].as_str(), "{r}");
+    assert_eq!(
+        events[1]["payload"]["providerConfigKey"], "one-drive",
+        "{r}"
+    );
+    assert_eq!(r["lang"], "de", "{r}");
+    assert!(
+        r["linkText"].as_str().unwrap().starts_with("Verbinden"),
+        "{r}"
+    );
+    assert_eq!(r["iframeGone"], true, "close removes the iframe: {r}");
+
+    // A reconnect session: the same connection comes back in `connect`.
+    let reconnect = app
+        .post(
+            "/connect/sessions/reconnect",
+            &json!({"connection_id": ids[0], "integration_id": "one-drive"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let token = reconnect["data"]["token"].as_str().unwrap().to_owned();
+    let r = scenario(
+        &app,
+        "connect-ui-sdk",
+        json!({"sessionToken": token, "lang": "fr", "action": "accept"}),
+    )
+    .await;
+    let events = r["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["ready", "connect", "close"], "{r}");
+    assert_eq!(events[1]["payload"]["connectionId"], ids[0].as_str(), "{r}");
+    assert_eq!(app.connection_ids("u-ui").await, ids, "no new connection");
+    assert!(
+        r["linkText"].as_str().unwrap().starts_with("Connecter"),
+        "{r}"
+    );
+
+    let token = app.session("u-ui-cancel", &["one-drive"]).await;
+    let r = scenario(
+        &app,
+        "connect-ui-sdk",
+        json!({"sessionToken": token, "lang": "ja", "action": "cancel", "upn": seed::DIEGO_UPN}),
+    )
+    .await;
+    let events = r["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["ready", "error", "close"], "{r}");
+    assert_eq!(events[1]["payload"]["errorType"], "callback_err", "{r}");
+    assert!(
+        events[1]["payload"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("cancel"),
+        "{r}"
+    );
+    assert_eq!(r["lang"], "ja", "{r}");
+    assert!(app.connection_ids("u-ui-cancel").await.is_empty());
+}

@@ -94,12 +94,26 @@ async fn fault_rules(app: &TestApp) -> usize {
 }
 
 #[tokio::test]
-async fn throttling_is_retried_after_retry_after() {
+async fn throttling_is_retried_after_retry_after_when_asked() {
     let (app, id) = connected().await;
+    // Not asked: the 429 comes back after one attempt (Nango retries nothing by default).
+    reset(&app).await;
+    fault(&app, 429, Some(1), Some(1)).await;
+    let r = app
+        .proxy(Method::GET, "/v1.0/me", KEY, &id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    // The one-shot rule fired and nothing reached Graph: there was no second attempt.
+    assert_eq!(fault_rules(&app).await, 0);
+    assert_eq!(graph_requests(&app).await, 0);
+
     reset(&app).await;
     fault(&app, 429, Some(2), Some(1)).await;
     let r = app
         .proxy(Method::GET, "/v1.0/me", KEY, &id)
+        .header("Retries", "3")
         .send()
         .await
         .unwrap();
@@ -112,11 +126,26 @@ async fn throttling_is_retried_after_retry_after() {
     assert_eq!(fault_rules(&app).await, 0);
     assert_eq!(graph_requests(&app).await, 1);
 
+    // A POST on 503 without Retries: one attempt, the 503 passed through.
     reset(&app).await;
     fault(&app, 503, Some(1), Some(0)).await;
-    // Throttling means "not processed": even a POST is retried (its small body is replayable).
     let r = app
         .proxy(Method::POST, "/v1.0/me/drive/root/children", KEY, &id)
+        .json(&json!({"name": "throttled-folder", "folder": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    // The one-shot rule fired and nothing reached Graph: there was no second attempt.
+    assert_eq!(fault_rules(&app).await, 0);
+    assert_eq!(graph_requests(&app).await, 0);
+
+    // Asked: the POST (its small body is replayable) is retried after Retry-After.
+    reset(&app).await;
+    fault(&app, 503, Some(1), Some(0)).await;
+    let r = app
+        .proxy(Method::POST, "/v1.0/me/drive/root/children", KEY, &id)
+        .header("Retries", "1")
         .json(&json!({"name": "throttled-folder", "folder": {}}))
         .send()
         .await
@@ -127,40 +156,39 @@ async fn throttling_is_retried_after_retry_after() {
 }
 
 #[tokio::test]
-async fn server_errors_are_retried_for_idempotent_requests_only_unless_asked() {
+async fn server_errors_are_retried_only_when_asked() {
     let (app, id) = connected().await;
+    for method in [Method::GET, Method::POST] {
+        reset(&app).await;
+        fault(&app, 500, Some(1), None).await;
+        let r = app
+            .proxy(method.clone(), "/v1.0/me/drive/root/children", KEY, &id)
+            .json(&json!({"name": "f0", "folder": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 500, "{method}: not retried unless asked");
+        assert_eq!(fault_rules(&app).await, 0, "the single fault fired");
+        assert_eq!(graph_requests(&app).await, 0);
+    }
+
     reset(&app).await;
     fault(&app, 500, Some(1), None).await;
     let r = app
         .proxy(Method::GET, "/v1.0/me", KEY, &id)
+        .header("Retries", "1")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(fault_rules(&app).await, 0);
     assert_eq!(graph_requests(&app).await, 1);
 
-    // POST is not idempotent: the 500 comes back after one attempt.
-    reset(&app).await;
-    fault(&app, 500, Some(1), None).await;
-    let folder = json!({"name": "f1", "folder": {}});
-    let r = app
-        .proxy(Method::POST, "/v1.0/me/drive/root/children", KEY, &id)
-        .json(&folder)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 500);
-    assert_eq!(fault_rules(&app).await, 0, "the single fault fired");
-    assert_eq!(graph_requests(&app).await, 0);
-
-    // ... unless the caller asks with Retries.
     reset(&app).await;
     fault(&app, 500, Some(1), None).await;
     let r = app
         .proxy(Method::POST, "/v1.0/me/drive/root/children", KEY, &id)
         .header("Retries", "1")
-        .json(&folder)
+        .json(&json!({"name": "f1", "folder": {}}))
         .send()
         .await
         .unwrap();
@@ -175,12 +203,13 @@ async fn retry_budget_is_bounded_and_the_last_answer_passed_through() {
     fault(&app, 503, None, Some(0)).await;
     let r = app
         .proxy(Method::GET, "/v1.0/me", KEY, &id)
+        .header("Retries", "3")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "0");
-    // One attempt and the three default retries.
+    // One attempt and the three asked-for retries.
     assert_eq!(fired(&app).await, 4);
     assert_eq!(graph_requests(&app).await, 0);
 
@@ -220,7 +249,7 @@ async fn retry_on_and_network_errors() {
     assert_eq!(fault_rules(&app).await, 0);
     assert_eq!(graph_requests(&app).await, 1);
 
-    // A dropped connection is retried for GET.
+    // A dropped connection is retried when asked.
     reset(&app).await;
     app.emu
         .control()
@@ -234,6 +263,7 @@ async fn retry_on_and_network_errors() {
         .unwrap();
     let r = app
         .proxy(Method::GET, "/v1.0/me", KEY, &id)
+        .header("Retries", "1")
         .send()
         .await
         .unwrap();

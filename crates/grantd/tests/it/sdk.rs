@@ -67,6 +67,19 @@ async fn nango_node_sdk_works_against_grantd() {
     rx.wait_until(|g| feed::total(&feed::sync_hooks(g), 0, "added") >= items)
         .await;
 
+    // One 503 for the SDK's POST to this path: without `Retries` it must come back as is.
+    app.emu
+        .control()
+        .add_fault(&grantd_emulator::faults::FaultSpec {
+            path_prefix: Some("/v1.0/me/drive/root:/sdk-no-retry".into()),
+            status: Some(503),
+            count: Some(1),
+            retry_after: Some(0),
+            ..grantd_emulator::faults::FaultSpec::new(grantd_emulator::faults::FaultScope::Graph)
+        })
+        .await
+        .unwrap();
+
     let out = tokio::process::Command::new("node")
         .arg("nango_node.mjs")
         .current_dir(sdk_dir())

@@ -318,6 +318,7 @@ async fn connect_sessions(db: &TestDb) {
         )
     };
     let new = NewConnectSession {
+        overrides: serde_json::Value::Null,
         token_hash: "hash-1".into(),
         end_user: Some(eu.clone()),
         organization: Some(Organization {
@@ -406,6 +407,7 @@ async fn connect_sessions(db: &TestDb) {
 
     // Minimal session: every optional field empty.
     let minimal = NewConnectSession {
+        overrides: serde_json::Value::Null,
         token_hash: "hash-2".into(),
         end_user: None,
         organization: None,
@@ -520,6 +522,7 @@ async fn oauth_flows(db: &TestDb) {
         ("h-live", now + Duration::hours(2)),
     ] {
         s.create_connect_session(NewConnectSession {
+            overrides: serde_json::Value::Null,
             token_hash: hash.into(),
             end_user: None,
             organization: None,
@@ -1943,4 +1946,97 @@ async fn sqlite_file_and_directory_are_created() {
         .expect("connect");
     s.ping().await.expect("ping");
     assert!(dir.join("x.db").exists());
+}
+
+// ---- migration 0005: tag keys lowercased in existing rows ----
+
+/// Rows written with mixed-case tag keys (as before 0005, which the store still accepts below
+/// the API) get their keys lowercased when 0005 runs: it is rolled back in the bookkeeping and
+/// the store reopened, so the real migrator applies it to these rows.
+async fn tag_keys_lowercased_by_migration(db: &TestDb) {
+    let key = Cipher::generate_key();
+    let s = open(db, cipher(&key, &[])).await;
+    s.create_integration(new_integration("one-drive"))
+        .await
+        .expect("integration");
+    let mut c = new_connection("one-drive", "c1");
+    c.tags = tags(&[("Region", "EU"), ("team", "Blue")]);
+    c.end_user = Some(EndUser {
+        tags: Some(tags(&[("Plan", "Pro")])),
+        ..end_user("u-1", None, None, None)
+    });
+    s.upsert_connection(c).await.expect("connection");
+    let mut plain = new_connection("one-drive", "c2");
+    plain.tags = tags(&[("lower", "x")]);
+    s.upsert_connection(plain).await.expect("connection");
+    let now = Utc::now();
+    s.create_connect_session(NewConnectSession {
+        overrides: serde_json::Value::Null,
+        token_hash: "hash-m".into(),
+        end_user: Some(EndUser {
+            tags: Some(tags(&[("Plan", "Pro")])),
+            ..end_user("u-1", None, None, None)
+        }),
+        organization: None,
+        allowed_integrations: None,
+        integrations_config_defaults: json!({}),
+        reconnect: None,
+        tags: tags(&[("OrgId", "Acme")]),
+        webhook_url_override: None,
+        expires_at: now + Duration::minutes(30),
+    })
+    .await
+    .expect("session");
+    drop(s);
+    let forget = "DELETE FROM _sqlx_migrations WHERE version = 5";
+    if db.kind().is_postgres() {
+        let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+        sqlx::query(forget).execute(&pool).await.unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::SqlitePool::connect(db.url()).await.unwrap();
+        sqlx::query(forget).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+    let s = open(db, cipher(&key, &[])).await;
+    let got = s
+        .get_connection(&pk("one-drive"), &cid("c1"))
+        .await
+        .unwrap()
+        .expect("live");
+    assert_eq!(got.tags, tags(&[("region", "EU"), ("team", "Blue")]));
+    assert_eq!(
+        got.end_user.unwrap().tags,
+        Some(tags(&[("plan", "Pro")])),
+        "end user tag keys too; values kept"
+    );
+    let other = s
+        .get_connection(&pk("one-drive"), &cid("c2"))
+        .await
+        .unwrap()
+        .expect("live");
+    assert_eq!(other.tags, tags(&[("lower", "x")]));
+    let session = s
+        .get_connect_session("hash-m", now)
+        .await
+        .unwrap()
+        .expect("session");
+    assert_eq!(session.tags, tags(&[("orgid", "Acme")]));
+    assert_eq!(
+        session.end_user.unwrap().tags,
+        Some(tags(&[("plan", "Pro")]))
+    );
+}
+
+#[tokio::test]
+async fn tag_keys_lowercased_by_migration_on_sqlite() {
+    tag_keys_lowercased_by_migration(&TestDb::sqlite_file()).await;
+}
+
+#[tokio::test]
+async fn tag_keys_lowercased_by_migration_on_postgres() {
+    let Some(db) = TestDb::postgres("migration 0005").await else {
+        return;
+    };
+    tag_keys_lowercased_by_migration(&db).await;
 }

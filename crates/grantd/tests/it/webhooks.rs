@@ -4,6 +4,7 @@
 //! every event arrives exactly once, with both Nango signatures verifying.
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use grantd::clock::Clock;
 use grantd::config::LifecycleConfig;
@@ -163,7 +164,7 @@ async fn delivery_survives_downtime_and_restart(kind: DbKind) {
         .map(|r| r.json())
         .find(|b| b["operation"] == "creation" && b["success"] == false)
         .unwrap();
-    assert!(failed["error"]["type"].is_string(), "{failed}");
+    assert_eq!(failed["error"]["type"], "invalid_callback", "{failed}");
     assert!(failed.get("tags").is_none(), "{failed}");
 }
 
@@ -175,4 +176,72 @@ async fn delivery_survives_downtime_and_restart_on_sqlite() {
 #[tokio::test]
 async fn delivery_survives_downtime_and_restart_on_postgres() {
     delivery_survives_downtime_and_restart(DbKind::Postgres).await;
+}
+
+/// Webhooks leave right after the commit that queues them, not on the jobs' timer: the timer
+/// is set to an hour, so only the wake-up can deliver within the test. On PostgreSQL the
+/// callback is handled by one instance and delivery runs only on another (woken by `NOTIFY`).
+async fn delivered_right_after_the_callback(kind: DbKind) {
+    let rx = Receiver::spawn().await;
+    let lifecycle = LifecycleConfig {
+        webhook_url: Some(url::Url::parse(&rx.url).unwrap()),
+        webhook_signing_key: Some(KEY.to_owned().into()),
+        jobs_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let Some(app) = TestApp::spawn_with(Opts {
+        db: kind,
+        lifecycle: Some(lifecycle),
+        ..Default::default()
+    })
+    .await
+    else {
+        return;
+    };
+    app.create_integration("od", "User.Read").await;
+    let runner = if kind.is_postgres() {
+        // Instance B runs the jobs; instance A (the app's server) handles the callback.
+        let other = AppState::build(app.state.core.config.clone(), Some(app.clock.clone()))
+            .await
+            .unwrap();
+        let store = other.core.store();
+        let mut events = store.cache_events();
+        while !store.cache_live() {
+            tokio::time::timeout(Duration::from_secs(10), events.changed())
+                .await
+                .expect("the listener connects")
+                .unwrap();
+        }
+        jobs::spawn(other.core.clone())
+    } else {
+        jobs::spawn(app.state.core.clone())
+    };
+    for (round, upn) in [seed::ADELE_UPN, seed::MEGAN_UPN].into_iter().enumerate() {
+        let token = app.session(&format!("u{round}"), &["od"]).await;
+        let authorize = app.start_connect("od", &token, "").await;
+        let outcome = Browser::new()
+            .authorize(&authorize, Some((upn, seed::PASSWORD)), Consent::Accept)
+            .await
+            .unwrap();
+        let t0 = Instant::now();
+        assert_eq!(app.deliver(&outcome).await.0, 200);
+        let got = rx.wait_for(round + 1, Duration::from_secs(60)).await;
+        let delay = got[round].at.saturating_duration_since(t0);
+        println!("webhook {round} arrived {delay:?} after the callback was sent");
+        // Generous on purpose (a loaded CI machine): the timer alone would take an hour.
+        assert!(delay < Duration::from_secs(2), "delay {delay:?}");
+        assert!(verify(KEY, &got[round]));
+        assert_eq!(got[round].json()["operation"], "creation");
+    }
+    runner.abort();
+}
+
+#[tokio::test]
+async fn delivered_right_after_the_callback_on_sqlite() {
+    delivered_right_after_the_callback(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn delivered_right_after_the_callback_by_another_instance_on_postgres() {
+    delivered_right_after_the_callback(DbKind::Postgres).await;
 }

@@ -133,3 +133,76 @@ async fn a_plain_get_of_the_root_is_not_a_websocket() {
     let r = app.http.get(format!("{}/", app.url)).send().await.unwrap();
     assert!(r.status().is_redirection() || r.status().is_success());
 }
+
+/// Two instances on one PostgreSQL: the WebSocket is held by A, Microsoft's redirect lands on
+/// B (as behind a round-robin balancer); B hands the outcome over (`NOTIFY grantd_ws`) and A's
+/// socket gets the success frame.
+#[tokio::test]
+async fn the_outcome_reaches_a_socket_held_by_another_instance_on_postgres() {
+    let Some(app) = TestApp::spawn_with(crate::support::app::Opts {
+        db: crate::support::db::DbKind::Postgres,
+        ..Default::default()
+    })
+    .await
+    else {
+        return;
+    };
+    app.create_integration("one-drive", "User.Read,Files.Read")
+        .await;
+    // Instance B: same database and config, its own listener and hub.
+    let b = grantd::server::AppState::build(app.state.core.config.clone(), None)
+        .await
+        .unwrap();
+    let store = b.core.store();
+    let mut events = store.cache_events();
+    while !store.cache_live() {
+        tokio::time::timeout(Duration::from_secs(10), events.changed())
+            .await
+            .expect("B's listener connects")
+            .unwrap();
+    }
+    let a_store = app.state.core.store();
+    let mut a_events = a_store.cache_events();
+    while !a_store.cache_live() {
+        tokio::time::timeout(Duration::from_secs(10), a_events.changed())
+            .await
+            .expect("A's listener connects")
+            .unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b_url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(grantd::server::start(b, listener, async move {
+        let _ = stopped.await;
+    }));
+
+    let (mut ws, ws_id) = open(&app).await;
+    let token = app.session("u", &["one-drive"]).await;
+    let authorize = app
+        .start_connect("one-drive", &token, &format!("&ws_client_id={ws_id}"))
+        .await;
+    let outcome = Browser::new()
+        .authorize(
+            &authorize,
+            Some((seed::ADELE_UPN, seed::PASSWORD)),
+            Consent::Accept,
+        )
+        .await
+        .unwrap();
+    let grantd_emulator::browser::Outcome::Redirect(callback) = outcome else {
+        panic!("expected a redirect to grantd, got {outcome:?}");
+    };
+    // The callback goes to B instead of A.
+    let on_b = callback.as_str().replacen(&app.url, &b_url, 1);
+    assert_ne!(on_b, callback.as_str());
+    let r = app.http.get(on_b).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    let frame = next_frame(&mut ws)
+        .await
+        .expect("a success frame via instance B");
+    assert_eq!(frame["message_type"], "success", "{frame}");
+    let ids = app.connection_ids("u").await;
+    assert_eq!(frame["connection_id"], ids[0].as_str(), "{frame}");
+    let _ = stop.send(());
+}

@@ -21,6 +21,8 @@ use tokio::net::TcpListener;
 pub struct Received {
     pub headers: HeaderMap,
     pub body: String,
+    /// When the receiver got it.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -59,6 +61,7 @@ async fn hook(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
     inner.received.lock().unwrap().push(Received {
         headers,
         body: String::from_utf8(body.to_vec()).expect("UTF-8 body"),
+        at: std::time::Instant::now(),
     });
     inner.arrivals.send_modify(|n| *n += 1);
     StatusCode::OK
@@ -106,6 +109,14 @@ impl Receiver {
                 .expect("the awaited webhooks arrive")
                 .expect("receiver alive");
         }
+    }
+
+    /// Waits until `n` deliveries were accepted (panics after `limit`: a readiness signal, not
+    /// a timing).
+    pub async fn wait_for(&self, n: usize, limit: std::time::Duration) -> Vec<Received> {
+        tokio::time::timeout(limit, self.wait_until(|got| got.len() >= n))
+            .await
+            .unwrap_or_else(|_| panic!("{n} webhook(s) did not arrive within {limit:?}"))
     }
 
     pub fn refused(&self) -> usize {
