@@ -85,7 +85,7 @@ pub fn webhook_url(s: &str) -> Result<url::Url, String> {
 }
 
 /// Percent-decodes `s` (bytes, no `+` handling: both are only inspected, never used).
-fn percent_decoded(s: &str) -> Vec<u8> {
+pub(crate) fn percent_decoded(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -210,12 +210,14 @@ async fn nul_and_invalid_utf8_on_every_route(kind: crate::support::db::DbKind) {
                 .replace("{key}", "files")
                 .replace("{id}", &id)
                 .replace("{provider}", "microsoft")
-                .replace("{path}", "v1.0/me");
+                .replace("{path}", "v1.0/me")
+                .replace("{file}", "one-drive.svg");
             let bad_path = path
                 .replace("{key}", "fi%00les")
                 .replace("{id}", "a%00b")
                 .replace("{provider}", "mi%ffcrosoft")
-                .replace("{path}", "v1.0/%00");
+                .replace("{path}", "v1.0/%00")
+                .replace("{file}", "one%00drive.svg");
             let q = "provider_config_key=files&connection_id=";
             let cases: Vec<(String, Option<Vec<u8>>)> = vec![
                 (format!("{clean}?{q}%00&state=%00&ws_client_id=%00"), None),

@@ -1948,10 +1948,10 @@ async fn sqlite_file_and_directory_are_created() {
     assert!(dir.join("x.db").exists());
 }
 
-// ---- migration 0005: tag keys lowercased in existing rows ----
+// ---- migration 0006: tag keys lowercased in existing rows ----
 
-/// Rows written with mixed-case tag keys (as before 0005, which the store still accepts below
-/// the API) get their keys lowercased when 0005 runs: it is rolled back in the bookkeeping and
+/// Rows written with mixed-case tag keys (as before 0006, which the store still accepts below
+/// the API) get their keys lowercased when 0006 runs: it is rolled back in the bookkeeping and
 /// the store reopened, so the real migrator applies it to these rows.
 async fn tag_keys_lowercased_by_migration(db: &TestDb) {
     let key = Cipher::generate_key();
@@ -1988,7 +1988,7 @@ async fn tag_keys_lowercased_by_migration(db: &TestDb) {
     .await
     .expect("session");
     drop(s);
-    let forget = "DELETE FROM _sqlx_migrations WHERE version = 5";
+    let forget = "DELETE FROM _sqlx_migrations WHERE version = 6";
     if db.kind().is_postgres() {
         let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
         sqlx::query(forget).execute(&pool).await.unwrap();
@@ -2035,7 +2035,7 @@ async fn tag_keys_lowercased_by_migration_on_sqlite() {
 
 #[tokio::test]
 async fn tag_keys_lowercased_by_migration_on_postgres() {
-    let Some(db) = TestDb::postgres("migration 0005").await else {
+    let Some(db) = TestDb::postgres("migration 0006").await else {
         return;
     };
     tag_keys_lowercased_by_migration(&db).await;
