@@ -3,13 +3,17 @@
 //! the Connect UI flow through the emulator's sign-in and consent pages, `@nangohq/frontend`'s
 //! popup flow resolving with the connection id, a cancelled consent, and the dashboard turning a
 //! connection to "must reconnect" after the emulator revokes its user, and the overview listing
-//! those auth events and their webhook deliveries. Screenshots go to
+//! those auth events and their webhook deliveries; and the popup flow against two instances on
+//! one PostgreSQL database behind a proxy, the WebSocket on one and the callback on the other.
+//! Screenshots go to
 //! `target/browser-screenshots/`.
 //!
 //! Skips (printing `SKIPPED: …`) when Chromium or the Node packages are missing; with
 //! `GRANTD_TEST_NO_SKIP=1` (CI) that is a failure.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use grantd_emulator::seed;
 use serde_json::{Value, json};
@@ -18,6 +22,7 @@ use grantd::clock::Clock;
 use grantd::config::LifecycleConfig;
 
 use crate::support::app::{Opts, SECRET, TestApp};
+use crate::support::db::DbKind;
 use crate::support::webhook_receiver::Receiver;
 
 const UPN: &str = "adele@contoso.onmicrosoft.com";
@@ -35,10 +40,15 @@ fn repo_root() -> PathBuf {
 
 /// Runs one scenario of `tests/browser/run.mjs` and returns its result object.
 async fn scenario(app: &TestApp, name: &str, extra: Value) -> Value {
+    scenario_at(&app.url, name, extra).await
+}
+
+/// Runs one scenario against grantd at `grantd_url` (an instance, or a proxy in front of some).
+async fn scenario_at(grantd_url: &str, name: &str, extra: Value) -> Value {
     let root = repo_root();
     let mut cfg = json!({
         "scenario": name,
-        "grantdUrl": app.url,
+        "grantdUrl": grantd_url,
         "secretKey": SECRET,
         "upn": UPN,
         "password": seed::PASSWORD,
@@ -274,4 +284,211 @@ async fn open_connect_ui_scenarios() {
     );
     assert_eq!(r["lang"], "ja", "{r}");
     assert!(app.connection_ids("u-ui-cancel").await.is_empty());
+}
+
+/// Which instance a proxied connection went to, and what its first request was.
+#[derive(Debug, Clone)]
+struct Routed {
+    backend: char,
+    websocket: bool,
+    path: String,
+}
+
+/// A small TCP proxy in front of two grantd instances, standing in for a load balancer.
+///
+/// How it routes, honestly: it reads each accepted connection's request head (up to the blank
+/// line) before choosing. A WebSocket upgrade (`Upgrade: websocket`) always goes to A and a
+/// request for `/oauth/callback` always goes to B, so the test controls the property under test
+/// (the socket and the callback on different instances) instead of hoping for it. Every other
+/// connection goes to A and B in turn (round-robin per connection). So that a connection is one
+/// request, the proxy rewrites each non-upgrade request head to `Connection: close` (the browser
+/// cannot reuse a connection routed for an earlier request). The head is otherwise forwarded
+/// unchanged, followed by the bytes in both directions.
+struct RoundRobin {
+    url: String,
+    routed: Arc<Mutex<Vec<Routed>>>,
+}
+
+impl RoundRobin {
+    async fn spawn(listener: tokio::net::TcpListener, a: String, b: String) -> RoundRobin {
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let routed = Arc::new(Mutex::new(Vec::new()));
+        let log = routed.clone();
+        tokio::spawn(async move {
+            let mut turn = 0usize;
+            while let Ok((client, _)) = listener.accept().await {
+                let (a, b, log) = (a.clone(), b.clone(), log.clone());
+                let this_turn = turn;
+                turn += 1;
+                tokio::spawn(async move {
+                    let _ = Self::forward(client, this_turn, &a, &b, &log).await;
+                });
+            }
+        });
+        RoundRobin { url, routed }
+    }
+
+    async fn forward(
+        mut client: tokio::net::TcpStream,
+        turn: usize,
+        a: &str,
+        b: &str,
+        log: &Mutex<Vec<Routed>>,
+    ) -> std::io::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = Vec::with_capacity(4096);
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if buf.len() > 64 * 1024 {
+                return Ok(());
+            }
+            let mut chunk = [0u8; 4096];
+            let n = client.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(()); // a speculative connection closed unused
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let request_line = lines.next().unwrap_or_default().to_owned();
+        let path = request_line
+            .split(' ')
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        let headers: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
+        let websocket = headers.iter().any(|h| {
+            h.split_once(':').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("upgrade")
+                    && v.trim().eq_ignore_ascii_case("websocket")
+            })
+        });
+        let backend = if websocket {
+            'A'
+        } else if path.starts_with("/oauth/callback") {
+            'B'
+        } else if turn % 2 == 0 {
+            'A'
+        } else {
+            'B'
+        };
+        let mut out = Vec::with_capacity(buf.len() + 32);
+        if websocket {
+            out.extend_from_slice(&buf[..end]);
+        } else {
+            out.extend_from_slice(request_line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            for h in headers.iter().filter(|h| {
+                !h.split_once(':')
+                    .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("connection"))
+            }) {
+                out.extend_from_slice(h.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"Connection: close\r\n\r\n");
+        }
+        out.extend_from_slice(&buf[end..]);
+        log.lock().unwrap().push(Routed {
+            backend,
+            websocket,
+            path,
+        });
+        let target = if backend == 'A' { a } else { b };
+        let mut upstream = tokio::net::TcpStream::connect(target).await?;
+        upstream.write_all(&out).await?;
+        tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+        Ok(())
+    }
+
+    fn routed(&self) -> Vec<Routed> {
+        self.routed.lock().unwrap().clone()
+    }
+}
+
+/// Waits until a store's `LISTEN` connection is up, so no `NOTIFY` is missed.
+async fn listening(store: &grantd::store::Store) {
+    let mut events = store.cache_events();
+    while !store.cache_live() {
+        tokio::time::timeout(Duration::from_secs(10), events.changed())
+            .await
+            .expect("the listener connects")
+            .unwrap();
+    }
+}
+
+/// `nango.auth()` in a real browser against two grantd instances on one PostgreSQL database,
+/// behind [`RoundRobin`]: `@nangohq/frontend`'s WebSocket is held by A, Microsoft's redirect to
+/// `/oauth/callback` lands on B, and the promise still resolves with the new connection's id
+/// (B hands the outcome to A with `NOTIFY grantd_ws`). Both instances' public URL is the proxy's.
+#[tokio::test]
+async fn popup_resolves_across_two_instances_behind_a_round_robin_proxy() {
+    if !Path::new("/usr/bin/chromium").exists() {
+        return skip("chromium not installed (apt-get install -y chromium chromium-driver)");
+    }
+    if !repo_root()
+        .join("tests/browser/node_modules/playwright-core")
+        .exists()
+    {
+        return skip("browser test packages not installed (cd tests/browser && npm ci)");
+    }
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public = url::Url::parse(&format!("http://{}", front.local_addr().unwrap())).unwrap();
+    let Some(a) = TestApp::spawn_configured(
+        Opts {
+            db: DbKind::Postgres,
+            ..Default::default()
+        },
+        |c| c.public_url = public.clone(),
+    )
+    .await
+    else {
+        return; // TestDb printed the skip (or failed under GRANTD_TEST_NO_SKIP=1)
+    };
+    a.create_integration("one-drive", "offline_access,User.Read,Files.Read")
+        .await;
+    // Instance B: the same database and config (public URL included), its own listener and hub.
+    let b = grantd::server::AppState::build(a.state.core.config.clone(), None)
+        .await
+        .unwrap();
+    listening(a.state.core.store()).await;
+    listening(b.core.store()).await;
+    let b_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b_addr = b_listener.local_addr().unwrap().to_string();
+    let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(grantd::server::start(b, b_listener, async move {
+        let _ = stopped_b.await;
+    }));
+    let a_addr = a.url.trim_start_matches("http://").to_owned();
+    let proxy = RoundRobin::spawn(front, a_addr, b_addr).await;
+    assert_eq!(
+        format!("{}/oauth/callback", proxy.url),
+        a.state.core.config.callback_url()
+    );
+
+    let token = a.session("u-two", &["one-drive"]).await;
+    let r = scenario_at(
+        &proxy.url,
+        "popup",
+        json!({"sessionToken": token, "upn": seed::ADELE_UPN}),
+    )
+    .await;
+    let ids = a.connection_ids("u-two").await;
+    assert_eq!(ids.len(), 1, "{r}");
+    assert_eq!(r["connectionId"], ids[0].as_str(), "{r}");
+    assert_eq!(r["providerConfigKey"], "one-drive", "{r}");
+
+    let routed = proxy.routed();
+    let sockets: Vec<&Routed> = routed.iter().filter(|r| r.websocket).collect();
+    assert!(!sockets.is_empty(), "{routed:?}");
+    assert!(sockets.iter().all(|r| r.backend == 'A'), "{routed:?}");
+    let callbacks: Vec<&Routed> = routed
+        .iter()
+        .filter(|r| r.path.starts_with("/oauth/callback"))
+        .collect();
+    assert_eq!(callbacks.len(), 1, "{routed:?}");
+    assert_eq!(callbacks[0].backend, 'B', "{routed:?}");
+    let _ = stop_b.send(());
 }
