@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, JsonBody, Query, SecretKey};
 use crate::connections::Error as CoreError;
-use crate::connections::sync::{MODEL, RecordsRequest, SYNC_NAME, SyncState};
+use crate::connections::sync::{RecordsRequest, SELECTION_SYNC_NAME, SYNC_NAME, SyncState};
 use crate::edge::AppState;
 use crate::model::{ConnectionId, ProviderConfigKey};
 
@@ -197,7 +197,7 @@ fn check_syncs(syncs: &[SyncRef]) -> Result<(), ApiError> {
             SyncRef::Name(n) => n.split("::").next().unwrap_or(""),
             SyncRef::Variant { name } => name.as_str(),
         };
-        if name != SYNC_NAME && name != "*" {
+        if name != SYNC_NAME && name != SELECTION_SYNC_NAME && name != "*" {
             return Err(invalid(
                 "invalid_body",
                 "syncs",
@@ -392,16 +392,16 @@ fn render_status(s: &SyncState, cid: &ConnectionId, now: DateTime<Utc>) -> Value
     json!({
         "id": d.id.to_string(),
         "connection_id": cid.as_str(),
-        "name": SYNC_NAME,
+        "name": s.sync_name,
         "variant": "base",
         "status": status,
         "type": if d.next_link.is_none() { "INITIAL" } else { "INCREMENTAL" },
         "finishedAt": ts(d.last_success_at),
         "nextScheduledSyncAt": Value::Null,
         "frequency": "on change notifications",
-        "latestResult": { MODEL: {"added": d.last_added, "updated": d.last_updated, "deleted": d.last_deleted} },
+        "latestResult": { s.model: {"added": d.last_added, "updated": d.last_updated, "deleted": d.last_deleted} },
         "latestExecutionStatus": if d.last_error.is_some() { "failure" } else { "success" },
-        "recordCount": { MODEL: s.records },
+        "recordCount": { s.model: s.records },
         "checkpoint": Value::Null,
         "error": d.last_error,
     })

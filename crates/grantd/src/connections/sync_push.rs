@@ -186,7 +186,7 @@ impl Core {
                     "changeType": "updated",
                     "notificationUrl": format!("{base}{NOTIFY_PATH}"),
                     "lifecycleNotificationUrl": format!("{base}{LIFECYCLE_PATH}"),
-                    "resource": "/me/drive/root",
+                    "resource": super::sync::drive_root(&drive.drive_key),
                     "expirationDateTime": graph_time(expiry),
                     "clientState": self.client_state(drive.id),
                 }),
@@ -216,6 +216,36 @@ impl Core {
             _ => Err(Error::Invalid(
                 "Microsoft Graph's subscription has no id or expiry".into(),
             )),
+        }
+    }
+
+    /// Deletes the Graph subscription of a drive no longer watched (best effort: an unknown
+    /// subscription's notifications are refused anyway, and it expires on its own).
+    pub(super) async fn drop_subscription(&self, drive: &SyncDrive, conn: &Connection) {
+        let Some(id) = &drive.subscription_id else {
+            return;
+        };
+        let result = async {
+            let (_, provider) = self.integration(&conn.provider_config_key).await?;
+            let graph = provider.proxy_base_url(&self.config.microsoft);
+            self.graph_json(
+                conn,
+                reqwest::Method::DELETE,
+                &format!("{graph}/v1.0/subscriptions/{id}"),
+                &Value::Null,
+            )
+            .await
+        }
+        .await;
+        match result {
+            Ok((204 | 404, _)) => {}
+            Ok((status, _)) => {
+                tracing::warn!(
+                    sync.drive = drive.id,
+                    "subscription delete answered {status}"
+                )
+            }
+            Err(e) => tracing::warn!(sync.drive = drive.id, "subscription not deleted: {e}"),
         }
     }
 
