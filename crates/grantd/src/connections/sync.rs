@@ -60,6 +60,27 @@ pub struct SyncState {
     pub records: u64,
 }
 
+/// A watched connection's sync for the dashboard.
+#[derive(Debug, Clone)]
+pub struct SyncPanel {
+    pub model: &'static str,
+    pub sync_name: &'static str,
+    /// Live records.
+    pub records: u64,
+    pub drives: Vec<PanelDrive>,
+}
+
+/// One watched drive in the dashboard.
+#[derive(Debug, Clone)]
+pub struct PanelDrive {
+    pub drive: SyncDrive,
+    pub running: bool,
+    /// A live Graph subscription (push); otherwise the drive is polled.
+    pub push: bool,
+    /// When the schedule runs it next (`None` while paused); notifications run it sooner.
+    pub next_run: Option<DateTime<Utc>>,
+}
+
 /// What a connection watches: `(drive key, model)` per drive.
 fn watch_plan(metadata: &Value, app_only: bool) -> Result<Vec<(String, &'static str)>, Error> {
     let drives = metadata.get("drives");
@@ -382,6 +403,54 @@ impl Core {
             sync_name: sync_name_of(model),
             records,
         })
+    }
+
+    /// The connection's sync as the dashboard shows it, without starting to watch it: `None`
+    /// when it is not watched.
+    pub async fn sync_panel(
+        &self,
+        key: &ProviderConfigKey,
+        id: &ConnectionId,
+    ) -> Result<Option<SyncPanel>, Error> {
+        let connection_id = self.sync_connection_id(key, id).await?;
+        let drives = self.store.sync_drives(connection_id).await?;
+        let Some(first) = drives.first() else {
+            return Ok(None);
+        };
+        let model = model_of(&first.model);
+        let records = self.store.count_sync_records(connection_id, model).await?;
+        let now = self.clock.now();
+        let poll = TimeDelta::from_std(self.config.lifecycle.sync_poll_interval)
+            .unwrap_or(TimeDelta::minutes(5));
+        let rows = drives
+            .into_iter()
+            .map(|d| {
+                let push = d
+                    .subscription_expires_at
+                    .is_some_and(|e| d.subscription_id.is_some() && e > now);
+                let next_run = if d.paused {
+                    None
+                } else {
+                    Some(match d.last_run_at {
+                        None => now,
+                        Some(t) if push => t + super::sync_push::RECONCILE_EVERY,
+                        Some(t) => t + poll,
+                    })
+                };
+                PanelDrive {
+                    running: d.lease_until.is_some_and(|l| l > now),
+                    push,
+                    next_run,
+                    drive: d,
+                }
+            })
+            .collect();
+        Ok(Some(SyncPanel {
+            model,
+            sync_name: sync_name_of(model),
+            records,
+            drives: rows,
+        }))
     }
 
     /// A page of the connection's records in change order.

@@ -25,7 +25,7 @@ const SUBSCRIPTION_LIFETIME: TimeDelta = TimeDelta::minutes(42_000);
 /// A run renews the subscription once less than this remains.
 const RENEW_BEFORE: TimeDelta = TimeDelta::days(3);
 /// Even with push working, a drive is reconciled by a delta run this often.
-const RECONCILE_EVERY: TimeDelta = TimeDelta::hours(24);
+pub(super) const RECONCILE_EVERY: TimeDelta = TimeDelta::hours(24);
 /// How long a scheduled run may hold its drive (as `sync::LEASE`).
 const SCHEDULED_LEASE: TimeDelta = TimeDelta::minutes(15);
 
