@@ -54,6 +54,26 @@ fn parse_connection(s: Option<&str>, code: &'static str) -> Result<ConnectionId,
     ConnectionId::parse(s).map_err(|e| invalid(code, "connection_id", e.to_string()))
 }
 
+/// The connection a sync request names, or — without one, as Nango allows — every watched
+/// connection of the integration.
+async fn connections_named(
+    st: &AppState,
+    key: &ProviderConfigKey,
+    named: Option<&str>,
+) -> Result<Vec<ConnectionId>, ApiError> {
+    match named {
+        Some(id) => Ok(vec![parse_connection(Some(id), "invalid_body")?]),
+        None => st.core.watched_connections(key).await.map_err(|e| match e {
+            CoreError::UnknownIntegration(_) => invalid(
+                "invalid_body",
+                "provider_config_key",
+                "the integration does not exist",
+            ),
+            other => other.into(),
+        }),
+    }
+}
+
 /// Nango answers an unknown connection on these routes with 400 `unknown_connection`.
 fn core_error(e: CoreError) -> ApiError {
     match e {
@@ -244,12 +264,14 @@ pub async fn trigger(
             .or_else(|| header_value(&headers, "provider-config-key")),
         "invalid_body",
     )?;
-    let cid = parse_connection(
+    let cids = connections_named(
+        &st,
+        &key,
         b.connection_id
             .as_deref()
             .or_else(|| header_value(&headers, "connection-id")),
-        "invalid_body",
-    )?;
+    )
+    .await?;
     if b.opts.is_some() && (b.sync_mode.is_some() || b.full_resync.is_some()) {
         return Err(invalid(
             "invalid_body",
@@ -269,10 +291,12 @@ pub async fn trigger(
         }
     } || b.full_resync == Some(true)
         || b.opts.as_ref().is_some_and(|o| o.reset || o.empty_cache);
-    st.core
-        .trigger_sync(&key, &cid, full)
-        .await
-        .map_err(core_error)?;
+    for cid in &cids {
+        st.core
+            .trigger_sync(&key, cid, full)
+            .await
+            .map_err(core_error)?;
+    }
     Ok(Json(json!({"success": true})))
 }
 
@@ -298,16 +322,20 @@ async fn set_paused(
             .or_else(|| header_value(headers, "provider-config-key")),
         "invalid_body",
     )?;
-    let cid = parse_connection(
+    let cids = connections_named(
+        st,
+        &key,
         b.connection_id
             .as_deref()
             .or_else(|| header_value(headers, "connection-id")),
-        "invalid_body",
-    )?;
-    st.core
-        .set_sync_paused(&key, &cid, paused)
-        .await
-        .map_err(core_error)?;
+    )
+    .await?;
+    for cid in &cids {
+        st.core
+            .set_sync_paused(&key, cid, paused)
+            .await
+            .map_err(core_error)?;
+    }
     Ok(Json(json!({"success": true})))
 }
 

@@ -347,6 +347,22 @@ impl Core {
         Ok(())
     }
 
+    /// The watched connections of an integration (what `/sync/trigger|pause|start` without a
+    /// connection id act on, as in Nango: every connection that has the sync).
+    pub async fn watched_connections(
+        &self,
+        key: &ProviderConfigKey,
+    ) -> Result<Vec<ConnectionId>, Error> {
+        self.integration(key).await?;
+        Ok(self
+            .store
+            .watched_connection_ids(key.as_str())
+            .await?
+            .into_iter()
+            .filter_map(|id| ConnectionId::parse(&id).ok())
+            .collect())
+    }
+
     /// Pauses (or with `paused = false` starts again) the connection's sync; starting runs it.
     pub async fn set_sync_paused(
         &self,

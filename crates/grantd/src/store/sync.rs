@@ -230,6 +230,20 @@ impl Store {
         fetch!(&self.db, fetch_all::<SyncDrive>(&sql, connection_id))
     }
 
+    /// The connection ids of integration `key`'s live connections with a watched drive.
+    pub async fn watched_connection_ids(&self, key: &str) -> Result<Vec<String>, Error> {
+        fetch!(
+            &self.db,
+            scalar fetch_all::<String>(
+                "SELECT c.connection_id FROM connections c WHERE c.provider_config_key = $1 \
+                 AND c.deleted_at IS NULL \
+                 AND EXISTS (SELECT 1 FROM sync_drives d WHERE d.connection_id = c.id) \
+                 ORDER BY c.connection_id",
+                key,
+            )
+        )
+    }
+
     /// Takes the lease of drive `id` until `lease_until` if it is unpaused and free (or its
     /// lease expired) at `now`; clears `run_requested`. `None` when another run holds it (or it
     /// is paused): the caller then asks for a run with `request_sync_run` instead.

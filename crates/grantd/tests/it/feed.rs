@@ -951,3 +951,95 @@ async fn sqlite_selection_from_metadata() {
 async fn postgres_selection_from_metadata() {
     selection_from_metadata(DbKind::Postgres).await;
 }
+
+async fn sync_status_of(app: &TestApp, id: &str) -> String {
+    let status: Value = app
+        .get(&format!(
+            "/sync/status?syncs=user-files&provider_config_key={KEY}&connection_id={id}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    status["syncs"][0]["status"].as_str().unwrap().to_owned()
+}
+
+/// `/sync/pause`, `/sync/start` and `/sync/trigger` without a connection id act on every watched
+/// connection of the integration, as Nango's do: edits made while all are paused reach the app
+/// for both connections once all are started.
+async fn sync_routes_without_a_connection_act_on_all(kind: DbKind) {
+    let Some((app, rx, adele)) = app(kind).await else {
+        return;
+    };
+    let megan = app.connect(KEY, "user-2", seed::MEGAN_UPN).await;
+    trigger(&app, &adele, json!({})).await;
+    trigger(&app, &megan, json!({})).await;
+    let hook_for = |g: &[Received], id: &str| {
+        sync_hooks(g)
+            .iter()
+            .filter(|h| h["connectionId"] == id)
+            .count()
+    };
+    let got = rx
+        .wait_until(|g| hook_for(g, &adele) >= 1 && hook_for(g, &megan) >= 1)
+        .await;
+    let before = (hook_for(&got, &adele), hook_for(&got, &megan));
+
+    let all = json!({"syncs": ["user-files"], "provider_config_key": KEY});
+    let r = app.post("/sync/pause", &all).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(sync_status_of(&app, &adele).await, "PAUSED");
+    assert_eq!(sync_status_of(&app, &megan).await, "PAUSED");
+    for upn in [seed::ADELE_UPN, seed::MEGAN_UPN] {
+        app.emu
+            .control()
+            .user_action(
+                upn,
+                &UserAction::CreateFile {
+                    path: "while-paused.txt".into(),
+                    content: "p".into(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let r = app.post("/sync/start", &all).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let got = rx
+        .wait_until(|g| hook_for(g, &adele) > before.0 && hook_for(g, &megan) > before.1)
+        .await;
+    for id in [&adele, &megan] {
+        let last = sync_hooks(&got)
+            .into_iter()
+            .rfind(|h| h["connectionId"] == id.as_str())
+            .unwrap();
+        assert_eq!(last["responseResults"]["added"], 1, "{last}");
+    }
+    assert_ne!(sync_status_of(&app, &adele).await, "PAUSED");
+    assert_ne!(sync_status_of(&app, &megan).await, "PAUSED");
+    let r = app.post("/sync/trigger", &all).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    // An unknown integration is a 400, not a silent success.
+    let r = app
+        .post(
+            "/sync/trigger",
+            &json!({"syncs": ["user-files"], "provider_config_key": "nope"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "{}", r.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn sqlite_sync_routes_without_a_connection_act_on_all() {
+    sync_routes_without_a_connection_act_on_all(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn postgres_sync_routes_without_a_connection_act_on_all() {
+    sync_routes_without_a_connection_act_on_all(DbKind::Postgres).await;
+}
