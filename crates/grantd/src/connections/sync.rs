@@ -588,6 +588,9 @@ impl Core {
         let mut paths = PathCache::default();
         let mut resyncs = 0;
         let mut first_batch = initial;
+        // Continuing from a deltaLink, items are changes since the last round: their age is
+        // the feed's lag (an enumeration from scratch lists old items too).
+        let mut incremental = !initial && !drive.resync_requested && !drive.in_resync;
         // Links must stay on Graph's origin: the token goes with them.
         let on_graph = |u: &str| u.starts_with(&format!("{graph}/"));
         loop {
@@ -600,6 +603,7 @@ impl Core {
                 DeltaAnswer::Page(page) => page,
                 DeltaAnswer::Resync(location) => {
                     resyncs += 1;
+                    incremental = false;
                     if resyncs > MAX_RESYNCS_PER_RUN {
                         return Err(Error::Invalid(
                             "Microsoft Graph keeps asking for a resync; will retry later".into(),
@@ -630,6 +634,7 @@ impl Core {
                 .map(Vec::as_slice)
                 .unwrap_or_default();
             let mut changes = Vec::with_capacity(items.len());
+            let mut changed_at: Vec<DateTime<Utc>> = Vec::new();
             let mut drive_id = None;
             for item in items {
                 if drive_id.is_none() {
@@ -648,6 +653,15 @@ impl Core {
                     )
                     .await?
                 {
+                    if incremental && matches!(c, RecordChange::Upsert { .. }) {
+                        if let Some(t) = item
+                            .get("lastModifiedDateTime")
+                            .and_then(Value::as_str)
+                            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                        {
+                            changed_at.push(t.to_utc());
+                        }
+                    }
                     changes.push(c);
                 }
             }
@@ -706,6 +720,9 @@ impl Core {
             };
             if !counts.is_empty() {
                 crate::metrics::sync_records(counts.added, counts.updated, counts.deleted);
+                for t in &changed_at {
+                    crate::metrics::sync_lag((at - *t).to_std().unwrap_or_default());
+                }
                 first_batch = false;
                 self.deliver_webhooks_now();
             }

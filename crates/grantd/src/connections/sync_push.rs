@@ -294,6 +294,8 @@ impl Core {
             .claim_due_sync_drives(now, lease, now - poll, now - RECONCILE_EVERY, 32)
             .await?;
         let n = due.len();
+        let (active, expired, none) = self.store.sync_subscription_states(now).await?;
+        crate::metrics::sync_subscription_states(active, expired, none);
         for drive in due {
             let core = self.clone();
             tokio::spawn(async move {

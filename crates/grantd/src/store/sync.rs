@@ -230,6 +230,28 @@ impl Store {
         fetch!(&self.db, fetch_all::<SyncDrive>(&sql, connection_id))
     }
 
+    /// Watched drives of live connections by subscription state at `now`: (active, expired,
+    /// none).
+    pub async fn sync_subscription_states(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<(u64, u64, u64), Error> {
+        let (active, expired, none): (i64, i64, i64) = fetch!(
+            &self.db,
+            fetch_one::<(i64, i64, i64)>(
+                "SELECT \
+                 COALESCE(SUM(CASE WHEN subscription_id IS NOT NULL AND subscription_expires_at > $1 THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN subscription_id IS NOT NULL AND (subscription_expires_at IS NULL OR subscription_expires_at <= $1) THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN subscription_id IS NULL THEN 1 ELSE 0 END), 0) \
+                 FROM sync_drives WHERE connection_id IN \
+                 (SELECT id FROM connections WHERE deleted_at IS NULL)",
+                Ts(micros(now)),
+            )
+        )?;
+        let u = |n: i64| n.max(0) as u64;
+        Ok((u(active), u(expired), u(none)))
+    }
+
     /// The connection ids of integration `key`'s live connections with a watched drive.
     pub async fn watched_connection_ids(&self, key: &str) -> Result<Vec<String>, Error> {
         fetch!(

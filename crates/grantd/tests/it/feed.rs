@@ -309,6 +309,22 @@ async fn initial_sync_edits_and_resync(kind: DbKind) {
     );
     assert!(only_deleted.iter().any(|r| r["id"] == deleted.as_str()));
 
+    // The edits' lag (change at Microsoft → committed batch with its webhook) is measured.
+    let metrics = app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lag_count: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("grantd_sync_change_lag_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the lag histogram is exported");
+    assert!(lag_count >= 1, "incremental changes observed: {lag_count}");
+
     // 410: the stored deltaLink is too old for Graph. One more file goes meanwhile; the resync
     // deletes exactly it and keeps everything that still exists.
     let seen = hooks.len();
