@@ -263,6 +263,46 @@ static SYNC_SUBSCRIPTIONS: Counters = Counters::new(
     &["outcome"],
 );
 
+static SYNC_LAG: LazyLock<Histograms> = LazyLock::new(|| {
+    Histograms::new(
+        "grantd_sync_change_lag_seconds",
+        "Change feed: from an item's change at Microsoft (its lastModifiedDateTime) to the commit \
+         that queues its sync webhook (sent at once), per changed item of incremental runs.",
+        &[],
+    )
+});
+
+/// Watched drives by subscription state (active, expired, none), set by the sync schedule.
+static SYNC_SUBSCRIPTION_STATES: RwLock<[u64; 3]> = RwLock::new([0; 3]);
+
+/// Records one changed item's lag from its change at Microsoft to its committed batch.
+pub fn sync_lag(d: Duration) {
+    SYNC_LAG.observe(&[], d);
+}
+
+/// Sets the gauge `grantd_sync_subscriptions{state}`: watched drives with a live Graph
+/// subscription (push), with an expired one, and with none (polling).
+pub fn sync_subscription_states(active: u64, expired: u64, none: u64) {
+    *SYNC_SUBSCRIPTION_STATES
+        .write()
+        .expect("metrics lock poisoned") = [active, expired, none];
+}
+
+fn render_sync_subscription_states(out: &mut String) {
+    let name = "grantd_sync_subscriptions";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Watched drives by Graph subscription state (active = push, expired, none = polling)."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let v = *SYNC_SUBSCRIPTION_STATES
+        .read()
+        .expect("metrics lock poisoned");
+    for (state, n) in ["active", "expired", "none"].iter().zip(v) {
+        let _ = writeln!(out, "{name}{{state=\"{state}\"}} {n}");
+    }
+}
+
 /// Records the end of a change-feed run.
 pub fn sync_run(ok: bool) {
     SYNC_RUNS.add(&[if ok { "ok" } else { "failed" }], 1);
@@ -390,6 +430,8 @@ pub fn render() -> String {
     SYNC_RECORDS.render(&mut out);
     SYNC_NOTIFICATIONS.render(&mut out);
     SYNC_SUBSCRIPTIONS.render(&mut out);
+    SYNC_LAG.render(&mut out);
+    render_sync_subscription_states(&mut out);
     render_credentials_expiry(&mut out);
     out
 }

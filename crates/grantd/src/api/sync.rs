@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, JsonBody, Query, SecretKey};
 use crate::connections::Error as CoreError;
-use crate::connections::sync::{MODEL, RecordsRequest, SYNC_NAME, SyncState};
+use crate::connections::sync::{RecordsRequest, SELECTION_SYNC_NAME, SYNC_NAME, SyncState};
 use crate::edge::AppState;
 use crate::model::{ConnectionId, ProviderConfigKey};
 
@@ -52,6 +52,26 @@ fn parse_connection(s: Option<&str>, code: &'static str) -> Result<ConnectionId,
         )
     })?;
     ConnectionId::parse(s).map_err(|e| invalid(code, "connection_id", e.to_string()))
+}
+
+/// The connection a sync request names, or — without one, as Nango allows — every watched
+/// connection of the integration.
+async fn connections_named(
+    st: &AppState,
+    key: &ProviderConfigKey,
+    named: Option<&str>,
+) -> Result<Vec<ConnectionId>, ApiError> {
+    match named {
+        Some(id) => Ok(vec![parse_connection(Some(id), "invalid_body")?]),
+        None => st.core.watched_connections(key).await.map_err(|e| match e {
+            CoreError::UnknownIntegration(_) => invalid(
+                "invalid_body",
+                "provider_config_key",
+                "the integration does not exist",
+            ),
+            other => other.into(),
+        }),
+    }
 }
 
 /// Nango answers an unknown connection on these routes with 400 `unknown_connection`.
@@ -197,7 +217,7 @@ fn check_syncs(syncs: &[SyncRef]) -> Result<(), ApiError> {
             SyncRef::Name(n) => n.split("::").next().unwrap_or(""),
             SyncRef::Variant { name } => name.as_str(),
         };
-        if name != SYNC_NAME && name != "*" {
+        if name != SYNC_NAME && name != SELECTION_SYNC_NAME && name != "*" {
             return Err(invalid(
                 "invalid_body",
                 "syncs",
@@ -244,12 +264,14 @@ pub async fn trigger(
             .or_else(|| header_value(&headers, "provider-config-key")),
         "invalid_body",
     )?;
-    let cid = parse_connection(
+    let cids = connections_named(
+        &st,
+        &key,
         b.connection_id
             .as_deref()
             .or_else(|| header_value(&headers, "connection-id")),
-        "invalid_body",
-    )?;
+    )
+    .await?;
     if b.opts.is_some() && (b.sync_mode.is_some() || b.full_resync.is_some()) {
         return Err(invalid(
             "invalid_body",
@@ -269,10 +291,12 @@ pub async fn trigger(
         }
     } || b.full_resync == Some(true)
         || b.opts.as_ref().is_some_and(|o| o.reset || o.empty_cache);
-    st.core
-        .trigger_sync(&key, &cid, full)
-        .await
-        .map_err(core_error)?;
+    for cid in &cids {
+        st.core
+            .trigger_sync(&key, cid, full)
+            .await
+            .map_err(core_error)?;
+    }
     Ok(Json(json!({"success": true})))
 }
 
@@ -298,16 +322,20 @@ async fn set_paused(
             .or_else(|| header_value(headers, "provider-config-key")),
         "invalid_body",
     )?;
-    let cid = parse_connection(
+    let cids = connections_named(
+        st,
+        &key,
         b.connection_id
             .as_deref()
             .or_else(|| header_value(headers, "connection-id")),
-        "invalid_body",
-    )?;
-    st.core
-        .set_sync_paused(&key, &cid, paused)
-        .await
-        .map_err(core_error)?;
+    )
+    .await?;
+    for cid in &cids {
+        st.core
+            .set_sync_paused(&key, cid, paused)
+            .await
+            .map_err(core_error)?;
+    }
     Ok(Json(json!({"success": true})))
 }
 
@@ -392,16 +420,16 @@ fn render_status(s: &SyncState, cid: &ConnectionId, now: DateTime<Utc>) -> Value
     json!({
         "id": d.id.to_string(),
         "connection_id": cid.as_str(),
-        "name": SYNC_NAME,
+        "name": s.sync_name,
         "variant": "base",
         "status": status,
         "type": if d.next_link.is_none() { "INITIAL" } else { "INCREMENTAL" },
         "finishedAt": ts(d.last_success_at),
         "nextScheduledSyncAt": Value::Null,
         "frequency": "on change notifications",
-        "latestResult": { MODEL: {"added": d.last_added, "updated": d.last_updated, "deleted": d.last_deleted} },
+        "latestResult": { s.model: {"added": d.last_added, "updated": d.last_updated, "deleted": d.last_deleted} },
         "latestExecutionStatus": if d.last_error.is_some() { "failure" } else { "success" },
-        "recordCount": { MODEL: s.records },
+        "recordCount": { s.model: s.records },
         "checkpoint": Value::Null,
         "error": d.last_error,
     })

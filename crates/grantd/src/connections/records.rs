@@ -60,7 +60,18 @@ impl Core {
         metadata: &Value,
         merge: bool,
     ) -> Result<(), Error> {
-        Ok(self.store.set_metadata(key, ids, metadata, merge).await?)
+        self.store.set_metadata(key, ids, metadata, merge).await?;
+        for id in ids {
+            // The metadata is stored; a selection the feed cannot read is reported on the
+            // next sync call rather than refusing the metadata.
+            if let Err(e) = self.sync_metadata_changed(key, id).await {
+                tracing::warn!(
+                    connection.id = id.as_str(),
+                    "sync watch set not updated: {e}"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Stores a connection whose credentials the caller brought (Nango's import); `true` when it

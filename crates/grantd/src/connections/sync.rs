@@ -23,8 +23,16 @@ use crate::webhooks::{self, SyncEvent};
 /// The model of a user's files, and its sync, as Nango's OneDrive templates name them.
 pub const MODEL: &str = "OneDriveFile";
 pub const SYNC_NAME: &str = "user-files";
+/// The model and sync of what a connection's metadata selects (Nango's selection shape).
+pub const SELECTION_MODEL: &str = "OneDriveFileSelection";
+pub const SELECTION_SYNC_NAME: &str = "user-files-selection";
 /// The drive watched by default: the user's own.
 const OWN_DRIVE: &str = "me";
+/// Drive keys of a selection: a whole drive, or picked items (with subtrees) of a drive.
+const WHOLE: &str = "drive:";
+const PICKED: &str = "picked:";
+/// Drive and item ids named in metadata (Graph's are URL-safe: letters, digits, `!-_.`).
+const MAX_ID: usize = 256;
 /// How long a run may hold a drive before another instance may take it over.
 const LEASE: TimeDelta = TimeDelta::minutes(15);
 /// Delta page size asked of Graph.
@@ -40,9 +48,151 @@ const PATH_CACHE: usize = 10_000;
 /// A connection's sync, for `GET /sync/status` and the CLI.
 #[derive(Debug, Clone)]
 pub struct SyncState {
+    /// The watched drives folded into one view: paused when all are, leased while any runs,
+    /// the first error, summed counts, the oldest last success.
     pub drive: SyncDrive,
+    /// Each watched drive.
+    pub drives: Vec<SyncDrive>,
+    /// The model and sync name the connection's records have.
+    pub model: &'static str,
+    pub sync_name: &'static str,
     /// Live records.
     pub records: u64,
+}
+
+/// A watched connection's sync for the dashboard.
+#[derive(Debug, Clone)]
+pub struct SyncPanel {
+    pub model: &'static str,
+    pub sync_name: &'static str,
+    /// Live records.
+    pub records: u64,
+    pub drives: Vec<PanelDrive>,
+}
+
+/// One watched drive in the dashboard.
+#[derive(Debug, Clone)]
+pub struct PanelDrive {
+    pub drive: SyncDrive,
+    pub running: bool,
+    /// A live Graph subscription (push); otherwise the drive is polled.
+    pub push: bool,
+    /// When the schedule runs it next (`None` while paused); notifications run it sooner.
+    pub next_run: Option<DateTime<Utc>>,
+}
+
+/// What a connection watches: `(drive key, model)` per drive.
+fn watch_plan(metadata: &Value, app_only: bool) -> Result<Vec<(String, &'static str)>, Error> {
+    let drives = metadata.get("drives");
+    let picked = metadata.get("pickedFiles");
+    if drives.is_none() && picked.is_none() {
+        if app_only {
+            return Err(Error::Invalid(
+                "an app-only connection has no drive of its own: name the drives to watch in its \
+                 metadata ({\"drives\": [driveId…]})"
+                    .into(),
+            ));
+        }
+        return Ok(vec![(OWN_DRIVE.to_owned(), MODEL)]);
+    }
+    let mut plan: Vec<(String, &'static str)> = Vec::new();
+    for d in drive_ids(drives, "drives")? {
+        let key = format!("{WHOLE}{d}");
+        if !plan.iter().any(|(k, _)| *k == key) {
+            plan.push((key, SELECTION_MODEL));
+        }
+    }
+    for (d, _) in picked_files(picked)? {
+        let whole = format!("{WHOLE}{d}");
+        let key = format!("{PICKED}{d}");
+        if !plan.iter().any(|(k, _)| *k == whole || *k == key) {
+            plan.push((key, SELECTION_MODEL));
+        }
+    }
+    Ok(plan)
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_ID
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'!' | b'-' | b'_' | b'.'))
+        && s != "."
+        && s != ".."
+}
+
+fn drive_ids(v: Option<&Value>, field: &str) -> Result<Vec<String>, Error> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    let list = v
+        .as_array()
+        .ok_or_else(|| Error::Invalid(format!("metadata.{field} must be an array of drive ids")))?;
+    list.iter()
+        .map(|d| match d.as_str() {
+            Some(s) if valid_id(s) => Ok(s.to_owned()),
+            _ => Err(Error::Invalid(format!(
+                "metadata.{field} holds something that is not a drive id"
+            ))),
+        })
+        .collect()
+}
+
+/// `pickedFiles`: `[{driveId, fileIds: […]}]`, merged per drive.
+fn picked_files(v: Option<&Value>) -> Result<Vec<(String, Vec<String>)>, Error> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    let bad = || {
+        Error::Invalid(
+            "metadata.pickedFiles must be an array of {\"driveId\", \"fileIds\": [itemId…]}".into(),
+        )
+    };
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for entry in v.as_array().ok_or_else(bad)? {
+        let drive = entry
+            .get("driveId")
+            .and_then(Value::as_str)
+            .filter(|s| valid_id(s))
+            .ok_or_else(bad)?;
+        let files = entry
+            .get("fileIds")
+            .and_then(Value::as_array)
+            .ok_or_else(bad)?
+            .iter()
+            .map(|f| f.as_str().filter(|s| valid_id(s)).map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(bad)?;
+        match out.iter_mut().find(|(d, _)| d == drive) {
+            Some((_, ids)) => ids.extend(files),
+            None => out.push((drive.to_owned(), files)),
+        }
+    }
+    Ok(out)
+}
+
+/// The sync name records of `model` belong to.
+fn sync_name_of(model: &str) -> &'static str {
+    if model == SELECTION_MODEL {
+        SELECTION_SYNC_NAME
+    } else {
+        SYNC_NAME
+    }
+}
+
+fn model_of(model: &str) -> &'static str {
+    if model == SELECTION_MODEL {
+        SELECTION_MODEL
+    } else {
+        MODEL
+    }
+}
+
+/// The Graph resource path of a watched drive's root (`/me/drive/root`, `/drives/{id}/root`).
+pub(super) fn drive_root(drive_key: &str) -> String {
+    match drive_key
+        .strip_prefix(WHOLE)
+        .or_else(|| drive_key.strip_prefix(PICKED))
+    {
+        Some(id) => format!("/drives/{id}/root"),
+        None => "/me/drive/root".to_owned(),
+    }
 }
 
 /// A `GET /records` request, validated by the edge.
@@ -79,12 +229,85 @@ impl Core {
         Ok(conn.id)
     }
 
-    /// The connection's watched drive, created on first use.
-    async fn own_drive(&self, connection_id: i64) -> Result<SyncDrive, Error> {
-        Ok(self
+    /// The connection's watched drives as its metadata names them now: drives new to the plan
+    /// are created (their first run enumerates them), drives that stay keep their checkpoints
+    /// (no resync), and drives dropped from it are removed with their records reported deleted.
+    async fn watched_drives(&self, connection_id: i64) -> Result<Vec<SyncDrive>, Error> {
+        let conn = self
             .store
-            .ensure_sync_drive(connection_id, OWN_DRIVE, MODEL, self.clock.now())
-            .await?)
+            .get_connection_by_id(connection_id)
+            .await?
+            .ok_or(Error::UnknownConnection)?;
+        let (_, provider) = self.integration(&conn.provider_config_key).await?;
+        let plan = watch_plan(&conn.metadata, provider.is_app_only())?;
+        let now = self.clock.now();
+        for old in self.store.sync_drives(connection_id).await? {
+            if plan
+                .iter()
+                .any(|(k, m)| *k == old.drive_key && *m == old.model)
+            {
+                continue;
+            }
+            let target = webhooks::target_url(&self.config, conn.webhook_url_override.as_deref());
+            let (key, cid) = (
+                conn.provider_config_key.as_str(),
+                conn.connection_id.as_str(),
+            );
+            let model = model_of(&old.model);
+            let webhook = move |c: PageCounts| {
+                target.clone().map(|url| {
+                    let body = SyncEvent {
+                        connection_id: cid,
+                        provider_config_key: key,
+                        sync_name: sync_name_of(model),
+                        model,
+                        initial: false,
+                        added: c.added,
+                        updated: c.updated,
+                        deleted: c.deleted,
+                        at: now,
+                    }
+                    .body();
+                    (url, body)
+                })
+            };
+            self.drop_subscription(&old, &conn).await;
+            let deleted = self.store.remove_sync_drive(&old, now, &webhook).await?;
+            if deleted > 0 {
+                crate::metrics::sync_records(0, 0, deleted);
+                self.deliver_webhooks_now();
+            }
+        }
+        let picked = picked_files(conn.metadata.get("pickedFiles"))?;
+        let mut out = Vec::with_capacity(plan.len());
+        for (key, model) in plan {
+            let mut drive = self
+                .store
+                .ensure_sync_drive(connection_id, &key, model, now)
+                .await?;
+            if let Some(d) = key.strip_prefix(PICKED) {
+                let mut ids = picked
+                    .iter()
+                    .find(|(id, _)| id == d)
+                    .map(|(_, ids)| ids.clone())
+                    .unwrap_or_default();
+                ids.sort();
+                ids.dedup();
+                let selection = json!(ids).to_string();
+                if drive.selection.as_deref() != Some(selection.as_str()) {
+                    self.store.set_sync_selection(drive.id, &selection).await?;
+                    // Other items picked in this drive: it alone is enumerated again (what
+                    // stays unchanged produces nothing; what is no longer picked is deleted).
+                    if drive.selection.is_some() {
+                        self.store.request_sync_run(drive.id, true).await?;
+                        self.spawn_sync_run(drive.id);
+                    }
+                    drive.selection = Some(selection);
+                }
+            }
+            out.push(drive);
+        }
+        Ok(out)
     }
 
     /// Asks for a delta run of the connection's drive (a full resync with `full`) and starts it
@@ -97,10 +320,47 @@ impl Core {
         full: bool,
     ) -> Result<(), Error> {
         let connection_id = self.sync_connection_id(key, id).await?;
-        let drive = self.own_drive(connection_id).await?;
-        self.store.request_sync_run(drive.id, full).await?;
-        self.spawn_sync_run(drive.id);
+        for drive in self.watched_drives(connection_id).await? {
+            self.store.request_sync_run(drive.id, full).await?;
+            self.spawn_sync_run(drive.id);
+        }
         Ok(())
+    }
+
+    /// After the connection's metadata changed: when it is watched, the watch set follows the
+    /// new selection (new drives run at once; see `watched_drives`).
+    pub async fn sync_metadata_changed(
+        &self,
+        key: &ProviderConfigKey,
+        id: &ConnectionId,
+    ) -> Result<(), Error> {
+        let connection_id = self.sync_connection_id(key, id).await?;
+        if self.store.sync_drives(connection_id).await?.is_empty() {
+            return Ok(());
+        }
+        for drive in self.watched_drives(connection_id).await? {
+            if drive.last_run_at.is_none() && !drive.paused {
+                self.store.request_sync_run(drive.id, false).await?;
+                self.spawn_sync_run(drive.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// The watched connections of an integration (what `/sync/trigger|pause|start` without a
+    /// connection id act on, as in Nango: every connection that has the sync).
+    pub async fn watched_connections(
+        &self,
+        key: &ProviderConfigKey,
+    ) -> Result<Vec<ConnectionId>, Error> {
+        self.integration(key).await?;
+        Ok(self
+            .store
+            .watched_connection_ids(key.as_str())
+            .await?
+            .into_iter()
+            .filter_map(|id| ConnectionId::parse(&id).ok())
+            .collect())
     }
 
     /// Pauses (or with `paused = false` starts again) the connection's sync; starting runs it.
@@ -111,11 +371,13 @@ impl Core {
         paused: bool,
     ) -> Result<(), Error> {
         let connection_id = self.sync_connection_id(key, id).await?;
-        let drive = self.own_drive(connection_id).await?;
+        let drives = self.watched_drives(connection_id).await?;
         self.store.set_sync_paused(connection_id, paused).await?;
         if !paused {
-            self.store.request_sync_run(drive.id, false).await?;
-            self.spawn_sync_run(drive.id);
+            for drive in drives {
+                self.store.request_sync_run(drive.id, false).await?;
+                self.spawn_sync_run(drive.id);
+            }
         }
         Ok(())
     }
@@ -127,12 +389,84 @@ impl Core {
         id: &ConnectionId,
     ) -> Result<SyncState, Error> {
         let connection_id = self.sync_connection_id(key, id).await?;
-        let drive = self.own_drive(connection_id).await?;
-        let records = self
-            .store
-            .count_sync_records(connection_id, &drive.model)
-            .await?;
-        Ok(SyncState { drive, records })
+        let drives = self.watched_drives(connection_id).await?;
+        let Some(first) = drives.first() else {
+            return Err(Error::Invalid(
+                "the connection's metadata selects no drive".into(),
+            ));
+        };
+        let model = model_of(&first.model);
+        let records = self.store.count_sync_records(connection_id, model).await?;
+        let mut drive = first.clone();
+        for d in &drives[1..] {
+            drive.paused &= d.paused;
+            drive.lease_until = drive.lease_until.max(d.lease_until);
+            drive.last_error = drive.last_error.take().or_else(|| d.last_error.clone());
+            drive.last_success_at = match (drive.last_success_at, d.last_success_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                _ => None,
+            };
+            drive.last_run_at = drive.last_run_at.max(d.last_run_at);
+            drive.next_link = drive.next_link.take().and(d.next_link.clone());
+            drive.last_added += d.last_added;
+            drive.last_updated += d.last_updated;
+            drive.last_deleted += d.last_deleted;
+        }
+        Ok(SyncState {
+            drive,
+            drives,
+            model,
+            sync_name: sync_name_of(model),
+            records,
+        })
+    }
+
+    /// The connection's sync as the dashboard shows it, without starting to watch it: `None`
+    /// when it is not watched.
+    pub async fn sync_panel(
+        &self,
+        key: &ProviderConfigKey,
+        id: &ConnectionId,
+    ) -> Result<Option<SyncPanel>, Error> {
+        let connection_id = self.sync_connection_id(key, id).await?;
+        let drives = self.store.sync_drives(connection_id).await?;
+        let Some(first) = drives.first() else {
+            return Ok(None);
+        };
+        let model = model_of(&first.model);
+        let records = self.store.count_sync_records(connection_id, model).await?;
+        let now = self.clock.now();
+        let poll = TimeDelta::from_std(self.config.lifecycle.sync_poll_interval)
+            .unwrap_or(TimeDelta::minutes(5));
+        let rows = drives
+            .into_iter()
+            .map(|d| {
+                let push = d
+                    .subscription_expires_at
+                    .is_some_and(|e| d.subscription_id.is_some() && e > now);
+                let next_run = if d.paused {
+                    None
+                } else {
+                    Some(match d.last_run_at {
+                        None => now,
+                        Some(t) if push => t + super::sync_push::RECONCILE_EVERY,
+                        Some(t) => t + poll,
+                    })
+                };
+                PanelDrive {
+                    running: d.lease_until.is_some_and(|l| l > now),
+                    push,
+                    next_run,
+                    drive: d,
+                }
+            })
+            .collect();
+        Ok(Some(SyncPanel {
+            model,
+            sync_name: sync_name_of(model),
+            records,
+            drives: rows,
+        }))
     }
 
     /// A page of the connection's records in change order.
@@ -229,7 +563,22 @@ impl Core {
             .ok_or(Error::UnknownConnection)?;
         let (_, provider) = self.integration(&conn.provider_config_key).await?;
         let graph = provider.proxy_base_url(&self.config.microsoft);
-        let start = format!("{graph}/v1.0/me/drive/root/delta?$top={PAGE_SIZE}");
+        let start = format!(
+            "{graph}/v1.0{}/delta?$top={PAGE_SIZE}",
+            drive_root(&drive.drive_key)
+        );
+        // Picked items of a drive: only they and their subtrees become records.
+        let picked: Option<Vec<String>> = match drive.drive_key.strip_prefix(PICKED) {
+            Some(d) => Some(
+                picked_files(conn.metadata.get("pickedFiles"))?
+                    .into_iter()
+                    .find(|(id, _)| id == d)
+                    .map(|(_, ids)| ids)
+                    .unwrap_or_default(),
+            ),
+            None => None,
+        };
+        let model = model_of(&drive.model);
         self.store.reset_sync_counts(drive.id).await?;
         let initial = drive.next_link.is_none();
         let mut url = match &drive.next_link {
@@ -239,6 +588,9 @@ impl Core {
         let mut paths = PathCache::default();
         let mut resyncs = 0;
         let mut first_batch = initial;
+        // Continuing from a deltaLink, items are changes since the last round: their age is
+        // the feed's lag (an enumeration from scratch lists old items too).
+        let mut incremental = !initial && !drive.resync_requested && !drive.in_resync;
         // Links must stay on Graph's origin: the token goes with them.
         let on_graph = |u: &str| u.starts_with(&format!("{graph}/"));
         loop {
@@ -251,6 +603,7 @@ impl Core {
                 DeltaAnswer::Page(page) => page,
                 DeltaAnswer::Resync(location) => {
                     resyncs += 1;
+                    incremental = false;
                     if resyncs > MAX_RESYNCS_PER_RUN {
                         return Err(Error::Invalid(
                             "Microsoft Graph keeps asking for a resync; will retry later".into(),
@@ -281,6 +634,7 @@ impl Core {
                 .map(Vec::as_slice)
                 .unwrap_or_default();
             let mut changes = Vec::with_capacity(items.len());
+            let mut changed_at: Vec<DateTime<Utc>> = Vec::new();
             let mut drive_id = None;
             for item in items {
                 if drive_id.is_none() {
@@ -290,9 +644,24 @@ impl Core {
                         .map(str::to_owned);
                 }
                 if let Some(c) = self
-                    .to_change(drive.connection_id, item, &mut paths)
+                    .to_change(
+                        drive.connection_id,
+                        model,
+                        picked.as_deref(),
+                        item,
+                        &mut paths,
+                    )
                     .await?
                 {
+                    if incremental && matches!(c, RecordChange::Upsert { .. }) {
+                        if let Some(t) = item
+                            .get("lastModifiedDateTime")
+                            .and_then(Value::as_str)
+                            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                        {
+                            changed_at.push(t.to_utc());
+                        }
+                    }
                     changes.push(c);
                 }
             }
@@ -315,8 +684,8 @@ impl Core {
                     let body = SyncEvent {
                         connection_id: cid,
                         provider_config_key: key,
-                        sync_name: SYNC_NAME,
-                        model: MODEL,
+                        sync_name: sync_name_of(model),
+                        model,
                         initial: initial_batch,
                         added: c.added,
                         updated: c.updated,
@@ -351,6 +720,9 @@ impl Core {
             };
             if !counts.is_empty() {
                 crate::metrics::sync_records(counts.added, counts.updated, counts.deleted);
+                for t in &changed_at {
+                    crate::metrics::sync_lag((at - *t).to_std().unwrap_or_default());
+                }
                 first_batch = false;
                 self.deliver_webhooks_now();
             }
@@ -456,10 +828,15 @@ impl Core {
         }
     }
 
-    /// The record change for one delta item; `None` for the drive's root.
+    /// The record change for one delta item; `None` for the drive's root. With `picked` (the
+    /// ids a selection names in this drive), only those items and what lies below them are
+    /// records: their paths start at the picked item (`/Report.docx`, `/Folder/child`), and an
+    /// item moved out of a picked subtree is deleted.
     async fn to_change(
         &self,
         connection_id: i64,
+        model: &str,
+        picked: Option<&[String]>,
         item: &Value,
         paths: &mut PathCache,
     ) -> Result<Option<RecordChange>, Error> {
@@ -478,9 +855,28 @@ impl Core {
         }
         let name = item.get("name").and_then(Value::as_str).unwrap_or("");
         let parent = item.pointer("/parentReference/id").and_then(Value::as_str);
-        let parent_path = match parent {
-            Some(p) => self.folder_path(connection_id, p, paths).await?,
-            None => String::new(),
+        let parent_path = match (picked, parent) {
+            (Some(ids), _) if ids.iter().any(|p| p == id) => String::new(),
+            (Some(_), Some(p)) => match self
+                .kept_folder_path(connection_id, model, p, paths)
+                .await?
+            {
+                Some(path) => path,
+                // Outside every picked subtree: not a record (any more).
+                None => {
+                    paths.forget(id);
+                    return Ok(Some(RecordChange::Delete {
+                        record_id: id.to_owned(),
+                    }));
+                }
+            },
+            (Some(_), None) => {
+                return Ok(Some(RecordChange::Delete {
+                    record_id: id.to_owned(),
+                }));
+            }
+            (None, Some(p)) => self.folder_path(connection_id, model, p, paths).await?,
+            (None, None) => String::new(),
         };
         let path = format!("{parent_path}/{name}");
         let is_folder = item.get("folder").is_some();
@@ -510,10 +906,36 @@ impl Core {
         }))
     }
 
+    /// The path of folder `id` when it is a record of a selection (a picked folder or below
+    /// one): remembered in this run, else its live record; `None` when it is not.
+    async fn kept_folder_path(
+        &self,
+        connection_id: i64,
+        model: &str,
+        id: &str,
+        paths: &mut PathCache,
+    ) -> Result<Option<String>, Error> {
+        if let Some(p) = paths.folders.get(id) {
+            return Ok(Some(p.clone()));
+        }
+        let stored = self
+            .store
+            .sync_record_payload(connection_id, model, id)
+            .await?;
+        let path = stored
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .and_then(|v| v.get("path").and_then(Value::as_str).map(str::to_owned));
+        if let Some(p) = &path {
+            paths.remember(id, p);
+        }
+        Ok(path)
+    }
+
     /// The path of folder `id` (`""` for the root): remembered in this run, else its record.
     async fn folder_path(
         &self,
         connection_id: i64,
+        model: &str,
         id: &str,
         paths: &mut PathCache,
     ) -> Result<String, Error> {
@@ -525,7 +947,7 @@ impl Core {
         }
         let stored = self
             .store
-            .sync_record_payload(connection_id, MODEL, id)
+            .sync_record_payload(connection_id, model, id)
             .await?;
         let path = stored
             .and_then(|s| serde_json::from_str::<Value>(&s).ok())
@@ -590,6 +1012,57 @@ fn render_record(r: &RecordRow) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_watch_plan_follows_nangos_selection_shape() {
+        let own = watch_plan(&json!({"other": 1}), false).unwrap();
+        assert_eq!(own, vec![("me".to_owned(), MODEL)]);
+        assert!(
+            watch_plan(&json!({}), true).is_err(),
+            "app-only connections have no own drive"
+        );
+        let plan = watch_plan(
+            &json!({
+                "drives": ["b!A", "b!A"],
+                "pickedFiles": [
+                    {"driveId": "b!A", "fileIds": ["1"]},
+                    {"driveId": "b!B", "fileIds": ["2"]},
+                    {"driveId": "b!B", "fileIds": ["3"]}
+                ]
+            }),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            plan,
+            vec![
+                ("drive:b!A".to_owned(), SELECTION_MODEL),
+                ("picked:b!B".to_owned(), SELECTION_MODEL)
+            ],
+            "a whole drive covers its picked items; duplicates fold"
+        );
+        let merged = picked_files(Some(&json!([
+            {"driveId": "b!B", "fileIds": ["2"]},
+            {"driveId": "b!B", "fileIds": ["3"]}
+        ])))
+        .unwrap();
+        assert_eq!(
+            merged,
+            vec![("b!B".to_owned(), vec!["2".to_owned(), "3".to_owned()])]
+        );
+        for bad in [
+            json!({"drives": "b!A"}),
+            json!({"drives": ["../me"]}),
+            json!({"drives": [".."]}),
+            json!({"pickedFiles": [{"driveId": "b!A"}]}),
+            json!({"pickedFiles": [{"driveId": "b!A", "fileIds": ["a/b"]}]}),
+        ] {
+            assert!(watch_plan(&bad, false).is_err(), "{bad}");
+        }
+        assert_eq!(drive_root("me"), "/me/drive/root");
+        assert_eq!(drive_root("drive:b!A"), "/drives/b!A/root");
+        assert_eq!(drive_root("picked:b!B"), "/drives/b!B/root");
+    }
 
     #[test]
     fn metadata_is_spliced_into_the_stored_object() {

@@ -25,7 +25,7 @@ const SUBSCRIPTION_LIFETIME: TimeDelta = TimeDelta::minutes(42_000);
 /// A run renews the subscription once less than this remains.
 const RENEW_BEFORE: TimeDelta = TimeDelta::days(3);
 /// Even with push working, a drive is reconciled by a delta run this often.
-const RECONCILE_EVERY: TimeDelta = TimeDelta::hours(24);
+pub(super) const RECONCILE_EVERY: TimeDelta = TimeDelta::hours(24);
 /// How long a scheduled run may hold its drive (as `sync::LEASE`).
 const SCHEDULED_LEASE: TimeDelta = TimeDelta::minutes(15);
 
@@ -186,7 +186,7 @@ impl Core {
                     "changeType": "updated",
                     "notificationUrl": format!("{base}{NOTIFY_PATH}"),
                     "lifecycleNotificationUrl": format!("{base}{LIFECYCLE_PATH}"),
-                    "resource": "/me/drive/root",
+                    "resource": super::sync::drive_root(&drive.drive_key),
                     "expirationDateTime": graph_time(expiry),
                     "clientState": self.client_state(drive.id),
                 }),
@@ -216,6 +216,36 @@ impl Core {
             _ => Err(Error::Invalid(
                 "Microsoft Graph's subscription has no id or expiry".into(),
             )),
+        }
+    }
+
+    /// Deletes the Graph subscription of a drive no longer watched (best effort: an unknown
+    /// subscription's notifications are refused anyway, and it expires on its own).
+    pub(super) async fn drop_subscription(&self, drive: &SyncDrive, conn: &Connection) {
+        let Some(id) = &drive.subscription_id else {
+            return;
+        };
+        let result = async {
+            let (_, provider) = self.integration(&conn.provider_config_key).await?;
+            let graph = provider.proxy_base_url(&self.config.microsoft);
+            self.graph_json(
+                conn,
+                reqwest::Method::DELETE,
+                &format!("{graph}/v1.0/subscriptions/{id}"),
+                &Value::Null,
+            )
+            .await
+        }
+        .await;
+        match result {
+            Ok((204 | 404, _)) => {}
+            Ok((status, _)) => {
+                tracing::warn!(
+                    sync.drive = drive.id,
+                    "subscription delete answered {status}"
+                )
+            }
+            Err(e) => tracing::warn!(sync.drive = drive.id, "subscription not deleted: {e}"),
         }
     }
 
@@ -264,6 +294,8 @@ impl Core {
             .claim_due_sync_drives(now, lease, now - poll, now - RECONCILE_EVERY, 32)
             .await?;
         let n = due.len();
+        let (active, expired, none) = self.store.sync_subscription_states(now).await?;
+        crate::metrics::sync_subscription_states(active, expired, none);
         for drive in due {
             let core = self.clone();
             tokio::spawn(async move {

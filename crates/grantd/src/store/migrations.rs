@@ -97,6 +97,11 @@ const TEMPLATES: &[(i64, &str, &str)] = &[
         "session overrides",
         include_str!("migrations/0007_session_overrides.sql"),
     ),
+    (
+        9,
+        "sync selection",
+        include_str!("migrations/0009_sync_selection.sql"),
+    ),
 ];
 
 /// SHA-384 (hex) of each released migration as shipped: (version, SQLite, PostgreSQL).
@@ -136,6 +141,11 @@ const RELEASED: &[(i64, &str, &str)] = &[
         7,
         "f472008f4ca7aab91fc85e4fc201a5a7b939735dd38dcb138630bbdaab0a5710efb7f95aaa4dbb4ef08a8cdad53dbef1",
         "f472008f4ca7aab91fc85e4fc201a5a7b939735dd38dcb138630bbdaab0a5710efb7f95aaa4dbb4ef08a8cdad53dbef1",
+    ),
+    (
+        9,
+        "10947869a59d07300c0054b707601069a2ce79387dde9766267d6e4f8c0e5b26129bfb2971aea9941e1ba8b6cb2b671e",
+        "af6838617da941408278bcdef9cb22010d3511156f8f15174fa18bc277134fceaac6883caa3406ed42f515167ac662e5",
     ),
 ];
 

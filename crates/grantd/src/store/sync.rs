@@ -46,11 +46,13 @@ pub struct SyncDrive {
     pub last_updated: i64,
     pub last_deleted: i64,
     pub created_at: DateTime<Utc>,
+    /// For a drive of picked items: the ids it was enumerated with (sorted JSON array).
+    pub selection: Option<String>,
 }
 
 const DRIVE_COLS: &str = "id, connection_id, drive_key, drive_id, model, next_link, \
     resync_generation, in_resync, paused, run_requested, resync_requested, lease_until, last_run_at, \
-    last_success_at, last_error, subscription_id, subscription_expires_at, last_added, last_updated, last_deleted, created_at";
+    last_success_at, last_error, subscription_id, subscription_expires_at, last_added, last_updated, last_deleted, created_at, selection";
 
 /// One change to write.
 #[derive(Debug, Clone)]
@@ -137,28 +139,34 @@ impl Db {
 }
 
 /// Marks unchanged records as seen by `generation` (no new cursor): 1 row if unchanged.
-const TOUCH_UNCHANGED: &str = "UPDATE sync_records SET seen_generation = $1 \
+const TOUCH_UNCHANGED: &str = "UPDATE sync_records SET seen_generation = $1, sync_drive = $6 \
      WHERE connection_id = $2 AND model = $3 AND record_id = $4 AND version_key = $5 \
      AND deleted_at IS NULL";
 
 /// Writes a changed (or new, or restored) record with the next cursor; returns its action.
 const UPSERT_RECORD: &str = "INSERT INTO sync_records (connection_id, model, record_id, payload, \
      version_key, first_seen_at, last_modified_at, deleted_at, last_action, cursor_seq, \
-     seen_generation) VALUES ($1, $2, $3, $4, $5, $6, $6, NULL, 'ADDED', $7, $8) \
+     seen_generation, sync_drive) VALUES ($1, $2, $3, $4, $5, $6, $6, NULL, 'ADDED', $7, $8, $9) \
      ON CONFLICT (connection_id, model, record_id) DO UPDATE SET payload = excluded.payload, \
      version_key = excluded.version_key, last_modified_at = excluded.last_modified_at, \
      last_action = CASE WHEN sync_records.deleted_at IS NULL THEN 'UPDATED' ELSE 'ADDED' END, \
      deleted_at = NULL, cursor_seq = excluded.cursor_seq, \
-     seen_generation = excluded.seen_generation \
+     seen_generation = excluded.seen_generation, sync_drive = excluded.sync_drive \
      RETURNING last_action";
 
 const DELETE_RECORD: &str = "UPDATE sync_records SET deleted_at = $1, last_modified_at = $1, \
      last_action = 'DELETED', cursor_seq = $2, seen_generation = $3 \
      WHERE connection_id = $4 AND model = $5 AND record_id = $6 AND deleted_at IS NULL";
 
-/// Live records a finished resync enumeration (generation `$3`) did not see.
+/// Live records of watched drive `$4` a finished resync enumeration (generation `$3`) did not
+/// see (rows from before `sync_drive` existed belong to the only drive of their time).
 const VANISHED: &str = "SELECT record_id FROM sync_records WHERE connection_id = $1 \
-     AND model = $2 AND seen_generation < $3 AND deleted_at IS NULL ORDER BY record_id";
+     AND model = $2 AND seen_generation < $3 AND deleted_at IS NULL \
+     AND COALESCE(sync_drive, $4) = $4 ORDER BY record_id";
+
+/// Live records written by watched drive `$3`.
+const OF_DRIVE: &str = "SELECT record_id FROM sync_records WHERE connection_id = $1 \
+     AND model = $2 AND sync_drive = $3 AND deleted_at IS NULL ORDER BY record_id";
 
 const MAX_CURSOR: &str =
     "SELECT COALESCE(MAX(cursor_seq), 0) FROM sync_records WHERE connection_id = $1 AND model = $2";
@@ -220,6 +228,42 @@ impl Store {
         let sql =
             format!("SELECT {DRIVE_COLS} FROM sync_drives WHERE connection_id = $1 ORDER BY id");
         fetch!(&self.db, fetch_all::<SyncDrive>(&sql, connection_id))
+    }
+
+    /// Watched drives of live connections by subscription state at `now`: (active, expired,
+    /// none).
+    pub async fn sync_subscription_states(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<(u64, u64, u64), Error> {
+        let (active, expired, none): (i64, i64, i64) = fetch!(
+            &self.db,
+            fetch_one::<(i64, i64, i64)>(
+                "SELECT \
+                 COALESCE(SUM(CASE WHEN subscription_id IS NOT NULL AND subscription_expires_at > $1 THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN subscription_id IS NOT NULL AND (subscription_expires_at IS NULL OR subscription_expires_at <= $1) THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN subscription_id IS NULL THEN 1 ELSE 0 END), 0) \
+                 FROM sync_drives WHERE connection_id IN \
+                 (SELECT id FROM connections WHERE deleted_at IS NULL)",
+                Ts(micros(now)),
+            )
+        )?;
+        let u = |n: i64| n.max(0) as u64;
+        Ok((u(active), u(expired), u(none)))
+    }
+
+    /// The connection ids of integration `key`'s live connections with a watched drive.
+    pub async fn watched_connection_ids(&self, key: &str) -> Result<Vec<String>, Error> {
+        fetch!(
+            &self.db,
+            scalar fetch_all::<String>(
+                "SELECT c.connection_id FROM connections c WHERE c.provider_config_key = $1 \
+                 AND c.deleted_at IS NULL \
+                 AND EXISTS (SELECT 1 FROM sync_drives d WHERE d.connection_id = c.id) \
+                 ORDER BY c.connection_id",
+                key,
+            )
+        )
     }
 
     /// Takes the lease of drive `id` until `lease_until` if it is unpaused and free (or its
@@ -344,6 +388,17 @@ impl Store {
         Ok(())
     }
 
+    /// Records the picked item ids drive `id` is enumerated with.
+    pub async fn set_sync_selection(&self, id: i64, selection: &str) -> Result<(), Error> {
+        execute!(
+            &self.db,
+            "UPDATE sync_drives SET selection = $1 WHERE id = $2",
+            selection,
+            id,
+        )?;
+        Ok(())
+    }
+
     /// Pauses or resumes every watched drive of a connection; returns how many.
     pub async fn set_sync_paused(&self, connection_id: i64, paused: bool) -> Result<u64, Error> {
         execute!(
@@ -422,6 +477,7 @@ impl Store {
                                     .bind(page.model)
                                     .bind(record_id)
                                     .bind(version_key)
+                                    .bind(page.drive)
                                     .execute(&mut *tx)
                                     .await
                                     .map_err(Error::Database)?
@@ -439,6 +495,7 @@ impl Store {
                                     .bind(at)
                                     .bind(cursor)
                                     .bind(generation)
+                                    .bind(page.drive)
                                     .fetch_one(&mut *tx)
                                     .await
                                     .map_err(Error::Database)?;
@@ -472,6 +529,7 @@ impl Store {
                             .bind(page.connection_id)
                             .bind(page.model)
                             .bind(generation)
+                            .bind(page.drive)
                             .fetch_all(&mut *tx)
                             .await
                             .map_err(Error::Database)?;
@@ -514,6 +572,72 @@ impl Store {
                         }
                     }
                     Ok(Some(counts))
+                }
+                .await
+            })
+        })
+    }
+
+    /// Stops watching drive `id` (dropped from the connection's selection): its live records
+    /// are deleted (each with a new cursor), the `sync` webhook built by `webhook` is queued when
+    /// there were any, and the drive's row goes, all in one transaction. Returns the deletions.
+    pub async fn remove_sync_drive(
+        &self,
+        drive: &SyncDrive,
+        at: DateTime<Utc>,
+        webhook: &(dyn Fn(PageCounts) -> Option<(String, String)> + Sync),
+    ) -> Result<u64, Error> {
+        let when = Ts(micros(at));
+        on_pool!(&self.db, |pool| {
+            in_tx!(pool, |tx| {
+                async {
+                    let gone: Vec<String> = sqlx::query_scalar(OF_DRIVE)
+                        .bind(drive.connection_id)
+                        .bind(&drive.model)
+                        .bind(drive.id)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(Error::Database)?;
+                    let mut cursor: i64 = sqlx::query_scalar(MAX_CURSOR)
+                        .bind(drive.connection_id)
+                        .bind(&drive.model)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(Error::Database)?;
+                    for record_id in &gone {
+                        cursor += 1;
+                        sqlx::query(DELETE_RECORD)
+                            .bind(when)
+                            .bind(cursor)
+                            .bind(drive.resync_generation)
+                            .bind(drive.connection_id)
+                            .bind(&drive.model)
+                            .bind(record_id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(Error::Database)?;
+                    }
+                    let counts = PageCounts {
+                        deleted: gone.len() as u64,
+                        ..PageCounts::default()
+                    };
+                    if !counts.is_empty() {
+                        if let Some((url, body)) = webhook(counts) {
+                            sqlx::query(INSERT_WEBHOOK)
+                                .bind(url)
+                                .bind(body)
+                                .bind(when)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(Error::Database)?;
+                        }
+                    }
+                    sqlx::query("DELETE FROM sync_drives WHERE id = $1")
+                        .bind(drive.id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(Error::Database)?;
+                    Ok(counts.deleted)
                 }
                 .await
             })

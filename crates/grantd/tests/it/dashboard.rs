@@ -2,7 +2,8 @@
 //! with the secret key or the admin login, the login form's double-submit CSRF cookie, CSRF on
 //! dashboard POSTs, creating and editing an integration through its forms (with the credential
 //! expiry badges), connection statuses (healthy / must reconnect / app misconfigured) and the
-//! overview's auth events and webhook deliveries read from the outbox.
+//! overview's auth events and webhook deliveries read from the outbox, and the change feed's
+//! panel with its resync button.
 
 use chrono::TimeDelta;
 use grantd::clock::Clock;
@@ -632,4 +633,94 @@ async fn outbox_view(kind: DbKind) {
     assert!(delivery.contains("HTTP 503"), "{delivery}");
     assert!(delivery.contains("<time"), "next attempt shown: {delivery}");
     assert!(page.contains(r#"data-delivery="delivered""#));
+}
+
+/// The change feed's panel on a connection's page: "not watched" until a sync starts; the
+/// resync button is CSRF-protected, starts a full resync, and the panel then shows the record
+/// count, the drive polling (push off), its last run's counts and next run; a selection the feed
+/// cannot read is explained in plain words instead of starting anything.
+async fn sync_panel(kind: DbKind) {
+    let rx = Receiver::spawn().await;
+    let Some(app) = spawn_on(
+        kind,
+        Some(LifecycleConfig {
+            webhook_url: Some(url::Url::parse(&rx.url).unwrap()),
+            sync_push: Some(false),
+            ..Default::default()
+        }),
+    )
+    .await
+    else {
+        return;
+    };
+    app.create_integration("od", "User.Read,Files.Read").await;
+    let id = app.connect("od", "u-1", seed::ADELE_UPN).await;
+    let dash = Dash::sign_in(&app, "", SECRET).await;
+    let page_path = format!("/dashboard/connections/od/{id}");
+    let page = dash.get(&page_path).await;
+    assert!(
+        page.contains("Change feed") && page.contains("Not watched"),
+        "{page}"
+    );
+
+    let resync = format!("{page_path}/resync");
+    let r = dash.post(&resync, &[("csrf", "forged")]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "CSRF-protected");
+    let page = dash.get(&page_path).await;
+    assert!(
+        page.contains("Not watched"),
+        "a refused post starts nothing"
+    );
+
+    let csrf = dash.csrf().await;
+    let r = dash.post(&resync, &[("csrf", &csrf)]).await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Full resync started."), "{page}");
+    let got = rx
+        .wait_until(|g| g.iter().any(|r| r.json()["type"] == "sync"))
+        .await;
+    let added: u64 = got
+        .iter()
+        .filter(|r| r.json()["type"] == "sync")
+        .map(|r| r.json()["responseResults"]["added"].as_u64().unwrap())
+        .sum();
+    assert!(added > 0);
+    let page = dash.get(&page_path).await;
+    let drive = row(&page, r#"data-drive="me""#);
+    assert!(drive.contains(r#"data-push="polling""#), "{drive}");
+    assert!(drive.contains(&format!("{added} added")), "{drive}");
+    assert!(drive.contains(r#"data-error="""#), "no error: {drive}");
+    assert!(
+        page.contains(&format!(r#"data-records="{added}""#)),
+        "record count shown"
+    );
+
+    // A selection the feed cannot read: the button says why, in plain words.
+    let r = app
+        .post(
+            "/connections/metadata",
+            &serde_json::json!({"connection_id": id, "provider_config_key": "od", "metadata": {"drives": "not-a-list"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let r = dash.post(&resync, &[("csrf", &csrf)]).await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Resync not started: metadata.drives must be an array of drive ids"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn sync_panel_on_sqlite() {
+    sync_panel(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn sync_panel_on_postgres() {
+    sync_panel(DbKind::Postgres).await;
 }

@@ -309,6 +309,22 @@ async fn initial_sync_edits_and_resync(kind: DbKind) {
     );
     assert!(only_deleted.iter().any(|r| r["id"] == deleted.as_str()));
 
+    // The edits' lag (change at Microsoft → committed batch with its webhook) is measured.
+    let metrics = app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lag_count: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("grantd_sync_change_lag_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the lag histogram is exported");
+    assert!(lag_count >= 1, "incremental changes observed: {lag_count}");
+
     // 410: the stored deltaLink is too old for Graph. One more file goes meanwhile; the resync
     // deletes exactly it and keeps everything that still exists.
     let seen = hooks.len();
@@ -690,4 +706,356 @@ async fn postgres_lease_is_taken_over_once_by_one_instance() {
     let records = all_records(&app, &id, "").await;
     assert!(by_id(&records).contains_key(&created));
     assert_eq!(live(&records), drive_walk(&app, &id).await);
+}
+
+/// Every `OneDriveFileSelection` record, paged by cursor.
+async fn selection_records(app: &TestApp, id: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let r = app
+            .get(&format!(
+                "/records?model=OneDriveFileSelection&limit=3&cursor={cursor}"
+            ))
+            .header("Connection-Id", id)
+            .header("Provider-Config-Key", KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let page: Value = r.json().await.unwrap();
+        out.extend(page["records"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => return out,
+        }
+    }
+}
+
+/// Live selection records: path → (id, cursor).
+fn live_paths(records: &[Value]) -> BTreeMap<String, (String, String)> {
+    records
+        .iter()
+        .filter(|r| r["_nango_metadata"]["deleted_at"].is_null())
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap().to_owned(),
+                (
+                    r["id"].as_str().unwrap().to_owned(),
+                    r["_nango_metadata"]["cursor"].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
+        .collect()
+}
+
+async fn set_metadata(app: &TestApp, id: &str, metadata: Value) {
+    let r = app
+        .post(
+            "/connections/metadata",
+            &json!({"connection_id": id, "provider_config_key": KEY, "metadata": metadata}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+/// Nango's selection metadata: picked items of a drive and their subtrees become
+/// `OneDriveFileSelection` records (sync `user-files-selection`), with paths from the picked
+/// item; edits inside and moves across the selection's edge arrive by push; a changed selection
+/// adds and deletes only what changed (records that stay keep their cursors); the selection
+/// replaced by the whole drive watches every item.
+async fn selection_from_metadata(kind: DbKind) {
+    let Some((app, rx, id)) = app(kind).await else {
+        return;
+    };
+    act(
+        &app,
+        UserAction::CreateFile {
+            path: "Picked/Sub/deep.txt".into(),
+            content: "deep".into(),
+        },
+    )
+    .await;
+    act(
+        &app,
+        UserAction::CreateFile {
+            path: "Picked/top.txt".into(),
+            content: "top".into(),
+        },
+    )
+    .await;
+    act(
+        &app,
+        UserAction::CreateFile {
+            path: "Elsewhere/x.txt".into(),
+            content: "x".into(),
+        },
+    )
+    .await;
+    let single = act(
+        &app,
+        UserAction::CreateFile {
+            path: "single.txt".into(),
+            content: "one".into(),
+        },
+    )
+    .await;
+    let walk = drive_walk(&app, &id).await;
+    let folder_id = |p: &str| {
+        walk.iter()
+            .find(|(_, i)| i.1 == p)
+            .map(|(k, _)| k.clone())
+            .unwrap()
+    };
+    let picked = folder_id("/Picked");
+    let r = app
+        .proxy(Method::GET, "/v1.0/me/drive", KEY, &id)
+        .send()
+        .await
+        .unwrap();
+    let drive_id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Malformed selections are refused in plain words.
+    set_metadata(&app, &id, json!({"pickedFiles": [{"driveId": "../x"}]})).await;
+    let r = app
+        .post(
+            "/sync/trigger",
+            &json!({"syncs": ["user-files-selection"], "provider_config_key": KEY, "connection_id": id}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "{}", r.text().await.unwrap());
+
+    let selection = json!({"pickedFiles": [{"driveId": drive_id, "fileIds": [picked, single]}]});
+    set_metadata(&app, &id, selection).await;
+    let r = app
+        .post(
+            "/sync/trigger",
+            &json!({"syncs": ["user-files-selection"], "provider_config_key": KEY, "connection_id": id}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let got = rx
+        .wait_until(|g| total(&sync_hooks(g), 0, "added") >= 5)
+        .await;
+    let hooks = sync_hooks(&got);
+    assert_eq!(hooks[0]["model"], "OneDriveFileSelection");
+    assert_eq!(hooks[0]["syncName"], "user-files-selection");
+    let want: Vec<&str> = vec![
+        "/Picked",
+        "/Picked/Sub",
+        "/Picked/Sub/deep.txt",
+        "/Picked/top.txt",
+        "/single.txt",
+    ];
+    let records = selection_records(&app, &id).await;
+    let first = live_paths(&records);
+    assert_eq!(first.keys().map(String::as_str).collect::<Vec<_>>(), want);
+    assert_eq!(first["/single.txt"].0, single);
+    let status: Value = app
+        .get(&format!(
+            "/sync/status?syncs=user-files-selection&provider_config_key={KEY}&connection_id={id}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["syncs"][0]["name"], "user-files-selection");
+    assert_eq!(
+        status["syncs"][0]["recordCount"]["OneDriveFileSelection"],
+        5
+    );
+    let subs = app.emu.control().subscriptions().await.unwrap();
+    assert_eq!(subs.len(), 1, "one subscription for the picked drive");
+
+    // Moves across the selection's edge, by push: one in (added), one out (deleted).
+    let seen = hooks.len();
+    act(
+        &app,
+        UserAction::Move {
+            path: "Elsewhere/x.txt".into(),
+            to: "Picked/Sub".into(),
+        },
+    )
+    .await;
+    act(
+        &app,
+        UserAction::Move {
+            path: "Picked/top.txt".into(),
+            to: "Elsewhere".into(),
+        },
+    )
+    .await;
+    let got = rx
+        .wait_until(|g| {
+            let h = sync_hooks(g);
+            total(&h, seen, "added") >= 1 && total(&h, seen, "deleted") >= 1
+        })
+        .await;
+    let hooks = sync_hooks(&got);
+    let now = live_paths(&selection_records(&app, &id).await);
+    assert_eq!(
+        now.keys().map(String::as_str).collect::<Vec<_>>(),
+        vec![
+            "/Picked",
+            "/Picked/Sub",
+            "/Picked/Sub/deep.txt",
+            "/Picked/Sub/x.txt",
+            "/single.txt"
+        ]
+    );
+
+    // A changed selection: single.txt no longer picked. Only it is deleted; the others keep
+    // their cursors (nothing re-sent).
+    let seen = hooks.len();
+    set_metadata(
+        &app,
+        &id,
+        json!({"pickedFiles": [{"driveId": drive_id, "fileIds": [picked]}]}),
+    )
+    .await;
+    let got = rx
+        .wait_until(|g| total(&sync_hooks(g), seen, "deleted") >= 1)
+        .await;
+    let hooks = sync_hooks(&got);
+    assert_eq!(total(&hooks, seen, "added"), 0);
+    assert_eq!(total(&hooks, seen, "updated"), 0);
+    assert_eq!(total(&hooks, seen, "deleted"), 1);
+    let after = live_paths(&selection_records(&app, &id).await);
+    let mut expected = now.clone();
+    expected.remove("/single.txt");
+    assert_eq!(after, expected, "what stays is untouched");
+
+    // The whole drive instead: the picked drive's records go, every item of the drive comes.
+    set_metadata(&app, &id, json!({"drives": [drive_id]})).await;
+    let walk = drive_walk(&app, &id).await;
+    let n = walk.len() as u64;
+    let seen = hooks.len();
+    rx.wait_until(|g| total(&sync_hooks(g), seen, "added") >= n)
+        .await;
+    let whole = live_paths(&selection_records(&app, &id).await);
+    let want: Vec<String> = {
+        let mut v: Vec<String> = walk.values().map(|i| i.1.clone()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(whole.keys().cloned().collect::<Vec<_>>(), want);
+    let subs = app.emu.control().subscriptions().await.unwrap();
+    assert_eq!(
+        subs.len(),
+        1,
+        "the dropped picked drive's subscription is deleted, the whole drive has its own"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_selection_from_metadata() {
+    selection_from_metadata(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn postgres_selection_from_metadata() {
+    selection_from_metadata(DbKind::Postgres).await;
+}
+
+async fn sync_status_of(app: &TestApp, id: &str) -> String {
+    let status: Value = app
+        .get(&format!(
+            "/sync/status?syncs=user-files&provider_config_key={KEY}&connection_id={id}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    status["syncs"][0]["status"].as_str().unwrap().to_owned()
+}
+
+/// `/sync/pause`, `/sync/start` and `/sync/trigger` without a connection id act on every watched
+/// connection of the integration, as Nango's do: edits made while all are paused reach the app
+/// for both connections once all are started.
+async fn sync_routes_without_a_connection_act_on_all(kind: DbKind) {
+    let Some((app, rx, adele)) = app(kind).await else {
+        return;
+    };
+    let megan = app.connect(KEY, "user-2", seed::MEGAN_UPN).await;
+    trigger(&app, &adele, json!({})).await;
+    trigger(&app, &megan, json!({})).await;
+    let hook_for = |g: &[Received], id: &str| {
+        sync_hooks(g)
+            .iter()
+            .filter(|h| h["connectionId"] == id)
+            .count()
+    };
+    let got = rx
+        .wait_until(|g| hook_for(g, &adele) >= 1 && hook_for(g, &megan) >= 1)
+        .await;
+    let before = (hook_for(&got, &adele), hook_for(&got, &megan));
+
+    let all = json!({"syncs": ["user-files"], "provider_config_key": KEY});
+    let r = app.post("/sync/pause", &all).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(sync_status_of(&app, &adele).await, "PAUSED");
+    assert_eq!(sync_status_of(&app, &megan).await, "PAUSED");
+    for upn in [seed::ADELE_UPN, seed::MEGAN_UPN] {
+        app.emu
+            .control()
+            .user_action(
+                upn,
+                &UserAction::CreateFile {
+                    path: "while-paused.txt".into(),
+                    content: "p".into(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let r = app.post("/sync/start", &all).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let got = rx
+        .wait_until(|g| hook_for(g, &adele) > before.0 && hook_for(g, &megan) > before.1)
+        .await;
+    for id in [&adele, &megan] {
+        let last = sync_hooks(&got)
+            .into_iter()
+            .rfind(|h| h["connectionId"] == id.as_str())
+            .unwrap();
+        assert_eq!(last["responseResults"]["added"], 1, "{last}");
+    }
+    assert_ne!(sync_status_of(&app, &adele).await, "PAUSED");
+    assert_ne!(sync_status_of(&app, &megan).await, "PAUSED");
+    let r = app.post("/sync/trigger", &all).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    // An unknown integration is a 400, not a silent success.
+    let r = app
+        .post(
+            "/sync/trigger",
+            &json!({"syncs": ["user-files"], "provider_config_key": "nope"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "{}", r.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn sqlite_sync_routes_without_a_connection_act_on_all() {
+    sync_routes_without_a_connection_act_on_all(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn postgres_sync_routes_without_a_connection_act_on_all() {
+    sync_routes_without_a_connection_act_on_all(DbKind::Postgres).await;
 }

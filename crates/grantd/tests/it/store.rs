@@ -1856,6 +1856,19 @@ async fn sync_feed(db: &TestDb) {
         claim(t + Duration::minutes(6)).await.is_empty(),
         "push works: daily only"
     );
+    // The subscriptions-by-state gauge's counts: active until the expiry, expired after.
+    assert_eq!(
+        s.sync_subscription_states(t).await.unwrap(),
+        (1, 0, 0),
+        "push"
+    );
+    assert_eq!(
+        s.sync_subscription_states(t + Duration::days(21))
+            .await
+            .unwrap(),
+        (0, 1, 0),
+        "expired"
+    );
     assert_eq!(
         claim(t + Duration::hours(25)).await.len(),
         1,
@@ -1877,6 +1890,11 @@ async fn sync_feed(db: &TestDb) {
     assert!(
         claim(t + Duration::days(3)).await.is_empty(),
         "deleted connections are not synced"
+    );
+    assert_eq!(
+        s.sync_subscription_states(t).await.unwrap(),
+        (0, 0, 0),
+        "deleted connections' drives are not counted"
     );
 }
 

@@ -2,7 +2,8 @@
 //! warnings, recent auth events and webhook deliveries), the searchable list with
 //! each connection's status, and the detail page with its actions — refresh now, copy a reconnect
 //! link (a new reconnect session), a test call that lists the user's drives through the proxy,
-//! and delete.
+//! delete, and the change feed's panel (per watched drive: last and next run, push or polling,
+//! counts, last error) with its resync button.
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -16,6 +17,7 @@ use super::auth::Admin;
 use super::error::{AdminPost, PageError};
 use super::layout::{csrf_field, page};
 use crate::connections::sessions::SessionRequest;
+use crate::connections::sync::SyncPanel;
 use crate::edge::AppState;
 use crate::model::{
     ConfigKey, Connection, ConnectionFilter, ConnectionId, FailureKind, ProviderConfigKey,
@@ -285,10 +287,17 @@ enum Notice {
     Error(Markup),
 }
 
-fn detail(st: &AppState, admin: &Admin, c: &Connection, notice: Notice) -> Response {
+async fn detail(st: &AppState, admin: &Admin, c: &Connection, notice: Notice) -> Response {
     let base = detail_href(c);
     let status = Status::of(c);
-    let _ = st;
+    let feed = match st
+        .core
+        .sync_panel(&c.provider_config_key, &c.connection_id)
+        .await
+    {
+        Ok(p) => sync_panel(p.as_ref(), &base, &admin.csrf),
+        Err(e) => html! { p.error { "The change feed's state could not be read: " (e) } },
+    };
     Html(
         page(
             &format!("Connection {}", c.connection_id),
@@ -322,11 +331,73 @@ fn detail(st: &AppState, admin: &Admin, c: &Connection, notice: Notice) -> Respo
                     form method="post" action=(format!("{base}/test-call")) { (csrf_field(&admin.csrf)) button.secondary type="submit" { "Test call: list drives" } }
                     form method="post" action=(format!("{base}/delete")) { (csrf_field(&admin.csrf)) button.danger type="submit" { "Delete" } }
                 }
+                (feed)
             },
         )
         .into_string(),
     )
     .into_response()
+}
+
+/// The change feed of a connection: per watched drive the last and next run, push or polling,
+/// the last run's counts and error, and the resync button.
+fn sync_panel(p: Option<&SyncPanel>, base: &str, csrf: &str) -> Markup {
+    html! {
+        section #sync aria-labelledby="sync-title" {
+            h2 #sync-title { "Change feed" }
+            @match p {
+                None => p.muted { "Not watched. The first " code { "POST /sync/trigger" } " for this connection starts it." },
+                Some(p) => {
+                    p { "Sync " code { (p.sync_name) } ", model " code { (p.model) } ": "
+                        strong data-records=(p.records) { (p.records) } (if p.records == 1 { " record" } else { " records" }) "." }
+                    table {
+                        thead { tr { th scope="col" { "Drive" } th scope="col" { "State" } th scope="col" { "Changes" } th scope="col" { "Last run" } th scope="col" { "Next run" } th scope="col" { "Last run's counts" } th scope="col" { "Last error" } } }
+                        tbody {
+                            @for d in &p.drives {
+                                @let state = if d.drive.paused { "paused" } else if d.running { "running" } else if d.drive.last_error.is_some() { "failed" } else if d.drive.last_run_at.is_none() { "waiting" } else { "in sync" };
+                                tr data-drive=(d.drive.drive_key) {
+                                    td { code { (d.drive.drive_key) } }
+                                    td data-state=(state) { (state) }
+                                    td data-push=(if d.push { "push" } else { "polling" }) {
+                                        @if d.push { "push healthy (subscription until " (when(d.drive.subscription_expires_at)) ")" } @else { "polling" }
+                                    }
+                                    td { (when(d.drive.last_run_at)) }
+                                    td { @match d.next_run { Some(t) => (when(Some(t))), None => span.muted { "paused" } } }
+                                    td { (d.drive.last_added) " added, " (d.drive.last_updated) " updated, " (d.drive.last_deleted) " deleted" }
+                                    td data-error=(d.drive.last_error.as_deref().unwrap_or("")) { (d.drive.last_error.as_deref().unwrap_or("—")) }
+                                }
+                            }
+                        }
+                    }
+                    form method="post" action=(format!("{base}/resync")) {
+                        (csrf_field(csrf))
+                        button.secondary type="submit" { "Resync" }
+                        " " span.muted { "Enumerates the drives again; only what changed or vanished is reported." }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub async fn resync(
+    State(st): State<AppState>,
+    Path((key, id)): Path<(String, String)>,
+    AdminPost(admin): AdminPost,
+) -> Result<Response, PageError> {
+    let c = load(&st, &key, &id).await?;
+    let notice = match st
+        .core
+        .trigger_sync(&c.provider_config_key, &c.connection_id, true)
+        .await
+    {
+        Ok(()) => Notice::Ok(html! { "Full resync started." }),
+        Err(crate::connections::Error::Invalid(msg)) => {
+            Notice::Error(html! { "Resync not started: " (msg) })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(detail(&st, &admin, &c, notice).await)
 }
 
 pub async fn show(
@@ -335,7 +406,7 @@ pub async fn show(
     Path((key, id)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
     let c = load(&st, &key, &id).await?;
-    Ok(detail(&st, &admin, &c, Notice::None))
+    Ok(detail(&st, &admin, &c, Notice::None).await)
 }
 
 pub async fn refresh(
@@ -352,7 +423,7 @@ pub async fn refresh(
         Err(e) => return Err(e.into()),
     };
     let c = load(&st, &key, &id).await?;
-    Ok(detail(&st, &admin, &c, notice))
+    Ok(detail(&st, &admin, &c, notice).await)
 }
 
 pub async fn reconnect_link(
@@ -379,7 +450,7 @@ pub async fn reconnect_link(
         span #copied role="status" {}
         script { (PreEscaped("document.getElementById('reconnect-link').select();")) }
     });
-    Ok(detail(&st, &admin, &c, notice))
+    Ok(detail(&st, &admin, &c, notice).await)
 }
 
 pub async fn test_call(
@@ -425,7 +496,7 @@ pub async fn test_call(
         Notice::Error(html! { "GET /proxy/v1.0/me/drives answered " (status.as_u16()) ": " (msg) })
     };
     let c = load(&st, &key, &id).await?;
-    Ok(detail(&st, &admin, &c, notice))
+    Ok(detail(&st, &admin, &c, notice).await)
 }
 
 pub async fn delete(

@@ -50,6 +50,10 @@ pub fn router() -> Router<AppState> {
             post(connections::test_call),
         )
         .route(
+            "/dashboard/connections/{key}/{id}/resync",
+            post(connections::resync),
+        )
+        .route(
             "/dashboard/connections/{key}/{id}/delete",
             post(connections::delete),
         )
