@@ -152,27 +152,10 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AppCredential, ClientSecret, ProviderConfigKey};
     use chrono::TimeDelta;
 
     fn integration(expires_at: DateTime<Utc>) -> Integration {
-        Integration {
-            id: 1,
-            unique_key: ProviderConfigKey::parse("k").unwrap(),
-            provider: "one-drive-app".into(),
-            display_name: None,
-            client_id: "c".into(),
-            client_secret: ClientSecret::new("s"),
-            scopes: vec![],
-            forward_webhooks: true,
-            integration_config: Default::default(),
-            app_credential: AppCredential {
-                secret_expires_at: Some(expires_at),
-                ..Default::default()
-            },
-            created_at: expires_at,
-            updated_at: expires_at,
-        }
+        Integration::for_tests("one-drive-app", Some(expires_at), expires_at)
     }
 
     #[test]

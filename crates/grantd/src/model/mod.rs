@@ -42,6 +42,35 @@ pub struct Integration {
     pub updated_at: DateTime<Utc>,
 }
 
+#[cfg(test)]
+impl Integration {
+    /// A minimal integration for unit tests: `provider`, a client secret expiring at
+    /// `secret_expires_at`, created and updated at `at`.
+    pub(crate) fn for_tests(
+        provider: &str,
+        secret_expires_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Integration {
+        Integration {
+            id: 1,
+            unique_key: ProviderConfigKey::parse("k").expect("valid key"),
+            provider: provider.into(),
+            display_name: None,
+            client_id: "c".into(),
+            client_secret: ClientSecret::new("s"),
+            scopes: vec![],
+            forward_webhooks: true,
+            integration_config: Default::default(),
+            app_credential: AppCredential {
+                secret_expires_at,
+                ..Default::default()
+            },
+            created_at: at,
+            updated_at: at,
+        }
+    }
+}
+
 /// Fields to create an integration, or the new values when updating one.
 #[derive(Debug, Clone)]
 pub struct NewIntegration {

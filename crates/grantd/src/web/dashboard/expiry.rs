@@ -69,28 +69,11 @@ pub fn needs_attention(i: &Integration, now: DateTime<Utc>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AppCredential, ClientSecret, ProviderConfigKey};
     use chrono::TimeDelta;
 
     fn integration(expires_at: Option<DateTime<Utc>>) -> Integration {
         let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
-        Integration {
-            id: 1,
-            unique_key: ProviderConfigKey::parse("k").unwrap(),
-            provider: "one-drive".into(),
-            display_name: None,
-            client_id: "c".into(),
-            client_secret: ClientSecret::new("s"),
-            scopes: vec![],
-            forward_webhooks: true,
-            integration_config: Default::default(),
-            app_credential: AppCredential {
-                secret_expires_at: expires_at,
-                ..Default::default()
-            },
-            created_at: t,
-            updated_at: t,
-        }
+        Integration::for_tests("one-drive", expires_at, t)
     }
 
     #[test]
