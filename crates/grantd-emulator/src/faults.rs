@@ -65,6 +65,10 @@ pub struct FaultSpec {
     /// Apply to this percentage of matching requests (0–100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<u8>,
+    /// Let the first N matching requests through untouched before the rule applies (e.g. only
+    /// the second token request of a refresh, the SharePoint one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<u32>,
 }
 
 impl FaultSpec {
@@ -79,6 +83,7 @@ impl FaultSpec {
             down: false,
             count: None,
             percent: None,
+            skip: None,
         }
     }
 }
@@ -91,6 +96,9 @@ pub struct FaultRule {
     pub spec: FaultSpec,
     /// Requests the rule has affected so far.
     pub fired: u64,
+    /// Matching requests let through so far because of `skip`.
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -106,6 +114,7 @@ impl Faults {
             id: g.0,
             spec,
             fired: 0,
+            skipped: 0,
         };
         g.1.push(rule.clone());
         rule
@@ -132,6 +141,10 @@ impl Faults {
                 && r.spec.count.is_none_or(|c| r.fired < u64::from(c))
         })?;
         let rule = &mut rules[idx];
+        if rule.spec.skip.is_some_and(|n| rule.skipped < u64::from(n)) {
+            rule.skipped += 1;
+            return None;
+        }
         if let Some(p) = rule.spec.percent
             && rand::Rng::gen_range(&mut rand::thread_rng(), 0..100u8) >= p
         {
@@ -159,6 +172,10 @@ impl Faults {
                 && r.spec.count.is_none_or(|c| r.fired < u64::from(c))
         })?;
         let rule = &mut rules[idx];
+        if rule.spec.skip.is_some_and(|n| rule.skipped < u64::from(n)) {
+            rule.skipped += 1;
+            return None;
+        }
         if let Some(p) = rule.spec.percent
             && rand::Rng::gen_range(&mut rand::thread_rng(), 0..100u8) >= p
         {

@@ -488,7 +488,8 @@ impl Core {
             Some(id) => self.store.get_connect_session_by_id(id).await?,
             None => None,
         };
-        self.store
+        let stored = self
+            .store
             .upsert_connection(NewConnection {
                 connection_id: flow.connection_id.clone(),
                 provider_config_key: flow.provider_config_key.clone(),
@@ -502,7 +503,15 @@ impl Core {
                     .as_ref()
                     .and_then(|s| s.webhook_url_override.clone()),
             })
-            .await
+            .await?;
+        // A session is one-shot: a successful connect ends it, so its token starts no further
+        // flow (issue 14, item 13; docs/api.md). Flows it already started still complete.
+        if let Some(s) = &session {
+            self.store
+                .end_connect_session(s.id, self.clock.now())
+                .await?;
+        }
+        Ok(stored)
     }
 }
 

@@ -18,8 +18,9 @@
 //! Every refresh is counted in `metrics` (`grantd_refreshes_total`, failures by class in
 //! `grantd_refresh_failures_total`), whoever asked for it: a read, the proxy or the proactive job.
 //!
-//! The SharePoint token is minted from the newest refresh token right after the Graph token, and
-//! the refresh token it returns (rotation) is the one stored.
+//! The Graph result is committed first; then the SharePoint token is minted from the refresh token
+//! just stored and committed separately (compare-and-swap on the version), with the refresh token
+//! that call returns (rotation). docs/security.md states the window that remains.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -240,7 +241,7 @@ impl Core {
                     .await;
             }
         };
-        let mut credentials = Credentials {
+        let credentials = Credentials {
             access_token: tokens.access_token,
             // Providers that do not rotate send no new refresh token: keep the old one.
             refresh_token: tokens.refresh_token.or(Some(refresh_token)),
@@ -248,28 +249,54 @@ impl Core {
             raw: tokens.raw,
             sharepoint: conn.credentials.sharepoint.clone(),
         };
-        let mut config = match conn.connection_config.clone() {
+        let id = conn.id;
+        let config = conn.connection_config.clone();
+        // The Graph result — the rotated refresh token above all — is committed before anything
+        // else happens (issue 14, item 6): a crash from here on cannot lose it.
+        let saved = match lock.save(&credentials, &config, now).await? {
+            Some(saved) => saved,
+            // Another writer won the race (e.g. a reconnect): theirs is newer.
+            None => {
+                return self
+                    .store
+                    .get_connection_by_id(id)
+                    .await?
+                    .ok_or(Error::UnknownConnection);
+            }
+        };
+        tracing::info!(connection.id = %saved.connection_id, integration.key = %saved.provider_config_key, "refreshed connection {}", saved.connection_id);
+        if !(provider.sharepoint_token && saved.credentials.sharepoint.is_some()) {
+            return Ok(saved);
+        }
+        // The SharePoint token, a second token call redeeming the refresh token just stored, is
+        // committed on its own, compare-and-swap on the version just written.
+        let mut credentials = saved.credentials.clone();
+        let mut config = match saved.connection_config.clone() {
             Value::Object(m) => m,
             _ => Map::new(),
         };
-        if provider.sharepoint_token && credentials.sharepoint.is_some() {
-            self.obtain_sharepoint_token(
-                &integration,
-                &provider,
-                &tenant,
-                &mut credentials,
-                &mut config,
-                tokens.scope.as_deref(),
+        self.obtain_sharepoint_token(
+            &integration,
+            &provider,
+            &tenant,
+            &mut credentials,
+            &mut config,
+            tokens.scope.as_deref(),
+        )
+        .await;
+        match self
+            .store
+            .save_refreshed_if_unchanged(
+                id,
+                saved.version,
+                &credentials,
+                &Value::Object(config),
+                self.clock.now(),
             )
-            .await;
-        }
-        let id = conn.id;
-        match lock.save(&credentials, &Value::Object(config), now).await? {
-            Some(saved) => {
-                tracing::info!(connection.id = %saved.connection_id, integration.key = %saved.provider_config_key, "refreshed connection {}", saved.connection_id);
-                Ok(saved)
-            }
-            // Another writer won the race (e.g. a reconnect): theirs is newer.
+            .await?
+        {
+            Some(again) => Ok(again),
+            // Another writer (a reconnect, another instance's refresh) came first: theirs wins.
             None => self
                 .store
                 .get_connection_by_id(id)

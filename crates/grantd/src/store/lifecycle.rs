@@ -283,6 +283,32 @@ impl Store {
         }))
     }
 
+    /// Commits a second result of a refresh already saved at `version` (the SharePoint token and
+    /// the refresh token that call rotated), only if nobody wrote the connection since. `None` if
+    /// another writer moved it.
+    pub async fn save_refreshed_if_unchanged(
+        &self,
+        id: i64,
+        version: i64,
+        credentials: &Credentials,
+        connection_config: &Value,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Connection>, Error> {
+        let w = RefreshedWrite {
+            credentials: self.seal_credentials(credentials)?,
+            expires_at: credentials.expires_at.map(micros),
+            connection_config: to_json(connection_config),
+            at: micros(at),
+        };
+        let lock = match &*self.db {
+            Db::Sqlite(pool) => RowLock::Sqlite(pool.clone()),
+            Db::Postgres(pool) => RowLock::Postgres(pool.begin_write().await?),
+        };
+        let saved = save(lock, id, version, &w).await;
+        self.cache.forget_connection_id(id);
+        saved?.map(|r| self.connection(r)).transpose()
+    }
+
     /// The connection's transient-failure state (without locking).
     pub async fn retry_state(&self, id: i64) -> Result<Option<RetryState>, Error> {
         let row: Option<(i32, Option<DateTime<Utc>>)> = fetch!(

@@ -378,6 +378,11 @@ impl Store {
             .map(|r| self.session(r))
             .transpose()
     }
+    /// Ends a connect session now (its token is then unknown, as an expired one); the row stays
+    /// for flows it already started. `false` if it had already ended.
+    pub async fn end_connect_session(&self, id: i64, at: DateTime<Utc>) -> Result<bool, Error> {
+        self.db.end_connect_session(id, at).await
+    }
     pub async fn delete_connect_session(&self, token_hash: &str) -> Result<bool, Error> {
         self.db.delete_connect_session(token_hash).await
     }

@@ -267,6 +267,20 @@ impl Db {
         fetch!(self, fetch_optional::<SessionRow>(SQL, id))
     }
 
+    pub(super) async fn end_connect_session(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let done = execute!(
+            self,
+            "UPDATE connect_sessions SET expires_at = $2 WHERE id = $1 AND expires_at > $2",
+            id,
+            Ts(at),
+        )?;
+        Ok(done > 0)
+    }
+
     pub(super) async fn delete_connect_session(&self, token_hash: &str) -> Result<bool, Error> {
         let done = execute!(
             self,

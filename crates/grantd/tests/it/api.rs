@@ -116,7 +116,9 @@ async fn a_reused_code_with_a_fresh_state_is_refused() {
     assert_eq!(status, 200);
     // An attacker (or a double submit) replays the code with a state of their own: Microsoft
     // answers AADSTS54005 and grantd says so, storing nothing.
-    let fresh = state_of(&app.start_connect("one-drive", &token, "").await);
+    // (A successful connect ended the first session: the attacker holds a session of their own.)
+    let other = app.session("u", &["one-drive"]).await;
+    let fresh = state_of(&app.start_connect("one-drive", &other, "").await);
     let (status, html) = callback(&app, &[("code", &code), ("state", &fresh)]).await;
     assert_eq!(status, 400, "{html}");
     assert!(html.contains("already redeemed"), "{html}");
@@ -143,6 +145,8 @@ async fn consent_required_reaches_a_page() {
         .unwrap();
     assert_eq!(app.deliver(&first).await.0, 200);
     // Signed in, but never consented to Files.Read: a silent request comes back consent_required.
+    // (The success above ended the first session: a new one.)
+    let token = app.session("u", &["basic", "files"]).await;
     let authorize = app
         .start_connect("files", &token, "&authorization_params[prompt]=none")
         .await;

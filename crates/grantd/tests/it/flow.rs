@@ -303,3 +303,59 @@ async fn authorize_redirect_carries_state_and_pkce() {
     assert_eq!(q["redirect_uri"], format!("{}/oauth/callback", app.url));
     assert!(q["scope"].split(' ').any(|s| s == "offline_access"));
 }
+
+/// Issue 14, item 13: a successful connect ends the connect session. A second flow with the same
+/// token is refused as Nango refuses an unknown or expired one (401
+/// `unknown_connect_session_token`, no WebSocket message), and so is reading the session.
+#[tokio::test]
+async fn a_successful_connect_ends_the_session() {
+    let app = TestApp::spawn().await;
+    app.create_integration("od", "User.Read,Files.Read").await;
+    let token = app.session("u", &["od"]).await;
+    // Two flows started before the success: the token is good until a connect succeeds.
+    let first = app.start_connect("od", &token, "").await;
+    let second = app.start_connect("od", &token, "").await;
+    let outcome = Browser::new()
+        .authorize(
+            &first,
+            Some((seed::ADELE_UPN, seed::PASSWORD)),
+            Consent::Accept,
+        )
+        .await
+        .unwrap();
+    let (status, html) = app.deliver(&outcome).await;
+    assert_eq!(status, 200, "{html}");
+
+    let r = app
+        .http
+        .get(format!(
+            "{}/oauth/connect/od?connect_session_token={token}&ws_client_id=w1",
+            app.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("unknown_connect_session_token"), "{body}");
+    let r = app
+        .http
+        .get(format!("{}/connect/session", app.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // A flow the session started before it ended still completes (its state is single-use).
+    let outcome = Browser::new()
+        .authorize(
+            &second,
+            Some((seed::ADELE_UPN, seed::PASSWORD)),
+            Consent::Accept,
+        )
+        .await
+        .unwrap();
+    let (status, html) = app.deliver(&outcome).await;
+    assert_eq!(status, 200, "{html}");
+}

@@ -765,3 +765,81 @@ async fn sigkill_during_refreshes_loses_no_rotation() {
         ids.len()
     );
 }
+
+/// Issue 14, item 6: the Graph result of a refresh is committed before the SharePoint token call.
+/// The SharePoint token request hangs (the emulator lets the Graph one through, then delays the
+/// next), the refresh is dropped there as a crash would end it, and the stored refresh token is
+/// the rotated one: under strict rotation it still refreshes.
+async fn graph_result_survives_a_crash_during_the_sharepoint_call(db: DbKind) {
+    let Some(app) = TestApp::spawn_with(opts(db)).await else {
+        return;
+    };
+    app.create_integration("od", WITH_SITES).await;
+    let id = app.connect("od", "u", seed::ADELE_UPN).await;
+    let (_, before) = app.connection("od", &id, "&refresh_token=true").await;
+    assert_eq!(
+        before["connection_config"]["sharepointTokenStatus"], "ok",
+        "{before}"
+    );
+    let ctl = app.emu.control();
+    ctl.set_strict_rotation(true).await.unwrap();
+    ctl.add_fault(&FaultSpec {
+        latency_ms: Some(600_000),
+        skip: Some(1),
+        count: Some(1),
+        ..FaultSpec::new(FaultScope::Token)
+    })
+    .await
+    .unwrap();
+
+    let core = app.state.core.clone();
+    let (key, cid) = (
+        ProviderConfigKey::parse("od").unwrap(),
+        grantd::model::ConnectionId::parse(&id).unwrap(),
+    );
+    let refresh = tokio::spawn(async move {
+        let opts = grantd::connections::credentials::CredentialsOpts {
+            force_refresh: true,
+            note_fetched: false,
+        };
+        core.credentials(&key, &cid, opts).await.map(|_| ())
+    });
+    // Ready when the SharePoint token request (the second one) is held by the fault.
+    let mut waited = 0;
+    while ctl
+        .faults()
+        .await
+        .unwrap()
+        .first()
+        .is_some_and(|r| r.fired == 0)
+    {
+        assert!(waited < 2000, "the SharePoint token request never came");
+        waited += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    refresh.abort();
+    let _ = refresh.await;
+    ctl.clear_faults().await.unwrap();
+
+    let (status, after) = app.connection("od", &id, "&refresh_token=true").await;
+    assert_eq!(status, 200, "{after}");
+    assert_ne!(
+        after["credentials"]["refresh_token"].as_str().unwrap(),
+        before["credentials"]["refresh_token"].as_str().unwrap(),
+        "the rotated Graph refresh token was committed before the SharePoint call"
+    );
+    let (status, again) = app.connection("od", &id, "&force_refresh=true").await;
+    assert_eq!(status, 200, "the stored refresh token is live: {again}");
+    assert!(again["auth_error"].is_null(), "{again}");
+    assert_eq!(again["connection_config"]["sharepointTokenStatus"], "ok");
+}
+
+#[tokio::test]
+async fn graph_result_survives_a_crash_during_the_sharepoint_call_sqlite() {
+    graph_result_survives_a_crash_during_the_sharepoint_call(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn graph_result_survives_a_crash_during_the_sharepoint_call_postgres() {
+    graph_result_survives_a_crash_during_the_sharepoint_call(DbKind::Postgres).await;
+}

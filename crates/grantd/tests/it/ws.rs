@@ -80,6 +80,8 @@ async fn success_frame_carries_the_new_connection() {
 
     // The other client heard nothing and is still open: its own flow still reaches it. (Megan
     // has not consented yet, so she sees the consent page and cancels.)
+    // (The success above ended the session: the other client's flow has its own.)
+    let token = app.session("u", &["one-drive"]).await;
     let authorize = app
         .start_connect("one-drive", &token, &format!("&ws_client_id={other_id}"))
         .await;
