@@ -80,15 +80,20 @@ pub(crate) async fn drive_walk(app: &TestApp, id: &str) -> BTreeMap<String, Item
     out
 }
 
-/// Every record of the connection, paged by cursor with a small limit.
+/// Every `OneDriveFile` record of the connection, paged by cursor with a small limit (through
+/// `/records/`, the form with a trailing slash that Nango's SDK also accepts).
 async fn all_records(app: &TestApp, id: &str, extra: &str) -> Vec<Value> {
+    records_of(app, id, "/records/?model=OneDriveFile&limit=7", extra).await
+}
+
+/// Every record `query` (path, model and limit) selects, following `next_cursor` (`extra` adds
+/// filters).
+async fn records_of(app: &TestApp, id: &str, query: &str, extra: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut cursor = String::new();
     loop {
         let r = app
-            .get(&format!(
-                "/records/?model=OneDriveFile&limit=7&cursor={cursor}{extra}"
-            ))
+            .get(&format!("{query}&cursor={cursor}{extra}"))
             .header("Connection-Id", id)
             .header("Provider-Config-Key", KEY)
             .send()
@@ -710,26 +715,7 @@ async fn postgres_lease_is_taken_over_once_by_one_instance() {
 
 /// Every `OneDriveFileSelection` record, paged by cursor.
 async fn selection_records(app: &TestApp, id: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let r = app
-            .get(&format!(
-                "/records?model=OneDriveFileSelection&limit=3&cursor={cursor}"
-            ))
-            .header("Connection-Id", id)
-            .header("Provider-Config-Key", KEY)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let page: Value = r.json().await.unwrap();
-        out.extend(page["records"].as_array().unwrap().iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = c.to_owned(),
-            None => return out,
-        }
-    }
+    records_of(app, id, "/records?model=OneDriveFileSelection&limit=3", "").await
 }
 
 /// Live selection records: path → (id, cursor).
