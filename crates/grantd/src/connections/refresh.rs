@@ -63,6 +63,9 @@ impl Flights {
 
 /// Delay before the next refresh attempt after `failures` consecutive transient failures: 30 s
 /// doubling, at most 30 minutes, plus up to 10 % jitter.
+/// How long a token response is kept while the database is unavailable, waiting to be committed.
+const COMMIT_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub fn refresh_backoff(failures: i32) -> TimeDelta {
     let base = 30i64
         .saturating_mul(1i64 << (failures - 1).clamp(0, 10))
@@ -250,10 +253,25 @@ impl Core {
             sharepoint: conn.credentials.sharepoint.clone(),
         };
         let id = conn.id;
+        let version = conn.version;
         let config = conn.connection_config.clone();
         // The Graph result — the rotated refresh token above all — is committed before anything
-        // else happens (issue 14, item 6): a crash from here on cannot lose it.
-        let saved = match lock.save(&credentials, &config, now).await? {
+        // else happens (issue 14, item 6): a crash from here on cannot lose it. When the
+        // database went away while the token call ran (a restart drops the row lock with its
+        // connection), the result is kept and committed once the database is back.
+        let saved = match lock.save(&credentials, &config, now).await {
+            Ok(saved) => saved,
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(
+                    connection.id = id,
+                    "the database went away during a refresh; committing its result when it is back"
+                );
+                self.save_if_unchanged_retrying(id, version, &credentials, &config)
+                    .await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let saved = match saved {
             Some(saved) => saved,
             // Another writer won the race (e.g. a reconnect): theirs is newer.
             None => {
@@ -285,14 +303,7 @@ impl Core {
         )
         .await;
         match self
-            .store
-            .save_refreshed_if_unchanged(
-                id,
-                saved.version,
-                &credentials,
-                &Value::Object(config),
-                self.clock.now(),
-            )
+            .save_if_unchanged_retrying(id, saved.version, &credentials, &Value::Object(config))
             .await?
         {
             Some(again) => Ok(again),
@@ -302,6 +313,33 @@ impl Core {
                 .get_connection_by_id(id)
                 .await?
                 .ok_or(Error::UnknownConnection),
+        }
+    }
+
+    /// Commits a token response compare-and-swap on `version`, retrying while the database is
+    /// unavailable (for up to `COMMIT_RETRY_FOR`): the response may hold a rotated refresh token
+    /// that exists nowhere else. `None` when another writer moved the connection first.
+    async fn save_if_unchanged_retrying(
+        &self,
+        id: i64,
+        version: i64,
+        credentials: &Credentials,
+        config: &Value,
+    ) -> Result<Option<Connection>, Error> {
+        let give_up = tokio::time::Instant::now() + COMMIT_RETRY_FOR;
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            let saved = self
+                .store
+                .save_refreshed_if_unchanged(id, version, credentials, config, self.clock.now())
+                .await;
+            match saved {
+                Err(e) if e.is_unavailable() && tokio::time::Instant::now() + pause < give_up => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(1));
+                }
+                other => return Ok(other?),
+            }
         }
     }
 

@@ -19,6 +19,8 @@ pub struct ApiError {
     /// Validation issues: `{code, message, path[]}`.
     pub errors: Option<Vec<Value>>,
     pub payload: Option<Value>,
+    /// Seconds for a `Retry-After` header (503s the caller should simply retry).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -29,6 +31,7 @@ impl ApiError {
             message: Some(message.into()),
             errors: None,
             payload: None,
+            retry_after: None,
         }
     }
 
@@ -40,6 +43,7 @@ impl ApiError {
             message: None,
             errors: None,
             payload: None,
+            retry_after: None,
         }
     }
 
@@ -54,6 +58,7 @@ impl ApiError {
                 json!({"code": "custom", "message": message, "path": path}),
             ]),
             payload: None,
+            retry_after: None,
         }
     }
 
@@ -64,6 +69,7 @@ impl ApiError {
             message: Some(message.into()),
             errors: None,
             payload: Some(json!({})),
+            retry_after: None,
         }
     }
 
@@ -77,6 +83,18 @@ impl ApiError {
             "server_error",
             "An internal error occurred; see grantd's logs.",
         )
+    }
+
+    /// 503 `database_unavailable`: the database cannot be reached (restarting, failing over,
+    /// out of connections). Nothing was changed; the request can be retried as it is.
+    pub fn database_unavailable() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "grantd's database is unavailable; retry shortly.",
+        );
+        e.retry_after = Some(1);
+        e
     }
 
     pub fn with_payload(mut self, payload: Value) -> Self {
@@ -98,7 +116,13 @@ impl IntoResponse for ApiError {
         if let Some(p) = self.payload {
             err.insert("payload".into(), p);
         }
-        (self.status, Json(json!({ "error": err }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": err }))).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -114,6 +138,10 @@ impl From<StoreError> for ApiError {
                 "unknown_connection",
                 format!("Connection {id} does not exist"),
             ),
+            StoreError::Database(_) if e.is_unavailable() => {
+                tracing::warn!(error = %crate::edge::error_chain(&e), "database unavailable");
+                ApiError::database_unavailable()
+            }
             StoreError::Database(_)
             | StoreError::Migrate(_)
             | StoreError::Crypto(_)
@@ -174,9 +202,11 @@ fn refresh_failed(status: StatusCode, c: &crate::microsoft::Classified) -> ApiEr
 impl ApiError {
     /// The proxy's answer when fresh credentials cannot be had (nango-api.md §7.2): 424
     /// `connection_refresh_backoff` during a refresh backoff, else 400 `server_error` "Failed to
-    /// get connection credentials".
+    /// get connection credentials"; 503 `database_unavailable` when grantd's own database is
+    /// unreachable (nothing is wrong with the connection).
     pub fn proxy_credentials(e: CoreError) -> ApiError {
         match e {
+            CoreError::Store(s) if s.is_unavailable() => ApiError::database_unavailable(),
             CoreError::RefreshBackoff(c) => ApiError::new(
                 StatusCode::FAILED_DEPENDENCY,
                 "connection_refresh_backoff",

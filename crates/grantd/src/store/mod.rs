@@ -73,6 +73,31 @@ pub enum Error {
     MissingConnection(String),
 }
 
+impl Error {
+    /// Whether the database could not be reached or dropped the connection (a restart, a
+    /// failover, no free connection), as opposed to refusing the statement: retrying the same
+    /// request later can succeed, and nothing was changed by this one.
+    pub fn is_unavailable(&self) -> bool {
+        let Error::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            // SQLSTATE class 08 (connection exception), 57P01–57P03 (shutting down, crashed,
+            // starting up), 53300 (too many connections).
+            sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+                c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300")
+            }),
+            _ => false,
+        }
+    }
+}
+
 /// Which fields `patch_connection` changes; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectionPatch {

@@ -23,11 +23,11 @@ use crate::support::db::DbKind;
 use crate::support::webhook_receiver::Receiver;
 
 /// No Sites.Read.All: one refresh is exactly one token request (no SharePoint token).
-const GRAPH_ONLY: &str = "User.Read,Files.Read";
+pub(crate) const GRAPH_ONLY: &str = "User.Read,Files.Read";
 const WITH_SITES: &str = "User.Read,Files.ReadWrite.All,Sites.Read.All";
 const LIFETIME: i64 = 3600;
 
-fn opts(db: DbKind) -> Opts {
+pub(crate) fn opts(db: DbKind) -> Opts {
     Opts {
         db,
         emulator: EmulatorConfig {
@@ -350,7 +350,7 @@ async fn sharepoint_token_is_restored_by_a_reconnect() {
 
 /// Mints `n` independent refresh tokens for adele from one connection's (the emulator keeps old
 /// refresh tokens valid outside strict mode, as Microsoft does) and imports `n` connections.
-async fn import_connections(app: &TestApp, key: &str, n: usize) -> Vec<String> {
+pub(crate) async fn import_connections(app: &TestApp, key: &str, n: usize) -> Vec<String> {
     let id = app.connect(key, "seed-user", seed::ADELE_UPN).await;
     let (_, c) = app.connection(key, &id, "&refresh_token=true").await;
     let rt = c["credentials"]["refresh_token"]

@@ -2,4 +2,5 @@
 
 pub mod app;
 pub mod db;
+pub mod pg_cluster;
 pub mod webhook_receiver;

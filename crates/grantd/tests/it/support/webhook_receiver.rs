@@ -45,7 +45,11 @@ struct Inner {
     refused: Mutex<usize>,
     /// Bumped on every accepted delivery, so tests wait on it instead of sleeping.
     arrivals: tokio::sync::watch::Sender<usize>,
+    /// Runs (on a blocking thread) before the n-th accepted delivery (0-based) is answered.
+    before_answer: Mutex<Option<BeforeAnswer>>,
 }
+
+type BeforeAnswer = Arc<dyn Fn(usize) + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Receiver {
@@ -57,6 +61,11 @@ async fn hook(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
     if inner.down.load(Ordering::SeqCst) {
         *inner.refused.lock().unwrap() += 1;
         return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let n = inner.received.lock().unwrap().len();
+    let before = inner.before_answer.lock().unwrap().clone();
+    if let Some(f) = before {
+        tokio::task::spawn_blocking(move || f(n)).await.unwrap();
     }
     inner.received.lock().unwrap().push(Received {
         headers,
@@ -76,6 +85,7 @@ impl Receiver {
             received: Mutex::default(),
             refused: Mutex::default(),
             arrivals: tokio::sync::watch::channel(0).0,
+            before_answer: Mutex::default(),
         });
         let app = Router::new()
             .route("/webhooks", post(hook))
@@ -88,6 +98,12 @@ impl Receiver {
 
     pub fn set_down(&self, down: bool) {
         self.inner.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Runs `f(n)` before answering the n-th (0-based) accepted delivery, e.g. to crash the
+    /// database while grantd waits for the answer.
+    pub fn before_answer(&self, f: impl Fn(usize) + Send + Sync + 'static) {
+        *self.inner.before_answer.lock().unwrap() = Some(Arc::new(f));
     }
 
     pub fn received(&self) -> Vec<Received> {
