@@ -536,13 +536,26 @@ fn is_encryption_key(b64: &str) -> bool {
         && b"AEIMQUYcgkosw048".contains(&b[42])
 }
 
-/// Connection limits (`GRANTD_HEADER_READ_TIMEOUT_SECS`, `GRANTD_MAX_CONNECTIONS`).
+/// Connection, authentication and WebSocket limits (docs/security.md lists each with its threat).
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// A request head must arrive within this; also the idle keep-alive timeout.
+    /// A request head must arrive within this; also the idle keep-alive timeout
+    /// (`GRANTD_HEADER_READ_TIMEOUT_SECS`).
     pub header_read_timeout: Duration,
-    /// Connections served at once; more are answered 503 and closed.
+    /// Connections served at once; more are answered 503 and closed (`GRANTD_MAX_CONNECTIONS`).
     pub max_connections: usize,
+    /// Failed sign-ins or wrong API keys an address may make before it is throttled; an account
+    /// gets four times as many (`GRANTD_AUTH_FREE_FAILURES`).
+    pub auth_free_failures: u32,
+    /// The first throttling delay; each further failure doubles it (not a variable: tests set it).
+    pub auth_base_delay: Duration,
+    /// The longest throttling delay (`GRANTD_AUTH_MAX_DELAY_SECS`).
+    pub auth_max_delay: Duration,
+    /// A WebSocket at `/` that no connect flow has claimed within this is closed
+    /// (`GRANTD_WS_CLAIM_SECS`).
+    pub ws_claim_timeout: Duration,
+    /// A claimed WebSocket whose flow has not ended within this is closed (`GRANTD_WS_IDLE_SECS`).
+    pub ws_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -550,6 +563,12 @@ impl Default for Limits {
         Limits {
             header_read_timeout: Duration::from_secs(30),
             max_connections: 4096,
+            auth_free_failures: 5,
+            auth_base_delay: Duration::from_secs(1),
+            auth_max_delay: Duration::from_secs(60),
+            ws_claim_timeout: Duration::from_secs(120),
+            // An OAuth flow expires after 15 minutes.
+            ws_idle_timeout: Duration::from_secs(20 * 60),
         }
     }
 }
@@ -576,6 +595,27 @@ impl Limits {
             )),
             max_connections: num("GRANTD_MAX_CONNECTIONS", d.max_connections as u64, 1 << 20)
                 as usize,
+            auth_free_failures: num(
+                "GRANTD_AUTH_FREE_FAILURES",
+                u64::from(d.auth_free_failures),
+                1000,
+            ) as u32,
+            auth_base_delay: d.auth_base_delay,
+            auth_max_delay: Duration::from_secs(num(
+                "GRANTD_AUTH_MAX_DELAY_SECS",
+                d.auth_max_delay.as_secs(),
+                3600,
+            )),
+            ws_claim_timeout: Duration::from_secs(num(
+                "GRANTD_WS_CLAIM_SECS",
+                d.ws_claim_timeout.as_secs(),
+                3600,
+            )),
+            ws_idle_timeout: Duration::from_secs(num(
+                "GRANTD_WS_IDLE_SECS",
+                d.ws_idle_timeout.as_secs(),
+                24 * 3600,
+            )),
         }
     }
 }

@@ -45,6 +45,7 @@ impl AppState {
             _ => Catalog::builtin(),
         };
         let guard = crate::outbound::Guard::from_config(&config);
+        let throttle = Arc::new(crate::edge::throttle::Throttle::new(&config.limits));
         let core = Core::new(
             store,
             catalog,
@@ -57,6 +58,7 @@ impl AppState {
             ws: Arc::new(WsHub::default()),
             proxy_http: crate::proxy::client(&guard),
             guard,
+            throttle,
         })
     }
 }
@@ -76,6 +78,10 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
         // Unknown routes answer in Nango's error envelope, like every other error.
         .fallback(|| async { crate::edge::ApiError::not_found("Route not found") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::edge::throttle::api_keys,
+        ))
         .layer(axum::middleware::from_fn(
             crate::edge::extract::reject_bad_uri,
         ))

@@ -596,6 +596,13 @@ impl Merged {
     }
 }
 
+impl Core {
+    /// Whether a flow in flight was started with this WebSocket id (on any instance).
+    pub async fn ws_client_has_flow(&self, ws_client_id: &str) -> Result<bool, Error> {
+        Ok(self.store.ws_client_has_flow(ws_client_id).await?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

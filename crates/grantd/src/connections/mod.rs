@@ -9,6 +9,7 @@
 //! - `records`: connection reads and plain writes (list, get, delete, patch, metadata, import),
 //!   recent webhooks and their delivery, store health, the `last_fetched_at` writer.
 //! - `sessions`: connect sessions (create, reconnect, look up by token).
+//! - `dashboard_sessions`: dashboard sign-in sessions (start, check, end), held server-side.
 //! - `flow`: the OAuth connect flow (start → redirect; callback → connection).
 //! - `refresh`: fresh credentials on read, single-flight refresh, the SharePoint token.
 //! - `due_refresh`: `run_due_refreshes(now)`, the proactive refresh pass (`jobs::refresh`).
@@ -25,6 +26,7 @@ pub mod app_only;
 pub mod cached;
 pub mod credential_expiry;
 pub mod credentials;
+pub mod dashboard_sessions;
 pub mod due_refresh;
 mod events;
 pub mod flow;

@@ -116,13 +116,23 @@ impl IntoResponse for ApiError {
         if let Some(p) = self.payload {
             err.insert("payload".into(), p);
         }
-        let mut response = (self.status, Json(json!({ "error": err }))).into_response();
+        let wrong_credential = matches!(
+            self.code,
+            "unknown_account"
+                | "invalid_secret_key_format"
+                | "unknown_connect_session_token"
+                | "invalid_connect_session_token_format"
+        );
+        let mut r = (self.status, Json(json!({ "error": err }))).into_response();
         if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
+            r.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
-        response
+        if wrong_credential {
+            // Counted by the throttle (`edge::throttle::api_keys`).
+            r.extensions_mut().insert(super::throttle::WrongCredential);
+        }
+        r
     }
 }
 

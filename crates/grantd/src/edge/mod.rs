@@ -1,12 +1,14 @@
 //! What the HTTP edges (`api`, `web`, `proxy`) share, below the router so they need not import
 //! each other or `server`: `AppState`, `ApiError` (the one place domain errors become HTTP), the
 //! `SecretKey` / `SecretOrSession` extractors and strict body/query extractors, CORS for the
-//! session-token routes (`cors.rs`), and the WebSocket hub.
+//! session-token routes (`cors.rs`), the WebSocket hub, and the authentication throttle
+//! (`throttle.rs`).
 
 pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod state;
+pub mod throttle;
 pub mod ws_hub;
 pub mod ws_limits;
 

@@ -1,5 +1,5 @@
-//! `AppState`: what every handler is given — the use cases (`Core`), the WebSocket hub, and the
-//! proxy's outbound client with its SSRF guard. Built by `server` (wiring), which opens the store.
+//! `AppState`: what every handler is given — the use cases (`Core`), the WebSocket hub, the
+//! proxy's outbound client with its SSRF guard, and the authentication throttle. Built by `server` (wiring), which opens the store.
 
 use std::sync::Arc;
 
@@ -14,4 +14,6 @@ pub struct AppState {
     pub proxy_http: reqwest::Client,
     /// Which hosts proxied calls and redirects may reach (SSRF guard).
     pub guard: crate::outbound::Guard,
+    /// Failed sign-ins and wrong API keys, by address and account (`throttle`).
+    pub throttle: Arc<super::throttle::Throttle>,
 }

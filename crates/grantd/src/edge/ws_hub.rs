@@ -1,5 +1,6 @@
 //! `WsHub`: the open WebSockets of `@nangohq/frontend` by `ws_client_id`, shared by the socket
-//! handler (`web::ws`) that registers them and the OAuth callback that sends the final frame.
+//! handler (`web::ws`) that registers them, the connect flow's start that claims them
+//! (`ws_limits`), and the OAuth callback that sends the final frame.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -7,10 +8,16 @@ use std::sync::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+/// One open socket: where its final frame goes, and its place in the limits.
+struct Client {
+    tx: mpsc::UnboundedSender<String>,
+    slot: super::ws_limits::Slot,
+}
+
 /// Open WebSockets by `ws_client_id`.
 #[derive(Default)]
 pub struct WsHub {
-    clients: Mutex<HashMap<String, mpsc::UnboundedSender<String>>>,
+    clients: Mutex<HashMap<String, Client>>,
     /// Socket slots per instance and per client address (`ws_limits`).
     pub(crate) slots: super::ws_limits::Slots,
     /// Where a final frame for a socket held by another instance goes (`server` forwards it
@@ -19,11 +26,42 @@ pub struct WsHub {
 }
 
 impl WsHub {
-    pub(crate) fn register(&self, id: String, tx: mpsc::UnboundedSender<String>) {
+    pub(crate) fn register(
+        &self,
+        id: String,
+        tx: mpsc::UnboundedSender<String>,
+        slot: super::ws_limits::Slot,
+    ) {
         self.clients
             .lock()
             .expect("ws hub lock poisoned")
-            .insert(id, tx);
+            .insert(id, Client { tx, slot });
+    }
+
+    /// A connect flow started with `id` as its `ws_client_id`: if the socket is held here it is
+    /// claimed (no longer closed at the claim deadline, no longer counted as unclaimed).
+    pub fn claim(&self, id: &str) -> bool {
+        match self
+            .clients
+            .lock()
+            .expect("ws hub lock poisoned")
+            .get_mut(id)
+        {
+            Some(c) => {
+                c.slot.claim();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the socket `id` is held here and claimed.
+    pub fn is_claimed(&self, id: &str) -> bool {
+        self.clients
+            .lock()
+            .expect("ws hub lock poisoned")
+            .get(id)
+            .is_some_and(|c| c.slot.is_claimed())
     }
 
     pub(crate) fn remove(&self, id: &str) {
@@ -52,7 +90,7 @@ impl WsHub {
             .lock()
             .expect("ws hub lock poisoned")
             .remove(id);
-        tx.is_some_and(|tx| tx.send(frame.to_string()).is_ok())
+        tx.is_some_and(|c| c.tx.send(frame.to_string()).is_ok())
     }
 
     /// Sets where frames for sockets not held here go (`server::start`).

@@ -102,6 +102,11 @@ const TEMPLATES: &[(i64, &str, &str)] = &[
         "sync selection",
         include_str!("migrations/0009_sync_selection.sql"),
     ),
+    (
+        10,
+        "dashboard sessions",
+        include_str!("migrations/0010_dashboard_sessions.sql"),
+    ),
 ];
 
 /// SHA-384 (hex) of each released migration as shipped: (version, SQLite, PostgreSQL).
@@ -146,6 +151,11 @@ const RELEASED: &[(i64, &str, &str)] = &[
         9,
         "10947869a59d07300c0054b707601069a2ce79387dde9766267d6e4f8c0e5b26129bfb2971aea9941e1ba8b6cb2b671e",
         "af6838617da941408278bcdef9cb22010d3511156f8f15174fa18bc277134fceaac6883caa3406ed42f515167ac662e5",
+    ),
+    (
+        10,
+        "9a5f1551dbd6a54034130f0cf4b5e055381354191db786fff98ac0250a765a4d3c3f14222ccdcccc598687101157e44c",
+        "909d5aaf573ad9023b086a9d481dacfe53dc8438bb689916cc5998add8a2e1cbe0302e3714d559575a7d0c517b9304ff",
     ),
 ];
 

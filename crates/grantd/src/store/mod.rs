@@ -16,6 +16,7 @@
 
 mod app_credentials;
 pub mod cache;
+mod dashboard_sessions;
 mod db;
 pub mod lifecycle;
 mod migrations;
@@ -462,8 +463,13 @@ impl Store {
             created_at: r.created_at,
         }))
     }
-    /// Housekeeping (added by the store): deletes connect sessions and OAuth flows whose
-    /// `expires_at` is before `before`. Returns the number of rows deleted.
+    /// Whether an OAuth flow in flight was started with this `ws_client_id` (a WebSocket held
+    /// by one instance is claimed by a flow another instance started).
+    pub async fn ws_client_has_flow(&self, ws_client_id: &str) -> Result<bool, Error> {
+        self.db.ws_client_has_flow(ws_client_id).await
+    }
+    /// Housekeeping (added by the store): deletes connect sessions, OAuth flows and dashboard
+    /// sessions whose `expires_at` is before `before`. Returns the number of rows deleted.
     pub async fn purge_expired(&self, before: DateTime<Utc>) -> Result<u64, Error> {
         self.db.purge_expired(micros(before)).await
     }

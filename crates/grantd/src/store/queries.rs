@@ -323,7 +323,19 @@ impl Db {
         fetch!(self, fetch_optional::<FlowRow>(SQL, state))
     }
 
-    /// Deletes sessions and flows that expired before `before`; returns how many rows went.
+    pub(super) async fn ws_client_has_flow(&self, ws_client_id: &str) -> Result<bool, Error> {
+        let n = fetch!(
+            self,
+            scalar fetch_one::<i64>(
+                "SELECT COUNT(*) FROM oauth_flows WHERE ws_client_id = $1",
+                ws_client_id,
+            )
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Deletes connect sessions, flows and dashboard sessions that expired before `before`;
+    /// returns how many rows went.
     pub(super) async fn purge_expired(&self, before: DateTime<Utc>) -> Result<u64, Error> {
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
@@ -331,6 +343,7 @@ impl Db {
             for sql in [
                 "DELETE FROM connect_sessions WHERE expires_at < $1",
                 "DELETE FROM oauth_flows WHERE expires_at < $1",
+                "DELETE FROM dashboard_sessions WHERE expires_at < $1",
             ] {
                 n += sqlx::query(sql)
                     .bind(Ts(before))

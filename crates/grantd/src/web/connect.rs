@@ -61,8 +61,16 @@ pub async fn start(State(st): State<AppState>, Path(key): Path<String>, parts: P
         return ApiError::new(StatusCode::BAD_REQUEST, "invalid_authorization_params", msg)
             .into_response();
     }
+    let ws_client_id = req.ws_client_id.clone();
     match st.core.start_connect(req).await {
-        Ok(url) => (StatusCode::FOUND, [(header::LOCATION, url)]).into_response(),
+        Ok(url) => {
+            // A real flow now uses the socket (if it is held here; else its instance finds the
+            // flow in the database at its claim deadline).
+            if let Some(ws) = &ws_client_id {
+                st.ws.claim(ws);
+            }
+            (StatusCode::FOUND, [(header::LOCATION, url)]).into_response()
+        }
         Err(StartError::Unauthorized(code, msg)) => ApiError::auth(code, msg).into_response(),
         Err(StartError::Rejected(code, msg)) => {
             ApiError::new(StatusCode::BAD_REQUEST, code, msg).into_response()

@@ -1,6 +1,7 @@
 //! The WebSocket `@nangohq/frontend` opens at `/`: on open the server sends
 //! `{"message_type":"connection_ack","ws_client_id":…}`; when the flow started with that id ends,
-//! exactly one `success` or `error` frame follows and the id is forgotten.
+//! exactly one `success` or `error` frame follows and the id is forgotten. A socket no connect
+//! flow claims in time is closed (`edge::ws_limits`).
 
 use axum::extract::State;
 use axum::extract::ws::{
@@ -32,10 +33,7 @@ pub async fn root(
             };
             ws.max_frame_size(MAX_INBOUND_BYTES)
                 .max_message_size(MAX_INBOUND_BYTES)
-                .on_upgrade(move |socket| async move {
-                    let _slot = slot;
-                    serve(st, socket).await;
-                })
+                .on_upgrade(move |socket| serve(st, socket, slot))
                 .into_response()
         }
         // A browser opening the server's address lands on the dashboard (its login if signed out).
@@ -43,7 +41,7 @@ pub async fn root(
     }
 }
 
-async fn serve(st: AppState, socket: WebSocket) {
+async fn serve(st: AppState, socket: WebSocket, slot: crate::edge::ws_limits::Slot) {
     let id = uuid::Uuid::new_v4().to_string();
     let (mut sink, mut stream) = socket.split();
     let ack = json!({"message_type": "connection_ack", "ws_client_id": id}).to_string();
@@ -51,12 +49,33 @@ async fn serve(st: AppState, socket: WebSocket) {
         return;
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-    st.ws.register(id.clone(), tx);
-    // Closed when no flow ended on it within the idle bound.
-    let idle = tokio::time::sleep(crate::edge::ws_limits::IDLE);
-    tokio::pin!(idle);
+    st.ws.register(id.clone(), tx, slot);
+    let limits = &st.core.config.limits;
+    // Closed when no flow claimed it in time (here or on another instance), or when its flow
+    // has not ended within the idle bound.
+    let claim_deadline = tokio::time::sleep(limits.ws_claim_timeout);
+    let idle = tokio::time::sleep(limits.ws_idle_timeout);
+    tokio::pin!(claim_deadline, idle);
+    let mut claim_checked = false;
     loop {
         tokio::select! {
+            () = &mut claim_deadline, if !claim_checked => {
+                claim_checked = true;
+                if st.ws.is_claimed(&id) {
+                    continue;
+                }
+                match st.core.ws_client_has_flow(&id).await {
+                    // Started on another instance.
+                    Ok(true) => {
+                        st.ws.claim(&id);
+                    }
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %crate::edge::error_chain(&e), "could not check a WebSocket's flow; closing it");
+                        break;
+                    }
+                }
+            }
             () = &mut idle => break,
             frame = rx.recv() => {
                 if let Some(text) = frame {

@@ -368,14 +368,30 @@ async fn metrics_need_a_credential() {
 #[tokio::test]
 async fn websocket_floods_are_bounded() {
     use futures::{SinkExt, StreamExt};
-    use grantd::edge::ws_limits::{MAX_INBOUND_BYTES, MAX_SOCKETS_PER_ADDR};
+    use grantd::edge::ws_limits::{
+        MAX_INBOUND_BYTES, MAX_SOCKETS_PER_ADDR, MAX_UNCLAIMED_PER_ADDR,
+    };
     use tokio_tungstenite::tungstenite::Message;
     let app = TestApp::spawn().await;
+    app.create_integration("one-drive", "User.Read").await;
+    let token = app.session("u", &["one-drive"]).await;
     let url = format!("{}/", app.url.replacen("http://", "ws://", 1));
+    // Opens a socket and returns it with its ws_client_id.
+    let open = || async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        let ack = ws.next().await.unwrap().unwrap();
+        let ack: Value = serde_json::from_str(ack.to_text().unwrap()).unwrap();
+        let id = ack["ws_client_id"].as_str().unwrap().to_owned();
+        (ws, id)
+    };
+    let refused = || async {
+        match tokio_tungstenite::connect_async(&url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+            other => panic!("expected a 503 refusal, got {:?}", other.map(|_| ())),
+        }
+    };
 
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    let ack = ws.next().await.unwrap().unwrap();
-    assert!(ack.is_text());
+    let (mut ws, _) = open().await;
     let big = "x".repeat(MAX_INBOUND_BYTES * 16);
     let _ = ws.send(Message::Text(big.into())).await;
     // The server ends the socket: a close frame, an error or the end of the stream.
@@ -383,20 +399,44 @@ async fn websocket_floods_are_bounded() {
         Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {}
         Some(Ok(m)) => panic!("unexpected frame {m:?}"),
     }
-
+    drop(ws);
+    // The place of a closed socket frees once its task has ended.
     let mut held = Vec::new();
-    for _ in 0..MAX_SOCKETS_PER_ADDR {
-        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-        ws.next().await.unwrap().unwrap();
-        held.push(ws);
+    for _ in 0..100 {
+        if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&url).await {
+            let ack: Value =
+                serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+            held.push((ws, ack["ws_client_id"].as_str().unwrap().to_owned()));
+            break;
+        }
+        tokio::task::yield_now().await;
     }
-    match tokio_tungstenite::connect_async(&url).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
-        other => panic!("expected a 503 refusal, got {:?}", other.map(|_| ())),
+    assert_eq!(held.len(), 1);
+
+    // Sockets no flow has claimed: a handful per address.
+    while held.len() < MAX_UNCLAIMED_PER_ADDR {
+        held.push(open().await);
     }
+    refused().await;
+    assert!(healthy(&app).await);
+    // A real flow claims one: its place among the unclaimed frees at once.
+    app.start_connect("one-drive", &token, &format!("&ws_client_id={}", held[0].1))
+        .await;
+    held.push(open().await);
+    refused().await;
+    // Claimed sockets count against the larger per-address bound.
+    let mut claimed = 1;
+    while held.len() < MAX_SOCKETS_PER_ADDR {
+        let id = held[claimed].1.clone();
+        app.start_connect("one-drive", &token, &format!("&ws_client_id={id}"))
+            .await;
+        claimed += 1;
+        held.push(open().await);
+    }
+    refused().await;
     assert!(healthy(&app).await);
     // Closing one frees its place.
-    let mut one = held.pop().unwrap();
+    let (mut one, _) = held.pop().unwrap();
     one.close(None).await.unwrap();
     while one.next().await.is_some() {}
     drop(one);
@@ -507,4 +547,212 @@ async fn sqlite_file_is_private_to_its_owner() {
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{p:?} is {mode:o}");
     }
+}
+
+/// A client whose connections come from `ip` (any 127.0.0.0/8 address reaches the server).
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The login form's token and its double-submit cookie (one pair serves any number of posts).
+async fn login_token(http: &reqwest::Client, app: &TestApp) -> (String, String) {
+    let r = http
+        .get(format!("{}/dashboard/login", app.url))
+        .send()
+        .await
+        .unwrap();
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| {
+            v.to_str()
+                .ok()?
+                .split(';')
+                .next()?
+                .strip_prefix("grantd_login_csrf=")
+        })
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = r.text().await.unwrap();
+    let at = html.find(r#"name="csrf" value=""#).unwrap() + r#"name="csrf" value=""#.len();
+    (html[at..].split('"').next().unwrap().to_owned(), cookie)
+}
+
+async fn sign_in_from(
+    http: &reqwest::Client,
+    app: &TestApp,
+    (token, cookie): &(String, String),
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    http.post(format!("{}/dashboard/login", app.url))
+        .header("cookie", format!("grantd_login_csrf={cookie}"))
+        .form(&[("username", user), ("password", password), ("csrf", token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `Retry-After` of a 429, checked to be within the one-minute cap.
+fn retry_after(r: &reqwest::Response) -> u64 {
+    assert_eq!(r.status(), 429);
+    let secs: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&secs), "Retry-After {secs}");
+    secs
+}
+
+/// grantd with an admin login and a first throttling delay of a minute (the cap), so a block
+/// outlasts the test however slow the machine; the clock is moved past it.
+async fn spawn_throttled() -> TestApp {
+    TestApp::spawn_configured(Default::default(), |c| {
+        c.admin = Some(grantd::config::AdminLogin {
+            user: "ops".into(),
+            password: grantd::model::ApiKey::new("the right password"),
+        });
+        c.limits.auth_base_delay = std::time::Duration::from_secs(60);
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn sign_in_is_throttled_by_address_without_locking_the_admin_out() {
+    let app = spawn_throttled().await;
+    let attacker = client_from("127.0.0.1");
+    let form = login_token(&attacker, &app).await;
+    let mut statuses = vec![];
+    for _ in 0..50 {
+        let r = sign_in_from(&attacker, &app, &form, "ops", "guess").await;
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            retry_after(&r);
+            assert!(r.text().await.unwrap().contains("Too many failed sign-ins"));
+        }
+    }
+    // Five free failures, the sixth starts a block: everything after is refused unchecked.
+    assert_eq!(statuses[..6], [401; 6]);
+    assert_eq!(statuses[6..], [429; 44]);
+    // Even the right password from that address waits for the block to end.
+    let r = sign_in_from(&attacker, &app, &form, "ops", "the right password").await;
+    retry_after(&r);
+    assert!(healthy(&app).await);
+
+    // The admin elsewhere is not held back: the account saw only the six checked failures.
+    let admin = client_from("127.0.0.2");
+    let admin_form = login_token(&admin, &app).await;
+    let r = sign_in_from(&admin, &app, &admin_form, "ops", "the right password").await;
+    assert_eq!(r.status(), 303);
+    // The block ends within the cap, and the right password then clears the address.
+    app.clock.advance(61);
+    let r = sign_in_from(&attacker, &app, &form, "ops", "the right password").await;
+    assert_eq!(r.status(), 303);
+    let r = sign_in_from(&attacker, &app, &form, "ops", "guess").await;
+    assert_eq!(
+        r.status(),
+        401,
+        "a successful sign-in reset the address's count"
+    );
+}
+
+#[tokio::test]
+async fn an_account_under_a_distributed_guess_stays_open_to_addresses_that_signed_in() {
+    let app = spawn_throttled().await;
+    // The admin signed in from .2 earlier today.
+    let admin = client_from("127.0.0.2");
+    let admin_form = login_token(&admin, &app).await;
+    let r = sign_in_from(&admin, &app, &admin_form, "ops", "the right password").await;
+    assert_eq!(r.status(), 303);
+    // Twenty-one addresses, one guess each: the account's budget (4 × 5) runs out.
+    for i in 10..31 {
+        let bot = client_from(&format!("127.0.1.{i}"));
+        let form = login_token(&bot, &app).await;
+        let r = sign_in_from(&bot, &app, &form, "admin", "guess").await;
+        assert_eq!(r.status(), 401);
+    }
+    let fresh = client_from("127.0.2.1");
+    let form = login_token(&fresh, &app).await;
+    retry_after(&sign_in_from(&fresh, &app, &form, "ops", "the right password").await);
+    // The secret key is another account; the admin's usual address still gets in.
+    assert_eq!(
+        sign_in_from(&fresh, &app, &form, "", SECRET_KEY)
+            .await
+            .status(),
+        303
+    );
+    let r = sign_in_from(&admin, &app, &admin_form, "ops", "the right password").await;
+    assert_eq!(r.status(), 303);
+}
+
+const SECRET_KEY: &str = crate::support::app::SECRET;
+
+#[tokio::test]
+async fn wrong_api_keys_are_throttled_by_address() {
+    let app = spawn_throttled().await;
+    let attacker = client_from("127.0.0.1");
+    let mut statuses = vec![];
+    for i in 0..50 {
+        // Wrong keys of both shapes Nango tells apart.
+        let key = if i % 2 == 0 {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            format!("guess-{i}")
+        };
+        let r = attacker
+            .get(format!("{}/connections", app.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            retry_after(&r);
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "too_many_requests", "{body}");
+        }
+    }
+    assert_eq!(statuses[..6], [401; 6]);
+    assert_eq!(statuses[6..], [429; 44]);
+    // The right key from the same address, requests without a credential, and other clients
+    // keep being answered.
+    let r = attacker
+        .get(format!("{}/connections", app.url))
+        .bearer_auth(SECRET_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = attacker
+        .get(format!("{}/health", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let other = client_from("127.0.0.3");
+    let r = other
+        .get(format!("{}/connections", app.url))
+        .bearer_auth(uuid::Uuid::new_v4().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "another address has its own budget");
+    assert!(healthy(&app).await);
+    // Within the cap the address may try again.
+    app.clock.advance(61);
+    let r = attacker
+        .get(format!("{}/connections", app.url))
+        .bearer_auth("guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
 }

@@ -724,3 +724,142 @@ async fn sync_panel_on_sqlite() {
 async fn sync_panel_on_postgres() {
     sync_panel(DbKind::Postgres).await;
 }
+
+/// Whether `cookie` still opens the dashboard (200), or is sent to sign in (303 to the login).
+async fn session_works(http: &reqwest::Client, base: &str, cookie: &str) -> bool {
+    let r = http
+        .get(format!("{base}/dashboard"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    match r.status() {
+        StatusCode::OK => true,
+        s if s.is_redirection() => {
+            assert_eq!(r.headers()["location"], "/dashboard/login");
+            false
+        }
+        s => panic!("GET /dashboard answered {s}"),
+    }
+}
+
+/// Another grantd instance on `app`'s database, with `change` applied to its config (e.g. a new
+/// secret key); returns its base URL and the sender that stops it.
+async fn second_instance(
+    app: &TestApp,
+    change: impl FnOnce(&mut grantd::config::Config),
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let mut config = app.state.core.config.clone();
+    change(&mut config);
+    let state = grantd::server::AppState::build(config, None).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(grantd::server::start(state, listener, async move {
+        let _ = stopped.await;
+    }));
+    (url, stop)
+}
+
+#[tokio::test]
+async fn sign_out_ends_the_session_and_its_cookie_no_longer_works() {
+    let app = spawn(None).await;
+    let dash = Dash::sign_in(&app, "", SECRET).await;
+    assert!(session_works(&app.http, &app.url, &dash.cookie).await);
+    let other = Dash::sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
+    let csrf = dash.csrf().await;
+    let r = dash.post("/dashboard/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/dashboard/login");
+    // The copied cookie is refused at once, for pages and for forms.
+    assert!(!session_works(&app.http, &app.url, &dash.cookie).await);
+    let r = dash.post("/dashboard/logout", &[("csrf", &csrf)]).await;
+    assert!(r.status().is_redirection());
+    assert_eq!(r.headers()["location"], "/dashboard/login");
+    // Other sessions go on.
+    assert!(session_works(&app.http, &app.url, &other.cookie).await);
+    // A made-up or tampered cookie is refused like a missing one.
+    let tampered = format!("{}0", &other.cookie[..other.cookie.len() - 1]);
+    for bad in [
+        tampered.as_str(),
+        "grantd_dashboard=1.2.3",
+        "grantd_dashboard=%00",
+    ] {
+        assert!(!session_works(&app.http, &app.url, bad).await, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn a_session_expires_after_twelve_hours() {
+    let app = spawn(None).await;
+    let dash = Dash::sign_in(&app, "", SECRET).await;
+    app.clock.advance(12 * 3600 - 60);
+    assert!(session_works(&app.http, &app.url, &dash.cookie).await);
+    app.clock.advance(120);
+    assert!(!session_works(&app.http, &app.url, &dash.cookie).await);
+}
+
+/// Sessions are shared by the instances on one database: signing out on B ends the session on
+/// A; an instance started with a new secret key (or admin password) refuses every older session,
+/// and once one has been presented to it, the instances still on the old key refuse it too.
+async fn sessions_across_instances(db: DbKind) {
+    let Some(app) = spawn_on(db, None).await else {
+        return;
+    };
+    let (b_url, _stop_b) = second_instance(&app, |_| {}).await;
+    let http = &app.http;
+
+    let dash = Dash::sign_in(&app, "", SECRET).await;
+    assert!(
+        session_works(http, &b_url, &dash.cookie).await,
+        "B honours A's session"
+    );
+    // Sign out on B (the CSRF token is the same on every instance).
+    let csrf = dash.csrf().await;
+    let r = http
+        .post(format!("{b_url}/dashboard/logout"))
+        .header("cookie", &dash.cookie)
+        .form(&[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(
+        !session_works(http, &app.url, &dash.cookie).await,
+        "ended on A too"
+    );
+
+    // Rotation: C runs with a new secret key.
+    let dash = Dash::sign_in(&app, "", SECRET).await;
+    let admin = Dash::sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
+    let (c_url, _stop_c) = second_instance(&app, |c| {
+        c.secret_key = ApiKey::new("0b5f3c7e-1d2a-4f6b-9c8d-7e6f5a4b3c2d");
+    })
+    .await;
+    assert!(!session_works(http, &c_url, &dash.cookie).await);
+    assert!(
+        !session_works(http, &app.url, &dash.cookie).await,
+        "gone everywhere"
+    );
+    assert!(!session_works(http, &c_url, &admin.cookie).await);
+    // A new admin password ends sessions the same way.
+    let admin = Dash::sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
+    let (d_url, _stop_d) = second_instance(&app, |c| {
+        c.admin = Some(AdminLogin {
+            user: ADMIN_USER.into(),
+            password: ApiKey::new("a new password"),
+        })
+    })
+    .await;
+    assert!(!session_works(http, &d_url, &admin.cookie).await);
+}
+
+#[tokio::test]
+async fn sessions_across_instances_on_sqlite() {
+    sessions_across_instances(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn sessions_across_instances_on_postgres() {
+    sessions_across_instances(DbKind::Postgres).await;
+}

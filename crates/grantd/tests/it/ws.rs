@@ -208,3 +208,130 @@ async fn the_outcome_reaches_a_socket_held_by_another_instance_on_postgres() {
     assert_eq!(frame["connection_id"], ids[0].as_str(), "{frame}");
     let _ = stop.send(());
 }
+
+/// grantd with short WebSocket deadlines (`GRANTD_WS_CLAIM_SECS`, `GRANTD_WS_IDLE_SECS`).
+async fn spawn_with_ws_limits(
+    db: crate::support::db::DbKind,
+    claim: u64,
+    idle: u64,
+) -> Option<TestApp> {
+    TestApp::spawn_configured(
+        crate::support::app::Opts {
+            db,
+            ..Default::default()
+        },
+        |c| {
+            c.limits.ws_claim_timeout = Duration::from_secs(claim);
+            c.limits.ws_idle_timeout = Duration::from_secs(idle);
+        },
+    )
+    .await
+}
+
+/// Waits until the server closes `ws` without sending a frame (the guard in `next_frame` keeps
+/// a broken server from hanging the run).
+async fn closed_without_frame(ws: &mut Socket) {
+    assert_eq!(next_frame(ws).await, None, "closed without a frame");
+}
+
+#[tokio::test]
+async fn a_socket_no_flow_claims_is_closed_at_the_claim_deadline_a_claimed_one_lives_on() {
+    let app = spawn_with_ws_limits(crate::support::db::DbKind::SqliteFile, 1, 3600)
+        .await
+        .unwrap();
+    app.create_integration("one-drive", "User.Read,Files.Read")
+        .await;
+    let (mut claimed, claimed_id) = open(&app).await;
+    let token = app.session("u", &["one-drive"]).await;
+    let authorize = app
+        .start_connect("one-drive", &token, &format!("&ws_client_id={claimed_id}"))
+        .await;
+    // Opened after the claimed one, never claimed: closed at its deadline, so the claimed
+    // socket's deadline has passed too when this returns.
+    let (mut unclaimed, _) = open(&app).await;
+    closed_without_frame(&mut unclaimed).await;
+
+    let outcome = Browser::new()
+        .authorize(
+            &authorize,
+            Some((seed::ADELE_UPN, seed::PASSWORD)),
+            Consent::Accept,
+        )
+        .await
+        .unwrap();
+    let (status, _) = app.deliver(&outcome).await;
+    assert_eq!(status, 200);
+    let frame = next_frame(&mut claimed)
+        .await
+        .expect("the claimed socket outlived the claim deadline");
+    assert_eq!(frame["message_type"], "success", "{frame}");
+}
+
+#[tokio::test]
+async fn a_claimed_socket_whose_flow_does_not_end_is_closed_when_idle() {
+    let app = spawn_with_ws_limits(crate::support::db::DbKind::SqliteFile, 3600, 1)
+        .await
+        .unwrap();
+    app.create_integration("one-drive", "User.Read").await;
+    let (mut ws, id) = open(&app).await;
+    let token = app.session("u", &["one-drive"]).await;
+    app.start_connect("one-drive", &token, &format!("&ws_client_id={id}"))
+        .await;
+    // The user never comes back from Microsoft.
+    closed_without_frame(&mut ws).await;
+}
+
+/// Two instances on one PostgreSQL: the socket is held by A, the flow starts on B (no sticky
+/// sessions). At A's claim deadline A finds B's flow in the database and keeps the socket, which
+/// then gets the success frame.
+#[tokio::test]
+async fn a_flow_started_on_another_instance_claims_the_socket_on_postgres() {
+    let Some(app) = spawn_with_ws_limits(crate::support::db::DbKind::Postgres, 1, 3600).await
+    else {
+        return;
+    };
+    app.create_integration("one-drive", "User.Read,Files.Read")
+        .await;
+    let b = grantd::server::AppState::build(app.state.core.config.clone(), None)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b_url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(grantd::server::start(b, listener, async move {
+        let _ = stopped.await;
+    }));
+
+    let (mut ws, ws_id) = open(&app).await;
+    let token = app.session("u", &["one-drive"]).await;
+    let r = app
+        .http
+        .get(format!(
+            "{b_url}/oauth/connect/one-drive?connect_session_token={token}&ws_client_id={ws_id}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "the flow starts on B");
+    let authorize = r.headers()["location"].to_str().unwrap().to_owned();
+    // A later, unclaimed socket on A closes at its deadline: A's first socket's deadline (and
+    // its database check) came first.
+    let (mut unclaimed, _) = open(&app).await;
+    closed_without_frame(&mut unclaimed).await;
+
+    let outcome = Browser::new()
+        .authorize(
+            &authorize,
+            Some((seed::ADELE_UPN, seed::PASSWORD)),
+            Consent::Accept,
+        )
+        .await
+        .unwrap();
+    let (status, _) = app.deliver(&outcome).await;
+    assert_eq!(status, 200);
+    let frame = next_frame(&mut ws)
+        .await
+        .expect("the socket claimed from B is still open");
+    assert_eq!(frame["message_type"], "success", "{frame}");
+    let _ = stop.send(());
+}

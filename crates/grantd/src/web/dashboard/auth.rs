@@ -3,66 +3,30 @@
 //! the CSRF token every dashboard form carries. The login form itself is protected by a
 //! double-submit cookie: the page sets `grantd_login_csrf` (random, HttpOnly, SameSite=Strict)
 //! and carries the same value in a hidden field; a POST without both, equal, is refused (403), so
-//! another site cannot sign a browser into this dashboard (login CSRF). Stateless: the cookie is
-//! `{expires}.{nonce}.{hmac}` under a key derived from the secret key, so every instance behind a
-//! load balancer accepts it and rotating the secret key signs everyone out.
+//! another site cannot sign a browser into this dashboard (login CSRF). Sessions are server-side
+//! (`connections::dashboard_sessions`): the cookie is a random id whose hash is stored, so
+//! signing out ends the session at once on every instance, and changing the secret key or the
+//! admin login ends every session. Sign-in attempts are throttled (`edge::throttle`).
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use hmac::{Hmac, Mac};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::layout;
 use crate::edge::AppState;
+use crate::edge::throttle::{Account, Scope, retry_after_secs};
+use crate::edge::ws_limits::client_addr;
 
 pub const COOKIE: &str = "grantd_dashboard";
 /// The login form's double-submit CSRF cookie.
 pub const LOGIN_CSRF_COOKIE: &str = "grantd_login_csrf";
-const SESSION_SECS: i64 = 12 * 3600;
-
-fn signing_key(st: &AppState) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"grantd dashboard session v1\0");
-    h.update(st.core.config.secret_key.expose_secret().as_bytes());
-    h.finalize().into()
-}
-
-fn mac(st: &AppState, purpose: &str, msg: &str) -> String {
-    let mut m = Hmac::<Sha256>::new_from_slice(&signing_key(st)).expect("HMAC takes any key");
-    m.update(purpose.as_bytes());
-    m.update(b"\0");
-    m.update(msg.as_bytes());
-    hex::encode(m.finalize().into_bytes())
-}
+use crate::connections::dashboard_sessions::DASHBOARD_SESSION_SECS as SESSION_SECS;
 
 fn ct_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
-}
-
-/// A fresh session cookie value valid until `now + 12h`.
-fn new_session(st: &AppState) -> String {
-    let expires = st.core.clock.now().timestamp() + SESSION_SECS;
-    let mut nonce = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut nonce);
-    let body = format!("{expires}.{}", hex::encode(nonce));
-    let sig = mac(st, "session", &body);
-    format!("{body}.{sig}")
-}
-
-fn valid_session(st: &AppState, value: &str) -> bool {
-    let Some((body, sig)) = value.rsplit_once('.') else {
-        return false;
-    };
-    if !ct_eq(&mac(st, "session", body), sig) {
-        return false;
-    }
-    body.split_once('.')
-        .and_then(|(exp, _)| exp.parse::<i64>().ok())
-        .is_some_and(|exp| exp > st.core.clock.now().timestamp())
 }
 
 fn cookie_value(headers: &HeaderMap) -> Option<String> {
@@ -127,9 +91,23 @@ fn forbidden_form(again: &str) -> Response {
         .into_response()
 }
 
+/// 429 with `Retry-After`: the sign-in form again, saying when to retry.
+fn too_many_attempts(st: &AppState, retry_after: u64) -> Response {
+    let msg = format!(
+        "Too many failed sign-ins. Try again in {retry_after} second{}.",
+        if retry_after == 1 { "" } else { "s" }
+    );
+    let mut r = login_response(st, StatusCode::TOO_MANY_REQUESTS, Some(&msg));
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    r
+}
+
 /// A signed-in dashboard user. Carries the CSRF token for the forms it renders.
 pub struct Admin {
     pub csrf: String,
+    /// The session id (cookie value), to end it on sign-out.
+    session: String,
 }
 
 impl Admin {
@@ -147,11 +125,16 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
-        match cookie_value(&parts.headers) {
-            Some(v) if valid_session(st, &v) => Ok(Admin {
-                csrf: mac(st, "csrf", &v),
+        let Some(id) = cookie_value(&parts.headers) else {
+            return Err(Redirect::to("/dashboard/login").into_response());
+        };
+        match st.core.dashboard_session_valid(&id).await {
+            Ok(true) => Ok(Admin {
+                csrf: st.core.dashboard_mac("csrf", &id),
+                session: id,
             }),
-            _ => Err(Redirect::to("/dashboard/login").into_response()),
+            Ok(false) => Err(Redirect::to("/dashboard/login").into_response()),
+            Err(e) => Err(super::error::PageError::from(e).into_response()),
         }
     }
 }
@@ -172,6 +155,7 @@ pub async fn login_page(State(st): State<AppState>) -> Response {
 pub async fn login(
     State(st): State<AppState>,
     headers: HeaderMap,
+    ext: axum::http::Extensions,
     axum::Form(f): axum::Form<LoginForm>,
 ) -> Response {
     let double_submitted = named_cookie(&headers, LOGIN_CSRF_COOKIE)
@@ -179,6 +163,17 @@ pub async fn login(
     if !double_submitted {
         tracing::info!("dashboard sign-in refused: missing or wrong login CSRF token");
         return forbidden_form("/dashboard/login");
+    }
+    let addr = client_addr(&ext);
+    let account = if f.username.trim().is_empty() {
+        Account::SecretKey
+    } else {
+        Account::Admin
+    };
+    let now = st.core.clock.now();
+    if let Some(until) = st.throttle.sign_in_blocked(addr, account, now) {
+        tracing::info!("dashboard sign-in throttled");
+        return too_many_attempts(&st, retry_after_secs(until, now));
     }
     let cfg = &st.core.config;
     let by_key = f.username.trim().is_empty() && cfg.secret_key.ct_eq(f.password.trim());
@@ -188,6 +183,7 @@ pub async fn login(
         .is_some_and(|a| ct_eq(&a.user, f.username.trim()) && a.password.ct_eq(&f.password));
     if !(by_key || by_admin) {
         tracing::info!("dashboard sign-in refused");
+        st.throttle.failed(Scope::SignIn, addr, Some(account), now);
         return login_response(
             &st,
             StatusCode::UNAUTHORIZED,
@@ -196,10 +192,14 @@ pub async fn login(
             ),
         );
     }
+    st.throttle.signed_in(addr, account);
+    let session = match st.core.start_dashboard_session().await {
+        Ok(id) => id,
+        Err(e) => return super::error::PageError::from(e).into_response(),
+    };
     let secure = secure_attr(&st);
     let cookie = format!(
-        "{COOKIE}={}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}{secure}",
-        new_session(&st)
+        "{COOKIE}={session}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}{secure}"
     );
     let mut r = Redirect::to("/dashboard").into_response();
     r.headers_mut().insert(
@@ -221,9 +221,16 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-pub async fn logout(admin: Admin, axum::Form(f): axum::Form<CsrfForm>) -> Response {
+pub async fn logout(
+    State(st): State<AppState>,
+    admin: Admin,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> Response {
     if let Err(r) = admin.check_csrf(&f.csrf) {
         return *r;
+    }
+    if let Err(e) = st.core.end_dashboard_session(&admin.session).await {
+        return super::error::PageError::from(e).into_response();
     }
     let mut r = Redirect::to("/dashboard/login").into_response();
     r.headers_mut().insert(
