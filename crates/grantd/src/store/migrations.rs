@@ -102,6 +102,11 @@ const TEMPLATES: &[(i64, &str, &str)] = &[
         "sync selection",
         include_str!("migrations/0009_sync_selection.sql"),
     ),
+    (
+        12,
+        "picker sessions",
+        include_str!("migrations/0012_picker_sessions.sql"),
+    ),
 ];
 
 /// SHA-384 (hex) of each released migration as shipped: (version, SQLite, PostgreSQL).
@@ -146,6 +151,11 @@ const RELEASED: &[(i64, &str, &str)] = &[
         9,
         "10947869a59d07300c0054b707601069a2ce79387dde9766267d6e4f8c0e5b26129bfb2971aea9941e1ba8b6cb2b671e",
         "af6838617da941408278bcdef9cb22010d3511156f8f15174fa18bc277134fceaac6883caa3406ed42f515167ac662e5",
+    ),
+    (
+        12,
+        "cf984a2b77c9c432fbb430b5f27e528569d45b70aa939d91d9624112dacf9370426eb32face8dad95eba945603eba168",
+        "eb22e6c7bd39356f3302021344d41d929cc63acc5254182b371862cdab852e8e038a9bb47ac830d1e0b7a49c5cf15613",
     ),
 ];
 
