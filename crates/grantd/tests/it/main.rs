@@ -14,6 +14,7 @@ mod layers;
 mod lifecycle;
 mod lifecycle_gaps;
 mod logs;
+mod picker;
 mod proxy;
 mod rekey;
 mod schema;
