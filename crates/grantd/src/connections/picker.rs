@@ -427,7 +427,7 @@ impl Core {
         };
         let public = self.config.public_url.origin().ascii_serialization();
         let channel_id = random_hex(16);
-        let mut types = json!({"mode": o.mode.as_str(), "pivots": {"oneDrive": true, "recent": true, "sharedLibraries": true}});
+        let mut types = json!({"mode": o.mode.as_str()});
         if !o.filters.is_empty() {
             types["filters"] = json!(o.filters);
         }
