@@ -249,7 +249,7 @@ pub async fn token(
     let (t, exp) = st.core.picker_token(&session, &b.resource).await?;
     let mut resp = Json(json!({"data": {
         "token": t.expose_secret(),
-        "expires_at": crate::api::render::ts(&exp),
+        "expires_at": exp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     }}))
     .into_response();
     resp.headers_mut()
