@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::db::{Begin, Jsonb, Ts, execute, fetch, on_pool};
+use super::db::{Begin, Jsonb, Ts, fetch, on_pool};
 use super::{Error, Store, from_json, micros, now, to_json};
 use crate::model::{ConnectionId, PickerOptions, PickerSession, ProviderConfigKey};
 
@@ -81,15 +81,6 @@ impl Store {
         )?
         .map(session)
         .transpose()
-    }
-
-    /// Deletes sessions that expired before `before`; how many.
-    pub async fn purge_picker_sessions(&self, before: DateTime<Utc>) -> Result<u64, Error> {
-        execute!(
-            &self.db,
-            "DELETE FROM picker_sessions WHERE expires_at <= $1",
-            Ts(micros(before)),
-        )
     }
 
     /// Commits a pick: `update` maps the connection's stored metadata to the new metadata (`None`:

@@ -323,7 +323,7 @@ impl Db {
         fetch!(self, fetch_optional::<FlowRow>(SQL, state))
     }
 
-    /// Deletes sessions and flows that expired before `before`; returns how many rows went.
+    /// Deletes connect and picker sessions and flows that expired before `before`; returns how many rows went.
     pub(super) async fn purge_expired(&self, before: DateTime<Utc>) -> Result<u64, Error> {
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
@@ -331,6 +331,7 @@ impl Db {
             for sql in [
                 "DELETE FROM connect_sessions WHERE expires_at < $1",
                 "DELETE FROM oauth_flows WHERE expires_at < $1",
+                "DELETE FROM picker_sessions WHERE expires_at < $1",
             ] {
                 n += sqlx::query(sql)
                     .bind(Ts(before))
