@@ -183,6 +183,13 @@ const scenarios = {
       const [popup] = await Promise.all([context.waitForEvent('page'), page.click('#pick')]);
       const popupBodies = [];
       popup.on('response', (r) => { popupBodies.push(r.text().catch(() => '')); });
+      const tokenResources = [];
+      popup.on('request', (q) => {
+        if (q.url().endsWith('/picker/token')) tokenResources.push(JSON.parse(q.postData() || '{}').resource);
+      });
+      const popupConsole = [];
+      popup.on('console', (m) => popupConsole.push(m.text()));
+      try {
 
       const picker = popup.frameLocator('#picker');
       const row = (name) => picker.locator(`#picker-list li[data-name="${name}"]`);
@@ -207,6 +214,15 @@ const scenarios = {
       await shot(popup, 'site-library');
       await picker.locator('#picker-select').click();
       await page.waitForFunction(() => window.__picked || window.__error, null, { timeout: TIMEOUT });
+      } catch (e) {
+        try { await shot(popup, 'failure'); } catch { /* gone */ }
+        let text = '';
+        try { text = await picker.locator('body').innerText({ timeout: 2000 }); } catch { /* no frame */ }
+        let own = '';
+        try { own = await popup.locator('body').innerText({ timeout: 2000 }); } catch { /* gone */ }
+        console.error(`grantd page:\n${own}\npicker frame:\n${text}\nconsole:\n${popupConsole.join('\n')}`);
+        throw e;
+      }
       const error = await page.evaluate(() => window.__error);
       if (error) throw new Error(`grantdPicker.open rejected: ${error}`);
       await shot(page, 'app-picked');
@@ -241,6 +257,7 @@ const scenarios = {
         leaks,
         appRequests: network.length,
         popupSawToken: JWT.test(popupText),
+        tokenResources: [...new Set(tokenResources)].sort(),
       };
     } finally {
       server.close();

@@ -201,10 +201,10 @@ pub async fn page_handler(State(st): State<AppState>, parts: Parts) -> Response 
             "Pick files",
             html! {
                 header { h1 { "Pick files" } p #status.muted role="status" { "Opening your files…" } }
-                form #launch method="post" target="grantd-picker" action=(launch.action) hidden {
+                form #launch method="post" target="grantd-picker-frame" action=(launch.action) hidden {
                     input type="hidden" name="access_token" value="";
                 }
-                iframe #picker name="grantd-picker" title="Microsoft File Picker" {}
+                iframe #picker name="grantd-picker-frame" title="Microsoft File Picker" {}
                 div #cfg hidden data-cfg=(cfg.to_string()) {}
                 script nonce=(n) { (PreEscaped(PAGE_JS)) }
             },

@@ -571,6 +571,10 @@ async fn picker_in_a_real_browser() {
             "{c}"
         );
     }
+    // The outbox runner (jobs, not spawned in tests) delivers the queued `picker` webhook.
+    grantd::jobs::outbox::run_once(&app.state.core, app.clock.now())
+        .await
+        .unwrap();
     let got = rx
         .wait_until(|r| r.iter().any(|w| w.json()["type"] == "picker"))
         .await;

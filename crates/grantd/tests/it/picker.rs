@@ -7,6 +7,7 @@
 //! scenario is in `browser.rs`.
 
 use base64::Engine;
+use grantd::clock::Clock;
 use grantd::config::LifecycleConfig;
 use grantd_emulator::seed;
 use serde_json::{Value, json};
@@ -410,7 +411,10 @@ async fn sessions_tokens_and_picks(kind: DbKind) {
         );
     }
 
-    // The signed webhook.
+    // The signed webhook (queued with the pick; the outbox runner delivers it).
+    grantd::jobs::outbox::run_once(&app.state.core, app.clock.now())
+        .await
+        .unwrap();
     let got = rx
         .wait_until(|r| r.iter().any(|w| w.json()["type"] == "picker"))
         .await;
