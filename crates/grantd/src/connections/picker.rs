@@ -142,10 +142,13 @@ pub struct Picked {
 /// connection, and the single-flight locks of token mints.
 #[derive(Default)]
 pub struct PickerState {
-    tokens: Mutex<HashMap<(i64, String), (AccessToken, DateTime<Utc>)>>,
+    tokens: Mutex<HashMap<HostKey, (AccessToken, DateTime<Utc>)>>,
     onedrive_hosts: Mutex<HashMap<i64, String>>,
-    flights: Mutex<HashMap<(i64, String), Weak<tokio::sync::Mutex<()>>>>,
+    flights: Mutex<HashMap<HostKey, Weak<tokio::sync::Mutex<()>>>>,
 }
+
+/// (connection row id, SharePoint host).
+type HostKey = (i64, String);
 
 impl PickerState {
     fn flight(&self, key: &(i64, String)) -> Arc<tokio::sync::Mutex<()>> {
