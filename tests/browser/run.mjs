@@ -2,6 +2,7 @@
 // driven by crates/grantd/tests/it/browser.rs, which starts grantd + the emulator and passes
 // everything in the BROWSER_TEST environment variable (JSON):
 //   { scenario, grantdUrl, secretKey, connectLink?, sessionToken?, connectionId?, upn, password,
+//     (picker: connectionId of a one-drive connection with Sites.Read.All),
 //     screenshots }
 // Prints one JSON line {"ok":true,...} on success; throws (exit 1) otherwise.
 import { chromium } from 'playwright-core';
@@ -126,6 +127,138 @@ const scenarios = {
       if (error) throw new Error(`nango.auth rejected: ${JSON.stringify(error)}`);
       await shot(page, 'app-resolved');
       return await page.evaluate(() => window.__result);
+    } finally {
+      server.close();
+    }
+  },
+
+  // grantd's hosted File Picker from an app page served here (its own origin): the app's backend
+  // creates a picker session, the page opens it with /picker/sdk.js, adele browses her OneDrive
+  // in the emulator's picker, then a SharePoint site (the root host: a second authenticate),
+  // picks two files and a folder; the promise resolves with them. Everything the app page could
+  // see — its globals, DOM, storage, the messages it received and its network traffic (CDP
+  // Network events with bodies) — is searched for a token; the popup's own traffic is searched
+  // the same way and must show one (the detector works).
+  async picker() {
+    const JWT = /eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}/;
+    const server = http.createServer((_, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end(appHtml); });
+    let appHtml = '';
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    const appOrigin = `http://127.0.0.1:${server.address().port}`;
+    try {
+      // The app's backend.
+      const created = await fetch(`${cfg.grantdUrl}/picker/sessions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${cfg.secretKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          connection_id: cfg.connectionId, provider_config_key: 'one-drive',
+          options: { origin: appOrigin, mode: 'all', multi_select: true, save_selection: true },
+        }),
+      });
+      const session = await created.json();
+      if (created.status !== 201 || !session.data.ready) throw new Error(`picker session: ${JSON.stringify(session)}`);
+      appHtml = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>App with grantd's picker</title>
+<script>window.__messages = []; window.addEventListener('message', (e) => window.__messages.push({ origin: e.origin, data: e.data }));</script>
+<script src="${cfg.grantdUrl}/picker/sdk.js"></script></head>
+<body><h1>My SaaS app</h1><button id="pick">Pick files</button><pre id="result"></pre>
+<script>
+  document.getElementById('pick').onclick = () => {
+    grantdPicker.open({ url: ${JSON.stringify(session.data.url)} })
+      .then((items) => { window.__picked = items; document.getElementById('result').textContent = JSON.stringify(items, null, 1); })
+      .catch((e) => { window.__error = e.message; });
+  };
+</script></body></html>`;
+
+      const page = await context.newPage();
+      const network = [];
+      const cdp = await context.newCDPSession(page);
+      await cdp.send('Network.enable');
+      cdp.on('Network.requestWillBeSent', (e) => network.push({ url: e.request.url, headers: e.request.headers, postData: e.request.postData || '' }));
+      cdp.on('Network.responseReceived', (e) => network.push({ url: e.response.url, headers: e.response.headers }));
+      const bodies = [];
+      cdp.on('Network.loadingFinished', (e) => {
+        bodies.push(cdp.send('Network.getResponseBody', { requestId: e.requestId }).then((b) => b.body, () => ''));
+      });
+      await page.goto(`${appOrigin}/`);
+      const [popup] = await Promise.all([context.waitForEvent('page'), page.click('#pick')]);
+      const popupBodies = [];
+      popup.on('response', (r) => { popupBodies.push(r.text().catch(() => '')); });
+      const tokenResources = [];
+      popup.on('request', (q) => {
+        if (q.url().endsWith('/picker/token')) tokenResources.push(JSON.parse(q.postData() || '{}').resource);
+      });
+      const popupConsole = [];
+      popup.on('console', (m) => popupConsole.push(m.text()));
+      try {
+
+      const picker = popup.frameLocator('#picker');
+      const row = (name) => picker.locator(`#picker-list li[data-name="${name}"]`);
+      const ready = () => picker.locator('body[data-state="ready"]').waitFor();
+      const open = async (name, expect) => {
+        await row(name).locator('.picker-open').click();
+        await row(expect).waitFor();
+        await ready();
+      };
+      await row('Documents').waitFor();
+      await ready();
+      await shot(popup, 'onedrive');
+      await open('Documents', 'Report.docx');
+      await row('Report.docx').locator('.picker-check').check();
+      await row('Budget.xlsx').locator('.picker-check').check();
+      await picker.locator('#picker-nav-sites').click();
+      await row('Communication site').waitFor();
+      await ready();
+      await open('Communication site', 'Documents');
+      await open('Documents', 'Policies');
+      await row('Policies').locator('.picker-check').check();
+      await shot(popup, 'site-library');
+      await picker.locator('#picker-select').click();
+      await page.waitForFunction(() => window.__picked || window.__error, null, { timeout: TIMEOUT });
+      } catch (e) {
+        try { await shot(popup, 'failure'); } catch { /* gone */ }
+        let text = '';
+        try { text = await picker.locator('body').innerText({ timeout: 2000 }); } catch { /* no frame */ }
+        let own = '';
+        try { own = await popup.locator('body').innerText({ timeout: 2000 }); } catch { /* gone */ }
+        console.error(`grantd page:\n${own}\npicker frame:\n${text}\nconsole:\n${popupConsole.join('\n')}`);
+        throw e;
+      }
+      const error = await page.evaluate(() => window.__error);
+      if (error) throw new Error(`grantdPicker.open rejected: ${error}`);
+      await shot(page, 'app-picked');
+
+      // What the app page can see.
+      const seen = await page.evaluate((grantdOrigin) => {
+        const globals = [];
+        for (const k of Object.getOwnPropertyNames(window)) {
+          let v;
+          try { v = window[k]; } catch { continue; }
+          if (v === window || v === document) continue;
+          try { globals.push(typeof v === 'function' ? String(v) : JSON.stringify(v)); } catch { /* cyclic */ }
+        }
+        return {
+          globals: globals.join('\n'),
+          dom: document.documentElement.outerHTML,
+          storage: JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }) + document.cookie,
+          messages: JSON.stringify(window.__messages),
+          picked: window.__picked,
+          messageTypes: window.__messages.filter((m) => m.origin === grantdOrigin).map((m) => m.data && m.data.type),
+        };
+      }, new URL(cfg.grantdUrl).origin);
+      const net = JSON.stringify(network) + (await Promise.all(bodies)).join('\n');
+      const leaks = [];
+      for (const [where, text] of Object.entries({ globals: seen.globals, dom: seen.dom, storage: seen.storage, messages: seen.messages, network: net })) {
+        if (JWT.test(text)) leaks.push(where);
+      }
+      const popupText = (await Promise.all(popupBodies)).join('\n');
+      return {
+        picked: seen.picked,
+        messageTypes: seen.messageTypes,
+        leaks,
+        appRequests: network.length,
+        popupSawToken: JWT.test(popupText),
+        tokenResources: [...new Set(tokenResources)].sort(),
+      };
     } finally {
       server.close();
     }

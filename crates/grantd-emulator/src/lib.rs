@@ -10,7 +10,8 @@
 //!   `/{tenant}/discovery/v2.0/keys`, `/{tenant}/adminconsent`, `/{tenant}/v2.0/adminconsent` — identity
 //!   (stands in for `https://login.microsoftonline.com`);
 //! - `/v1.0/...` — Graph (stands in for `https://graph.microsoft.com`);
-//! - `/_sharepoint/{host}/...` — SharePoint REST of `https://{host}` (hostnames cannot resolve here);
+//! - `/_sharepoint/{host}/...` — SharePoint REST of `https://{host}` (hostnames cannot resolve here),
+//!   and its File Picker v8 page `/_layouts/15/FilePicker.aspx` (`picker`);
 //! - `/_download/...`, `/_upload/...` — pre-authenticated download and upload-session URLs;
 //! - `/_monitor/...` — copy monitors (`POST …/copy`);
 //! - `/v1.0/subscriptions` — change notifications (`notify`), delivered to the subscriber's URL;
@@ -28,6 +29,7 @@ pub mod files;
 pub mod graph;
 pub mod identity;
 pub mod notify;
+pub mod picker;
 pub mod seed;
 pub mod server;
 pub mod sharepoint;

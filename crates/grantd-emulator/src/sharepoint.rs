@@ -5,9 +5,10 @@
 //! Only tokens whose `aud` is `https://{host}` are accepted; anything else (a Graph token, a token
 //! for the other host) gets SharePoint's 401 with `WWW-Authenticate: Bearer realm="<tid>",
 //! client_id="00000003-0000-0ff1-ce00-000000000000",…` and `x-ms-diagnostics`. Served:
-//! `/_api/web`, `/_api/web/currentuser`, and the OneDrive v2.0 drive API `/_api/v2.0/...`
+//! `/_api/web`, `/_api/web/currentuser`, the OneDrive v2.0 drive API `/_api/v2.0/...`
 //! (`drives`, `drive`, `me/drive`, `drives/{id}/root/children`, items, content, delta… through
-//! the Graph dispatcher, limited to drives on that host). Unknown hosts answer 404.
+//! the Graph dispatcher, limited to drives on that host), and the File Picker v8 page
+//! `/_layouts/15/FilePicker.aspx` (`crate::picker`). Unknown hosts answer 404.
 
 use axum::Router;
 use axum::body::Body;
@@ -35,7 +36,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The 401 SharePoint sends for a token it will not take.
-fn challenge(tenant: &Tenant, e: &BearerError) -> Response {
+pub fn challenge(tenant: &Tenant, e: &BearerError) -> Response {
     let (diagnostics, description) = match e {
         BearerError::Missing => (None, "Unsupported security token.".to_owned()),
         BearerError::Invalid => (
@@ -143,6 +144,9 @@ fn route_template(
         (None, r) if r.eq_ignore_ascii_case("_api/web/currentuser") => {
             "/_api/web/currentuser".into()
         }
+        (None, r) if r.eq_ignore_ascii_case(crate::picker::PATH) => {
+            format!("/{}", crate::picker::PATH)
+        }
         (None, _) => "/{unknown}".into(),
     }
 }
@@ -189,6 +193,9 @@ async fn entry(
         )
             .into_response();
     };
+    if route == format!("/{}", crate::picker::PATH) {
+        return crate::picker::page(&state, &tenant, &host, &parts, body).await;
+    }
     let claims = match crate::tokens::validate_bearer(
         &state,
         &parts.headers,

@@ -424,6 +424,16 @@ pub fn validate_bearer(
     if token.is_empty() {
         return Err(BearerError::Missing);
     }
+    validate_access_token(state, token, aud)
+}
+
+/// Validates an access token given without its header (e.g. the `access_token` form field of
+/// SharePoint's `FilePicker.aspx`): the same checks as [`validate_bearer`].
+pub fn validate_access_token(
+    state: &AppState,
+    token: &str,
+    aud: &Audience,
+) -> Result<AccessClaims, BearerError> {
     let claims: AccessClaims = decode_unverified_time(token).ok_or(BearerError::Invalid)?;
     if claims.iss != v1_issuer(&claims.tid) {
         return Err(BearerError::Invalid);

@@ -1,5 +1,6 @@
 //! Seed content: every user's OneDrive (a small folder tree, a 30-file folder for paging tests
-//! and the generated `big.bin`), and each tenant's root site with its `Shared Documents` library.
+//! and the generated `big.bin`), and each tenant's root site with its `Shared Documents` library
+//! (`Policies/Travel Policy.docx`, `Projects/Roadmap.docx`, `Team Plan.xlsx`, `Brand Guidelines.pptx`).
 //!
 //! Ids, names and timestamps are deterministic (derived from user and tenant ids), so a reset
 //! reproduces the same drive and item ids.
@@ -249,6 +250,21 @@ fn seed_site(model: &mut Model, tenant: &Tenant) {
         &root,
         "Team Plan.xlsx",
         text_file("Team Plan.xlsx", &tenant.name, 20),
+        &system,
+    );
+    let projects = folder(&mut lib, &root, "Projects", &system);
+    file(
+        &mut lib,
+        &projects,
+        "Roadmap.docx",
+        text_file("Roadmap.docx", &tenant.name, 15),
+        &system,
+    );
+    file(
+        &mut lib,
+        &root,
+        "Brand Guidelines.pptx",
+        text_file("Brand Guidelines.pptx", &tenant.name, 25),
         &system,
     );
     let site = Site {

@@ -6,6 +6,7 @@ pub mod app_only;
 pub mod connections;
 pub mod fast_json;
 pub mod integrations;
+pub mod picker;
 pub mod render;
 pub mod sessions;
 pub mod sync;
@@ -45,6 +46,7 @@ pub fn router() -> Router<AppState> {
         .route("/providers/{provider}", get(integrations::provider))
         .route("/connect/sessions", post(sessions::create))
         .route("/connect/sessions/reconnect", post(sessions::reconnect))
+        .route("/picker/sessions", post(picker::create))
         .route(
             "/connections",
             get(connections::list).post(connections::import),

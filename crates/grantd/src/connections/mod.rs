@@ -10,6 +10,9 @@
 //!   recent webhooks and their delivery, store health, the `last_fetched_at` writer.
 //! - `sessions`: connect sessions (create, reconnect, look up by token).
 //! - `dashboard_sessions`: dashboard sign-in sessions (start, check, end), held server-side.
+//! - `picker`: the hosted File Picker — picker sessions, SharePoint tokens per host for the
+//!   picker's `authenticate` commands (only the connection's own hosts), picks stored in Nango's
+//!   selection shape with a `picker` webhook.
 //! - `flow`: the OAuth connect flow (start → redirect; callback → connection).
 //! - `refresh`: fresh credentials on read, single-flight refresh, the SharePoint token.
 //! - `due_refresh`: `run_due_refreshes(now)`, the proactive refresh pass (`jobs::refresh`).
@@ -31,6 +34,7 @@ pub mod due_refresh;
 mod events;
 pub mod flow;
 pub mod integrations;
+pub mod picker;
 pub mod records;
 pub mod refresh;
 pub mod sessions;
@@ -83,6 +87,8 @@ pub struct CoreInner {
     pub http: reqwest::Client,
     pub clock: SharedClock,
     pub flights: refresh::Flights,
+    /// Picker tokens per (connection, host), OneDrive hosts, and their single flights.
+    pub picker: picker::PickerState,
 }
 
 impl std::ops::Deref for Core {
@@ -107,6 +113,7 @@ impl Core {
             http,
             clock,
             flights: Default::default(),
+            picker: Default::default(),
         }))
     }
 

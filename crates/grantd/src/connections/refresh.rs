@@ -398,7 +398,7 @@ impl Core {
 
     /// The tenant to call the token endpoint on: the user's own tenant once known (required for
     /// tokens of other resources), else the flow's authority.
-    fn token_tenant(
+    pub(super) fn token_tenant(
         &self,
         integration: &Integration,
         provider: &Provider,

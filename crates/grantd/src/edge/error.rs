@@ -233,3 +233,31 @@ impl ApiError {
         }
     }
 }
+
+impl From<crate::connections::picker::PickerError> for ApiError {
+    fn from(e: crate::connections::picker::PickerError) -> Self {
+        use crate::connections::picker::PickerError as P;
+        match e {
+            P::UnknownSession => ApiError::auth(
+                "unknown_picker_session_token",
+                "The picker session token is unknown or expired.",
+            ),
+            P::UnknownConnection => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_connection",
+                "There is no such connection for this integration.",
+            ),
+            P::NotSupported(m) => ApiError::new(StatusCode::BAD_REQUEST, "picker_not_supported", m),
+            P::Invalid(m) => ApiError::validation("invalid_body", &[], m),
+            P::ForeignResource => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_resource",
+                "The resource is not a SharePoint host of this connection; no token is issued for it.",
+            ),
+            P::NotReady(p) => ApiError::new(StatusCode::CONFLICT, p.code, p.message)
+                .with_payload(json!({"reconnect": p.reconnect})),
+            P::Token(c) => refresh_failed(StatusCode::BAD_REQUEST, &c),
+            P::Core(c) => c.into(),
+        }
+    }
+}

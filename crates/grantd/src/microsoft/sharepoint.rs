@@ -56,3 +56,48 @@ pub async fn discover_host(
         .map(|h| h.to_ascii_lowercase())
         .ok_or(Error::NoHost)
 }
+
+/// Discovers the user's OneDrive host (e.g. `contoso-my.sharepoint.com`) with a Graph token:
+/// `GET /v1.0/me/drive` → the host of `webUrl` (needs only `Files.Read`).
+pub async fn discover_onedrive_host(
+    http: &reqwest::Client,
+    graph_base: &str,
+    token: &AccessToken,
+) -> Result<String, Error> {
+    let url = format!("{}/v1.0/me/drive", graph_base.trim_end_matches('/'));
+    let resp = http
+        .get(url)
+        .bearer_auth(token.expose_secret())
+        .send()
+        .await
+        .map_err(Error::Network)?;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if status != 200 {
+        let code = body
+            .pointer("/error/code")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned();
+        return Err(Error::Graph { status, code });
+    }
+    body.get("webUrl")
+        .and_then(Value::as_str)
+        .and_then(|web| url::Url::parse(web).ok())
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .filter(|h| !h.is_empty())
+        .ok_or(Error::NoHost)
+}
+
+/// Whether `host` is a plain SharePoint Online host name (`{name}.sharepoint.com` or a sovereign
+/// cloud's equivalent): lowercase letters, digits, `-` and dots, no port, no user info.
+pub fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !host.starts_with('.')
+        && !host.ends_with('.')
+        && !host.contains("..")
+}

@@ -3,6 +3,7 @@
 
 pub mod app_credential;
 pub mod ids;
+pub mod picker;
 pub mod secret;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use serde_json::Value;
 
 pub use app_credential::{AppCredential, AssertionAlg, ClientCertificate};
 pub use ids::{ConnectionId, ProviderConfigKey};
+pub use picker::{PickerEntry, PickerMode, PickerOptions, PickerSession};
 pub use secret::{
     AccessToken, ApiKey, AuthCode, ClientSecret, CodeVerifier, PrivateKeyPem, RefreshToken,
     SessionToken,

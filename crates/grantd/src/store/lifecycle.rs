@@ -374,7 +374,7 @@ impl Store {
     /// After a commit that queued a webhook: wakes this instance's outbox runner and, on
     /// PostgreSQL, every other instance's (`NOTIFY grantd_outbox`, heard by `cache::listen`).
     /// Best effort: the runner's timer still finds the row if a wake-up is lost.
-    async fn webhook_queued(&self) {
+    pub(super) async fn webhook_queued(&self) {
         self.cache.outbox_wake.notify_one();
         if let Err(e) = self.db.announce_webhook().await {
             tracing::warn!(error = %e, "could not announce a queued webhook to other instances");

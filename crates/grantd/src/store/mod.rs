@@ -21,6 +21,7 @@ mod db;
 pub mod lifecycle;
 mod migrations;
 pub mod outbox_view;
+mod picker;
 mod queries;
 pub mod rekey;
 mod rows;

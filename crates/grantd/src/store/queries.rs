@@ -336,6 +336,7 @@ impl Db {
 
     /// Deletes connect sessions, flows and dashboard sessions that expired before `before`;
     /// returns how many rows went.
+    /// Deletes connect and picker sessions and flows that expired before `before`; returns how many rows went.
     pub(super) async fn purge_expired(&self, before: DateTime<Utc>) -> Result<u64, Error> {
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
@@ -344,6 +345,7 @@ impl Db {
                 "DELETE FROM connect_sessions WHERE expires_at < $1",
                 "DELETE FROM oauth_flows WHERE expires_at < $1",
                 "DELETE FROM dashboard_sessions WHERE expires_at < $1",
+                "DELETE FROM picker_sessions WHERE expires_at < $1",
             ] {
                 n += sqlx::query(sql)
                     .bind(Ts(before))

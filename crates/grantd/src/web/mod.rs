@@ -9,10 +9,11 @@ pub mod dashboard;
 pub mod logos;
 pub mod openapi;
 pub mod pages;
+pub mod picker;
 pub mod ws;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::edge::AppState;
 
@@ -23,6 +24,10 @@ pub fn router() -> Router<AppState> {
         .route("/oauth/callback", get(connect::callback))
         .route("/connect", get(connect::connect_ui))
         .route("/connect/", get(connect::connect_ui))
+        .route("/picker", get(picker::page_handler))
+        .route("/picker/token", post(picker::token))
+        .route("/picker/picked", post(picker::picked))
+        .route("/picker/sdk.js", get(picker::sdk))
         .route("/openapi.json", get(openapi::serve))
         .route("/images/template-logos/{file}", get(logos::logo))
         .merge(dashboard::router())

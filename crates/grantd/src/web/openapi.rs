@@ -21,6 +21,8 @@ struct Op {
 enum Auth {
     SecretKey,
     SessionToken,
+    /// A picker session token, sent by grantd's own picker page only.
+    PickerSession,
     None,
 }
 
@@ -42,7 +44,7 @@ const fn op(
     }
 }
 
-use Auth::{None as Public, SecretKey as Key, SessionToken as Session};
+use Auth::{None as Public, PickerSession as Picker, SecretKey as Key, SessionToken as Session};
 
 const OPS: &[Op] = &[
     op(
@@ -108,6 +110,46 @@ const OPS: &[Op] = &[
         Key,
         true,
         "Create a connect session (end_user, allowed_integrations…); returns token and connect_link",
+    ),
+    op(
+        "/picker/sessions",
+        "post",
+        "File picker",
+        Key,
+        true,
+        "Create a picker session for one connection (connection_id, provider_config_key, options {origin, entry, site_url, mode, multi_select, filters, save_selection}); returns token, url, expires_at, ready and, when the connection cannot open the picker, problem {code, message, reconnect_link}",
+    ),
+    op(
+        "/picker",
+        "get",
+        "File picker",
+        Public,
+        false,
+        "The hosted File Picker page (?session_token=…): frames Microsoft's File Picker v8 and posts {type:'picked', items} / {type:'close'} to the session's origin",
+    ),
+    op(
+        "/picker/token",
+        "post",
+        "File picker",
+        Picker,
+        true,
+        "For grantd's picker page: a SharePoint token for {resource} (one of the connection's SharePoint hosts only)",
+    ),
+    op(
+        "/picker/picked",
+        "post",
+        "File picker",
+        Picker,
+        true,
+        "For grantd's picker page: record the picked {items} (metadata selection when asked, picker webhook); returns the items as the app receives them",
+    ),
+    op(
+        "/picker/sdk.js",
+        "get",
+        "File picker",
+        Public,
+        false,
+        "The frontend helper: grantdPicker.open({url}) → Promise of picked items",
     ),
     op(
         "/connect/sessions/reconnect",
@@ -443,6 +485,7 @@ pub fn document(public_url: &str) -> Value {
         match o.auth {
             Auth::SecretKey => operation["security"] = json!([{"secretKey": []}]),
             Auth::SessionToken => operation["security"] = json!([{"connectSessionToken": []}]),
+            Auth::PickerSession => operation["security"] = json!([{"pickerSessionToken": []}]),
             Auth::None => operation["security"] = json!([]),
         }
         if o.body {
@@ -467,6 +510,7 @@ pub fn document(public_url: &str) -> Value {
             "securitySchemes": {
                 "secretKey": {"type": "http", "scheme": "bearer", "description": "The backend secret key (GRANTD_SECRET_KEY)."},
                 "connectSessionToken": {"type": "http", "scheme": "bearer", "description": "A connect session token (nango_connect_session_…)."},
+                "pickerSessionToken": {"type": "http", "scheme": "bearer", "description": "A picker session token (grantd_picker_session_…); accepted only with grantd's own Origin."},
             },
             "schemas": {"Error": error_schema()},
         },

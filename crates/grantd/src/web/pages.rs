@@ -6,7 +6,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::connect_i18n::Texts;
 
-const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#1b1b1b;background:#fff;line-height:1.5}\
+pub(super) const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#1b1b1b;background:#fff;line-height:1.5}\
 h1{font-size:1.5rem}a.button,button{display:inline-block;background:#0b5cad;color:#fff;border:0;border-radius:6px;padding:.6rem 1.1rem;font-size:1rem;text-decoration:none;margin:.25rem 0}\
 a.button:focus,button:focus{outline:3px solid #ffbf47;outline-offset:2px}.muted{color:#4a4a4a}.error{border-left:4px solid #b00020;padding-left:1rem}\
 .ok{border-left:4px solid #1e7b34;padding-left:1rem}code{background:#f2f2f2;padding:.1rem .3rem;border-radius:3px}ul{padding-left:0;list-style:none}li img{vertical-align:middle}\

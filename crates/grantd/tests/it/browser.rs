@@ -492,3 +492,93 @@ async fn popup_resolves_across_two_instances_behind_a_round_robin_proxy() {
     assert_eq!(callbacks[0].backend, 'B', "{routed:?}");
     let _ = stop_b.send(());
 }
+
+/// The hosted File Picker end to end: an app page (its own origin) → grantd's picker page (popup
+/// opened by `/picker/sdk.js`) → the emulator's FilePicker.aspx in its frame; adele browses her
+/// OneDrive and a SharePoint site (a second host, a second `authenticate`), picks two files and
+/// a folder; the app page's promise resolves with them, no token reaches the app page (globals,
+/// DOM, storage, messages, network), the `picker` webhook arrives and the metadata holds Nango's
+/// selection shape.
+#[tokio::test]
+async fn picker_in_a_real_browser() {
+    if !Path::new("/usr/bin/chromium").exists() {
+        return skip("chromium not installed (apt-get install -y chromium chromium-driver)");
+    }
+    if !repo_root()
+        .join("tests/browser/node_modules/playwright-core")
+        .exists()
+    {
+        return skip("browser test packages not installed (cd tests/browser && npm ci)");
+    }
+    let rx = Receiver::spawn().await;
+    let app = TestApp::spawn_with(Opts {
+        lifecycle: Some(LifecycleConfig {
+            webhook_url: Some(url::Url::parse(&rx.url).unwrap()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("SQLite is always available");
+    app.create_integration(
+        "one-drive",
+        "offline_access,User.Read,Files.Read.All,Sites.Read.All",
+    )
+    .await;
+    let id = app.connect("one-drive", "u-picker", UPN).await;
+
+    let r = scenario(&app, "picker", json!({"connectionId": id})).await;
+    let picked = r["picked"].as_array().expect("picked items");
+    let mut names: Vec<(&str, &str)> = picked
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap(), i["kind"].as_str().unwrap()))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            ("Budget.xlsx", "file"),
+            ("Policies", "folder"),
+            ("Report.docx", "file")
+        ],
+        "{r}"
+    );
+    assert_eq!(r["messageTypes"], json!(["picked"]), "{r}");
+    assert_eq!(r["leaks"], json!([]), "no token in the app page: {r}");
+    assert!(r["appRequests"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(
+        r["popupSawToken"], true,
+        "the detector sees tokens where they are: {r}"
+    );
+
+    // Two drives: adele's OneDrive (the files) and the site's library (the folder).
+    let drives: std::collections::BTreeSet<&str> = picked
+        .iter()
+        .map(|i| i["driveId"].as_str().unwrap())
+        .collect();
+    assert_eq!(drives.len(), 2, "{r}");
+    let (_, c) = app.connection("one-drive", &id, "").await;
+    let selection = c["metadata"]["pickedFiles"].as_array().unwrap();
+    assert_eq!(c["metadata"]["drives"], json!([]), "{c}");
+    assert_eq!(selection.len(), 2, "{c}");
+    for item in picked {
+        let entry = selection
+            .iter()
+            .find(|e| e["driveId"] == item["driveId"])
+            .unwrap();
+        assert!(
+            entry["fileIds"].as_array().unwrap().contains(&item["id"]),
+            "{c}"
+        );
+    }
+    // The outbox runner (jobs, not spawned in tests) delivers the queued `picker` webhook.
+    grantd::jobs::outbox::run_once(&app.state.core, app.clock.now())
+        .await
+        .unwrap();
+    let got = rx
+        .wait_until(|r| r.iter().any(|w| w.json()["type"] == "picker"))
+        .await;
+    let hook = got.iter().find(|w| w.json()["type"] == "picker").unwrap();
+    assert_eq!(hook.json()["items"].as_array().unwrap().len(), 3);
+    assert_eq!(hook.json()["connectionId"], id.as_str());
+}

@@ -863,3 +863,58 @@ async fn sessions_across_instances_on_sqlite() {
 async fn sessions_across_instances_on_postgres() {
     sessions_across_instances(DbKind::Postgres).await;
 }
+
+#[tokio::test]
+async fn open_picker_from_a_connection_and_see_its_selection() {
+    let app = spawn(None).await;
+    app.create_integration(
+        "one-drive",
+        "offline_access,User.Read,Files.Read.All,Sites.Read.All",
+    )
+    .await;
+    let id = app
+        .connect("one-drive", "u-dash-picker", seed::ADELE_UPN)
+        .await;
+    let dash = Dash::sign_in(&app, "", SECRET).await;
+    let path = format!("/dashboard/connections/one-drive/{id}");
+    let page = dash.get(&path).await;
+    assert!(page.contains("Open picker"), "{page}");
+    assert!(page.contains("Nothing picked yet"), "{page}");
+
+    // "Open picker" → the hosted picker page for this connection, framed by nobody but grantd.
+    let csrf = dash.csrf().await;
+    let r = dash
+        .post(&format!("{path}/picker"), &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let prefix = format!("{}/picker?session_token=", app.url);
+    assert!(location.starts_with(&prefix), "{location}");
+    let token = location[prefix.len()..].to_owned();
+    let r = app.http.get(&location).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains(&format!("frame-ancestors {}", app.url))
+    );
+
+    // A pick (as the page posts it) shows up as the connection's selection.
+    let r = app
+        .http
+        .post(format!("{}/picker/picked", app.url))
+        .bearer_auth(&token)
+        .header("Origin", &app.url)
+        .json(&serde_json::json!({"items": [{"id": "01PICKEDITEM", "name": "x.docx", "parentReference": {"driveId": "b!drive"}}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page = dash.get(&path).await;
+    let selection = row(&page, r#"data-drive="b!drive""#);
+    assert!(selection.contains("01PICKEDITEM"), "{selection}");
+    // A forged post (no CSRF token) opens nothing.
+    let r = dash.post(&format!("{path}/picker"), &[]).await;
+    assert_ne!(r.status(), StatusCode::SEE_OTHER);
+}

@@ -15,6 +15,7 @@ mod lifecycle;
 mod lifecycle_gaps;
 mod logs;
 mod pg_crash;
+mod picker;
 mod proxy;
 mod rekey;
 mod schema;

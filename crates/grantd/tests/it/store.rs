@@ -536,7 +536,43 @@ async fn oauth_flows(db: &TestDb) {
         .await
         .expect("create");
     }
-    assert_eq!(s.purge_expired(now).await.expect("purge"), 2);
+    let options = grantd::model::PickerOptions {
+        entry: grantd::model::PickerEntry::OneDrive,
+        mode: grantd::model::PickerMode::Files,
+        multi_select: false,
+        filters: vec![],
+        save_selection: false,
+        origin: "https://app.example.com".into(),
+    };
+    for (hash, exp) in [
+        ("p-expired", now - Duration::hours(2)),
+        ("p-live", now + Duration::hours(2)),
+    ] {
+        s.create_picker_session(
+            hash,
+            &grantd::model::ProviderConfigKey::parse("one-drive").unwrap(),
+            &grantd::model::ConnectionId::parse("c-1").unwrap(),
+            &options,
+            exp,
+        )
+        .await
+        .expect("create picker session");
+    }
+    assert_eq!(s.purge_expired(now).await.expect("purge"), 3);
+    assert!(
+        s.get_picker_session("p-expired", now - Duration::hours(3))
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert_eq!(
+        s.get_picker_session("p-live", now)
+            .await
+            .expect("get")
+            .expect("kept")
+            .options,
+        options
+    );
     assert!(
         s.take_oauth_flow("st-expired")
             .await

@@ -2,7 +2,7 @@
 //! warnings, recent auth events and webhook deliveries), the searchable list with
 //! each connection's status, and the detail page with its actions — refresh now, copy a reconnect
 //! link (a new reconnect session), a test call that lists the user's drives through the proxy,
-//! delete, and the change feed's panel (per watched drive: last and next run, push or polling,
+//! delete, open the File Picker for the connection (its selection is shown), and the change feed's panel (per watched drive: last and next run, push or polling,
 //! counts, last error) with its resync button.
 
 use axum::body::Body;
@@ -20,7 +20,8 @@ use crate::connections::sessions::SessionRequest;
 use crate::connections::sync::SyncPanel;
 use crate::edge::AppState;
 use crate::model::{
-    ConfigKey, Connection, ConnectionFilter, ConnectionId, FailureKind, ProviderConfigKey,
+    ConfigKey, Connection, ConnectionFilter, ConnectionId, FailureKind, PickerEntry, PickerMode,
+    PickerOptions, ProviderConfigKey,
 };
 use crate::proxy::{self, request::Options};
 
@@ -329,8 +330,10 @@ async fn detail(st: &AppState, admin: &Admin, c: &Connection, notice: Notice) ->
                     form method="post" action=(format!("{base}/refresh")) { (csrf_field(&admin.csrf)) button type="submit" { "Refresh now" } }
                     form method="post" action=(format!("{base}/reconnect-link")) { (csrf_field(&admin.csrf)) button.secondary type="submit" { "Copy reconnect link" } }
                     form method="post" action=(format!("{base}/test-call")) { (csrf_field(&admin.csrf)) button.secondary type="submit" { "Test call: list drives" } }
+                    form method="post" action=(format!("{base}/picker")) target="_blank" { (csrf_field(&admin.csrf)) button.secondary #open-picker type="submit" { "Open picker" } }
                     form method="post" action=(format!("{base}/delete")) { (csrf_field(&admin.csrf)) button.danger type="submit" { "Delete" } }
                 }
+                (selection(c))
                 (feed)
             },
         )
@@ -451,6 +454,85 @@ pub async fn reconnect_link(
         script { (PreEscaped("document.getElementById('reconnect-link').select();")) }
     });
     Ok(detail(&st, &admin, &c, notice).await)
+}
+
+/// The selection stored in the connection's metadata (Nango's shape, as the picker writes it).
+fn selection(c: &Connection) -> Markup {
+    let drives: Vec<&str> = c.metadata["drives"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let picked: Vec<(&str, Vec<&str>)> = c.metadata["pickedFiles"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| {
+                    let d = e["driveId"].as_str()?;
+                    let ids = e["fileIds"]
+                        .as_array()?
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    Some((d, ids))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    html! {
+        section #selection {
+            h2 { "Selection" }
+            @if drives.is_empty() && picked.is_empty() {
+                p.muted { "Nothing picked yet: the change feed watches the user's own drive. "
+                    "Open the picker to choose files and folders (saved in the metadata as "
+                    code { "pickedFiles" } ")." }
+            } @else {
+                @if !drives.is_empty() {
+                    p { "Whole drives: " @for d in &drives { code { (d) } " " } }
+                }
+                table {
+                    thead { tr { th { "Drive" } th { "Picked item ids" } } }
+                    tbody {
+                        @for (d, ids) in &picked {
+                            tr data-drive=(d) {
+                                td { code { (d) } }
+                                td { @for i in ids { code.picked-item { (i) } " " } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Opens the File Picker for the connection (a picker session for the dashboard's own origin,
+/// saving the selection into the metadata).
+pub async fn open_picker(
+    State(st): State<AppState>,
+    Path((key, id)): Path<(String, String)>,
+    AdminPost(admin): AdminPost,
+) -> Result<Response, PageError> {
+    let c = load(&st, &key, &id).await?;
+    let options = PickerOptions {
+        entry: PickerEntry::OneDrive,
+        mode: PickerMode::All,
+        multi_select: true,
+        filters: Vec::new(),
+        save_selection: true,
+        origin: st.core.config.public_url.origin().ascii_serialization(),
+    };
+    match st
+        .core
+        .create_picker_session(&c.provider_config_key, &c.connection_id, options)
+        .await
+    {
+        Ok((token, _, _)) => Ok(Redirect::to(&st.core.picker_link(&token)).into_response()),
+        Err(e) => {
+            let notice =
+                Notice::Error(html! { "The picker could not be opened: " (e.to_string()) });
+            Ok(detail(&st, &admin, &c, notice).await)
+        }
+    }
 }
 
 pub async fn test_call(

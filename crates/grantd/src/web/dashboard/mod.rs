@@ -46,6 +46,10 @@ pub fn router() -> Router<AppState> {
             post(connections::reconnect_link),
         )
         .route(
+            "/dashboard/connections/{key}/{id}/picker",
+            post(connections::open_picker),
+        )
+        .route(
             "/dashboard/connections/{key}/{id}/test-call",
             post(connections::test_call),
         )
