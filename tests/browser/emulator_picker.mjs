@@ -88,6 +88,14 @@ const scenarios = {
     return host();
   },
 
+  // Short-lived tokens: the picker asks again before each listing (the test counts).
+  async 'near-expiry'() {
+    await row('Documents').waitFor();
+    await ready();
+    await open('Documents', 'Report.docx');
+    return host();
+  },
+
   // The host hands out the OneDrive host's token for the root host: the picker shows
   // SharePoint's refusal; then the user cancels.
   async 'wrong-second-host'() {

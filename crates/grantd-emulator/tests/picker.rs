@@ -603,3 +603,63 @@ async fn a_real_browser_shows_a_wrong_token_for_the_second_host_and_cancels() {
     assert!(log.iter().any(|e| e["command"] == "close"), "{log:?}");
     assert!(r["picked"].is_null(), "{r}");
 }
+
+#[tokio::test]
+async fn a_real_browser_asks_again_for_a_token_about_to_expire() {
+    if !Path::new("/usr/bin/chromium").exists() {
+        return skip("chromium not installed (apt-get install -y chromium)");
+    }
+    if !repo_root()
+        .join("tests/browser/node_modules/playwright-core")
+        .exists()
+    {
+        return skip("browser test packages not installed (cd tests/browser && npm ci)");
+    }
+    // Tokens live 250 s, less than the 5 minutes of margin the picker keeps: it asks the host
+    // before each listing instead of waiting for SharePoint's 401.
+    let emu = spawn_with(grantd_emulator::EmulatorConfig {
+        access_token_lifetime: Some(250),
+        ..Default::default()
+    })
+    .await;
+    let rt = emu.tokens_for(ADELE_UPN, SCOPE).await["refresh_token"]
+        .as_str()
+        .expect("rt")
+        .to_owned();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let (host_url, _task) = spawn_host(Host {
+        emu_base: emu.base().to_owned(),
+        rt,
+        requests: requests.clone(),
+        wrong_token_for: None,
+    })
+    .await;
+    let my_res = format!("https://{CONTOSO_MY_HOST}");
+    emu.control.reset_counters().await.expect("reset counters");
+    let r = scenario(json!({
+        "scenario": "near-expiry",
+        "hostUrl": host_url,
+        "emulatorUrl": emu.base(),
+        "resource": my_res,
+        "baseUrl": format!("{}/_sharepoint/{CONTOSO_MY_HOST}", emu.base()),
+        "options": options(&host_url),
+        "screenshots": repo_root().join("target/browser-screenshots"),
+    }))
+    .await;
+    let log = r["log"].as_array().expect("log");
+    let auths = log
+        .iter()
+        .filter(|e| e["command"] == "authenticate" && e["resource"] == my_res.as_str())
+        .count();
+    // At start, before the root listing, before the Documents listing.
+    assert_eq!(auths, 3, "{log:?}");
+    // Each listing was one request: none was refused and retried.
+    let c = emu.control.counters().await.expect("counters");
+    let listings: u64 = c
+        .sharepoint_requests
+        .iter()
+        .filter(|(k, _)| k.starts_with("GET contoso-my.sharepoint.com /_api/v2.0/"))
+        .map(|(_, n)| *n)
+        .sum();
+    assert_eq!(listings, 2, "{:?}", c.sharepoint_requests);
+}
