@@ -106,6 +106,8 @@ const TEMPLATES: &[(i64, &str, &str)] = &[
         10,
         "dashboard sessions",
         include_str!("migrations/0010_dashboard_sessions.sql"),
+    ),
+    (
         12,
         "picker sessions",
         include_str!("migrations/0012_picker_sessions.sql"),
@@ -159,6 +161,8 @@ const RELEASED: &[(i64, &str, &str)] = &[
         10,
         "9a5f1551dbd6a54034130f0cf4b5e055381354191db786fff98ac0250a765a4d3c3f14222ccdcccc598687101157e44c",
         "909d5aaf573ad9023b086a9d481dacfe53dc8438bb689916cc5998add8a2e1cbe0302e3714d559575a7d0c517b9304ff",
+    ),
+    (
         12,
         "cf984a2b77c9c432fbb430b5f27e528569d45b70aa939d91d9624112dacf9370426eb32face8dad95eba945603eba168",
         "eb22e6c7bd39356f3302021344d41d929cc63acc5254182b371862cdab852e8e038a9bb47ac830d1e0b7a49c5cf15613",
