@@ -102,6 +102,11 @@ const TEMPLATES: &[(i64, &str, &str)] = &[
         "sync selection",
         include_str!("migrations/0009_sync_selection.sql"),
     ),
+    (
+        11,
+        "tenant throttle",
+        include_str!("migrations/0011_tenant_throttle.sql"),
+    ),
 ];
 
 /// SHA-384 (hex) of each released migration as shipped: (version, SQLite, PostgreSQL).
@@ -146,6 +151,11 @@ const RELEASED: &[(i64, &str, &str)] = &[
         9,
         "10947869a59d07300c0054b707601069a2ce79387dde9766267d6e4f8c0e5b26129bfb2971aea9941e1ba8b6cb2b671e",
         "af6838617da941408278bcdef9cb22010d3511156f8f15174fa18bc277134fceaac6883caa3406ed42f515167ac662e5",
+    ),
+    (
+        11,
+        "6d4ceb44e59ca1f3ec756aed514d6215a18904c5051d5a549abb897274fde73af7d115222209888800d101c8c9ad54a1",
+        "2280db93977145509038b972ce92dcfe48c927d200f3758e30e78d217d957d3570886e3fb7bd134aebafa5a7a42328bc",
     ),
 ];
 
