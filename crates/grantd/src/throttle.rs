@@ -127,10 +127,10 @@ impl Throttle {
         };
         // The window, and for background work the near-limit period too.
         let mut hold_until = t.blocked_until.map(|u| u + grace);
-        if priority == Priority::Background {
-            if let Some(n) = t.near.filter(|n| n.until > now) {
-                hold_until = hold_until.max(Some(n.until));
-            }
+        if priority == Priority::Background
+            && let Some(n) = t.near.filter(|n| n.until > now)
+        {
+            hold_until = hold_until.max(Some(n.until));
         }
         if let Some(until) = hold_until.filter(|u| *u > now) {
             let wait = positive(until - now);

@@ -181,11 +181,11 @@ impl Core {
             );
             return Some(window);
         }
-        if let Some(rl) = throttle::parse_rate_limit(header) {
-            if self.throttle.state.rate_limit(tenant, rl, now) {
-                metrics::throttle_signal("ratelimit");
-                self.throttle.events.send_modify(|n| *n += 1);
-            }
+        if let Some(rl) = throttle::parse_rate_limit(header)
+            && self.throttle.state.rate_limit(tenant, rl, now)
+        {
+            metrics::throttle_signal("ratelimit");
+            self.throttle.events.send_modify(|n| *n += 1);
         }
         None
     }
@@ -263,13 +263,12 @@ impl Core {
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty() && *t != crate::microsoft::MSA_TENANT_ID)
             .map(str::to_ascii_lowercase);
-        if let Some(t) = &tenant {
-            if let Err(th) = self
+        if let Some(t) = &tenant
+            && let Err(th) = self
                 .throttle_admit(t, Priority::Background, self.config.throttle_max_wait)
                 .await
-            {
-                return Err(sharepoint::Error::Throttled(th.retry_after_secs()));
-            }
+        {
+            return Err(sharepoint::Error::Throttled(th.retry_after_secs()));
         }
         let found =
             sharepoint::discover_host(&self.http, self.config.microsoft.graph_url.as_str(), token)

@@ -37,10 +37,10 @@ pub async fn decorate(
     key: &crate::model::ProviderConfigKey,
     headers: &mut HeaderMap,
 ) {
-    if !headers.contains_key(header::USER_AGENT) {
-        if let Some(ua) = st.core.user_agent(key).await {
-            headers.insert(header::USER_AGENT, ua);
-        }
+    if !headers.contains_key(header::USER_AGENT)
+        && let Some(ua) = st.core.user_agent(key).await
+    {
+        headers.insert(header::USER_AGENT, ua);
     }
 }
 

@@ -2,7 +2,8 @@
 //! database in front of the emulator: after a tenant's first 429 + `Retry-After`, no request
 //! reaches that tenant (emulator counters per `tid`) until the window ends — on either
 //! instance — callers are shed with 429 + `Retry-After` or wait within their budget, and the
-//! other tenant is unaffected. Plus `RateLimit-*` headers read on the way.
+//! other tenant is unaffected. Plus `RateLimit-*` headers read on the way, and a window kept
+//! across a restart (SQLite).
 
 use std::time::Duration;
 
@@ -334,4 +335,78 @@ async fn bench_three_instances_two_hundred_callers_each() {
     );
     assert_eq!(ok(&throttled), 300);
     assert_eq!(ok(&other), 300);
+}
+
+#[tokio::test]
+async fn a_window_outlives_a_restart() {
+    let app = TestApp::spawn().await;
+    app.create_integration(KEY, SCOPES).await;
+    let adele = app.connect(KEY, "u-adele", seed::ADELE_UPN).await;
+    throttle_tenant(&app, CONTOSO, 60).await;
+    assert_eq!(proxy_me(&app.http, &app.url, &adele).await.0, 429);
+    // Another process opening the same database (a restart) reads the window from the table.
+    let restarted = AppState::build(app.state.core.config.clone(), Some(app.clock.clone()))
+        .await
+        .unwrap();
+    let until = restarted
+        .core
+        .tenant_throttled_until(CONTOSO)
+        .expect("known");
+    let known = app.state.core.tenant_throttled_until(CONTOSO).unwrap();
+    // The database keeps microseconds.
+    assert!(
+        (until - known).num_milliseconds().abs() <= 1,
+        "{until} vs {known}"
+    );
+    assert!(restarted.core.tenant_throttled_until(FABRIKAM).is_none());
+}
+
+#[tokio::test]
+async fn the_integrations_user_agent_decorates_its_calls() {
+    async fn echo(h: axum::http::HeaderMap) -> axum::Json<Value> {
+        axum::Json(serde_json::json!({
+            "user_agent": h.get("user-agent").and_then(|v| v.to_str().ok()),
+        }))
+    }
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(
+        axum::serve(
+            l,
+            axum::Router::new().route("/echo", axum::routing::get(echo)),
+        )
+        .into_future(),
+    );
+    let trusted = upstream.clone();
+    let app = TestApp::spawn_configured(Opts::default(), |c| c.proxy_allowed_hosts.push(trusted))
+        .await
+        .unwrap();
+    app.create_integration(KEY, SCOPES).await;
+    let id = app.connect(KEY, "u-adele", seed::ADELE_UPN).await;
+    let patch = |ua: &str| {
+        app.http
+            .patch(format!("{}/integrations/{KEY}", app.url))
+            .bearer_auth(crate::support::app::SECRET)
+            .json(&serde_json::json!({"integration_config": {"user_agent": ua}}))
+    };
+    let r = patch("ISV|Contoso\n|App/1").send().await.unwrap();
+    assert_eq!(r.status(), 400, "a header value cannot hold a newline");
+    let r = patch("ISV|Contoso|FileSync/1.2").send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let call = || {
+        app.proxy(reqwest::Method::GET, "/echo", KEY, &id)
+            .header("Base-Url-Override", &upstream)
+    };
+    let seen: Value = call().send().await.unwrap().json().await.unwrap();
+    assert_eq!(seen["user_agent"], "ISV|Contoso|FileSync/1.2");
+    // The caller's own User-Agent (Nango-Proxy-User-Agent) wins.
+    let seen: Value = call()
+        .header("Nango-Proxy-User-Agent", "mine/1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["user_agent"], "mine/1");
 }
