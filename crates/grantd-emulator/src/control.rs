@@ -78,10 +78,11 @@ async fn list_faults(State(s): State<AppState>) -> Json<Vec<FaultRule>> {
 }
 
 async fn add_fault(State(s): State<AppState>, Json(spec): Json<FaultSpec>) -> Response {
-    if spec.status.is_none() && spec.latency_ms.is_none() && !spec.down {
+    if spec.status.is_none() && spec.latency_ms.is_none() && !spec.down && spec.rate_limit.is_none()
+    {
         return err(
             StatusCode::BAD_REQUEST,
-            "a fault needs status, latency_ms or down",
+            "a fault needs status, latency_ms, down or rate_limit",
         );
     }
     if spec.status.is_some_and(|st| !(400..=599).contains(&st)) {

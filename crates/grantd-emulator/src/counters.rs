@@ -21,6 +21,13 @@ pub struct CounterSnapshot {
     /// "sharepoint METHOD host /route" or "token grant_type" → count.
     #[serde(default)]
     pub faulted_requests: BTreeMap<String, u64>,
+    /// Tenant id (`tid` of the bearer token) → Graph and SharePoint requests for it, faulted
+    /// ones included.
+    #[serde(default)]
+    pub tenant_requests: BTreeMap<String, u64>,
+    /// Tenant id → of those, the ones a fault answered (e.g. a tenant's 429s).
+    #[serde(default)]
+    pub tenant_faulted: BTreeMap<String, u64>,
     /// Change and lifecycle notifications (filled from `crate::notify` when read).
     #[serde(default)]
     pub notifications: crate::notify::NotificationCounters,
@@ -51,6 +58,20 @@ impl Counters {
         let mut c = self.inner.lock().expect("counters lock poisoned");
         *c.sharepoint_requests
             .entry(format!("{method} {host} {route}"))
+            .or_default() += 1;
+    }
+
+    pub fn tenant(&self, tid: &str) {
+        let mut c = self.inner.lock().expect("counters lock poisoned");
+        *c.tenant_requests
+            .entry(tid.to_ascii_lowercase())
+            .or_default() += 1;
+    }
+
+    pub fn tenant_faulted(&self, tid: &str) {
+        let mut c = self.inner.lock().expect("counters lock poisoned");
+        *c.tenant_faulted
+            .entry(tid.to_ascii_lowercase())
             .or_default() += 1;
     }
 

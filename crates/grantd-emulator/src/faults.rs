@@ -69,6 +69,29 @@ pub struct FaultSpec {
     /// the second token request of a refresh, the SharePoint one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip: Option<u32>,
+    /// Only requests whose bearer token names this tenant (`tid`), as Microsoft throttles per
+    /// app per tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// With `status` and `retry_after`: once the rule fires, the tenant (or path) stays throttled
+    /// for the `Retry-After` window (emulator clock), as Microsoft does: every matching request in
+    /// the window gets the same answer with the `Retry-After` left, even past `count`.
+    #[serde(default)]
+    pub hold: bool,
+    /// Adds `RateLimit-Limit` / `RateLimit-Remaining` / `RateLimit-Reset` to the answers of
+    /// matching requests (with no `status`, they are answered normally), as SharePoint and
+    /// OneDrive do once an app nears its budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitHeaders>,
+}
+
+/// The `RateLimit-*` headers a rule adds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct RateLimitHeaders {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Seconds until the budget resets.
+    pub reset: u64,
 }
 
 impl FaultSpec {
@@ -84,6 +107,9 @@ impl FaultSpec {
             count: None,
             percent: None,
             skip: None,
+            tenant: None,
+            hold: false,
+            rate_limit: None,
         }
     }
 }
@@ -99,6 +125,9 @@ pub struct FaultRule {
     /// Matching requests let through so far because of `skip`.
     #[serde(default)]
     pub skipped: u64,
+    /// With `hold`: the end of the window the rule holds (unix milliseconds, emulator clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_until_ms: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +144,7 @@ impl Faults {
             spec,
             fired: 0,
             skipped: 0,
+            held_until_ms: None,
         };
         g.1.push(rule.clone());
         rule
@@ -158,20 +188,38 @@ impl Faults {
         Some(spec)
     }
 
-    /// Picks the first rule matching this request and consumes one use of it.
-    fn take(&self, path: &str) -> Option<FaultSpec> {
+    /// Picks the first rule matching this request and consumes one use of it. `tid` is the
+    /// tenant the request's bearer token names; `now_ms` the emulator clock (unix ms).
+    fn take(&self, path: &str, tid: Option<&str>, now_ms: i64) -> Option<FaultSpec> {
         let scope = scope_of(path)?;
         let mut g = self.inner.lock().expect("faults lock poisoned");
         let rules = &mut g.1;
+        // Rules used up, whose hold window (if any) is over, are gone.
+        rules.retain(|r| {
+            r.spec.count.is_none_or(|c| r.fired < u64::from(c))
+                || r.held_until_ms.is_some_and(|u| u > now_ms)
+        });
         let idx = rules.iter().position(|r| {
             (r.spec.scope == FaultScope::All || r.spec.scope == scope)
                 && r.spec
                     .path_prefix
                     .as_deref()
                     .is_none_or(|p| path.starts_with(p))
-                && r.spec.count.is_none_or(|c| r.fired < u64::from(c))
+                && r.spec
+                    .tenant
+                    .as_deref()
+                    .is_none_or(|t| tid.is_some_and(|tid| tid.eq_ignore_ascii_case(t)))
+                && (r.spec.count.is_none_or(|c| r.fired < u64::from(c))
+                    || r.held_until_ms.is_some_and(|u| u > now_ms))
         })?;
         let rule = &mut rules[idx];
+        // Inside a hold window: the same answer, with the time left.
+        if let Some(until) = rule.held_until_ms.filter(|u| *u > now_ms) {
+            rule.fired += 1;
+            let mut spec = rule.spec.clone();
+            spec.retry_after = Some(((until - now_ms) as u64).div_ceil(1000));
+            return Some(spec);
+        }
         if rule.spec.skip.is_some_and(|n| rule.skipped < u64::from(n)) {
             rule.skipped += 1;
             return None;
@@ -182,12 +230,37 @@ impl Faults {
             return None;
         }
         rule.fired += 1;
+        if rule.spec.hold
+            && let Some(secs) = rule.spec.retry_after
+        {
+            rule.held_until_ms = Some(now_ms + (secs as i64) * 1000);
+        }
         let spec = rule.spec.clone();
-        if rule.spec.count.is_some_and(|c| rule.fired >= u64::from(c)) {
+        if rule.spec.count.is_some_and(|c| rule.fired >= u64::from(c)) && !rule.spec.hold {
             rules.remove(idx);
         }
         Some(spec)
     }
+}
+
+/// The tenant (`tid`) a request's bearer token names, read without verifying it (counting and
+/// fault matching only; resources verify tokens themselves).
+pub fn bearer_tid(headers: &http::HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let payload = token.trim().split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    #[derive(Deserialize)]
+    struct Claims {
+        tid: Option<String>,
+    }
+    serde_json::from_slice::<Claims>(&bytes).ok()?.tid
 }
 
 /// The scope a path belongs to; `None` for the control API (never faulted).
@@ -221,15 +294,33 @@ pub fn scope_of(path: &str) -> Option<FaultScope> {
 /// its handler would have used, so tests can assert how often a client retried.
 pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
-    let Some(spec) = state.faults.take(&path) else {
+    // Graph and SharePoint calls count per tenant (the token's `tid`), faulted ones included.
+    let tid = match scope_of(&path) {
+        Some(FaultScope::Graph | FaultScope::Sharepoint) => bearer_tid(req.headers()),
+        _ => None,
+    };
+    if let Some(t) = &tid {
+        state.counters.tenant(t);
+    }
+    let now_ms = state.clock.now().timestamp_millis();
+    let Some(spec) = state.faults.take(&path, tid.as_deref(), now_ms) else {
         return next.run(req).await;
     };
     if let Some(ms) = spec.latency_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let status = spec.status.and_then(|s| StatusCode::from_u16(s).ok());
+    if let Some(t) = &tid
+        && (spec.down || status.is_some())
+    {
+        state.counters.tenant_faulted(t);
+    }
     if !spec.down && status.is_none() {
-        return next.run(req).await;
+        let mut resp = next.run(req).await;
+        if let Some(rl) = spec.rate_limit {
+            rate_limit_headers(resp.headers_mut(), rl);
+        }
+        return resp;
     }
     let client_request_id = req
         .headers()
@@ -238,15 +329,27 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         .map(str::to_owned);
     count_faulted(&state, req).await;
     match status {
-        Some(status) if !spec.down => fault_response(
-            &state,
-            &path,
-            status,
-            spec.retry_after,
-            client_request_id.as_deref(),
-        ),
+        Some(status) if !spec.down => {
+            let mut resp = fault_response(
+                &state,
+                &path,
+                status,
+                spec.retry_after,
+                client_request_id.as_deref(),
+            );
+            if let Some(rl) = spec.rate_limit {
+                rate_limit_headers(resp.headers_mut(), rl);
+            }
+            resp
+        }
         _ => dropped_connection(),
     }
+}
+
+fn rate_limit_headers(h: &mut http::HeaderMap, rl: RateLimitHeaders) {
+    h.insert("ratelimit-limit", HeaderValue::from(rl.limit));
+    h.insert("ratelimit-remaining", HeaderValue::from(rl.remaining));
+    h.insert("ratelimit-reset", HeaderValue::from(rl.reset));
 }
 
 /// Counts a request a fault answered, as its handler would have.

@@ -70,6 +70,9 @@ pub struct Config {
     pub oauth_flow_ttl: Duration,
     /// Upper bound for one proxied call including retries.
     pub proxy_deadline: Duration,
+    /// Longest a proxied call waits for its throttled tenant (`GRANTD_THROTTLE_MAX_WAIT_SECS`,
+    /// default 10) before it is answered 429 with `Retry-After` instead; never past the deadline.
+    pub throttle_max_wait: Duration,
     /// Extra hosts `Base-Url-Override` may target, beyond the provider's own.
     pub proxy_allowed_hosts: Vec<String>,
     /// Token lifecycle: background refresh and auth webhooks.
@@ -159,6 +162,7 @@ impl Config {
             connect_session_ttl: Duration::from_secs(30 * 60),
             oauth_flow_ttl: Duration::from_secs(15 * 60),
             proxy_deadline: Duration::from_secs(120),
+            throttle_max_wait: Duration::from_secs(10),
             proxy_allowed_hosts: vec![],
             lifecycle: LifecycleConfig::default(),
             admin: None,
@@ -214,6 +218,7 @@ impl Config {
         problems.extend(cleartext_problems(&microsoft));
         let refresh_margin = secs_var(&get, "GRANTD_REFRESH_MARGIN_SECS", 15 * 60, &mut problems);
         let proxy_deadline = secs_var(&get, "GRANTD_PROXY_DEADLINE_SECS", 120, &mut problems);
+        let throttle_max_wait = secs_var(&get, "GRANTD_THROTTLE_MAX_WAIT_SECS", 10, &mut problems);
         let proxy_allowed_hosts = get("GRANTD_PROXY_ALLOWED_HOSTS")
             .map(|s| {
                 s.split(',')
@@ -244,6 +249,7 @@ impl Config {
             connect_session_ttl: Duration::from_secs(30 * 60),
             oauth_flow_ttl: Duration::from_secs(15 * 60),
             proxy_deadline,
+            throttle_max_wait,
             proxy_allowed_hosts,
             lifecycle,
             admin,
@@ -268,7 +274,7 @@ impl Config {
     pub fn redacted(&self) -> String {
         let db = crate::validate::redacted_url(&self.database_url);
         format!(
-            "secret_key = ***\nencryption_key = *** (+{} old)\ndatabase_url = {db}\nlisten = {}:{}\npublic_url = {}\ncallback_url = {}\nmicrosoft.login_url = {}\nmicrosoft.graph_url = {}\nmicrosoft.sharepoint_url = {}\nrefresh_margin_secs = {}\nproxy_deadline_secs = {}\nproxy_allowed_hosts = {:?}\n",
+            "secret_key = ***\nencryption_key = *** (+{} old)\ndatabase_url = {db}\nlisten = {}:{}\npublic_url = {}\ncallback_url = {}\nmicrosoft.login_url = {}\nmicrosoft.graph_url = {}\nmicrosoft.sharepoint_url = {}\nrefresh_margin_secs = {}\nproxy_deadline_secs = {}\nthrottle_max_wait_secs = {}\nproxy_allowed_hosts = {:?}\n",
             self.old_encryption_keys.len(),
             self.host,
             self.port,
@@ -279,6 +285,7 @@ impl Config {
             self.microsoft.sharepoint_url_template,
             self.refresh_margin.as_secs(),
             self.proxy_deadline.as_secs(),
+            self.throttle_max_wait.as_secs(),
             self.proxy_allowed_hosts,
         )
     }

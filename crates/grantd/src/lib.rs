@@ -20,6 +20,7 @@ pub mod proxy;
 pub mod server;
 pub mod sqlite_file;
 pub mod store;
+pub mod throttle;
 pub mod validate;
 pub mod web;
 pub mod webhooks;

@@ -272,6 +272,73 @@ static SYNC_LAG: LazyLock<Histograms> = LazyLock::new(|| {
     )
 });
 
+static THROTTLE_WAIT: LazyLock<Histograms> = LazyLock::new(|| {
+    Histograms::new(
+        "grantd_throttle_wait_seconds",
+        "Time calls to Microsoft waited for a throttled tenant (window or pacing), by priority \
+         (interactive, background).",
+        &["priority"],
+    )
+});
+static THROTTLE_SHED: Counters = Counters::new(
+    "grantd_throttle_shed_total",
+    "Calls to Microsoft not sent because their tenant is throttled beyond what the caller may \
+     wait, by priority (interactive: answered 429 with Retry-After; background: run later).",
+    &["priority"],
+);
+static THROTTLE_SIGNALS: Counters = Counters::new(
+    "grantd_throttle_signals_total",
+    "Throttling signals received from Microsoft, by kind (retry_after: a 429/503 window; \
+     ratelimit: RateLimit-* headers near the limit; notice: a window another instance announced).",
+    &["kind"],
+);
+/// Tenants throttled now, per `connections::throttle` instance (several in one test process):
+/// a function per instance, summed when rendered.
+static THROTTLED_TENANTS: RwLock<Vec<std::sync::Weak<dyn Fn() -> u64 + Send + Sync>>> =
+    RwLock::new(Vec::new());
+
+/// Records a wait for a throttled tenant.
+pub fn throttle_wait(priority: &'static str, d: Duration) {
+    THROTTLE_WAIT.observe(&[priority], d);
+}
+
+/// Records a call shed because its tenant is throttled.
+pub fn throttle_shed(priority: &'static str) {
+    THROTTLE_SHED.add(&[priority], 1);
+}
+
+/// Records a throttling signal (`retry_after`, `ratelimit`, `notice`).
+pub fn throttle_signal(kind: &'static str) {
+    THROTTLE_SIGNALS.add(&[kind], 1);
+}
+
+/// Registers a source of the gauge `grantd_throttled_tenants` (dropped sources are skipped).
+pub fn throttled_tenants_source(f: std::sync::Weak<dyn Fn() -> u64 + Send + Sync>) {
+    let mut v = THROTTLED_TENANTS.write().expect("metrics lock poisoned");
+    v.retain(|w| w.strong_count() > 0);
+    v.push(f);
+}
+
+fn render_throttle(out: &mut String) {
+    THROTTLE_WAIT.render(out);
+    THROTTLE_SHED.render(out);
+    THROTTLE_SIGNALS.render(out);
+    let name = "grantd_throttled_tenants";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Tenants Microsoft is throttling now (a Retry-After window in force)."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let n: u64 = THROTTLED_TENANTS
+        .read()
+        .expect("metrics lock poisoned")
+        .iter()
+        .filter_map(|w| w.upgrade())
+        .map(|f| f())
+        .sum();
+    let _ = writeln!(out, "{name} {n}");
+}
+
 /// Watched drives by subscription state (active, expired, none), set by the sync schedule.
 static SYNC_SUBSCRIPTION_STATES: RwLock<[u64; 3]> = RwLock::new([0; 3]);
 
@@ -432,6 +499,7 @@ pub fn render() -> String {
     SYNC_SUBSCRIPTIONS.render(&mut out);
     SYNC_LAG.render(&mut out);
     render_sync_subscription_states(&mut out);
+    render_throttle(&mut out);
     render_credentials_expiry(&mut out);
     out
 }

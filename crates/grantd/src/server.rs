@@ -53,6 +53,8 @@ impl AppState {
             token_client(),
             clock.unwrap_or_else(|| Arc::new(SystemClock)),
         );
+        // Throttled tenants: the windows in force, then other instances' notices.
+        core.follow_throttle().await?;
         Ok(Self {
             core,
             ws: Arc::new(WsHub::default()),

@@ -187,6 +187,7 @@ pub async fn create(
     }
     let mut integration_config = b.integration_config.unwrap_or_default();
     integration_config.extend(b.custom.unwrap_or_default());
+    check_user_agent(&integration_config)?;
     let created = st
         .core
         .create_integration(
@@ -317,6 +318,7 @@ pub async fn update(
     if let Some(c) = b.custom {
         new.integration_config.extend(c);
     }
+    check_user_agent(&new.integration_config)?;
     let updated = st
         .core
         .update_integration(&key, new, app_credential)
@@ -383,4 +385,22 @@ pub async fn provider(
         StatusCode::OK,
         Json(json!({ "data": render::provider(p, cfg.public_url.as_str(), &cfg.callback_url()) })),
     ))
+}
+
+/// `integration_config.user_agent`, Microsoft's recommended traffic decoration
+/// (`ISV|Company|App/Version`), sent as `User-Agent` on Graph calls: a visible-ASCII header value.
+fn check_user_agent(config: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    match config.get(crate::connections::throttle::USER_AGENT_KEY) {
+        Some(ua) if !crate::connections::throttle::valid_user_agent(ua) => {
+            Err(ApiError::validation(
+                "invalid_body",
+                &[
+                    "integration_config",
+                    crate::connections::throttle::USER_AGENT_KEY,
+                ],
+                "user_agent must be 1-256 visible ASCII characters, e.g. ISV|Contoso|FileSync/1.2",
+            ))
+        }
+        _ => Ok(()),
+    }
 }

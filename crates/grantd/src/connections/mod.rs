@@ -24,6 +24,9 @@
 //!   pages, sync status / trigger / pause / start.
 //! - `sync_push`: Graph subscriptions per watched drive (create, renew, recreate), verified
 //!   change and lifecycle notifications, and `run_due_syncs` (polling / daily reconciliation).
+//! - `throttle`: one throttle budget per tenant across instances — `throttle_admit` before every
+//!   call to Microsoft, `throttle_observe` after (429/503 `Retry-After` windows shared through the
+//!   `tenant_throttle` table and `NOTIFY`, `RateLimit-*` pacing), `follow_throttle` (wiring).
 
 pub mod app_only;
 pub mod cached;
@@ -40,6 +43,7 @@ pub mod refresh;
 pub mod sessions;
 pub mod sync;
 pub mod sync_push;
+pub mod throttle;
 
 /// Types of the store that are part of the use cases' interface (inputs and outputs).
 pub use crate::store::{ConnectionPatch, Error as StoreError, OutboxEntry};
@@ -89,6 +93,8 @@ pub struct CoreInner {
     pub flights: refresh::Flights,
     /// Picker tokens per (connection, host), OneDrive hosts, and their single flights.
     pub picker: picker::PickerState,
+    /// Per-tenant throttling (`throttle`).
+    pub throttle: throttle::TenantThrottle,
 }
 
 impl std::ops::Deref for Core {
@@ -114,6 +120,7 @@ impl Core {
             clock,
             flights: Default::default(),
             picker: Default::default(),
+            throttle: Default::default(),
         }))
     }
 

@@ -456,12 +456,9 @@ impl Core {
         };
         let host = match credentials.sharepoint.as_ref().map(|s| s.host.clone()) {
             Some(h) => h,
-            None => match sharepoint::discover_host(
-                &self.http,
-                self.config.microsoft.graph_url.as_str(),
-                &credentials.access_token,
-            )
-            .await
+            None => match self
+                .discover_sharepoint_host(config, &credentials.access_token)
+                .await
             {
                 Ok(h) => h,
                 Err(e) => {

@@ -37,7 +37,8 @@ const MAX_ID: usize = 256;
 const LEASE: TimeDelta = TimeDelta::minutes(15);
 /// Delta page size asked of Graph.
 const PAGE_SIZE: u32 = 200;
-/// Throttling answers (429/503) retried per page, honouring `Retry-After` (capped).
+/// Throttling answers (429/503) retried per page; a `Retry-After` window is the tenant's
+/// (`connections::throttle`), waited out up to `throttle::BACKGROUND_MAX_WAIT`.
 const THROTTLE_RETRIES: u32 = 5;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Restarts (410) accepted within one run before it gives up for now.
@@ -766,7 +767,16 @@ impl Core {
     ) -> Result<DeltaAnswer, Error> {
         let mut force_refresh = false;
         let mut throttled = 0;
+        let tenant = super::throttle::tenant_key(conn);
         loop {
+            // Background work: waits behind interactive calls, gives the run up when the
+            // tenant stays throttled longer (the next run resumes from the checkpoint).
+            self.throttle_admit(
+                &tenant,
+                crate::throttle::Priority::Background,
+                super::throttle::BACKGROUND_MAX_WAIT,
+            )
+            .await?;
             let fresh = self
                 .credentials(
                     &conn.provider_config_key,
@@ -783,14 +793,16 @@ impl Core {
                 .access_token
                 .expose_secret()
                 .to_owned();
-            let resp = self
-                .http
-                .get(url)
-                .bearer_auth(token)
+            let mut req = self.http.get(url).bearer_auth(token);
+            if let Some(ua) = self.user_agent(&conn.provider_config_key).await {
+                req = req.header(reqwest::header::USER_AGENT, ua);
+            }
+            let resp = req
                 .send()
                 .await
                 .map_err(|_| Error::Invalid("Microsoft Graph could not be reached".into()))?;
             let status = resp.status().as_u16();
+            let window = self.throttle_observe(&tenant, status, resp.headers()).await;
             match status {
                 200 => {
                     let page: Value = resp.json().await.map_err(|_| {
@@ -809,15 +821,14 @@ impl Core {
                 401 if !force_refresh => force_refresh = true,
                 429 | 503 if throttled < THROTTLE_RETRIES => {
                     throttled += 1;
-                    let wait = resp
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs)
-                        .unwrap_or(Duration::from_secs(1 << throttled))
-                        .min(MAX_RETRY_AFTER);
-                    tokio::time::sleep(wait).await;
+                    // A `Retry-After` window is waited out by `throttle_admit` (the whole
+                    // tenant's, on every instance); a bare 503 backs off here.
+                    if window.is_none() {
+                        tokio::time::sleep(
+                            Duration::from_secs(1 << throttled).min(MAX_RETRY_AFTER),
+                        )
+                        .await;
+                    }
                 }
                 _ => {
                     return Err(Error::Invalid(format!(

@@ -257,6 +257,13 @@ impl Core {
         url: &str,
         body: &Value,
     ) -> Result<(u16, Value), Error> {
+        let tenant = super::throttle::tenant_key(conn);
+        self.throttle_admit(
+            &tenant,
+            crate::throttle::Priority::Background,
+            super::throttle::BACKGROUND_MAX_WAIT,
+        )
+        .await?;
         let fresh = self
             .credentials(
                 &conn.provider_config_key,
@@ -270,15 +277,16 @@ impl Core {
             .access_token
             .expose_secret()
             .to_owned();
-        let resp = self
-            .http
-            .request(method, url)
-            .bearer_auth(token)
-            .json(body)
+        let mut req = self.http.request(method, url).bearer_auth(token).json(body);
+        if let Some(ua) = self.user_agent(&conn.provider_config_key).await {
+            req = req.header(reqwest::header::USER_AGENT, ua);
+        }
+        let resp = req
             .send()
             .await
             .map_err(|_| Error::Invalid("Microsoft Graph could not be reached".into()))?;
         let status = resp.status().as_u16();
+        self.throttle_observe(&tenant, status, resp.headers()).await;
         let body = resp.json::<Value>().await.unwrap_or(Value::Null);
         Ok((status, body))
     }

@@ -12,9 +12,16 @@ pub enum Error {
     #[error("Graph could not be reached to discover the SharePoint host")]
     Network(#[source] reqwest::Error),
     #[error("Graph answered HTTP {status} when asked for the root site ({code})")]
-    Graph { status: u16, code: String },
+    Graph {
+        status: u16,
+        code: String,
+        /// The answer's headers (`Retry-After`, `RateLimit-*` for the tenant's throttle).
+        headers: Box<reqwest::header::HeaderMap>,
+    },
     #[error("the root site has no SharePoint hostname")]
     NoHost,
+    #[error("Microsoft is throttling the tenant; not asked (retry after {0} s)")]
+    Throttled(u64),
 }
 
 /// The scope string asking for a SharePoint token for `host` (plus a new refresh token).
@@ -36,6 +43,7 @@ pub async fn discover_host(
         .await
         .map_err(Error::Network)?;
     let status = resp.status().as_u16();
+    let headers = Box::new(resp.headers().clone());
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     if status != 200 {
         let code = body
@@ -43,7 +51,11 @@ pub async fn discover_host(
             .and_then(Value::as_str)
             .unwrap_or("unknown")
             .to_owned();
-        return Err(Error::Graph { status, code });
+        return Err(Error::Graph {
+            status,
+            code,
+            headers,
+        });
     }
     body.pointer("/siteCollection/hostname")
         .and_then(Value::as_str)

@@ -17,6 +17,7 @@
 
 pub mod request;
 pub mod retry;
+pub mod throttled;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -87,9 +88,11 @@ pub async fn forward(st: &AppState, call: Call<'_>) -> Result<Response, ApiError
         .await
         .map_err(|e| credentials_error(e, opts))?;
     let (provider, conn) = (fresh.provider, fresh.connection);
+    let tenant = crate::connections::throttle::tenant_key(&conn);
 
     let target = target_url(st, opts, provider, &conn, call.path, call.query).await?;
-    let headers = upstream_headers(call.headers, opts);
+    let mut headers = upstream_headers(call.headers, opts);
+    throttled::decorate(st, &opts.key, &mut headers).await;
     let mut body = UpBody::prepare(opts, call.body).await?;
     let policy = Policy::new(opts.retries, opts.retry_on.clone(), body.replayable());
     let deadline = Instant::now() + st.core.config.proxy_deadline;
@@ -101,6 +104,7 @@ pub async fn forward(st: &AppState, call: Call<'_>) -> Result<Response, ApiError
         headers: &headers,
         policy: &policy,
         deadline,
+        tenant: &tenant,
     };
     let (resp, conn) = match attempt.send_with_retries(conn, &mut body).await? {
         Sent::Upstream(resp, conn) => (resp, conn),
@@ -149,6 +153,8 @@ struct Attempt<'a> {
     headers: &'a reqwest::header::HeaderMap,
     policy: &'a Policy,
     deadline: Instant,
+    /// The tenant whose throttle budget the call spends (`connections::throttle`).
+    tenant: &'a str,
 }
 
 impl Attempt<'_> {
@@ -164,6 +170,9 @@ impl Attempt<'_> {
         let mut attempt: u32 = 0;
         loop {
             let token = token(opts, &conn)?;
+            if let Err(t) = throttled::admit(self.st, self.tenant, self.deadline).await {
+                return Ok(Sent::Answered(throttled::shed(t)));
+            }
             let started = Instant::now();
             let sent = upstream::send(
                 &self.st.proxy_http,
@@ -196,6 +205,7 @@ impl Attempt<'_> {
                 Ok(r) => {
                     let status = r.status().as_u16();
                     metrics::proxy_upstream(status, started.elapsed());
+                    throttled::observe(self.st, self.tenant, status, r.headers()).await;
                     if status == 401 && !refreshed && policy.replayable && token.is_some() {
                         refreshed = true;
                         // A token revoked or expired early: refresh once, then try again.

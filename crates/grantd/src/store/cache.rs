@@ -32,6 +32,9 @@ pub const OUTBOX_CHANNEL: &str = "grantd_outbox";
 /// The channel on which the instance that handled an OAuth callback announces its outcome for a
 /// WebSocket it does not hold (payload: JSON `{"id", "frame"}`).
 pub const WS_CHANNEL: &str = "grantd_ws";
+/// The channel on which an instance announces that a tenant is throttled (payload:
+/// `<tenant>|<RFC 3339 end of the window>`; a tenant id is not a secret).
+pub const THROTTLE_CHANNEL: &str = "grantd_throttle";
 
 type ConnKey = (String, String);
 
@@ -61,6 +64,9 @@ pub struct Cache {
     /// WebSocket outcomes announced by any instance (`NOTIFY grantd_ws`), for the instance that
     /// holds the socket.
     pub(super) ws_outcomes: tokio::sync::broadcast::Sender<String>,
+    /// Throttled tenants announced by any instance (`NOTIFY grantd_throttle`); an empty payload
+    /// means "the listener (re)connected: notices may have been missed, read the table again".
+    pub(super) throttle_notices: tokio::sync::broadcast::Sender<String>,
 }
 
 impl Default for Cache {
@@ -72,6 +78,7 @@ impl Default for Cache {
             events: tokio::sync::watch::Sender::new(0),
             outbox_wake: tokio::sync::Notify::new(),
             ws_outcomes: tokio::sync::broadcast::Sender::new(256),
+            throttle_notices: tokio::sync::broadcast::Sender::new(1024),
         }
     }
 }
@@ -256,10 +263,14 @@ pub fn listen(url: String, cache: &Arc<Cache>) {
 async fn follow(url: &str, weak: &Weak<Cache>) -> Result<(), sqlx::Error> {
     let mut listener = sqlx::postgres::PgListener::connect(url).await?;
     listener
-        .listen_all([CHANNEL, OUTBOX_CHANNEL, WS_CHANNEL])
+        .listen_all([CHANNEL, OUTBOX_CHANNEL, WS_CHANNEL, THROTTLE_CHANNEL])
         .await?;
     match weak.upgrade() {
-        Some(c) => c.set_live(true),
+        Some(c) => {
+            c.set_live(true);
+            // Throttle notices sent while disconnected are lost: have the table read again.
+            let _ = c.throttle_notices.send(String::new());
+        }
         None => return Ok(()),
     }
     loop {
@@ -272,6 +283,11 @@ async fn follow(url: &str, weak: &Weak<Cache>) -> Result<(), sqlx::Error> {
             }
             Ok(Ok(Some(n))) => match weak.upgrade() {
                 Some(c) if n.channel() == OUTBOX_CHANNEL => c.outbox_wake.notify_one(),
+                Some(c) if n.channel() == THROTTLE_CHANNEL => {
+                    if !n.payload().is_empty() {
+                        let _ = c.throttle_notices.send(n.payload().to_owned());
+                    }
+                }
                 Some(c) if n.channel() == WS_CHANNEL => {
                     // No receiver (no server in this process) is fine.
                     let _ = c.ws_outcomes.send(n.payload().to_owned());

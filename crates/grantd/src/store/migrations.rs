@@ -108,6 +108,11 @@ const TEMPLATES: &[(i64, &str, &str)] = &[
         include_str!("migrations/0010_dashboard_sessions.sql"),
     ),
     (
+        11,
+        "tenant throttle",
+        include_str!("migrations/0011_tenant_throttle.sql"),
+    ),
+    (
         12,
         "picker sessions",
         include_str!("migrations/0012_picker_sessions.sql"),
@@ -161,6 +166,11 @@ const RELEASED: &[(i64, &str, &str)] = &[
         10,
         "9a5f1551dbd6a54034130f0cf4b5e055381354191db786fff98ac0250a765a4d3c3f14222ccdcccc598687101157e44c",
         "909d5aaf573ad9023b086a9d481dacfe53dc8438bb689916cc5998add8a2e1cbe0302e3714d559575a7d0c517b9304ff",
+    ),
+    (
+        11,
+        "6d4ceb44e59ca1f3ec756aed514d6215a18904c5051d5a549abb897274fde73af7d115222209888800d101c8c9ad54a1",
+        "2280db93977145509038b972ce92dcfe48c927d200f3758e30e78d217d957d3570886e3fb7bd134aebafa5a7a42328bc",
     ),
     (
         12,

@@ -26,6 +26,7 @@ mod queries;
 pub mod rekey;
 mod rows;
 pub mod sync;
+mod throttle;
 mod touch;
 
 pub use lifecycle::{OutboxItem, RefreshFailure, RefreshLock, RetryState};

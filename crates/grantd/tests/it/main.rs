@@ -22,6 +22,7 @@ mod schema;
 mod sdk;
 mod store;
 mod support;
+mod throttle;
 mod tidy;
 mod webhooks;
 mod ws;
