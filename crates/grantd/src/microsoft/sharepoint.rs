@@ -84,6 +84,7 @@ pub async fn discover_onedrive_host(
         .await
         .map_err(Error::Network)?;
     let status = resp.status().as_u16();
+    let headers = Box::new(resp.headers().clone());
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     if status != 200 {
         let code = body
@@ -91,7 +92,11 @@ pub async fn discover_onedrive_host(
             .and_then(Value::as_str)
             .unwrap_or("unknown")
             .to_owned();
-        return Err(Error::Graph { status, code });
+        return Err(Error::Graph {
+            status,
+            code,
+            headers,
+        });
     }
     body.get("webUrl")
         .and_then(Value::as_str)
