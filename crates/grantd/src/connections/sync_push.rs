@@ -88,6 +88,9 @@ impl Core {
             return Ok(Notification::Rejected);
         };
         crate::metrics::sync_notification(true);
+        self.store
+            .note_sync_notification(drive.id, self.clock.now())
+            .await?;
         self.store.request_sync_run(drive.id, false).await?;
         self.spawn_sync_run(drive.id);
         Ok(Notification::Accepted)

@@ -102,6 +102,11 @@ const TEMPLATES: &[(i64, &str, &str)] = &[
         "sync selection",
         include_str!("migrations/0009_sync_selection.sql"),
     ),
+    (
+        10,
+        "sync push health",
+        include_str!("migrations/0010_sync_push_health.sql"),
+    ),
 ];
 
 /// SHA-384 (hex) of each released migration as shipped: (version, SQLite, PostgreSQL).
@@ -146,6 +151,11 @@ const RELEASED: &[(i64, &str, &str)] = &[
         9,
         "10947869a59d07300c0054b707601069a2ce79387dde9766267d6e4f8c0e5b26129bfb2971aea9941e1ba8b6cb2b671e",
         "af6838617da941408278bcdef9cb22010d3511156f8f15174fa18bc277134fceaac6883caa3406ed42f515167ac662e5",
+    ),
+    (
+        10,
+        "5dc961eb916e10d46e5e32990a3e8ca9858079495526dd82d34948fd1469c0b4899c9b3b10a4b1ce71a3c332996007d3",
+        "6cb03ff79bc66a74d39ccc0140ebf01c03769d25b5044fb7f9be27c4e90fd617d003bd2a0da9dc4d7dbe4e365fa9ab7f",
     ),
 ];
 
