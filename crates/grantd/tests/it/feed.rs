@@ -20,13 +20,13 @@ use crate::support::app::{Opts, TestApp};
 use crate::support::db::DbKind;
 use crate::support::webhook_receiver::{Received, Receiver, verify};
 
-const KEY: &str = "one-drive";
+pub(crate) const KEY: &str = "one-drive";
 const SIGNING_KEY: &str = "whsec-feed-key";
 
 /// What a record and the drive must agree on: (name, path, is_folder, size).
 pub(crate) type Item = (String, String, bool, Option<u64>);
 
-async fn app(kind: DbKind) -> Option<(TestApp, Receiver, String)> {
+pub(crate) async fn app(kind: DbKind) -> Option<(TestApp, Receiver, String)> {
     let rx = Receiver::spawn().await;
     let lifecycle = LifecycleConfig {
         webhook_url: Some(url::Url::parse(&rx.url).unwrap()),
@@ -82,13 +82,13 @@ pub(crate) async fn drive_walk(app: &TestApp, id: &str) -> BTreeMap<String, Item
 
 /// Every `OneDriveFile` record of the connection, paged by cursor with a small limit (through
 /// `/records/`, the form with a trailing slash that Nango's SDK also accepts).
-async fn all_records(app: &TestApp, id: &str, extra: &str) -> Vec<Value> {
+pub(crate) async fn all_records(app: &TestApp, id: &str, extra: &str) -> Vec<Value> {
     records_of(app, id, "/records/?model=OneDriveFile&limit=7", extra).await
 }
 
 /// Every record `query` (path, model and limit) selects, following `next_cursor` (`extra` adds
 /// filters).
-async fn records_of(app: &TestApp, id: &str, query: &str, extra: &str) -> Vec<Value> {
+pub(crate) async fn records_of(app: &TestApp, id: &str, query: &str, extra: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut cursor = String::new();
     loop {
@@ -109,7 +109,7 @@ async fn records_of(app: &TestApp, id: &str, query: &str, extra: &str) -> Vec<Va
     }
 }
 
-fn live(records: &[Value]) -> BTreeMap<String, Item> {
+pub(crate) fn live(records: &[Value]) -> BTreeMap<String, Item> {
     records
         .iter()
         .filter(|r| r["_nango_metadata"]["deleted_at"].is_null())
@@ -127,7 +127,7 @@ fn live(records: &[Value]) -> BTreeMap<String, Item> {
         .collect()
 }
 
-fn by_id(records: &[Value]) -> BTreeMap<String, Value> {
+pub(crate) fn by_id(records: &[Value]) -> BTreeMap<String, Value> {
     records
         .iter()
         .map(|r| (r["id"].as_str().unwrap().to_owned(), r.clone()))
@@ -159,7 +159,7 @@ pub(crate) fn total(hooks: &[Value], skip: usize, field: &str) -> u64 {
         .sum()
 }
 
-async fn act(app: &TestApp, action: UserAction) -> String {
+pub(crate) async fn act(app: &TestApp, action: UserAction) -> String {
     app.emu
         .control()
         .user_action(seed::ADELE_UPN, &action)
@@ -1044,7 +1044,7 @@ async fn postgres_sync_routes_without_a_connection_act_on_all() {
 }
 
 /// The drive row of the connection's own drive.
-async fn own_drive(app: &TestApp, id: &str) -> grantd::store::SyncDrive {
+pub(crate) async fn own_drive(app: &TestApp, id: &str) -> grantd::store::SyncDrive {
     let key = grantd::model::ProviderConfigKey::parse(KEY).unwrap();
     let cid = grantd::model::ConnectionId::parse(id).unwrap();
     let store = app.state.core.store();
@@ -1155,7 +1155,7 @@ async fn a_long_run_keeps_its_lease_and_a_dead_ones_expires() {
     );
 }
 
-async fn status_of(app: &TestApp, id: &str) -> Value {
+pub(crate) async fn status_of(app: &TestApp, id: &str) -> Value {
     app.get(&format!(
         "/sync/status?syncs=user-files&provider_config_key={KEY}&connection_id={id}"
     ))

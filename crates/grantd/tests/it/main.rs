@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod dashboard;
 mod feed;
+mod feed_bench;
 mod flow;
 mod last_fetched;
 mod layers;
