@@ -33,12 +33,11 @@ const WHOLE: &str = "drive:";
 const PICKED: &str = "picked:";
 /// Drive and item ids named in metadata (Graph's are URL-safe: letters, digits, `!-_.`).
 const MAX_ID: usize = 256;
-/// How long a run may hold a drive before another instance may take it over.
-const LEASE: TimeDelta = TimeDelta::minutes(15);
-/// A running run extends its lease (heartbeat) once less than this remains, checked before each
-/// Graph request and each commit (a throttling wait is at most `MAX_RETRY_AFTER`), so a live run
-/// never loses its drive while a killed instance's lease still expires.
-const LEASE_RENEW_BELOW: TimeDelta = TimeDelta::minutes(10);
+// How long a run may hold a drive before another instance may take it over is
+// `sync_lease` (`GRANTD_SYNC_LEASE_SECS`, 15 minutes by default). A running run extends it
+// (heartbeat) once less than two thirds remain, checked before each Graph request and each
+// commit (a throttling wait is at most a third of the lease), so a live run never loses its
+// drive while a killed instance's lease still expires.
 /// Delta page size asked of Graph.
 const PAGE_SIZE: u32 = 200;
 /// Throttling answers (429/503) retried per page, honouring `Retry-After` (capped).
@@ -569,7 +568,7 @@ impl Core {
     /// request). A failed run is recorded on the drive in plain words.
     pub async fn run_sync(&self, drive: i64) -> Result<(), Error> {
         let now = self.clock.now();
-        let lease = now + LEASE;
+        let lease = now + self.sync_lease();
         match self.store.lease_sync_drive(drive, now, lease).await? {
             Some(state) => self.run_leased_then_more(state, lease).await,
             None => Ok(()),
@@ -597,7 +596,7 @@ impl Core {
                 return Ok(());
             }
             let now = self.clock.now();
-            lease = now + LEASE;
+            lease = now + self.sync_lease();
             match self.store.lease_sync_drive(state.id, now, lease).await? {
                 Some(s) => state = s,
                 None => return Ok(()),
@@ -809,14 +808,20 @@ impl Core {
         Ok(())
     }
 
-    /// The heartbeat: extends the run's lease to `LEASE` from now once less than
-    /// `LEASE_RENEW_BELOW` remains; an error when it was lost (another run took the drive).
+    /// How long a run holds its drive (`GRANTD_SYNC_LEASE_SECS`).
+    pub(super) fn sync_lease(&self) -> TimeDelta {
+        TimeDelta::from_std(self.config.lifecycle.sync_lease).unwrap_or(TimeDelta::minutes(15))
+    }
+
+    /// The heartbeat: extends the run's lease to a full lease from now once less than two
+    /// thirds remain; an error when it was lost (another run took the drive).
     async fn keep_lease(&self, drive: i64, lease: &mut DateTime<Utc>) -> Result<(), Error> {
         let now = self.clock.now();
-        if *lease - now >= LEASE_RENEW_BELOW {
+        let full = self.sync_lease();
+        if *lease - now >= full * 2 / 3 {
             return Ok(());
         }
-        let longer = now + LEASE;
+        let longer = now + full;
         if self.store.extend_sync_lease(drive, *lease, longer).await? {
             *lease = longer;
             Ok(())
@@ -913,7 +918,8 @@ impl Core {
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs)
                         .unwrap_or(Duration::from_secs(1 << throttled))
-                        .min(MAX_RETRY_AFTER);
+                        .min(MAX_RETRY_AFTER)
+                        .min(self.config.lifecycle.sync_lease / 3);
                     tokio::time::sleep(wait).await;
                 }
                 _ => {

@@ -9,6 +9,7 @@ mod cli;
 mod dashboard;
 mod feed;
 mod feed_bench;
+mod feed_chaos;
 mod flow;
 mod last_fetched;
 mod layers;
