@@ -10,7 +10,7 @@
 #
 # Sizes: BENCH_LAG_EDITS (40), BENCH_BIG_FILES (100000), BENCH_IDLE_DRIVES (10000),
 # BENCH_IDLE_WINDOW_SECS (60), BENCH_CHAOS_EDITS (10000), BENCH_CHAOS_CONNECTIONS (50),
-# BENCH_CHAOS_KILLS (4), BENCH_CHAOS_SEED (12). The chaos run needs PostgreSQL:
+# BENCH_CHAOS_KILLS (4), BENCH_CHAOS_SEED (12), BENCH_CHAOS_ROUNDS (edits / 20). The chaos run needs PostgreSQL:
 # TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

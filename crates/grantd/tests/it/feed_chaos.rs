@@ -127,6 +127,8 @@ struct Plan {
     connections: usize,
     kills: u32,
     seed: u64,
+    /// Edit rounds (default: one per 20 edits).
+    rounds: Option<u32>,
 }
 
 /// What a record and the drive must agree on.
@@ -476,7 +478,7 @@ async fn chaos_run(plan: Plan) {
         started.elapsed().as_secs_f64()
     );
     let mut rng = StdRng::seed_from_u64(plan.seed);
-    let rounds = (plan.edits / 20).max(8);
+    let rounds = plan.rounds.unwrap_or((plan.edits / 20).max(8));
     let per_round = plan.edits / rounds;
     let kill_at: BTreeSet<u32> = (1..=plan.kills)
         .map(|k| k * rounds / (plan.kills + 1))
@@ -695,6 +697,7 @@ async fn feed_chaos_small() {
         connections: 5,
         kills: 1,
         seed: 12,
+        rounds: None,
     })
     .await;
 }
@@ -707,6 +710,9 @@ async fn bench_feed_chaos() {
         connections: env_num("BENCH_CHAOS_CONNECTIONS", 50) as usize,
         kills: env_num("BENCH_CHAOS_KILLS", 4) as u32,
         seed: env_num("BENCH_CHAOS_SEED", 12),
+        rounds: std::env::var("BENCH_CHAOS_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok()),
     })
     .await;
 }
