@@ -77,10 +77,38 @@ pub struct RandomEditsResult {
     pub actions: Vec<UserAction>,
 }
 
+/// Bulk seeding of a large drive (benchmarks): `files` small files under `folder`, spread over
+/// subfolders of at most `per_folder` files each (`{folder}/part-00000/file-0000000.txt`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BulkCreate {
+    pub folder: String,
+    pub files: u32,
+    #[serde(default = "default_per_folder")]
+    pub per_folder: u32,
+}
+
+fn default_per_folder() -> u32 {
+    1_000
+}
+
+/// Most files one bulk request creates.
+pub const MAX_BULK_FILES: u32 = 1_000_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BulkCreateResult {
+    pub folders: u32,
+    pub files: u32,
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/_emulator/users/{user}/drive/actions", post(act))
         .route("/_emulator/users/{user}/drive/random-edits", post(random))
+        .route("/_emulator/users/{user}/drive/bulk", post(bulk))
+        .route(
+            "/_emulator/users/{user}/drive/resync-required",
+            post(resync_required),
+        )
 }
 
 fn err(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -297,7 +325,102 @@ async fn random(
     Json(RandomEditsResult { actions }).into_response()
 }
 
+async fn bulk(
+    State(state): State<AppState>,
+    Path(user): Path<String>,
+    Json(b): Json<BulkCreate>,
+) -> Response {
+    if b.files > MAX_BULK_FILES || b.per_folder == 0 {
+        return err(
+            StatusCode::BAD_REQUEST,
+            format!("files must be at most {MAX_BULK_FILES} and per_folder at least 1"),
+        );
+    }
+    let Some((drive_id, by)) = user_drive(&state, &user) else {
+        return err(StatusCode::NOT_FOUND, format!("no user {user}"));
+    };
+    let now = state.clock.now();
+    let mut model = state.drives.lock();
+    let Some(d) = model.drive_mut(&drive_id) else {
+        return err(StatusCode::NOT_FOUND, "no drive");
+    };
+    let root = d.root_id.clone();
+    let graph = |e: crate::graph::error::GraphError| err(e.status, e.message);
+    let top = match d.ensure_folders(&root, &segments(&b.folder), now, &by) {
+        Ok(id) => id,
+        Err(e) => return graph(e),
+    };
+    let mut folders = 0;
+    let mut parent = top.clone();
+    for n in 0..b.files {
+        if n % b.per_folder == 0 {
+            let name = format!("part-{:05}", n / b.per_folder);
+            parent = match d.ensure_folders(&top, &[name], now, &by) {
+                Ok(id) => id,
+                Err(e) => return graph(e),
+            };
+            folders += 1;
+        }
+        let name = format!("file-{n:07}.txt");
+        let data = memory_file(&name, Bytes::from(format!("bulk file {n}\n").into_bytes()));
+        if let Err(e) = d.put_item(&parent, &name, Some(data), Conflict::Replace, now, &by) {
+            return graph(e);
+        }
+    }
+    Json(BulkCreateResult {
+        folders,
+        files: b.files,
+    })
+    .into_response()
+}
+
+/// Makes the user's drive's delta tokens stale: their next use answers `410 resyncRequired`.
+async fn resync_required(State(state): State<AppState>, Path(user): Path<String>) -> Response {
+    let Some((drive_id, _)) = user_drive(&state, &user) else {
+        return err(StatusCode::NOT_FOUND, format!("no user {user}"));
+    };
+    let mut model = state.drives.lock();
+    let Some(d) = model.drive_mut(&drive_id) else {
+        return err(StatusCode::NOT_FOUND, "no drive");
+    };
+    d.resync_epoch += 1;
+    Json(json!({"resync_epoch": d.resync_epoch})).into_response()
+}
+
 impl Control {
+    /// Makes `user`'s drive's delta tokens stale (`410 resyncRequired` on their next use).
+    pub async fn force_resync(&self, user: &str) -> anyhow::Result<()> {
+        self.send(
+            self.http
+                .post(self.url(&format!("/users/{user}/drive/resync-required"))),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Creates `files` small files below `folder` in `user`'s drive at once (benchmarks).
+    pub async fn bulk_create(
+        &self,
+        user: &str,
+        folder: &str,
+        files: u32,
+        per_folder: u32,
+    ) -> anyhow::Result<BulkCreateResult> {
+        Ok(self
+            .send(
+                self.http
+                    .post(self.url(&format!("/users/{user}/drive/bulk")))
+                    .json(&BulkCreate {
+                        folder: folder.to_owned(),
+                        files,
+                        per_folder,
+                    }),
+            )
+            .await?
+            .json()
+            .await?)
+    }
+
     /// Performs a web-UI action in `user`'s drive (`user` = object id or UPN).
     pub async fn user_action(
         &self,

@@ -122,6 +122,10 @@ pub struct LifecycleConfig {
     /// Change feed: how often a watched drive without working push is polled
     /// (`GRANTD_SYNC_POLL_SECS`, default 300).
     pub sync_poll_interval: Duration,
+    /// Change feed: how long a run holds its drive (`GRANTD_SYNC_LEASE_SECS`, default 900, at
+    /// least 30). The run extends it while it works; it bounds how long a killed instance's
+    /// run keeps the drive from the others.
+    pub sync_lease: Duration,
 }
 
 impl Default for LifecycleConfig {
@@ -136,6 +140,7 @@ impl Default for LifecycleConfig {
             webhook_allow_private: false,
             sync_push: None,
             sync_poll_interval: Duration::from_secs(300),
+            sync_lease: Duration::from_secs(900),
         }
     }
 }
@@ -484,6 +489,13 @@ fn lifecycle_vars(
         problems,
     )
     .max(Duration::from_secs(10));
+    let sync_lease = secs_var(
+        get,
+        "GRANTD_SYNC_LEASE_SECS",
+        d.sync_lease.as_secs(),
+        problems,
+    )
+    .max(Duration::from_secs(30));
     LifecycleConfig {
         webhook_url,
         webhook_signing_key,
@@ -494,6 +506,7 @@ fn lifecycle_vars(
         webhook_allow_private,
         sync_push,
         sync_poll_interval,
+        sync_lease,
     }
 }
 

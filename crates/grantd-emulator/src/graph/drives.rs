@@ -132,6 +132,9 @@ pub struct Drive {
     next_item: u64,
     /// item id → sharing links and invitations made on it (`createLink`, `invite`).
     pub permissions: HashMap<String, Vec<super::extra::Permission>>,
+    /// Bumped by the control API to make this drive's delta tokens stale (`410
+    /// resyncRequired` on their next use), as Graph does when it cannot serve changes.
+    pub resync_epoch: u64,
 }
 
 /// A SharePoint site (only tenant root sites are seeded).
@@ -242,6 +245,7 @@ impl Drive {
             seq: 0,
             next_item: 0,
             permissions: HashMap::new(),
+            resync_epoch: 0,
         };
         let root_id = d.new_item_id();
         d.seq += 1;

@@ -723,7 +723,7 @@ fn delta(
     let mut page = super::delta::page(
         &r,
         drive,
-        model.generation,
+        model.generation.wrapping_add(drive.resync_epoch),
         ctx.q("token"),
         top,
         &link_base,

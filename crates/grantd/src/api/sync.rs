@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 
 use super::{ApiError, JsonBody, Query, SecretKey};
 use crate::connections::Error as CoreError;
-use crate::connections::sync::{RecordsRequest, SELECTION_SYNC_NAME, SYNC_NAME, SyncState};
+use crate::connections::sync::{
+    PushState, RecordsRequest, SELECTION_SYNC_NAME, SYNC_NAME, SyncState,
+};
 use crate::edge::AppState;
 use crate::model::{ConnectionId, ProviderConfigKey};
 
@@ -388,18 +390,24 @@ pub async fn status(
         )
     })?;
     let key = parse_key(q.provider_config_key.as_deref(), "invalid_query_params")?;
-    let cid = parse_connection(q.connection_id.as_deref(), "invalid_query_params")?;
-    let state = st.core.sync_status(&key, &cid).await.map_err(|e| match e {
-        CoreError::UnknownConnection => invalid(
-            "invalid_body",
-            "connection_id",
-            "the connection does not exist",
-        ),
-        other => other.into(),
-    })?;
-    Ok(Json(
-        json!({ "syncs": [render_status(&state, &cid, st.core.clock.now())] }),
-    ))
+    // Without a connection id: every watched connection of the integration, as Nango's does.
+    let cids = match q.connection_id.as_deref() {
+        Some(c) => vec![parse_connection(Some(c), "invalid_query_params")?],
+        None => connections_named(&st, &key, None).await?,
+    };
+    let mut out = Vec::with_capacity(cids.len());
+    for cid in &cids {
+        let state = st.core.sync_status(&key, cid).await.map_err(|e| match e {
+            CoreError::UnknownConnection => invalid(
+                "invalid_body",
+                "connection_id",
+                "the connection does not exist",
+            ),
+            other => other.into(),
+        })?;
+        out.push(render_status(&state, cid, st.core.clock.now()));
+    }
+    Ok(Json(json!({ "syncs": out })))
 }
 
 fn render_status(s: &SyncState, cid: &ConnectionId, now: DateTime<Utc>) -> Value {
@@ -426,7 +434,15 @@ fn render_status(s: &SyncState, cid: &ConnectionId, now: DateTime<Utc>) -> Value
         "type": if d.next_link.is_none() { "INITIAL" } else { "INCREMENTAL" },
         "finishedAt": ts(d.last_success_at),
         "nextScheduledSyncAt": Value::Null,
-        "frequency": "on change notifications",
+        "frequency": match s.push {
+            PushState::Healthy => "on change notifications".to_owned(),
+            PushState::Stale => format!(
+                "every {} seconds (polling: change notifications stopped arriving)",
+                s.poll_interval.as_secs()
+            ),
+            PushState::Off => format!("every {} seconds (polling)", s.poll_interval.as_secs()),
+        },
+        "push": s.push.as_str(),
         "latestResult": { s.model: {"added": d.last_added, "updated": d.last_updated, "deleted": d.last_deleted} },
         "latestExecutionStatus": if d.last_error.is_some() { "failure" } else { "success" },
         "recordCount": { s.model: s.records },

@@ -130,29 +130,32 @@ pub enum ConnectionsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SyncCommand {
-    /// Show a connection's change-feed sync (state, last run, counts, last error).
+    /// Show the change-feed sync (state, last run, counts, last error) of a connection, or of
+    /// every watched connection of the integration without one.
     Status {
-        id: String,
+        id: Option<String>,
         #[arg(long)]
         integration: String,
     },
-    /// Run the sync now (`--full`: a full resync, reconciling deletions).
+    /// Run the sync now (`--full`: a full resync, reconciling deletions); without a connection
+    /// id, for every watched connection of the integration.
     Trigger {
-        id: String,
+        id: Option<String>,
         #[arg(long)]
         integration: String,
         #[arg(long)]
         full: bool,
     },
-    /// Pause the sync.
+    /// Pause the sync (without a connection id: every watched connection of the integration).
     Pause {
-        id: String,
+        id: Option<String>,
         #[arg(long)]
         integration: String,
     },
-    /// Start a paused sync again (runs it at once).
+    /// Start a paused sync again (runs it at once); without a connection id, every watched
+    /// connection of the integration.
     Start {
-        id: String,
+        id: Option<String>,
         #[arg(long)]
         integration: String,
     },
@@ -538,29 +541,37 @@ pub async fn connections(r: &Remote, cmd: ConnectionsCommand) -> anyhow::Result<
     Ok(())
 }
 
-/// `grantd sync …`: the change feed of one connection, over `/sync/*`.
+/// `grantd sync …`: the change feed of one connection (or of every watched connection of the
+/// integration when no connection id is given), over `/sync/*`.
 pub async fn sync(r: &Remote, cmd: SyncCommand) -> anyhow::Result<()> {
     let c = Client::new(r)?;
     let (path, id, integration, body) = match cmd {
         SyncCommand::Status { id, integration } => {
-            let v = c
-                .call(
-                    reqwest::Method::GET,
-                    &format!(
-                        "/sync/status?syncs=user-files&provider_config_key={}&connection_id={}",
-                        enc(&integration),
-                        enc(&id)
-                    ),
-                    None,
-                )
-                .await?;
+            let mut q = format!(
+                "/sync/status?syncs=user-files&provider_config_key={}",
+                enc(&integration)
+            );
+            if let Some(id) = &id {
+                q.push_str(&format!("&connection_id={}", enc(id)));
+            }
+            let v = c.call(reqwest::Method::GET, &q, None).await?;
             if r.json {
                 print_json(&v);
-            } else {
-                let st = &v["syncs"][0];
+                return Ok(());
+            }
+            let all = v["syncs"].as_array().cloned().unwrap_or_default();
+            if all.is_empty() {
+                println!("no watched connection");
+            }
+            for (i, st) in all.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
                 let last = &st["latestResult"]["OneDriveFile"];
+                println!("connection        {}", s(&st["connection_id"]));
                 println!("sync              {}", s(&st["name"]));
                 println!("status            {}", s(&st["status"]));
+                println!("changes noticed   {}", s(&st["frequency"]));
                 println!("last finished     {}", s(&st["finishedAt"]));
                 println!(
                     "last run          +{} ~{} -{}",
@@ -586,8 +597,10 @@ pub async fn sync(r: &Remote, cmd: SyncCommand) -> anyhow::Result<()> {
         SyncCommand::Pause { id, integration } => ("/sync/pause", id, integration, None),
         SyncCommand::Start { id, integration } => ("/sync/start", id, integration, None),
     };
-    let mut b =
-        json!({"syncs": ["user-files"], "provider_config_key": integration, "connection_id": id});
+    let mut b = json!({"syncs": ["user-files"], "provider_config_key": integration});
+    if let Some(id) = &id {
+        b["connection_id"] = json!(id);
+    }
     if let Some(full) = body {
         b["opts"] = json!({"reset": full});
     }
@@ -595,7 +608,13 @@ pub async fn sync(r: &Remote, cmd: SyncCommand) -> anyhow::Result<()> {
     if r.json {
         print_json(&v);
     } else {
-        println!("{} for connection {id}: ok", &path[6..]);
+        match &id {
+            Some(id) => println!("{} for connection {id}: ok", &path[6..]),
+            None => println!(
+                "{} for every watched connection of {integration}: ok",
+                &path[6..]
+            ),
+        }
     }
     Ok(())
 }

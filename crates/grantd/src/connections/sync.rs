@@ -33,8 +33,11 @@ const WHOLE: &str = "drive:";
 const PICKED: &str = "picked:";
 /// Drive and item ids named in metadata (Graph's are URL-safe: letters, digits, `!-_.`).
 const MAX_ID: usize = 256;
-/// How long a run may hold a drive before another instance may take it over.
-const LEASE: TimeDelta = TimeDelta::minutes(15);
+// How long a run may hold a drive before another instance may take it over is
+// `sync_lease` (`GRANTD_SYNC_LEASE_SECS`, 15 minutes by default). A running run extends it
+// (heartbeat) once less than two thirds remain, checked before each Graph request and each
+// commit (a throttling wait is at most a third of the lease), so a live run never loses its
+// drive while a killed instance's lease still expires.
 /// Delta page size asked of Graph.
 const PAGE_SIZE: u32 = 200;
 /// Throttling answers (429/503) retried per page; a `Retry-After` window is the tenant's
@@ -59,6 +62,42 @@ pub struct SyncState {
     pub sync_name: &'static str,
     /// Live records.
     pub records: u64,
+    /// How changes are noticed: every drive pushed, or polled (and why).
+    pub push: PushState,
+    /// The polling interval of drives without working push.
+    pub poll_interval: Duration,
+}
+
+/// How a watched drive's changes are noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushState {
+    /// A live Graph subscription whose notifications arrive.
+    Healthy,
+    /// Subscribed, but notifications stopped arriving (a run found changes none announced):
+    /// polled until one arrives again.
+    Stale,
+    /// No live subscription (push off, not yet set up, or failing): polled.
+    Off,
+}
+
+impl PushState {
+    pub fn of(d: &SyncDrive, now: DateTime<Utc>) -> PushState {
+        let live =
+            d.subscription_id.is_some() && d.subscription_expires_at.is_some_and(|e| e > now);
+        match (live, d.push_stale_since) {
+            (false, _) => PushState::Off,
+            (true, Some(_)) => PushState::Stale,
+            (true, None) => PushState::Healthy,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushState::Healthy => "healthy",
+            PushState::Stale => "stale",
+            PushState::Off => "off",
+        }
+    }
 }
 
 /// A watched connection's sync for the dashboard.
@@ -76,8 +115,10 @@ pub struct SyncPanel {
 pub struct PanelDrive {
     pub drive: SyncDrive,
     pub running: bool,
-    /// A live Graph subscription (push); otherwise the drive is polled.
+    /// A live Graph subscription whose notifications arrive (push); otherwise the drive is polled.
     pub push: bool,
+    /// Subscribed, but notifications stopped arriving: polled meanwhile.
+    pub push_stale: bool,
     /// When the schedule runs it next (`None` while paused); notifications run it sooner.
     pub next_run: Option<DateTime<Utc>>,
 }
@@ -398,8 +439,15 @@ impl Core {
         };
         let model = model_of(&first.model);
         let records = self.store.count_sync_records(connection_id, model).await?;
+        let now = self.clock.now();
+        let mut push = PushState::of(first, now);
         let mut drive = first.clone();
         for d in &drives[1..] {
+            push = match (push, PushState::of(d, now)) {
+                (PushState::Stale, _) | (_, PushState::Stale) => PushState::Stale,
+                (PushState::Off, _) | (_, PushState::Off) => PushState::Off,
+                _ => PushState::Healthy,
+            };
             drive.paused &= d.paused;
             drive.lease_until = drive.lease_until.max(d.lease_until);
             drive.last_error = drive.last_error.take().or_else(|| d.last_error.clone());
@@ -419,6 +467,8 @@ impl Core {
             model,
             sync_name: sync_name_of(model),
             records,
+            push,
+            poll_interval: self.config.lifecycle.sync_poll_interval,
         })
     }
 
@@ -442,9 +492,8 @@ impl Core {
         let rows = drives
             .into_iter()
             .map(|d| {
-                let push = d
-                    .subscription_expires_at
-                    .is_some_and(|e| d.subscription_id.is_some() && e > now);
+                let state = PushState::of(&d, now);
+                let push = state == PushState::Healthy;
                 let next_run = if d.paused {
                     None
                 } else {
@@ -457,6 +506,7 @@ impl Core {
                 PanelDrive {
                     running: d.lease_until.is_some_and(|l| l > now),
                     push,
+                    push_stale: state == PushState::Stale,
                     next_run,
                     drive: d,
                 }
@@ -519,7 +569,7 @@ impl Core {
     /// request). A failed run is recorded on the drive in plain words.
     pub async fn run_sync(&self, drive: i64) -> Result<(), Error> {
         let now = self.clock.now();
-        let lease = now + LEASE;
+        let lease = now + self.sync_lease();
         match self.store.lease_sync_drive(drive, now, lease).await? {
             Some(state) => self.run_leased_then_more(state, lease).await,
             None => Ok(()),
@@ -533,7 +583,7 @@ impl Core {
         mut lease: DateTime<Utc>,
     ) -> Result<(), Error> {
         loop {
-            let outcome = self.run_delta(&state, lease).await;
+            let outcome = self.run_delta(&state, &mut lease).await;
             crate::metrics::sync_run(outcome.is_ok());
             let error = outcome.as_ref().err().map(|e| e.to_string());
             if let Some(e) = &error {
@@ -547,7 +597,7 @@ impl Core {
                 return Ok(());
             }
             let now = self.clock.now();
-            lease = now + LEASE;
+            lease = now + self.sync_lease();
             match self.store.lease_sync_drive(state.id, now, lease).await? {
                 Some(s) => state = s,
                 None => return Ok(()),
@@ -556,7 +606,7 @@ impl Core {
     }
 
     /// One run under the lease: pages from the checkpoint to the end of the round.
-    async fn run_delta(&self, drive: &SyncDrive, lease: DateTime<Utc>) -> Result<(), Error> {
+    async fn run_delta(&self, drive: &SyncDrive, lease: &mut DateTime<Utc>) -> Result<(), Error> {
         let conn = self
             .store
             .get_connection_by_id(drive.connection_id)
@@ -584,7 +634,7 @@ impl Core {
         let initial = drive.next_link.is_none();
         let mut url = match &drive.next_link {
             Some(link) if !drive.resync_requested => link.clone(),
-            _ => self.begin_resync(drive.id, lease, &start).await?,
+            _ => self.begin_resync(drive.id, *lease, &start).await?,
         };
         let mut paths = PathCache::default();
         let mut resyncs = 0;
@@ -592,6 +642,8 @@ impl Core {
         // Continuing from a deltaLink, items are changes since the last round: their age is
         // the feed's lag (an enumeration from scratch lists old items too).
         let mut incremental = !initial && !drive.resync_requested && !drive.in_resync;
+        // Changes an incremental run found (to tell whether notifications announced them).
+        let mut found_changes = false;
         // Links must stay on Graph's origin: the token goes with them.
         let on_graph = |u: &str| u.starts_with(&format!("{graph}/"));
         loop {
@@ -600,7 +652,7 @@ impl Core {
                     "the stored delta link is not a Microsoft Graph URL".into(),
                 ));
             }
-            let page = match self.fetch_delta_page(&conn, &url).await? {
+            let page = match self.fetch_delta_page(&conn, &url, drive.id, lease).await? {
                 DeltaAnswer::Page(page) => page,
                 DeltaAnswer::Resync(location) => {
                     resyncs += 1;
@@ -612,7 +664,7 @@ impl Core {
                     }
                     let from = location.filter(|l| on_graph(l));
                     url = self
-                        .begin_resync(drive.id, lease, from.as_deref().unwrap_or(&start))
+                        .begin_resync(drive.id, *lease, from.as_deref().unwrap_or(&start))
                         .await?;
                     continue;
                 }
@@ -675,6 +727,7 @@ impl Core {
                     self.ensure_subscription(d, &conn, &graph).await;
                 }
             }
+            self.keep_lease(drive.id, lease).await?;
             let at = self.clock.now();
             let key = conn.provider_config_key.as_str();
             let cid = conn.connection_id.as_str();
@@ -702,7 +755,7 @@ impl Core {
                 .commit_sync_page(
                     &SyncPage {
                         drive: drive.id,
-                        lease_until: lease,
+                        lease_until: *lease,
                         connection_id: drive.connection_id,
                         model: &drive.model,
                         drive_id: drive_id.as_deref(),
@@ -725,12 +778,58 @@ impl Core {
                     crate::metrics::sync_lag((at - *t).to_std().unwrap_or_default());
                 }
                 first_batch = false;
+                found_changes |= incremental;
                 self.deliver_webhooks_now();
             }
             if final_page {
+                if found_changes && !drive.run_notified {
+                    self.changes_unannounced(drive).await?;
+                }
                 return Ok(());
             }
             url = next;
+        }
+    }
+
+    /// A run no notification started found changes: if the drive is subscribed, Graph's
+    /// notifications stopped arriving — it is polled (and shown so) until one arrives again.
+    async fn changes_unannounced(&self, drive: &SyncDrive) -> Result<(), Error> {
+        let now = self.clock.now();
+        let current = self.store.sync_drives(drive.connection_id).await?;
+        let Some(d) = current.iter().find(|d| d.id == drive.id) else {
+            return Ok(());
+        };
+        if PushState::of(d, now) == PushState::Healthy {
+            tracing::warn!(
+                sync.drive = drive.id,
+                "changes arrived without a change notification; polling until notifications resume"
+            );
+            self.store.mark_sync_push_stale(drive.id, now).await?;
+        }
+        Ok(())
+    }
+
+    /// How long a run holds its drive (`GRANTD_SYNC_LEASE_SECS`).
+    pub(super) fn sync_lease(&self) -> TimeDelta {
+        TimeDelta::from_std(self.config.lifecycle.sync_lease).unwrap_or(TimeDelta::minutes(15))
+    }
+
+    /// The heartbeat: extends the run's lease to a full lease from now once less than two
+    /// thirds remain; an error when it was lost (another run took the drive).
+    async fn keep_lease(&self, drive: i64, lease: &mut DateTime<Utc>) -> Result<(), Error> {
+        let now = self.clock.now();
+        let full = self.sync_lease();
+        if *lease - now >= full * 2 / 3 {
+            return Ok(());
+        }
+        let longer = now + full;
+        if self.store.extend_sync_lease(drive, *lease, longer).await? {
+            *lease = longer;
+            Ok(())
+        } else {
+            Err(Error::Invalid(
+                "the sync lease expired during the run; another run takes over".into(),
+            ))
         }
     }
 
@@ -764,6 +863,8 @@ impl Core {
         &self,
         conn: &crate::model::Connection,
         url: &str,
+        drive: i64,
+        lease: &mut DateTime<Utc>,
     ) -> Result<DeltaAnswer, Error> {
         let mut force_refresh = false;
         let mut throttled = 0;
@@ -777,6 +878,7 @@ impl Core {
                 super::throttle::BACKGROUND_MAX_WAIT,
             )
             .await?;
+            self.keep_lease(drive, lease).await?;
             let fresh = self
                 .credentials(
                     &conn.provider_config_key,

@@ -26,8 +26,6 @@ const SUBSCRIPTION_LIFETIME: TimeDelta = TimeDelta::minutes(42_000);
 const RENEW_BEFORE: TimeDelta = TimeDelta::days(3);
 /// Even with push working, a drive is reconciled by a delta run this often.
 pub(super) const RECONCILE_EVERY: TimeDelta = TimeDelta::hours(24);
-/// How long a scheduled run may hold its drive (as `sync::LEASE`).
-const SCHEDULED_LEASE: TimeDelta = TimeDelta::minutes(15);
 
 /// What became of a received notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +86,9 @@ impl Core {
             return Ok(Notification::Rejected);
         };
         crate::metrics::sync_notification(true);
+        self.store
+            .note_sync_notification(drive.id, self.clock.now())
+            .await?;
         self.store.request_sync_run(drive.id, false).await?;
         self.spawn_sync_run(drive.id);
         Ok(Notification::Accepted)
@@ -296,7 +297,7 @@ impl Core {
     pub async fn run_due_syncs(&self, now: DateTime<Utc>) -> Result<usize, Error> {
         let poll = TimeDelta::from_std(self.config.lifecycle.sync_poll_interval)
             .unwrap_or(TimeDelta::minutes(5));
-        let lease = now + SCHEDULED_LEASE;
+        let lease = now + self.sync_lease();
         let due = self
             .store
             .claim_due_sync_drives(now, lease, now - poll, now - RECONCILE_EVERY, 32)

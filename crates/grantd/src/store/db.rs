@@ -227,7 +227,8 @@ impl Db {
 /// The parts of a claiming statement (`Db::claim_sql`); all are constants, never input.
 pub(super) struct Claim {
     pub table: &'static str,
-    /// The lease column, set to `$1`.
+    /// The lease column, set to `$1` (after other constant assignments, if it lists any:
+    /// `a = b, lease`).
     pub lease: &'static str,
     pub filter: &'static str,
     pub order: &'static str,

@@ -117,6 +117,11 @@ const TEMPLATES: &[(i64, &str, &str)] = &[
         "picker sessions",
         include_str!("migrations/0012_picker_sessions.sql"),
     ),
+    (
+        13,
+        "sync push health",
+        include_str!("migrations/0013_sync_push_health.sql"),
+    ),
 ];
 
 /// SHA-384 (hex) of each released migration as shipped: (version, SQLite, PostgreSQL).
@@ -176,6 +181,11 @@ const RELEASED: &[(i64, &str, &str)] = &[
         12,
         "cf984a2b77c9c432fbb430b5f27e528569d45b70aa939d91d9624112dacf9370426eb32face8dad95eba945603eba168",
         "eb22e6c7bd39356f3302021344d41d929cc63acc5254182b371862cdab852e8e038a9bb47ac830d1e0b7a49c5cf15613",
+    ),
+    (
+        13,
+        "5dc961eb916e10d46e5e32990a3e8ca9858079495526dd82d34948fd1469c0b4899c9b3b10a4b1ce71a3c332996007d3",
+        "6cb03ff79bc66a74d39ccc0140ebf01c03769d25b5044fb7f9be27c4e90fd617d003bd2a0da9dc4d7dbe4e365fa9ab7f",
     ),
 ];
 

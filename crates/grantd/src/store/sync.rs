@@ -48,11 +48,19 @@ pub struct SyncDrive {
     pub created_at: DateTime<Utc>,
     /// For a drive of picked items: the ids it was enumerated with (sorted JSON array).
     pub selection: Option<String>,
+    /// When a verified change notification for this drive last arrived.
+    pub last_notification_at: Option<DateTime<Utc>>,
+    /// Set when the run was leased: a notification arrived since the previous lease.
+    pub run_notified: bool,
+    /// Since when notifications seem to have stopped arriving (a run not started by one found
+    /// changes): the drive is polled until one arrives.
+    pub push_stale_since: Option<DateTime<Utc>>,
 }
 
 const DRIVE_COLS: &str = "id, connection_id, drive_key, drive_id, model, next_link, \
     resync_generation, in_resync, paused, run_requested, resync_requested, lease_until, last_run_at, \
-    last_success_at, last_error, subscription_id, subscription_expires_at, last_added, last_updated, last_deleted, created_at, selection";
+    last_success_at, last_error, subscription_id, subscription_expires_at, last_added, last_updated, last_deleted, created_at, selection, \
+    last_notification_at, run_notified, push_stale_since";
 
 /// One change to write.
 #[derive(Debug, Clone)]
@@ -276,7 +284,8 @@ impl Store {
         lease_until: DateTime<Utc>,
     ) -> Result<Option<SyncDrive>, Error> {
         let sql = format!(
-            "UPDATE sync_drives SET lease_until = $1, run_requested = FALSE, last_run_at = $2 \
+            "UPDATE sync_drives SET lease_until = $1, run_requested = FALSE, last_run_at = $2, \
+             run_notified = notified, notified = FALSE \
              WHERE id = $3 AND paused = FALSE AND (lease_until IS NULL OR lease_until <= $2) \
              RETURNING {DRIVE_COLS}"
         );
@@ -284,6 +293,24 @@ impl Store {
             &self.db,
             fetch_optional::<SyncDrive>(&sql, Ts(micros(lease_until)), Ts(micros(now)), id)
         )
+    }
+
+    /// The heartbeat of a long run: moves the lease of drive `id` from `lease_until` (the
+    /// caller's, fencing) to `longer`. False when the caller no longer holds it.
+    pub async fn extend_sync_lease(
+        &self,
+        id: i64,
+        lease_until: DateTime<Utc>,
+        longer: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let n = execute!(
+            &self.db,
+            "UPDATE sync_drives SET lease_until = $1 WHERE id = $2 AND lease_until = $3",
+            Ts(micros(longer)),
+            id,
+            Ts(micros(lease_until)),
+        )?;
+        Ok(n > 0)
     }
 
     /// Asks for another run of drive `id` once the current one ends (coalesced: many requests
@@ -325,7 +352,8 @@ impl Store {
     }
 
     /// Leases up to `limit` unpaused, unleased drives of live connections due for a scheduled run at `now`: a run
-    /// was asked for (and its holder died, or it was paused), never run, or last run before `poll_before` while push is not working (no live subscription),
+    /// was asked for (and its holder died, or it was paused), a run's holder died (its lease
+    /// expired unreleased: the interrupted run continues from its checkpoint), never run, or last run before `poll_before` while push is not working (no live subscription),
     /// or before `reconcile_before` even when it is. Instances sharing a PostgreSQL database
     /// split the work (`FOR UPDATE SKIP LOCKED`).
     pub async fn claim_due_sync_drives(
@@ -338,12 +366,14 @@ impl Store {
     ) -> Result<Vec<SyncDrive>, Error> {
         let sql = self.db.claim_sql(Claim {
             table: "sync_drives",
-            lease: "lease_until",
+            // (SET expressions read the row as it was: `notified` moves into `run_notified`.)
+            lease: "run_notified = notified, notified = FALSE, lease_until",
             filter: "paused = FALSE AND (lease_until IS NULL OR lease_until <= $2) \
                 AND connection_id IN (SELECT id FROM connections WHERE deleted_at IS NULL) \
-                AND (run_requested = TRUE OR resync_requested = TRUE \
+                AND (run_requested = TRUE OR resync_requested = TRUE OR lease_until IS NOT NULL \
                   OR last_run_at IS NULL OR last_run_at <= CASE \
-                  WHEN subscription_id IS NOT NULL AND subscription_expires_at > $2 THEN $4 \
+                  WHEN subscription_id IS NOT NULL AND subscription_expires_at > $2 \
+                    AND push_stale_since IS NULL THEN $4 \
                   ELSE $3 END)",
             order: "last_run_at, id",
             limit: "$5",
@@ -383,6 +413,32 @@ impl Store {
              WHERE id = $3",
             subscription.map(|s| s.0),
             Ts::opt(subscription.map(|s| micros(s.1))),
+            id,
+        )?;
+        Ok(())
+    }
+
+    /// A verified change notification for drive `id` arrived at `at`: push works (again).
+    pub async fn note_sync_notification(&self, id: i64, at: DateTime<Utc>) -> Result<(), Error> {
+        execute!(
+            &self.db,
+            "UPDATE sync_drives SET last_notification_at = $1, notified = TRUE, \
+             push_stale_since = NULL \
+             WHERE id = $2",
+            Ts(micros(at)),
+            id,
+        )?;
+        Ok(())
+    }
+
+    /// Notifications for drive `id` seem to have stopped arriving (since `at`, unless already
+    /// marked): it is polled until the next one.
+    pub async fn mark_sync_push_stale(&self, id: i64, at: DateTime<Utc>) -> Result<(), Error> {
+        execute!(
+            &self.db,
+            "UPDATE sync_drives SET push_stale_since = COALESCE(push_stale_since, $1) \
+             WHERE id = $2",
+            Ts(micros(at)),
             id,
         )?;
         Ok(())

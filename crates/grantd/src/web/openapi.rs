@@ -229,7 +229,7 @@ const OPS: &[Op] = &[
         "Syncs",
         Key,
         true,
-        "Run a connection's sync now (opts.reset / full_resync: a full resync)",
+        "Run a connection's sync now (opts.reset / full_resync: a full resync); without connection_id, every watched connection of the integration",
     ),
     op(
         "/sync/status",
@@ -237,7 +237,7 @@ const OPS: &[Op] = &[
         "Syncs",
         Key,
         false,
-        "A connection's sync status (syncs, provider_config_key, connection_id)",
+        "Sync status (syncs, provider_config_key, optional connection_id: without it, every watched connection of the integration)",
     ),
     op(
         "/sync/pause",
@@ -245,7 +245,7 @@ const OPS: &[Op] = &[
         "Syncs",
         Key,
         true,
-        "Pause a connection's sync",
+        "Pause a connection's sync (without connection_id: every watched connection of the integration)",
     ),
     op(
         "/sync/start",
@@ -253,7 +253,7 @@ const OPS: &[Op] = &[
         "Syncs",
         Key,
         true,
-        "Start a paused sync again (runs it at once)",
+        "Start a paused sync again (runs it at once; without connection_id: every watched connection of the integration)",
     ),
     op(
         "/sync/notifications",
@@ -466,6 +466,43 @@ fn error_schema() -> Value {
     })
 }
 
+/// The change feed's routes name their fields: `connection_id` is optional everywhere (the
+/// integration's watched connections without it, as in Nango).
+fn sync_details(path: &str, operation: &mut Value) {
+    let query = |name: &str, required: bool, description: &str| json!({"name": name, "in": "query", "required": required, "schema": {"type": "string"}, "description": description});
+    match path {
+        "/sync/status" => {
+            operation["parameters"] = json!([
+                query(
+                    "syncs",
+                    true,
+                    "Comma-separated sync names (user-files, user-files-selection)"
+                ),
+                query("provider_config_key", true, "The integration"),
+                query(
+                    "connection_id",
+                    false,
+                    "One connection; without it, every watched connection of the integration"
+                ),
+            ]);
+        }
+        "/sync/trigger" | "/sync/pause" | "/sync/start" => {
+            let mut props = json!({
+                "syncs": {"type": "array", "description": "Sync names (or {name, variant} objects)"},
+                "provider_config_key": {"type": "string", "description": "The integration (or the Provider-Config-Key header)"},
+                "connection_id": {"type": "string", "description": "One connection (or the Connection-Id header); without it, every watched connection of the integration"},
+            });
+            if path == "/sync/trigger" {
+                props["opts"] = json!({"type": "object", "properties": {"reset": {"type": "boolean"}, "emptyCache": {"type": "boolean"}}});
+                props["full_resync"] = json!({"type": "boolean"});
+                props["sync_mode"] = json!({"type": "string", "enum": ["incremental", "full_refresh", "full_refresh_and_clear_cache"]});
+            }
+            operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": props}}}});
+        }
+        _ => {}
+    }
+}
+
 /// The document, for a server at `public_url`.
 pub fn document(public_url: &str) -> Value {
     let mut paths = Map::new();
@@ -491,6 +528,7 @@ pub fn document(public_url: &str) -> Value {
         if o.body {
             operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
         }
+        sync_details(o.path, &mut operation);
         paths
             .entry(o.path)
             .or_insert_with(|| json!({}))
@@ -558,5 +596,28 @@ mod tests {
             checked >= 20,
             "found only {checked} routes; did the router move?"
         );
+    }
+
+    /// The change feed's connection_id is optional (the integration's watched connections).
+    #[test]
+    fn sync_connection_id_is_optional() {
+        let doc = super::document("http://localhost:3003");
+        let status = &doc["paths"]["/sync/status"]["get"]["parameters"];
+        let cid = status
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "connection_id")
+            .expect("connection_id documented");
+        assert_eq!(cid["required"], false);
+        for route in ["/sync/trigger", "/sync/pause", "/sync/start"] {
+            let schema = &doc["paths"][route]["post"]["requestBody"]["content"]["application/json"]
+                ["schema"];
+            assert!(schema["properties"]["connection_id"].is_object(), "{route}");
+            assert!(
+                schema.get("required").is_none(),
+                "{route}: nothing required"
+            );
+        }
     }
 }

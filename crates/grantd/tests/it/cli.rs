@@ -202,6 +202,27 @@ async fn connections_commands_and_connect_link() {
         "{text}"
     );
     ok(&grantd(&app, &sync("start", &[])).await);
+    // Without a connection id: every watched connection of the integration.
+    let all = ["--integration", "one-drive"];
+    let paused = ok(&grantd(&app, &[&["sync", "pause"][..], &all].concat()).await).to_owned();
+    assert!(paused.contains("every watched connection"), "{paused}");
+    let st = json(&grantd(&app, &[&["sync", "status", "--json"][..], &all].concat()).await);
+    let syncs = st["syncs"].as_array().unwrap();
+    assert_eq!(syncs.len(), 1, "the one watched connection: {st}");
+    assert_eq!(syncs[0]["connection_id"], id.as_str());
+    assert_eq!(syncs[0]["status"], "PAUSED", "paused without naming it");
+    let text = ok(&grantd(&app, &[&["sync", "status"][..], &all].concat()).await).to_owned();
+    assert!(
+        text.contains(id.as_str()) && text.contains("PAUSED"),
+        "{text}"
+    );
+    ok(&grantd(&app, &[&["sync", "start"][..], &all].concat()).await);
+    let st = json(&grantd(&app, &sync("status", &["--json"])).await);
+    assert_ne!(
+        st["syncs"][0]["status"], "PAUSED",
+        "started without naming it"
+    );
+    ok(&grantd(&app, &[&["sync", "trigger", "--full"][..], &all].concat()).await);
     let unknown = grantd(
         &app,
         &["sync", "status", "nope", "--integration", "one-drive"],

@@ -20,13 +20,13 @@ use crate::support::app::{Opts, TestApp};
 use crate::support::db::DbKind;
 use crate::support::webhook_receiver::{Received, Receiver, verify};
 
-const KEY: &str = "one-drive";
+pub(crate) const KEY: &str = "one-drive";
 const SIGNING_KEY: &str = "whsec-feed-key";
 
 /// What a record and the drive must agree on: (name, path, is_folder, size).
 pub(crate) type Item = (String, String, bool, Option<u64>);
 
-async fn app(kind: DbKind) -> Option<(TestApp, Receiver, String)> {
+pub(crate) async fn app(kind: DbKind) -> Option<(TestApp, Receiver, String)> {
     let rx = Receiver::spawn().await;
     let lifecycle = LifecycleConfig {
         webhook_url: Some(url::Url::parse(&rx.url).unwrap()),
@@ -82,13 +82,13 @@ pub(crate) async fn drive_walk(app: &TestApp, id: &str) -> BTreeMap<String, Item
 
 /// Every `OneDriveFile` record of the connection, paged by cursor with a small limit (through
 /// `/records/`, the form with a trailing slash that Nango's SDK also accepts).
-async fn all_records(app: &TestApp, id: &str, extra: &str) -> Vec<Value> {
+pub(crate) async fn all_records(app: &TestApp, id: &str, extra: &str) -> Vec<Value> {
     records_of(app, id, "/records/?model=OneDriveFile&limit=7", extra).await
 }
 
 /// Every record `query` (path, model and limit) selects, following `next_cursor` (`extra` adds
 /// filters).
-async fn records_of(app: &TestApp, id: &str, query: &str, extra: &str) -> Vec<Value> {
+pub(crate) async fn records_of(app: &TestApp, id: &str, query: &str, extra: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut cursor = String::new();
     loop {
@@ -109,7 +109,7 @@ async fn records_of(app: &TestApp, id: &str, query: &str, extra: &str) -> Vec<Va
     }
 }
 
-fn live(records: &[Value]) -> BTreeMap<String, Item> {
+pub(crate) fn live(records: &[Value]) -> BTreeMap<String, Item> {
     records
         .iter()
         .filter(|r| r["_nango_metadata"]["deleted_at"].is_null())
@@ -127,7 +127,7 @@ fn live(records: &[Value]) -> BTreeMap<String, Item> {
         .collect()
 }
 
-fn by_id(records: &[Value]) -> BTreeMap<String, Value> {
+pub(crate) fn by_id(records: &[Value]) -> BTreeMap<String, Value> {
     records
         .iter()
         .map(|r| (r["id"].as_str().unwrap().to_owned(), r.clone()))
@@ -159,7 +159,7 @@ pub(crate) fn total(hooks: &[Value], skip: usize, field: &str) -> u64 {
         .sum()
 }
 
-async fn act(app: &TestApp, action: UserAction) -> String {
+pub(crate) async fn act(app: &TestApp, action: UserAction) -> String {
     app.emu
         .control()
         .user_action(seed::ADELE_UPN, &action)
@@ -699,11 +699,8 @@ async fn postgres_lease_is_taken_over_once_by_one_instance() {
         grantd::jobs::sync::run_once(&app.state.core, now),
         grantd::jobs::sync::run_once(&other.core, now),
     );
-    assert_eq!(
-        a.unwrap() + b.unwrap(),
-        1,
-        "exactly one instance runs the drive"
-    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a + b, 1, "exactly one instance runs the drive ({a} + {b})");
     let got = rx
         .wait_until(|g| total(&sync_hooks(g), seen, "added") >= 1)
         .await;
@@ -1044,4 +1041,257 @@ async fn sqlite_sync_routes_without_a_connection_act_on_all() {
 #[tokio::test]
 async fn postgres_sync_routes_without_a_connection_act_on_all() {
     sync_routes_without_a_connection_act_on_all(DbKind::Postgres).await;
+}
+
+/// The drive row of the connection's own drive.
+pub(crate) async fn own_drive(app: &TestApp, id: &str) -> grantd::store::SyncDrive {
+    let key = grantd::model::ProviderConfigKey::parse(KEY).unwrap();
+    let cid = grantd::model::ConnectionId::parse(id).unwrap();
+    let store = app.state.core.store();
+    let conn = store.get_connection(&key, &cid).await.unwrap().unwrap();
+    store.sync_drives(conn.id).await.unwrap().remove(0)
+}
+
+/// Lease extension (issue 12, item 7): a run longer than its 15-minute lease heartbeats it, so
+/// the schedule (of this or another instance) does not take the drive from a live run; a lease
+/// whose holder died still expires and is taken over. Driven clock: the run is held on its
+/// second delta page by throttling (429, Retry-After 2 s, three times) while the clock moves
+/// 14 minutes on; the test waits for the extended lease in the store (a readiness signal).
+#[tokio::test]
+async fn a_long_run_keeps_its_lease_and_a_dead_ones_expires() {
+    use grantd_emulator::faults::{FaultScope, FaultSpec};
+    let Some((app, rx, id)) = app(DbKind::SqliteFile).await else {
+        return;
+    };
+    // 450 more files: the initial run pages at least three times ($top=200).
+    app.emu
+        .control()
+        .bulk_create(seed::ADELE_UPN, "Big", 450, 100)
+        .await
+        .unwrap();
+    app.emu
+        .control()
+        .add_fault(&FaultSpec {
+            path_prefix: Some("/v1.0/me/drive/root/delta".into()),
+            status: Some(429),
+            retry_after: Some(2),
+            skip: Some(1),
+            count: Some(3),
+            ..FaultSpec::new(FaultScope::Graph)
+        })
+        .await
+        .unwrap();
+    let n = drive_walk(&app, &id).await.len() as u64;
+    assert!(n > 450);
+    trigger(&app, &id, json!({})).await;
+    // The first page is committed (its webhook): the run is now on the throttled second page.
+    rx.wait_until(|g| !sync_hooks(g).is_empty()).await;
+    let first = own_drive(&app, &id)
+        .await
+        .lease_until
+        .expect("the run holds the drive");
+    app.clock.advance(14 * 60);
+    let extended = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            match own_drive(&app, &id).await.lease_until {
+                Some(l) if l > first => return l,
+                _ => tokio::task::yield_now().await,
+            }
+        }
+    })
+    .await
+    .expect("the running run extends its lease");
+    // Past the first lease: the schedule leaves the running drive alone.
+    app.clock.advance(2 * 60);
+    assert!(app.clock.now() > first && app.clock.now() < extended);
+    assert_eq!(
+        grantd::jobs::sync::run_once(&app.state.core, app.clock.now())
+            .await
+            .unwrap(),
+        0,
+        "a heartbeating run keeps its drive"
+    );
+    let got = rx
+        .wait_until(|g| total(&sync_hooks(g), 0, "added") >= n)
+        .await;
+    assert_eq!(total(&sync_hooks(&got), 0, "added"), n, "each item once");
+    assert_eq!(
+        live(&all_records(&app, &id, "").await),
+        drive_walk(&app, &id).await
+    );
+    let done = loop {
+        let d = own_drive(&app, &id).await;
+        if d.lease_until.is_none() {
+            break d;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(done.last_error, None, "the long run succeeded");
+
+    // A holder that dies (takes the lease, never heartbeats): its lease expires and the
+    // schedule takes the drive over.
+    let store = app.state.core.store();
+    let now = app.clock.now();
+    let dead = store
+        .lease_sync_drive(done.id, now, now + chrono::TimeDelta::minutes(15))
+        .await
+        .unwrap();
+    assert!(dead.is_some());
+    app.clock.advance(14 * 60);
+    assert_eq!(
+        grantd::jobs::sync::run_once(&app.state.core, app.clock.now())
+            .await
+            .unwrap(),
+        0,
+        "still leased"
+    );
+    app.clock.advance(2 * 60);
+    assert_eq!(
+        grantd::jobs::sync::run_once(&app.state.core, app.clock.now())
+            .await
+            .unwrap(),
+        1,
+        "the dead holder's lease expired"
+    );
+}
+
+pub(crate) async fn status_of(app: &TestApp, id: &str) -> Value {
+    app.get(&format!(
+        "/sync/status?syncs=user-files&provider_config_key={KEY}&connection_id={id}"
+    ))
+    .send()
+    .await
+    .unwrap()
+    .json::<Value>()
+    .await
+    .unwrap()["syncs"][0]
+        .clone()
+}
+
+/// Notifications that stop arriving (issue 12, item 3): with Graph's notifications dropped, a
+/// scheduled run that finds changes no notification announced switches the drive to polling —
+/// the status and the dashboard panel say so, and the schedule then polls it at the polling
+/// interval instead of daily; the next notification that arrives switches it back.
+async fn stopped_notifications_switch_to_polling(kind: DbKind) {
+    use grantd_emulator::faults::{FaultScope, FaultSpec};
+    let Some((app, rx, id)) = app(kind).await else {
+        return;
+    };
+    trigger(&app, &id, json!({})).await;
+    let n = drive_walk(&app, &id).await.len() as u64;
+    rx.wait_until(|g| total(&sync_hooks(g), 0, "added") >= n)
+        .await;
+    let st = status_of(&app, &id).await;
+    assert_eq!(st["push"], "healthy", "{st}");
+    assert_eq!(st["frequency"], "on change notifications");
+
+    // Every notification is lost from now on.
+    let control = app.emu.control();
+    control
+        .add_fault(&FaultSpec {
+            down: true,
+            ..FaultSpec::new(FaultScope::Notifications)
+        })
+        .await
+        .unwrap();
+    let dropped = control.notification_counters().await.unwrap().dropped;
+    let seen = sync_hooks(&rx.received()).len();
+    let lost = act(
+        &app,
+        UserAction::CreateFile {
+            path: "unannounced.txt".into(),
+            content: "x".into(),
+        },
+    )
+    .await;
+    while control.notification_counters().await.unwrap().dropped == dropped {
+        tokio::task::yield_now().await;
+    }
+    // Push looks healthy, so only the daily reconciliation runs the drive: it finds the change.
+    let poll = app.state.core.config.lifecycle.sync_poll_interval.as_secs() as i64;
+    app.clock.advance(poll + 1);
+    assert_eq!(
+        grantd::jobs::sync::run_once(&app.state.core, app.clock.now())
+            .await
+            .unwrap(),
+        0,
+        "push healthy: not polled"
+    );
+    app.clock.advance(86_400);
+    let mut ran = 0;
+    while ran == 0 {
+        ran = grantd::jobs::sync::run_once(&app.state.core, app.clock.now())
+            .await
+            .unwrap();
+        tokio::task::yield_now().await;
+    }
+    let got = rx
+        .wait_until(|g| total(&sync_hooks(g), seen, "added") >= 1)
+        .await;
+    assert!(by_id(&all_records(&app, &id, "").await).contains_key(&lost));
+    let _ = got;
+    let idle = loop {
+        let d = own_drive(&app, &id).await;
+        if d.lease_until.is_none() {
+            break d;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert!(idle.push_stale_since.is_some(), "notifications missing");
+    let st = status_of(&app, &id).await;
+    assert_eq!(st["push"], "stale", "{st}");
+    let freq = st["frequency"].as_str().unwrap();
+    assert!(freq.contains("stopped arriving"), "{freq}");
+    let key = grantd::model::ProviderConfigKey::parse(KEY).unwrap();
+    let cid = grantd::model::ConnectionId::parse(&id).unwrap();
+    let panel = app
+        .state
+        .core
+        .sync_panel(&key, &cid)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(panel.drives[0].push_stale && !panel.drives[0].push);
+    // Polled now: due again after the polling interval, not a day.
+    app.clock.advance(poll + 1);
+    assert_eq!(
+        grantd::jobs::sync::run_once(&app.state.core, app.clock.now())
+            .await
+            .unwrap(),
+        1,
+        "a drive whose notifications stopped is polled"
+    );
+    loop {
+        if own_drive(&app, &id).await.lease_until.is_none() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+
+    // Notifications resume: the next one switches the drive back to push.
+    control.clear_faults().await.unwrap();
+    let seen = sync_hooks(&rx.received()).len();
+    act(
+        &app,
+        UserAction::CreateFile {
+            path: "announced.txt".into(),
+            content: "y".into(),
+        },
+    )
+    .await;
+    rx.wait_until(|g| total(&sync_hooks(g), seen, "added") >= 1)
+        .await;
+    let st = status_of(&app, &id).await;
+    assert_eq!(st["push"], "healthy", "{st}");
+    assert_eq!(st["frequency"], "on change notifications");
+}
+
+#[tokio::test]
+async fn sqlite_stopped_notifications_switch_to_polling() {
+    stopped_notifications_switch_to_polling(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn postgres_stopped_notifications_switch_to_polling() {
+    stopped_notifications_switch_to_polling(DbKind::Postgres).await;
 }

@@ -8,6 +8,8 @@ mod browser;
 mod cli;
 mod dashboard;
 mod feed;
+mod feed_bench;
+mod feed_chaos;
 mod flow;
 mod last_fetched;
 mod layers;

@@ -361,8 +361,10 @@ fn sync_panel(p: Option<&SyncPanel>, base: &str, csrf: &str) -> Markup {
                                 tr data-drive=(d.drive.drive_key) {
                                     td { code { (d.drive.drive_key) } }
                                     td data-state=(state) { (state) }
-                                    td data-push=(if d.push { "push" } else { "polling" }) {
-                                        @if d.push { "push healthy (subscription until " (when(d.drive.subscription_expires_at)) ")" } @else { "polling" }
+                                    td data-push=(if d.push { "push" } else if d.push_stale { "stale" } else { "polling" }) {
+                                        @if d.push { "push healthy (subscription until " (when(d.drive.subscription_expires_at)) ")" }
+                                        @else if d.push_stale { "polling: change notifications stopped arriving (since " (when(d.drive.push_stale_since)) ")" }
+                                        @else { "polling" }
                                     }
                                     td { (when(d.drive.last_run_at)) }
                                     td { @match d.next_run { Some(t) => (when(Some(t))), None => span.muted { "paused" } } }
