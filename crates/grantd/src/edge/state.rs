@@ -11,7 +11,7 @@ pub struct AppState {
     pub core: Core,
     pub ws: Arc<WsHub>,
     /// Outbound client for proxied calls (no redirects followed).
-    pub proxy_http: reqwest::Client,
+    pub proxy_http: crate::outbound::ProxyClient,
     /// Which hosts proxied calls and redirects may reach (SSRF guard).
     pub guard: crate::outbound::Guard,
     /// Failed sign-ins and wrong API keys, by address and account (`throttle`).

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use url::Url;
 
@@ -40,8 +40,8 @@ use crate::metrics;
 use crate::model::Connection;
 
 /// Builds the outbound client for proxied calls (see `outbound`).
-pub fn client(guard: &crate::outbound::Guard) -> reqwest::Client {
-    crate::outbound::proxy_client(guard)
+pub fn client(guard: &crate::outbound::Guard) -> crate::outbound::ProxyClient {
+    crate::outbound::ProxyClient::new(guard)
 }
 
 /// `/proxy/{path}`, the HTTP door: the caller's headers and path, checked, then `forward`.
@@ -91,6 +91,7 @@ pub async fn forward(st: &AppState, call: Call<'_>) -> Result<Response, ApiError
     let tenant = crate::connections::throttle::tenant_key(&conn);
 
     let target = target_url(st, opts, provider, &conn, call.path, call.query).await?;
+    let uri = Uri::try_from(target.as_str()).map_err(|_| invalid_path())?;
     let mut headers = upstream_headers(call.headers, opts);
     throttled::decorate(st, &opts.key, &mut headers).await;
     let mut body = UpBody::prepare(opts, call.body).await?;
@@ -100,7 +101,7 @@ pub async fn forward(st: &AppState, call: Call<'_>) -> Result<Response, ApiError
         st,
         opts,
         method: &call.method,
-        target: &target,
+        target: &uri,
         headers: &headers,
         policy: &policy,
         deadline,
@@ -120,7 +121,7 @@ pub async fn forward(st: &AppState, call: Call<'_>) -> Result<Response, ApiError
             call.method,
             &target,
             &headers,
-            token.as_deref(),
+            token.as_ref(),
             resp,
             deadline,
             body.replay(),
@@ -139,7 +140,7 @@ pub async fn forward(st: &AppState, call: Call<'_>) -> Result<Response, ApiError
 /// What the attempts ended with.
 enum Sent {
     /// The upstream answered (with the connection as last refreshed).
-    Upstream(reqwest::Response, Arc<Connection>),
+    Upstream(crate::outbound::ProxyResponse, Arc<Connection>),
     /// No upstream answer to pass on: grantd answers itself (timeout, network failure).
     Answered(Response),
 }
@@ -149,8 +150,8 @@ struct Attempt<'a> {
     st: &'a AppState,
     opts: &'a Options,
     method: &'a Method,
-    target: &'a Url,
-    headers: &'a reqwest::header::HeaderMap,
+    target: &'a Uri,
+    headers: &'a HeaderMap,
     policy: &'a Policy,
     deadline: Instant,
     /// The tenant whose throttle budget the call spends (`connections::throttle`).
@@ -179,7 +180,7 @@ impl Attempt<'_> {
                 self.method,
                 self.target,
                 self.headers,
-                token.as_deref(),
+                token.as_ref(),
                 body,
                 policy.replayable.then_some(self.deadline),
             )
@@ -257,21 +258,28 @@ fn credentials_error(e: CoreError, opts: &Options) -> ApiError {
     }
 }
 
-/// The bearer token to send: none for pre-authenticated URLs.
-fn token(opts: &Options, conn: &Connection) -> Result<Option<String>, ApiError> {
-    if opts.pre_authenticated {
-        Ok(None)
+/// The `Authorization` header to send (marked sensitive): none for pre-authenticated URLs.
+fn token(opts: &Options, conn: &Connection) -> Result<Option<HeaderValue>, ApiError> {
+    let secret = if opts.pre_authenticated {
+        return Ok(None);
     } else if opts.sharepoint {
         conn.credentials
             .sharepoint
             .as_ref()
-            .map(|s| Some(s.access_token.expose_secret().to_owned()))
-            .ok_or_else(missing_sharepoint)
+            .map(|s| s.access_token.expose_secret())
+            .ok_or_else(missing_sharepoint)?
     } else {
-        Ok(Some(
-            conn.credentials.access_token.expose_secret().to_owned(),
-        ))
-    }
+        conn.credentials.access_token.expose_secret()
+    };
+    let mut v = HeaderValue::try_from(format!("Bearer {secret}")).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "invalid_credentials",
+            "The connection's access token cannot be sent in a header",
+        )
+    })?;
+    v.set_sensitive(true);
+    Ok(Some(v))
 }
 
 fn missing_sharepoint() -> ApiError {
@@ -282,11 +290,11 @@ fn missing_sharepoint() -> ApiError {
     )
 }
 
-fn upstream_headers(incoming: &HeaderMap, opts: &Options) -> reqwest::header::HeaderMap {
+fn upstream_headers(incoming: &HeaderMap, opts: &Options) -> HeaderMap {
     let mut out = request::upstream_headers(incoming);
     // A streamed body keeps its declared length (Graph upload sessions require it).
     if let Some(n) = opts.content_length.filter(|_| opts.has_body) {
-        out.insert(reqwest::header::CONTENT_LENGTH, n.into());
+        out.insert(axum::http::header::CONTENT_LENGTH, n.into());
     }
     out
 }
@@ -336,17 +344,9 @@ async fn target_url(
         raw.push('?');
         raw.push_str(q);
     }
-    let invalid = || {
-        metrics::proxy_refused("path");
-        ApiError::validation(
-            "invalid_uri_params",
-            &["path"],
-            "The path does not form a valid URL under the base URL",
-        )
-    };
-    let url = Url::parse(&raw).map_err(|_| invalid())?;
-    if !stays_under(&url, base).ok_or_else(invalid)? {
-        return Err(invalid());
+    let url = Url::parse(&raw).map_err(|_| invalid_path())?;
+    if !stays_under(&url, base).ok_or_else(invalid_path)? {
+        return Err(invalid_path());
     }
     if let Err(e) = st.guard.check(&url).await {
         metrics::proxy_refused("address");
@@ -357,6 +357,15 @@ async fn target_url(
         ));
     }
     Ok(url)
+}
+
+fn invalid_path() -> ApiError {
+    metrics::proxy_refused("path");
+    ApiError::validation(
+        "invalid_uri_params",
+        &["path"],
+        "The path does not form a valid URL under the base URL",
+    )
 }
 
 /// Whether `url` has the origin of `base` and a path under its path; `None` when `base` is not a

@@ -310,8 +310,8 @@ pub fn checked_path(raw: &str) -> Result<&str, ApiError> {
 
 /// The headers sent upstream: the content headers as they are, and `Nango-Proxy-<Name>` as
 /// `<Name>` (hop-by-hop and credentials headers excluded: grantd sets Authorization itself).
-pub fn upstream_headers(h: &HeaderMap) -> reqwest::header::HeaderMap {
-    let mut out = reqwest::header::HeaderMap::new();
+pub fn upstream_headers(h: &HeaderMap) -> axum::http::header::HeaderMap {
+    let mut out = axum::http::header::HeaderMap::new();
     for (name, value) in h {
         let n = name.as_str();
         if let Some(stripped) = n.strip_prefix("nango-proxy-") {

@@ -97,11 +97,11 @@ pub fn backoff(n: u32) -> Duration {
 
 /// `Retry-After` as seconds or an HTTP date (relative to `now`).
 pub fn retry_after(
-    headers: &reqwest::header::HeaderMap,
+    headers: &axum::http::header::HeaderMap,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<Duration> {
     let v = headers
-        .get(reqwest::header::RETRY_AFTER)?
+        .get(axum::http::header::RETRY_AFTER)?
         .to_str()
         .ok()?
         .trim();
@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn retry_after_seconds_and_date() {
         let now = chrono::Utc::now();
-        let mut h = reqwest::header::HeaderMap::new();
+        let mut h = axum::http::header::HeaderMap::new();
         h.insert("retry-after", "7".parse().unwrap());
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
         let later = (now + chrono::TimeDelta::seconds(30)).to_rfc2822();

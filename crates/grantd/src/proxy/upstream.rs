@@ -6,15 +6,16 @@
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{HeaderName, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::StreamExt;
 use url::Url;
 
 use super::request::{HOP_BY_HOP, MAX_BODY_BYTES, Options, REPLAYABLE_BODY_BYTES};
 use crate::edge::ApiError;
-use crate::outbound::Guard;
+use crate::outbound::{
+    Guard, IdleTimeout, ProxyBody, ProxyClient, ProxyError, ProxyResponse, is_refused,
+};
 
 /// Most redirects followed for one call.
 const MAX_REDIRECTS: usize = 5;
@@ -64,21 +65,14 @@ impl UpBody {
         !matches!(self, UpBody::Stream(_))
     }
 
-    fn take(&mut self) -> Option<reqwest::Body> {
+    /// The body of the next attempt (a streamed body only once: empty after).
+    fn take(&mut self) -> ProxyBody {
         match self {
-            UpBody::None => None,
-            UpBody::Buffered(b) => Some(reqwest::Body::from(b.clone())),
-            UpBody::Stream(s) => s.take().map(|b| {
-                let mut seen: u64 = 0;
-                reqwest::Body::wrap_stream(b.into_data_stream().map(move |chunk| {
-                    let chunk = chunk.map_err(std::io::Error::other)?;
-                    seen += chunk.len() as u64;
-                    if seen > MAX_BODY_BYTES {
-                        return Err(std::io::Error::other("request body too large"));
-                    }
-                    Ok::<_, std::io::Error>(chunk)
-                }))
-            }),
+            UpBody::None => ProxyBody::Empty,
+            UpBody::Buffered(b) => ProxyBody::Full(Some(b.clone())),
+            UpBody::Stream(s) => s
+                .take()
+                .map_or(ProxyBody::Empty, |b| ProxyBody::Stream(b, MAX_BODY_BYTES)),
         }
     }
 }
@@ -87,48 +81,59 @@ impl UpBody {
 pub enum SendError {
     Timeout,
     Refused,
-    Network(reqwest::Error),
+    Network(ProxyError),
 }
 
-/// Sends one attempt. `deadline` bounds the wait for the response head (replayable calls); a
-/// streamed upload is bounded by the client's idle timeouts instead, since it may be large.
+static ANY: HeaderValue = HeaderValue::from_static("*/*");
+
+/// Sends one attempt — the one point where a proxied request leaves for the upstream. `deadline`
+/// bounds the wait for the response head (replayable calls); a streamed upload waits at most
+/// the client's read timeout for it instead, since it may be large.
 pub async fn send(
-    client: &reqwest::Client,
+    client: &ProxyClient,
     method: &Method,
-    url: &Url,
-    headers: &reqwest::header::HeaderMap,
-    token: Option<&str>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    token: Option<&HeaderValue>,
     body: &mut UpBody,
     deadline: Option<Instant>,
-) -> Result<reqwest::Response, SendError> {
-    let mut rb = client
-        .request(method.clone(), url.clone())
-        .headers(headers.clone());
+) -> Result<ProxyResponse, SendError> {
+    let mut req = http::Request::new(body.take());
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri.clone();
+    let h = req.headers_mut();
+    *h = headers.clone();
     if let Some(t) = token {
-        rb = rb.bearer_auth(t);
+        h.insert(header::AUTHORIZATION, t.clone());
     }
-    if let Some(b) = body.take() {
-        rb = rb.body(b);
+    if !h.contains_key(header::ACCEPT) {
+        h.insert(header::ACCEPT, ANY.clone());
     }
-    let result = match deadline {
-        Some(d) => {
-            let remaining = d.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(remaining, rb.send()).await {
-                Ok(r) => r,
-                Err(_) => return Err(SendError::Timeout),
-            }
-        }
-        None => rb.send().await,
+    let wait = match deadline {
+        Some(d) => d.saturating_duration_since(Instant::now()),
+        None => ProxyClient::READ_TIMEOUT,
     };
-    result.map_err(|e| {
-        if crate::outbound::is_refused(&e) {
-            SendError::Refused
-        } else if e.is_timeout() {
-            SendError::Timeout
-        } else {
-            SendError::Network(e)
+    match tokio::time::timeout(wait, client.send(req)).await {
+        Err(_) => Err(SendError::Timeout),
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) if is_refused(&e) => Err(SendError::Refused),
+        Ok(Err(e)) if timed_out(&e) => Err(SendError::Timeout),
+        Ok(Err(e)) => Err(SendError::Network(e)),
+    }
+}
+
+/// Whether a client error was a timeout (connecting).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
         }
-    })
+        source = s.source();
+    }
+    false
 }
 
 /// Headers that describe a request body (the Fetch standard's list plus the framing headers).
@@ -149,7 +154,7 @@ fn next_hop(
     status: u16,
     method: &Method,
     body: Option<&Bytes>,
-    headers: &mut reqwest::header::HeaderMap,
+    headers: &mut HeaderMap,
 ) -> (Method, UpBody) {
     let keep = matches!(status, 307 | 308);
     let method = if keep || *method == Method::HEAD {
@@ -183,17 +188,18 @@ fn next_hop(
 /// `Forward-Headers-On-Redirect: true`.
 #[allow(clippy::too_many_arguments)]
 pub async fn follow(
-    client: &reqwest::Client,
+    client: &ProxyClient,
     guard: &Guard,
     opts: &Options,
     mut method: Method,
     origin: &Url,
-    headers: &reqwest::header::HeaderMap,
-    token: Option<&str>,
-    mut resp: reqwest::Response,
+    headers: &HeaderMap,
+    token: Option<&HeaderValue>,
+    mut resp: ProxyResponse,
     deadline: Instant,
     body: Option<Bytes>,
-) -> Result<reqwest::Response, Response> {
+) -> Result<ProxyResponse, Response> {
+    let mut current = origin.clone();
     for _ in 0..MAX_REDIRECTS {
         let status = resp.status().as_u16();
         if !matches!(status, 301 | 302 | 303 | 307 | 308) {
@@ -201,15 +207,14 @@ pub async fn follow(
         }
         let Some(location) = resp
             .headers()
-            .get(reqwest::header::LOCATION)
+            .get(header::LOCATION)
             .and_then(|v| v.to_str().ok())
         else {
             return Ok(resp);
         };
-        let next = resp
-            .url()
-            .join(location)
-            .map_err(|_| refused("The upstream redirected to an invalid URL").into_response())?;
+        let invalid = || refused("The upstream redirected to an invalid URL").into_response();
+        let next = current.join(location).map_err(|_| invalid())?;
+        let next_uri = Uri::try_from(next.as_str()).map_err(|_| invalid())?;
         if let Err(e) = guard.check(&next).await {
             crate::metrics::proxy_refused("redirect");
             tracing::warn!(reason = %e, "refused to follow a proxied redirect");
@@ -219,7 +224,7 @@ pub async fn follow(
         let mut hop_headers = if same_origin || opts.forward_headers_on_redirect {
             headers.clone()
         } else {
-            let mut h = reqwest::header::HeaderMap::new();
+            let mut h = HeaderMap::new();
             for (n, v) in headers {
                 if KEPT_ACROSS_HOSTS.contains(&n.as_str()) {
                     h.append(n.clone(), v.clone());
@@ -232,7 +237,7 @@ pub async fn follow(
         resp = match send(
             client,
             &method,
-            &next,
+            &next_uri,
             &hop_headers,
             token.filter(|_| same_origin),
             &mut hop_body,
@@ -252,6 +257,7 @@ pub async fn follow(
             Err(SendError::Network(_)) => return Err(no_response(&method, false)),
         };
         crate::metrics::proxy_upstream(resp.status().as_u16(), Duration::ZERO);
+        current = next;
     }
     Ok(resp)
 }
@@ -285,9 +291,9 @@ pub fn no_response(method: &Method, timeout: bool) -> Response {
 
 /// The upstream response, streamed: status and headers as they came (minus hop-by-hop and the
 /// headers its `Connection` names), body chunk by chunk. The header map and the body are moved
-/// over as they are (reqwest and axum share the `http` types), not rebuilt.
-pub fn stream_back(resp: reqwest::Response) -> Response {
-    let (mut parts, body) = http::Response::<reqwest::Body>::from(resp).into_parts();
+/// over as they are (hyper and axum share the `http` types), not rebuilt.
+pub fn stream_back(resp: ProxyResponse) -> Response {
+    let (mut parts, body) = resp.into_parts();
     let headers = &mut parts.headers;
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -307,5 +313,5 @@ pub fn stream_back(resp: reqwest::Response) -> Response {
     for name in unwanted {
         headers.remove(name);
     }
-    Response::from_parts(parts, Body::new(body))
+    Response::from_parts(parts, Body::new(IdleTimeout::new(body)))
 }
