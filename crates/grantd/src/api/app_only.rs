@@ -6,10 +6,9 @@
 use axum::Json;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use grantd_api as wire;
+use serde_json::Value;
 
-use super::integrations::CredentialsBody;
 use super::{ApiError, render};
 use crate::catalog::Provider;
 use crate::connections::app_only::NewAppOnlyConnection;
@@ -38,7 +37,7 @@ fn parse_time(s: &str, field: &'static str) -> Result<DateTime<Utc>, ApiError> {
 /// Checks an integration's `credentials` for `provider` and returns the app credential they
 /// describe (certificate parsed and matched with its key; secret expiry).
 pub fn check_credentials(
-    c: &CredentialsBody,
+    c: &wire::IntegrationCredentialsInput,
     provider: &Provider,
 ) -> Result<AppCredential, ApiError> {
     let accepted: &[&str] = if provider.is_app_only() {
@@ -128,54 +127,36 @@ pub fn check_credentials(
 
 /// Adds grantd's extensions to a rendered integration: `credentials_expiry` always; with
 /// credentials, the certificate (public) and the secret's expiry — never the private key.
-pub fn decorate_integration(v: &mut Value, i: &Integration, now: DateTime<Utc>) {
-    v["credentials_expiry"] = match credential_expiry::expiry(i, now) {
-        Some(e) => json!({
-            "expires_at": render::ts(&e.expires_at),
-            "days_left": e.days_left,
-            "state": e.state.as_str(),
-            "credential": e.credential,
-        }),
-        None => Value::Null,
-    };
-    if let Some(creds) = v.get_mut("credentials").and_then(Value::as_object_mut) {
+pub fn decorate_integration(v: &mut wire::Integration, i: &Integration, now: DateTime<Utc>) {
+    v.credentials_expiry = credential_expiry::expiry(i, now).map(|e| wire::CredentialsExpiry {
+        expires_at: render::ts(&e.expires_at),
+        days_left: e.days_left,
+        state: e.state.as_str().to_owned(),
+        credential: e.credential.to_owned(),
+    });
+    if let Some(creds) = v.credentials.as_mut() {
         let a = &i.app_credential;
         if let Some(c) = &a.certificate {
-            creds.insert("client_certificate".into(), json!(c.certificate_pem));
-            creds.insert("client_assertion_alg".into(), json!(c.alg.as_str()));
-            creds.insert(
-                "client_certificate_expires_at".into(),
-                json!(render::ts(&c.not_after)),
-            );
+            creds.client_certificate = Some(c.certificate_pem.clone());
+            creds.client_assertion_alg = Some(c.alg.as_str().to_owned());
+            creds.client_certificate_expires_at = Some(render::ts(&c.not_after));
         }
-        if let Some(t) = &a.secret_expires_at {
-            creds.insert("client_secret_expires_at".into(), json!(render::ts(t)));
-        }
+        creds.client_secret_expires_at = a.secret_expires_at.as_ref().map(render::ts);
     }
 }
 
 /// Nango's `OAUTH2_CC` credentials for an app-only connection. The client secret is not exposed.
-pub fn cc_credentials(c: &Connection, client_id: &str) -> Value {
-    json!({
-        "type": "OAUTH2_CC",
-        "token": c.credentials.access_token.expose_secret(),
-        "expires_at": c.credentials.expires_at.as_ref().map(render::ts),
-        "client_id": client_id,
-        "raw": c.credentials.raw,
+pub fn cc_credentials(c: &Connection, client_id: &str) -> wire::Credentials {
+    wire::Credentials::OAuth2Cc(wire::OAuth2CcCredentials {
+        token: c.credentials.access_token.expose_secret().to_owned(),
+        expires_at: c.credentials.expires_at.as_ref().map(render::ts),
+        client_id: client_id.to_owned(),
+        raw: c.credentials.raw.clone(),
     })
 }
 
 /// `POST /connections` for an app-only integration: `connection_config.tenantId` and no token.
-type ImportBody = super::connections::ImportBody<Option<ImportCredentials>>;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ImportCredentials {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    client_id: Option<String>,
-}
+type ImportBody = wire::ImportConnection<Option<wire::ImportCcCredentials>>;
 
 /// True when a `POST /connections` body is for an app-only connection (grantd obtains the token).
 pub fn is_app_only_import(body: &Value) -> bool {
@@ -185,7 +166,10 @@ pub fn is_app_only_import(body: &Value) -> bool {
     }
 }
 
-pub async fn import(st: &AppState, body: Value) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn import(
+    st: &AppState,
+    body: Value,
+) -> Result<(StatusCode, Json<wire::Connection>), ApiError> {
     let mut b: ImportBody = serde_json::from_value(body)
         .map_err(|e| ApiError::validation("invalid_body", &[], e.to_string()))?;
     b.tags = super::sessions::tags_opt(b.tags, "tags")?;
@@ -270,6 +254,6 @@ pub async fn import(st: &AppState, body: Value) -> Result<(StatusCode, Json<Valu
         .await?;
     st.core.import_webhook(&conn, created).await;
     let mut v = render::connection(&conn, false, false);
-    v["credentials"] = cc_credentials(&conn, &integration.client_id);
+    v.credentials = Some(cc_credentials(&conn, &integration.client_id));
     Ok((StatusCode::CREATED, Json(v)))
 }

@@ -7,8 +7,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Deserialize;
+use grantd_api as wire;
 use serde_json::{Value, json};
 
 use super::{ApiError, JsonBody, Query, SecretKey, parse_bool, render};
@@ -46,7 +47,7 @@ pub async fn list(
     State(st): State<AppState>,
     _: SecretKey,
     parts: Parts,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<wire::ConnectionList>, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
         .map_err(|e| ApiError::validation("invalid_query_params", &[], e.to_string()))?;
     let mut f = ConnectionFilter {
@@ -104,22 +105,9 @@ pub async fn list(
     }
     f.offset = page * u64::from(f.limit);
     let conns = st.core.list_connections(&f).await?;
-    Ok(Json(
-        json!({ "connections": conns.iter().map(render::connection_item).collect::<Vec<_>>() }),
-    ))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShowQuery {
-    #[serde(default)]
-    provider_config_key: Option<String>,
-    #[serde(default)]
-    force_refresh: Option<String>,
-    #[serde(default)]
-    refresh_token: Option<String>,
-    #[serde(default)]
-    refresh_github_app_jwt_token: Option<String>,
+    Ok(Json(wire::ConnectionList {
+        connections: conns.iter().map(render::connection_item).collect(),
+    }))
 }
 
 /// `GET /connections/{id}`: the connection with credentials valid for at least the margin.
@@ -127,8 +115,8 @@ pub async fn show(
     State(st): State<AppState>,
     _: SecretKey,
     Path(id): Path<String>,
-    Query(q): Query<ShowQuery>,
-) -> Result<axum::response::Response, ApiError> {
+    Query(q): Query<wire::GetConnectionQuery>,
+) -> Result<Response, ApiError> {
     let key = key_param(q.provider_config_key.as_deref())?;
     let cid = connection_id(&id)?;
     let force = parse_bool(q.force_refresh.as_deref())?;
@@ -146,11 +134,15 @@ pub async fn show(
     // Written in the background (`store::touch`); the caller sees the time of this call.
     let now = fresh.fetched_at.unwrap_or_else(|| st.core.clock.now());
     let mut v = render::connection(&conn, with_rt, provider.sharepoint_token);
-    v["last_fetched_at"] = render::ts(&now).into();
+    v.last_fetched_at = Some(render::ts(&now));
     if provider.is_app_only() {
-        v["credentials"] = super::app_only::cc_credentials(&conn, &integration.client_id);
+        v.credentials = Some(super::app_only::cc_credentials(
+            &conn,
+            &integration.client_id,
+        ));
     }
-    Ok(super::fast_json::response(&v))
+    // Sized for the usual body (a Microsoft access token and its raw token response).
+    Ok(render::json_with_capacity(StatusCode::OK, &v, 8192))
 }
 
 /// Nango's `invalid_credentials` carries the connection (without credentials) in its payload.
@@ -172,27 +164,18 @@ async fn with_connection(
     };
     let mut payload = err.payload.take().unwrap_or_else(|| json!({}));
     let mut c = render::connection(&conn, false, provider.sharepoint_token);
-    if let Some(m) = c.as_object_mut() {
-        m.remove("credentials");
-    }
-    payload["connection"] = c;
+    c.credentials = None;
+    payload["connection"] = serde_json::to_value(c).unwrap_or_default();
     err.payload = Some(payload);
     err
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyQuery {
-    #[serde(default)]
-    provider_config_key: Option<String>,
 }
 
 pub async fn delete(
     State(st): State<AppState>,
     _: SecretKey,
     Path(id): Path<String>,
-    Query(q): Query<KeyQuery>,
-) -> Result<Json<Value>, ApiError> {
+    Query(q): Query<wire::ProviderConfigKeyQuery>,
+) -> Result<Json<wire::Success>, ApiError> {
     let key = key_param(q.provider_config_key.as_deref())?;
     let cid = connection_id(&id)?;
     if !st.core.delete_connection(&key, &cid).await? {
@@ -202,27 +185,16 @@ pub async fn delete(
         ));
     }
     tracing::info!(connection.id = %cid, integration.key = %key, "connection {cid} deleted");
-    Ok(Json(json!({ "success": true })))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PatchBody {
-    #[serde(default)]
-    end_user: Option<super::sessions::EndUserBody>,
-    #[serde(default)]
-    tags: Option<Tags>,
-    #[serde(default)]
-    webhook_url_override: Option<String>,
+    Ok(Json(wire::Success::TRUE))
 }
 
 pub async fn patch(
     State(st): State<AppState>,
     _: SecretKey,
     Path(id): Path<String>,
-    Query(q): Query<KeyQuery>,
-    JsonBody(mut b): JsonBody<PatchBody>,
-) -> Result<Json<Value>, ApiError> {
+    Query(q): Query<wire::ProviderConfigKeyQuery>,
+    JsonBody(mut b): JsonBody<wire::PatchConnection>,
+) -> Result<Json<wire::Success>, ApiError> {
     let key = key_param(q.provider_config_key.as_deref())?;
     let cid = connection_id(&id)?;
     b.tags = super::sessions::tags_opt(b.tags, "tags")?;
@@ -247,46 +219,7 @@ pub async fn patch(
     if !st.core.patch_connection(&key, &cid, patch).await? {
         return Err(ApiError::not_found("Failed to find connection"));
     }
-    Ok(Json(json!({ "success": true })))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImportCredentials {
-    #[serde(rename = "type")]
-    kind: String,
-    access_token: String,
-    #[serde(default)]
-    refresh_token: Option<String>,
-    #[serde(default)]
-    expires_at: Option<String>,
-    #[serde(default)]
-    config_override: Option<Value>,
-    #[serde(default)]
-    raw: Option<Value>,
-}
-
-/// `POST /connections`: the same body for both kinds of integration; `C` is what `credentials`
-/// must hold — the tokens for a delegated integration, optional type and client id for an
-/// app-only one (grantd obtains the token). A missing `credentials` is `None` when `C` is an
-/// `Option`, and an error otherwise.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImportBody<C = ImportCredentials> {
-    pub provider_config_key: String,
-    #[serde(default)]
-    pub connection_id: Option<String>,
-    #[serde(default)]
-    pub metadata: Option<Value>,
-    #[serde(default)]
-    pub connection_config: Option<serde_json::Map<String, Value>>,
-    #[serde(default)]
-    pub webhook_url_override: Option<String>,
-    #[serde(default)]
-    pub end_user: Option<super::sessions::EndUserBody>,
-    #[serde(default)]
-    pub tags: Option<Tags>,
-    pub credentials: C,
+    Ok(Json(wire::Success::TRUE))
 }
 
 fn parse_date(s: &str) -> Result<DateTime<Utc>, ApiError> {
@@ -313,7 +246,7 @@ struct Import {
     raw: Value,
     connection_config: serde_json::Map<String, Value>,
     metadata: Option<Value>,
-    end_user: Option<super::sessions::EndUserBody>,
+    end_user: Option<wire::EndUserInput>,
     tags: Option<Tags>,
     webhook_url_override: Option<String>,
 }
@@ -382,11 +315,11 @@ pub async fn import(
     State(st): State<AppState>,
     _: SecretKey,
     JsonBody(body): JsonBody<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<wire::Connection>), ApiError> {
     if super::app_only::is_app_only_import(&body) {
         return super::app_only::import(&st, body).await;
     }
-    let b: ImportBody<ImportCredentials> = serde_json::from_value(body)
+    let b: wire::ImportConnection = serde_json::from_value(body)
         .map_err(|e| ApiError::validation("invalid_body", &[], e.to_string()))?;
     if b.credentials.kind != "OAUTH2" {
         return Err(ApiError::validation(
@@ -506,14 +439,6 @@ pub async fn import_flat(
     Ok((StatusCode::CREATED, Json(echo)))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetadataBody {
-    connection_id: Value,
-    provider_config_key: String,
-    metadata: Value,
-}
-
 async fn write_metadata(
     st: &AppState,
     key: &str,
@@ -554,25 +479,14 @@ async fn write_metadata(
         })
 }
 
-fn ids_of(v: &Value) -> Result<Vec<String>, ApiError> {
+fn ids_of(v: &wire::ConnectionIds) -> Result<Vec<String>, ApiError> {
     match v {
-        Value::String(s) => Ok(vec![s.clone()]),
-        Value::Array(a) if !a.is_empty() => a
-            .iter()
-            .map(|x| {
-                x.as_str().map(str::to_owned).ok_or_else(|| {
-                    ApiError::validation(
-                        "invalid_body",
-                        &["connection_id"],
-                        "connection_id must be a string or an array of strings",
-                    )
-                })
-            })
-            .collect(),
-        _ => Err(ApiError::validation(
+        wire::ConnectionIds::One(s) => Ok(vec![s.clone()]),
+        wire::ConnectionIds::Many(a) if !a.is_empty() => Ok(a.clone()),
+        wire::ConnectionIds::Many(_) => Err(ApiError::validation(
             "invalid_body",
             &["connection_id"],
-            "connection_id must be a string or an array of strings",
+            "connection_id must be a string or a non-empty array of strings",
         )),
     }
 }
@@ -580,8 +494,8 @@ fn ids_of(v: &Value) -> Result<Vec<String>, ApiError> {
 pub async fn set_metadata(
     State(st): State<AppState>,
     _: SecretKey,
-    JsonBody(b): JsonBody<MetadataBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    JsonBody(b): JsonBody<wire::MetadataRequest>,
+) -> Result<(StatusCode, Json<wire::MetadataRequest>), ApiError> {
     write_metadata(
         &st,
         &b.provider_config_key,
@@ -590,19 +504,14 @@ pub async fn set_metadata(
         false,
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            json!({"connection_id": b.connection_id, "provider_config_key": b.provider_config_key, "metadata": b.metadata}),
-        ),
-    ))
+    Ok((StatusCode::CREATED, Json(b)))
 }
 
 pub async fn update_metadata(
     State(st): State<AppState>,
     _: SecretKey,
-    JsonBody(b): JsonBody<MetadataBody>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(b): JsonBody<wire::MetadataRequest>,
+) -> Result<Json<wire::MetadataRequest>, ApiError> {
     write_metadata(
         &st,
         &b.provider_config_key,
@@ -611,9 +520,7 @@ pub async fn update_metadata(
         true,
     )
     .await?;
-    Ok(Json(
-        json!({"connection_id": b.connection_id, "provider_config_key": b.provider_config_key, "metadata": b.metadata}),
-    ))
+    Ok(Json(b))
 }
 
 fn deprecated_key(q: &BTreeMap<String, String>, headers: &HeaderMap) -> Result<String, ApiError> {

@@ -1,80 +1,15 @@
 //! `/integrations` and `/providers`.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use grantd_api as wire;
 
 use super::{ApiError, JsonBody, Query, SecretKey, render};
 use crate::connections::{Error as CoreError, StoreError};
 use crate::edge::{AppState, Caller, SecretOrSession};
 use crate::model::{ClientSecret, NewIntegration, ProviderConfigKey};
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CredentialsBody {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub client_id: String,
-    /// Optional when a certificate is given.
-    #[serde(default)]
-    pub client_secret: Option<String>,
-    #[serde(default)]
-    pub scopes: Option<String>,
-    #[serde(default)]
-    pub webhook_secret: Option<String>,
-    /// grantd extension: a PEM certificate registered on the app; with `private_key`, the client
-    /// authenticates with signed assertions instead of the secret.
-    #[serde(default)]
-    pub client_certificate: Option<String>,
-    /// grantd extension: the certificate's PEM private key (encrypted at rest, never returned).
-    #[serde(default)]
-    pub private_key: Option<String>,
-    /// grantd extension: `PS256` (default) or `RS256`.
-    #[serde(default)]
-    pub client_assertion_alg: Option<String>,
-    /// grantd extension: when the client secret expires (ISO 8601), for expiry warnings.
-    #[serde(default)]
-    pub client_secret_expires_at: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateBody {
-    pub provider: String,
-    pub unique_key: String,
-    #[serde(default)]
-    pub display_name: Option<String>,
-    #[serde(default)]
-    pub forward_webhooks: Option<bool>,
-    #[serde(default)]
-    pub credentials: Option<CredentialsBody>,
-    #[serde(default)]
-    pub integration_config: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    pub custom: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateBody {
-    #[serde(default)]
-    pub unique_key: Option<String>,
-    #[serde(default)]
-    pub display_name: Option<String>,
-    #[serde(default)]
-    pub forward_webhooks: Option<bool>,
-    #[serde(default)]
-    pub credentials: Option<CredentialsBody>,
-    #[serde(default)]
-    pub integration_config: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    pub custom: Option<BTreeMap<String, String>>,
-}
 
 /// Comma-separated scopes of `[0-9A-Za-z:/_.*-]`.
 fn parse_scopes(s: Option<&str>) -> Result<Vec<String>, ApiError> {
@@ -114,7 +49,10 @@ fn path_key(s: &str) -> Result<ProviderConfigKey, ApiError> {
 
 /// `GET /integrations`: the secret key, or a connect session token (which sees only its allowed
 /// integrations).
-pub async fn list(State(st): State<AppState>, parts: Parts) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(st): State<AppState>,
+    parts: Parts,
+) -> Result<Json<wire::Data<Vec<wire::Integration>>>, ApiError> {
     let token = super::bearer(&parts)?;
     super::no_query(&parts)?;
     let allowed: Option<Vec<String>> = if st.core.config.secret_key.ct_eq(&token) {
@@ -142,7 +80,7 @@ pub async fn list(State(st): State<AppState>, parts: Parts) -> Result<Json<Value
     }
     let all = st.core.list_integrations().await?;
     let public = st.core.config.public_url.as_str();
-    let data: Vec<Value> = all
+    let data: Vec<wire::Integration> = all
         .iter()
         .filter(|i| {
             allowed
@@ -155,14 +93,14 @@ pub async fn list(State(st): State<AppState>, parts: Parts) -> Result<Json<Value
             v
         })
         .collect();
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(wire::Data { data }))
 }
 
 pub async fn create(
     State(st): State<AppState>,
     _: SecretKey,
-    JsonBody(b): JsonBody<CreateBody>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(b): JsonBody<wire::CreateIntegration>,
+) -> Result<Json<wire::Data<wire::Integration>>, ApiError> {
     let unique_key = parse_key(&b.unique_key, "unique_key")?;
     if st.core.catalog.get(&b.provider).is_none() {
         return Err(ApiError::validation(
@@ -215,7 +153,7 @@ pub async fn create(
     tracing::info!(integration.key = %created.unique_key, "integration {} created", created.unique_key);
     let mut v = render::integration(&created, st.core.config.public_url.as_str(), false);
     super::app_only::decorate_integration(&mut v, &created, st.core.clock.now());
-    Ok(Json(json!({ "data": v })))
+    Ok(Json(wire::Data { data: v }))
 }
 
 /// `include=webhook|credentials`, one value, repeated, or comma-separated.
@@ -250,7 +188,7 @@ pub async fn show(
     SecretOrSession(caller): SecretOrSession,
     Path(key): Path<String>,
     parts: Parts,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<wire::Data<wire::Integration>>, ApiError> {
     let include = includes(&parts)?;
     if caller == Caller::Session && !include.is_empty() {
         return Err(ApiError::new(
@@ -271,18 +209,18 @@ pub async fn show(
         include.iter().any(|s| s == "credentials"),
     );
     if include.iter().any(|s| s == "webhook") {
-        v["webhook_url"] = Value::Null;
+        v.webhook_url = Some(None);
     }
     super::app_only::decorate_integration(&mut v, &i, st.core.clock.now());
-    Ok(Json(json!({ "data": v })))
+    Ok(Json(wire::Data { data: v }))
 }
 
 pub async fn update(
     State(st): State<AppState>,
     _: SecretKey,
     Path(key): Path<String>,
-    JsonBody(b): JsonBody<UpdateBody>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(b): JsonBody<wire::UpdateIntegration>,
+) -> Result<Json<wire::Data<wire::Integration>>, ApiError> {
     let key = path_key(&key)?;
     let cur = st
         .core
@@ -326,37 +264,30 @@ pub async fn update(
         .ok_or_else(|| ApiError::not_found(format!("Integration \"{key}\" does not exist")))?;
     let mut v = render::integration(&updated, st.core.config.public_url.as_str(), false);
     super::app_only::decorate_integration(&mut v, &updated, st.core.clock.now());
-    Ok(Json(json!({ "data": v })))
+    Ok(Json(wire::Data { data: v }))
 }
 
 pub async fn delete(
     State(st): State<AppState>,
     _: SecretKey,
     Path(key): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<wire::Success>, ApiError> {
     let key = path_key(&key)?;
     if !st.core.delete_integration(&key).await? {
         return Err(ApiError::not_found("Integration does not exist"));
     }
     tracing::info!(integration.key = %key, "integration {key} deleted");
-    Ok(Json(json!({ "success": true })))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProvidersQuery {
-    #[serde(default)]
-    search: Option<String>,
+    Ok(Json(wire::Success::TRUE))
 }
 
 pub async fn providers(
     State(st): State<AppState>,
     _: SecretOrSession,
-    Query(q): Query<ProvidersQuery>,
-) -> Json<Value> {
+    Query(q): Query<wire::ProvidersQuery>,
+) -> Json<wire::Data<Vec<wire::Provider>>> {
     let search = q.search.map(|s| s.to_ascii_lowercase());
     let cfg = &st.core.config;
-    let data: Vec<Value> = st
+    let data: Vec<wire::Provider> = st
         .core
         .catalog
         .all()
@@ -367,24 +298,23 @@ pub async fn providers(
         })
         .map(|p| render::provider(p, cfg.public_url.as_str(), &cfg.callback_url()))
         .collect();
-    Json(json!({ "data": data }))
+    Json(wire::Data { data })
 }
 
 pub async fn provider(
     State(st): State<AppState>,
     _: SecretKey,
     Path(name): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Json<wire::Data<wire::Provider>>, ApiError> {
     let p = st
         .core
         .catalog
         .get(&name)
         .ok_or_else(|| ApiError::not_found(format!("Unknown provider {name}")))?;
     let cfg = &st.core.config;
-    Ok((
-        StatusCode::OK,
-        Json(json!({ "data": render::provider(p, cfg.public_url.as_str(), &cfg.callback_url()) })),
-    ))
+    Ok(Json(wire::Data {
+        data: render::provider(p, cfg.public_url.as_str(), &cfg.callback_url()),
+    }))
 }
 
 /// `integration_config.user_agent`, Microsoft's recommended traffic decoration

@@ -4,7 +4,6 @@
 
 pub mod app_only;
 pub mod connections;
-pub mod fast_json;
 pub mod integrations;
 pub mod picker;
 pub mod render;

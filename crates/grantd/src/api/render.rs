@@ -1,7 +1,12 @@
-//! Wire shapes: integrations and connections rendered as Nango's SDKs read them.
+//! Model → wire: integrations, providers and connections as `grantd_api` types (the shapes
+//! Nango's SDKs read), and the JSON response they are written into.
 
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Map, Value, json};
+use grantd_api as wire;
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::catalog::Provider;
 use crate::model::{ConfigKey, Connection, EndUser, Integration};
@@ -10,74 +15,126 @@ pub fn ts(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-pub fn integration(i: &Integration, public_url: &str, with_credentials: bool) -> Value {
-    let mut v = json!({
-        "unique_key": i.unique_key.as_str(),
-        "provider": i.provider,
-        "display_name": i.display_name,
-        "logo": format!("{}/images/template-logos/{}.svg", public_url.trim_end_matches('/'), i.provider),
-        "forward_webhooks": i.forward_webhooks,
-        "created_at": ts(&i.created_at),
-        "updated_at": ts(&i.updated_at),
-    });
-    if with_credentials {
-        v["credentials"] = json!({
-            "type": "OAUTH2",
-            "client_id": i.client_id,
-            "client_secret": i.client_secret.expose_secret(),
-            "scopes": i.scopes.join(","),
-            "webhook_secret": null,
-        });
-    }
-    v
-}
-
-pub fn provider(p: &Provider, public_url: &str, callback_url: &str) -> Value {
-    let mut v = serde_json::to_value(p).unwrap_or_else(|_| json!({}));
-    v["logo_url"] = json!(format!(
-        "{}/images/template-logos/{}.svg",
-        public_url.trim_end_matches('/'),
-        p.name
-    ));
-    v["setup"] = json!({ "redirect_uri": callback_url, "account_types": p.account_types });
-    v
-}
-
-pub fn end_user(u: &Option<EndUser>) -> Value {
-    match u {
-        None => Value::Null,
-        Some(u) => json!({
-            "id": u.id,
-            "display_name": u.display_name,
-            "email": u.email,
-            "tags": u.tags,
-            "organization": u.organization.as_ref().map(|o| json!({"id": o.id, "display_name": o.display_name})),
-        }),
-    }
-}
-
-fn errors(c: &Connection) -> Value {
-    match &c.auth_failure {
-        Some(f) => {
-            json!([{ "type": "auth", "log_id": format!("auth-{}", c.id), "message": f.description }])
+/// `status` with `body` as compact JSON, written into a buffer of `capacity` bytes (a guess of
+/// the body's size, so the hot answers are written without regrowing).
+pub fn json_with_capacity<T: Serialize>(status: StatusCode, body: &T, capacity: usize) -> Response {
+    let mut buf = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut buf, body) {
+        Ok(()) => {
+            let mut r = (status, buf).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
         }
-        None => json!([]),
+        // Only a `Serialize` impl that fails could get here; the wire types have none.
+        Err(e) => {
+            tracing::error!(error = %e, "response serialization failed");
+            super::ApiError::internal().into_response()
+        }
+    }
+}
+
+/// A `200 application/json` answer (as `axum::Json`, with a buffer sized for the usual body).
+pub fn json<T: Serialize>(body: &T) -> Response {
+    json_with_capacity(StatusCode::OK, body, 512)
+}
+
+pub fn integration(i: &Integration, public_url: &str, with_credentials: bool) -> wire::Integration {
+    wire::Integration {
+        unique_key: i.unique_key.as_str().to_owned(),
+        provider: i.provider.clone(),
+        display_name: i.display_name.clone(),
+        logo: format!(
+            "{}/images/template-logos/{}.svg",
+            public_url.trim_end_matches('/'),
+            i.provider
+        ),
+        forward_webhooks: i.forward_webhooks,
+        created_at: ts(&i.created_at),
+        updated_at: ts(&i.updated_at),
+        webhook_url: None,
+        credentials: with_credentials.then(|| wire::IntegrationCredentials {
+            kind: "OAUTH2".into(),
+            client_id: i.client_id.clone(),
+            client_secret: i.client_secret.expose_secret().to_owned(),
+            scopes: i.scopes.join(","),
+            webhook_secret: None,
+            client_certificate: None,
+            client_assertion_alg: None,
+            client_certificate_expires_at: None,
+            client_secret_expires_at: None,
+        }),
+        credentials_expiry: None,
+    }
+}
+
+pub fn provider(p: &Provider, public_url: &str, callback_url: &str) -> wire::Provider {
+    wire::Provider {
+        name: p.name.clone(),
+        display_name: p.display_name.clone(),
+        auth_mode: p.auth_mode.clone(),
+        categories: p.categories.clone(),
+        authority: p.authority.clone(),
+        authorization_url: p.authorization_url.clone(),
+        token_url: p.token_url.clone(),
+        default_scopes: p.default_scopes.clone(),
+        scope_separator: p.scope_separator.clone(),
+        proxy_base_url: p.proxy_base_url.clone(),
+        sharepoint_token: p.sharepoint_token,
+        account_types: p.account_types.clone(),
+        docs: p.docs.clone(),
+        disable_pkce: p.disable_pkce,
+        logo_url: format!(
+            "{}/images/template-logos/{}.svg",
+            public_url.trim_end_matches('/'),
+            p.name
+        ),
+        setup: wire::ProviderSetup {
+            redirect_uri: callback_url.to_owned(),
+            account_types: p.account_types.clone(),
+        },
+    }
+}
+
+pub fn end_user(u: &Option<EndUser>) -> Option<wire::EndUser> {
+    u.as_ref().map(|u| wire::EndUser {
+        id: u.id.clone(),
+        display_name: u.display_name.clone(),
+        email: u.email.clone(),
+        tags: u.tags.clone(),
+        organization: u.organization.as_ref().map(|o| wire::Organization {
+            id: o.id.clone(),
+            display_name: o.display_name.clone(),
+        }),
+    })
+}
+
+fn errors(c: &Connection) -> Vec<wire::ConnectionErrorItem> {
+    match &c.auth_failure {
+        Some(f) => vec![wire::ConnectionErrorItem {
+            kind: "auth".into(),
+            log_id: format!("auth-{}", c.id),
+            message: Some(f.description.clone()),
+        }],
+        None => vec![],
     }
 }
 
 /// The list item of `GET /connections` (note `created`, not `created_at`).
-pub fn connection_item(c: &Connection) -> Value {
-    json!({
-        "id": c.id,
-        "connection_id": c.connection_id.as_str(),
-        "provider_config_key": c.provider_config_key.as_str(),
-        "provider": c.provider,
-        "created": ts(&c.created_at),
-        "metadata": c.metadata,
-        "tags": c.tags,
-        "errors": errors(c),
-        "end_user": end_user(&c.end_user),
-    })
+pub fn connection_item(c: &Connection) -> wire::ConnectionListItem {
+    wire::ConnectionListItem {
+        id: c.id,
+        connection_id: c.connection_id.as_str().to_owned(),
+        provider_config_key: c.provider_config_key.as_str().to_owned(),
+        provider: c.provider.clone(),
+        created: ts(&c.created_at),
+        metadata: Some(c.metadata.clone()),
+        tags: c.tags.clone(),
+        errors: errors(c),
+        end_user: end_user(&c.end_user),
+    }
 }
 
 /// Whether a key names a refresh token: `refresh_token`, `refreshToken`, `Refresh-Token`, …
@@ -106,112 +163,92 @@ fn strip_refresh_tokens(v: &mut Value) {
     }
 }
 
-/// The full connection of `GET /connections/{id}`.
-pub fn connection(c: &Connection, with_refresh_token: bool, sharepoint_expected: bool) -> Value {
+/// The `OAUTH2` credentials of a connection; refresh tokens only when asked for.
+fn oauth2_credentials(c: &Connection, with_refresh_token: bool) -> wire::Credentials {
     let creds = &c.credentials;
-    // Built by moving values into maps: `json!` would deep-copy every nested `Value` through
-    // the serializer, which dominated the cost of `GET /connections/{id}`.
-    let mut credentials = Map::new();
-    credentials.insert("type".into(), "OAUTH2".into());
-    credentials.insert(
-        "access_token".into(),
-        creds.access_token.expose_secret().into(),
-    );
-    credentials.insert(
-        "expires_at".into(),
-        creds.expires_at.as_ref().map(ts).into(),
-    );
-    credentials.insert("raw".into(), creds.raw.clone());
-    if let Some(rt) = &creds.refresh_token {
-        credentials.insert("refresh_token".into(), rt.expose_secret().into());
-    }
-    let mut credentials = Value::Object(credentials);
-    let mut config: Map<String, Value> =
-        c.connection_config.as_object().cloned().unwrap_or_default();
-    match &creds.sharepoint {
-        Some(sp) => {
-            config.insert(
-                ConfigKey::SharepointAccessToken.as_str().into(),
-                json!({
-                    "access_token": sp.access_token.expose_secret(),
-                    "expires_at": sp.expires_at.as_ref().map(ts),
-                    "token_type": sp.token_type,
-                    "scope": sp.scope,
-                    "resource": format!("https://{}", sp.host),
-                }),
-            );
-        }
-        None if sharepoint_expected
-            && config
-                .get(ConfigKey::SharepointTokenStatus.as_str())
-                .and_then(Value::as_str)
-                == Some("ok") =>
-        {
-            config.insert(
-                ConfigKey::SharepointTokenStatus.as_str().into(),
-                json!("unavailable: the SharePoint token could not be refreshed; reauthorize to obtain it"),
-            );
-        }
-        None => {}
-    }
-    let mut config = Value::Object(config);
+    let mut raw = creds.raw.clone();
     if !with_refresh_token {
-        strip_refresh_tokens(&mut credentials);
-        strip_refresh_tokens(&mut config);
+        strip_refresh_tokens(&mut raw);
     }
-    let mut out = Map::new();
-    out.insert("id".into(), c.id.into());
-    out.insert("connection_id".into(), c.connection_id.as_str().into());
-    out.insert(
-        "provider_config_key".into(),
-        c.provider_config_key.as_str().into(),
-    );
-    out.insert("provider".into(), c.provider.as_str().into());
-    out.insert("errors".into(), errors(c));
-    out.insert("end_user".into(), end_user(&c.end_user));
-    out.insert("metadata".into(), c.metadata.clone());
-    out.insert(
-        "tags".into(),
-        Value::Object(
-            c.tags
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
-                .collect(),
-        ),
-    );
-    out.insert("connection_config".into(), config);
-    out.insert(
-        "webhook_url_override".into(),
-        c.webhook_url_override.as_deref().into(),
-    );
-    out.insert("created_at".into(), ts(&c.created_at).into());
-    out.insert("updated_at".into(), ts(&c.updated_at).into());
-    out.insert(
-        "last_fetched_at".into(),
-        c.last_fetched_at.as_ref().map(ts).into(),
-    );
-    out.insert(
-        "last_refreshed_at".into(),
-        c.last_refreshed_at.as_ref().map(ts).into(),
-    );
-    out.insert(
-        "auth_error".into(),
-        c.auth_failure
+    wire::Credentials::OAuth2(wire::OAuth2Credentials {
+        access_token: creds.access_token.expose_secret().to_owned(),
+        expires_at: creds.expires_at.as_ref().map(ts),
+        raw,
+        refresh_token: creds
+            .refresh_token
             .as_ref()
-            .map(|f| {
-                json!({
-                    "type": f.kind, "description": f.description, "aadsts": f.aadsts, "error": f.error, "at": ts(&f.at),
-                })
+            .filter(|_| with_refresh_token)
+            .map(|rt| rt.expose_secret().to_owned()),
+    })
+}
+
+/// The full connection of `GET /connections/{id}` and `POST /connections`, with `OAUTH2`
+/// credentials (the app-only handlers replace them with `OAUTH2_CC` ones).
+pub fn connection(
+    c: &Connection,
+    with_refresh_token: bool,
+    sharepoint_expected: bool,
+) -> wire::Connection {
+    let mut other = c.connection_config.as_object().cloned().unwrap_or_default();
+    let sharepoint_access_token = match &c.credentials.sharepoint {
+        Some(sp) => {
+            other.remove(ConfigKey::SharepointAccessToken.as_str());
+            Some(wire::SharepointAccessToken {
+                access_token: sp.access_token.expose_secret().to_owned(),
+                expires_at: sp.expires_at.as_ref().map(ts),
+                token_type: sp.token_type.clone(),
+                scope: sp.scope.clone(),
+                resource: format!("https://{}", sp.host),
             })
-            .into(),
-    );
-    out.insert("credentials".into(), credentials);
-    Value::Object(out)
+        }
+        None => {
+            let status = ConfigKey::SharepointTokenStatus.as_str();
+            if sharepoint_expected && other.get(status).and_then(Value::as_str) == Some("ok") {
+                other.insert(
+                    status.into(),
+                    "unavailable: the SharePoint token could not be refreshed; reauthorize to obtain it".into(),
+                );
+            }
+            None
+        }
+    };
+    if !with_refresh_token {
+        other.retain(|k, _| !is_refresh_token_key(k));
+        other.values_mut().for_each(strip_refresh_tokens);
+    }
+    wire::Connection {
+        id: c.id,
+        connection_id: c.connection_id.as_str().to_owned(),
+        provider_config_key: c.provider_config_key.as_str().to_owned(),
+        provider: c.provider.clone(),
+        errors: errors(c),
+        end_user: end_user(&c.end_user),
+        metadata: Some(c.metadata.clone()),
+        tags: c.tags.clone(),
+        connection_config: wire::ConnectionConfig {
+            sharepoint_access_token,
+            other,
+        },
+        webhook_url_override: c.webhook_url_override.clone(),
+        created_at: ts(&c.created_at),
+        updated_at: ts(&c.updated_at),
+        last_fetched_at: c.last_fetched_at.as_ref().map(ts),
+        last_refreshed_at: c.last_refreshed_at.as_ref().map(ts),
+        auth_error: c.auth_failure.as_ref().map(|f| wire::AuthError {
+            kind: f.kind.as_str().to_owned(),
+            description: f.description.clone(),
+            aadsts: f.aadsts,
+            error: f.error.clone(),
+            at: ts(&f.at),
+        }),
+        credentials: Some(oauth2_credentials(c, with_refresh_token)),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn refresh_token_key_names() {

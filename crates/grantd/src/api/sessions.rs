@@ -6,71 +6,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use grantd_api as wire;
+use serde_json::Value;
 
 use super::{ApiError, JsonBody, SecretKey, render};
 use crate::connections::sessions::SessionRequest;
 use crate::edge::AppState;
 use crate::model::{ConnectionId, EndUser, Organization, ProviderConfigKey, Tags};
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EndUserBody {
-    pub id: String,
-    #[serde(default)]
-    pub email: Option<String>,
-    #[serde(default)]
-    pub display_name: Option<String>,
-    #[serde(default)]
-    pub tags: Option<Tags>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OrganizationBody {
-    pub id: String,
-    #[serde(default)]
-    pub display_name: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateBody {
-    #[serde(default)]
-    pub end_user: Option<EndUserBody>,
-    #[serde(default)]
-    pub organization: Option<OrganizationBody>,
-    #[serde(default)]
-    pub allowed_integrations: Option<Vec<String>>,
-    #[serde(default)]
-    pub integrations_config_defaults: Option<BTreeMap<String, Value>>,
-    #[serde(default)]
-    pub overrides: Option<Value>,
-    #[serde(default)]
-    pub webhook_url_override: Option<String>,
-    #[serde(default)]
-    pub tags: Option<Tags>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReconnectBody {
-    pub connection_id: String,
-    pub integration_id: String,
-    #[serde(default)]
-    pub end_user: Option<EndUserBody>,
-    #[serde(default)]
-    pub organization: Option<OrganizationBody>,
-    #[serde(default)]
-    pub integrations_config_defaults: Option<BTreeMap<String, Value>>,
-    #[serde(default)]
-    pub overrides: Option<Value>,
-    #[serde(default)]
-    pub webhook_url_override: Option<String>,
-    #[serde(default)]
-    pub tags: Option<Tags>,
-}
 
 /// Checks tags as Nango does and lowercases their keys, as Nango stores them (values are kept as
 /// given); two keys that differ only by case are refused.
@@ -118,7 +60,7 @@ pub(super) fn tags_opt(t: Option<Tags>, path: &'static str) -> Result<Option<Tag
     t.as_ref().map(|t| validate_tags(t, path)).transpose()
 }
 
-fn end_user(b: Option<EndUserBody>) -> Result<Option<EndUser>, ApiError> {
+fn end_user(b: Option<wire::EndUserInput>) -> Result<Option<EndUser>, ApiError> {
     let Some(b) = b else { return Ok(None) };
     if b.id.is_empty() || b.id.len() > 255 {
         return Err(ApiError::validation(
@@ -150,7 +92,7 @@ fn end_user(b: Option<EndUserBody>) -> Result<Option<EndUser>, ApiError> {
     }))
 }
 
-fn organization(b: Option<OrganizationBody>) -> Option<Organization> {
+fn organization(b: Option<wire::OrganizationInput>) -> Option<Organization> {
     b.map(|o| Organization {
         id: o.id,
         display_name: o.display_name,
@@ -159,18 +101,11 @@ fn organization(b: Option<OrganizationBody>) -> Option<Organization> {
 
 /// Nango's `overrides`: per integration, only `docs_connect` (an http(s) URL the Connect UI
 /// links as the integration's docs). Returned as stored (`Null` when absent or empty).
-fn overrides_value(o: Option<Value>) -> Result<Value, ApiError> {
-    let Some(o) = o.filter(|v| !v.is_null()) else {
+fn overrides_value(o: Option<BTreeMap<String, wire::ConnectOverrides>>) -> Result<Value, ApiError> {
+    let Some(map) = o.filter(|m| !m.is_empty()) else {
         return Ok(Value::Null);
     };
-    let Some(map) = o.as_object() else {
-        return Err(ApiError::validation(
-            "invalid_body",
-            &["overrides"],
-            "Must be an object keyed by integration",
-        ));
-    };
-    for (key, entry) in map {
+    for (key, entry) in &map {
         if ProviderConfigKey::parse(key).is_err() {
             return Err(ApiError::validation(
                 "invalid_body",
@@ -178,65 +113,30 @@ fn overrides_value(o: Option<Value>) -> Result<Value, ApiError> {
                 "Not an integration key",
             ));
         }
-        let Some(fields) = entry.as_object() else {
-            return Err(ApiError::validation(
-                "invalid_body",
-                &["overrides", key],
-                "Must be an object",
-            ));
-        };
-        for (field, v) in fields {
-            if field != "docs_connect" {
-                return Err(ApiError::validation(
-                    "invalid_body",
-                    &["overrides", key, field],
-                    "Unrecognized key (only docs_connect)",
-                ));
-            }
-            let ok = v
-                .as_str()
-                .and_then(|u| url::Url::parse(u).ok())
-                .is_some_and(|u| matches!(u.scheme(), "http" | "https"));
+        if let Some(u) = &entry.docs_connect {
+            let ok = url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
             if !ok {
                 return Err(ApiError::validation(
                     "invalid_body",
-                    &["overrides", key, field],
+                    &["overrides", key, "docs_connect"],
                     "Must be an http(s) URL",
                 ));
             }
         }
     }
-    Ok(if map.is_empty() { Value::Null } else { o })
+    Ok(serde_json::to_value(map).unwrap_or(Value::Null))
 }
 
-/// The keys Nango accepts in an `integrations_config_defaults` entry.
-const DEFAULTS_KEYS: &[&str] = &["user_scopes", "authorization_params", "connection_config"];
-
-fn defaults_value(d: Option<BTreeMap<String, Value>>) -> Result<Value, ApiError> {
-    let d = d.unwrap_or_default();
-    for (k, v) in &d {
-        let Some(fields) = v.as_object() else {
-            return Err(ApiError::validation(
-                "invalid_body",
-                &["integrations_config_defaults", k],
-                "Must be an object",
-            ));
-        };
-        if let Some(unknown) = fields.keys().find(|f| !DEFAULTS_KEYS.contains(&f.as_str())) {
-            return Err(ApiError::validation(
-                "invalid_body",
-                &["integrations_config_defaults", k, unknown],
-                "Unrecognized key (user_scopes, authorization_params, connection_config)",
-            ));
-        }
-    }
-    Ok(serde_json::to_value(d).unwrap_or(Value::Null))
+fn defaults_value(
+    d: Option<BTreeMap<String, wire::IntegrationConfigDefaults>>,
+) -> Result<Value, ApiError> {
+    Ok(serde_json::to_value(d.unwrap_or_default()).unwrap_or(Value::Null))
 }
 
 async fn respond(
     st: &AppState,
     req: SessionRequest,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<wire::Data<wire::ConnectSessionCreated>>), ApiError> {
     let allowed = req.allowed_integrations.clone().unwrap_or_default();
     let (token, session) = st
         .core
@@ -264,19 +164,21 @@ async fn respond(
         })?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "data": {
-            "token": token.expose_secret(),
-            "connect_link": st.core.connect_link(&token),
-            "expires_at": render::ts(&session.expires_at),
-        }})),
+        Json(wire::Data {
+            data: wire::ConnectSessionCreated {
+                token: token.expose_secret().to_owned(),
+                connect_link: st.core.connect_link(&token),
+                expires_at: render::ts(&session.expires_at),
+            },
+        }),
     ))
 }
 
 pub async fn create(
     State(st): State<AppState>,
     _: SecretKey,
-    JsonBody(b): JsonBody<CreateBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    JsonBody(b): JsonBody<wire::CreateConnectSession>,
+) -> Result<(StatusCode, Json<wire::Data<wire::ConnectSessionCreated>>), ApiError> {
     let overrides = overrides_value(b.overrides)?;
     if b.end_user.is_none() && b.tags.is_none() {
         return Err(ApiError::validation(
@@ -306,8 +208,8 @@ pub async fn create(
 pub async fn reconnect(
     State(st): State<AppState>,
     _: SecretKey,
-    JsonBody(b): JsonBody<ReconnectBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    JsonBody(b): JsonBody<wire::ReconnectSession>,
+) -> Result<(StatusCode, Json<wire::Data<wire::ConnectSessionCreated>>), ApiError> {
     let overrides = overrides_value(b.overrides)?;
     let bad = || {
         ApiError::validation(
@@ -358,26 +260,32 @@ async fn session_from(
     Ok((token, s))
 }
 
-pub async fn show(State(st): State<AppState>, parts: Parts) -> Result<Json<Value>, ApiError> {
+pub async fn show(
+    State(st): State<AppState>,
+    parts: Parts,
+) -> Result<Json<wire::Data<wire::ConnectSessionInfo>>, ApiError> {
     let (_, s) = session_from(&st, &parts).await?;
     super::no_query(&parts)?;
-    let mut data = json!({
-        "endUser": render::end_user(&s.end_user),
-        "connectUISettings": {
-            "theme": {"light": {"primary": "#0b5cad"}, "dark": {"primary": "#5ea7ff"}},
-            "defaultTheme": "system",
-            "showWatermark": false,
+    let theme = |primary: &str| wire::ConnectUiTheme {
+        primary: primary.to_owned(),
+    };
+    Ok(Json(wire::Data {
+        data: wire::ConnectSessionInfo {
+            end_user: render::end_user(&s.end_user),
+            connect_ui_settings: wire::ConnectUiSettings {
+                theme: wire::ConnectUiThemes {
+                    light: theme("#0b5cad"),
+                    dark: theme("#5ea7ff"),
+                },
+                default_theme: "system".into(),
+                show_watermark: false,
+            },
+            allowed_integrations: s.allowed_integrations,
+            integrations_config_defaults: s.integrations_config_defaults,
+            is_reconnecting: s.reconnect.is_some().then_some(true),
+            overrides: Some(s.overrides).filter(|o| !o.is_null()),
         },
-        "allowed_integrations": s.allowed_integrations,
-        "integrations_config_defaults": s.integrations_config_defaults,
-    });
-    if s.reconnect.is_some() {
-        data["isReconnecting"] = json!(true);
-    }
-    if !s.overrides.is_null() {
-        data["overrides"] = s.overrides.clone();
-    }
-    Ok(Json(json!({ "data": data })))
+    }))
 }
 
 pub async fn delete(State(st): State<AppState>, parts: Parts) -> Result<StatusCode, ApiError> {

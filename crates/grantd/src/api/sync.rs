@@ -8,8 +8,10 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use grantd_api as wire;
+use grantd_api::SyncRef;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{ApiError, JsonBody, Query, SecretKey};
 use crate::connections::Error as CoreError;
@@ -205,20 +207,9 @@ pub async fn records(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// A sync name in a request: a string or `{name, variant}`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum SyncRef {
-    Name(String),
-    Variant { name: String },
-}
-
 fn check_syncs(syncs: &[SyncRef]) -> Result<(), ApiError> {
     for s in syncs {
-        let name = match s {
-            SyncRef::Name(n) => n.split("::").next().unwrap_or(""),
-            SyncRef::Variant { name } => name.as_str(),
-        };
+        let name = s.name();
         if name != SYNC_NAME && name != SELECTION_SYNC_NAME && name != "*" {
             return Err(invalid(
                 "invalid_body",
@@ -230,35 +221,14 @@ fn check_syncs(syncs: &[SyncRef]) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TriggerOpts {
-    #[serde(default)]
-    reset: bool,
-    #[serde(default, rename = "emptyCache")]
-    empty_cache: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TriggerBody {
-    #[serde(default)]
-    syncs: Vec<SyncRef>,
-    provider_config_key: Option<String>,
-    connection_id: Option<String>,
-    opts: Option<TriggerOpts>,
-    sync_mode: Option<String>,
-    full_resync: Option<bool>,
-}
-
 /// `POST /sync/trigger`: a delta run now (`opts.reset`, `full_resync` or a `full_refresh*`
 /// `sync_mode`: a full resync, reconciling deletions).
 pub async fn trigger(
     State(st): State<AppState>,
     _: SecretKey,
     headers: HeaderMap,
-    JsonBody(b): JsonBody<TriggerBody>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(b): JsonBody<wire::TriggerSync>,
+) -> Result<Json<wire::Success>, ApiError> {
     check_syncs(&b.syncs)?;
     let key = parse_key(
         b.provider_config_key
@@ -299,24 +269,15 @@ pub async fn trigger(
             .await
             .map_err(core_error)?;
     }
-    Ok(Json(json!({"success": true})))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PauseBody {
-    #[serde(default)]
-    syncs: Vec<SyncRef>,
-    provider_config_key: Option<String>,
-    connection_id: Option<String>,
+    Ok(Json(wire::Success::TRUE))
 }
 
 async fn set_paused(
     st: &AppState,
     headers: &HeaderMap,
-    b: PauseBody,
+    b: wire::PauseSync,
     paused: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<wire::Success>, ApiError> {
     check_syncs(&b.syncs)?;
     let key = parse_key(
         b.provider_config_key
@@ -338,7 +299,7 @@ async fn set_paused(
             .await
             .map_err(core_error)?;
     }
-    Ok(Json(json!({"success": true})))
+    Ok(Json(wire::Success::TRUE))
 }
 
 /// `POST /sync/pause`.
@@ -346,8 +307,8 @@ pub async fn pause(
     State(st): State<AppState>,
     _: SecretKey,
     headers: HeaderMap,
-    JsonBody(b): JsonBody<PauseBody>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(b): JsonBody<wire::PauseSync>,
+) -> Result<Json<wire::Success>, ApiError> {
     set_paused(&st, &headers, b, true).await
 }
 
@@ -356,24 +317,17 @@ pub async fn start(
     State(st): State<AppState>,
     _: SecretKey,
     headers: HeaderMap,
-    JsonBody(b): JsonBody<PauseBody>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(b): JsonBody<wire::PauseSync>,
+) -> Result<Json<wire::Success>, ApiError> {
     set_paused(&st, &headers, b, false).await
-}
-
-#[derive(Debug, Deserialize)]
-pub struct StatusQuery {
-    syncs: Option<String>,
-    provider_config_key: Option<String>,
-    connection_id: Option<String>,
 }
 
 /// `GET /sync/status?syncs=user-files&provider_config_key=…&connection_id=…`.
 pub async fn status(
     State(st): State<AppState>,
     _: SecretKey,
-    Query(q): Query<StatusQuery>,
-) -> Result<Json<Value>, ApiError> {
+    Query(q): Query<wire::SyncStatusQuery>,
+) -> Result<Json<wire::SyncStatusResponse>, ApiError> {
     let syncs = q
         .syncs
         .filter(|s| !s.is_empty())
@@ -395,7 +349,7 @@ pub async fn status(
         Some(c) => vec![parse_connection(Some(c), "invalid_query_params")?],
         None => connections_named(&st, &key, None).await?,
     };
-    let mut out = Vec::with_capacity(cids.len());
+    let mut syncs = Vec::with_capacity(cids.len());
     for cid in &cids {
         let state = st.core.sync_status(&key, cid).await.map_err(|e| match e {
             CoreError::UnknownConnection => invalid(
@@ -405,12 +359,12 @@ pub async fn status(
             ),
             other => other.into(),
         })?;
-        out.push(render_status(&state, cid, st.core.clock.now()));
+        syncs.push(render_status(&state, cid, st.core.clock.now()));
     }
-    Ok(Json(json!({ "syncs": out })))
+    Ok(Json(wire::SyncStatusResponse { syncs }))
 }
 
-fn render_status(s: &SyncState, cid: &ConnectionId, now: DateTime<Utc>) -> Value {
+fn render_status(s: &SyncState, cid: &ConnectionId, now: DateTime<Utc>) -> wire::SyncStatus {
     let d = &s.drive;
     let running = d.lease_until.is_some_and(|l| l > now);
     let status = if d.paused {
@@ -425,16 +379,21 @@ fn render_status(s: &SyncState, cid: &ConnectionId, now: DateTime<Utc>) -> Value
     let ts = |t: Option<DateTime<Utc>>| {
         t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
     };
-    json!({
-        "id": d.id.to_string(),
-        "connection_id": cid.as_str(),
-        "name": s.sync_name,
-        "variant": "base",
-        "status": status,
-        "type": if d.next_link.is_none() { "INITIAL" } else { "INCREMENTAL" },
-        "finishedAt": ts(d.last_success_at),
-        "nextScheduledSyncAt": Value::Null,
-        "frequency": match s.push {
+    wire::SyncStatus {
+        id: d.id.to_string(),
+        connection_id: Some(cid.as_str().to_owned()),
+        name: s.sync_name.to_owned(),
+        variant: "base".into(),
+        status: status.into(),
+        kind: if d.next_link.is_none() {
+            "INITIAL"
+        } else {
+            "INCREMENTAL"
+        }
+        .into(),
+        finished_at: ts(d.last_success_at),
+        next_scheduled_sync_at: None,
+        frequency: match s.push {
             PushState::Healthy => "on change notifications".to_owned(),
             PushState::Stale => format!(
                 "every {} seconds (polling: change notifications stopped arriving)",
@@ -442,13 +401,26 @@ fn render_status(s: &SyncState, cid: &ConnectionId, now: DateTime<Utc>) -> Value
             ),
             PushState::Off => format!("every {} seconds (polling)", s.poll_interval.as_secs()),
         },
-        "push": s.push.as_str(),
-        "latestResult": { s.model: {"added": d.last_added, "updated": d.last_updated, "deleted": d.last_deleted} },
-        "latestExecutionStatus": if d.last_error.is_some() { "failure" } else { "success" },
-        "recordCount": { s.model: s.records },
-        "checkpoint": Value::Null,
-        "error": d.last_error,
-    })
+        push: Some(s.push.as_str().to_owned()),
+        latest_result: [(
+            s.model.to_owned(),
+            wire::SyncResult {
+                added: u64::try_from(d.last_added).unwrap_or(0),
+                updated: u64::try_from(d.last_updated).unwrap_or(0),
+                deleted: u64::try_from(d.last_deleted).unwrap_or(0),
+            },
+        )]
+        .into(),
+        latest_execution_status: if d.last_error.is_some() {
+            "failure"
+        } else {
+            "success"
+        }
+        .into(),
+        record_count: [(s.model.to_owned(), s.records)].into(),
+        checkpoint: None,
+        error: d.last_error.clone(),
+    }
 }
 
 #[derive(Debug, Deserialize)]

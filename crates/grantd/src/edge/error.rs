@@ -17,7 +17,7 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: Option<String>,
     /// Validation issues: `{code, message, path[]}`.
-    pub errors: Option<Vec<Value>>,
+    pub errors: Option<Vec<grantd_api::ValidationIssue>>,
     pub payload: Option<Value>,
     /// Seconds for a `Retry-After` header (503s the caller should simply retry).
     pub retry_after: Option<u32>,
@@ -54,9 +54,11 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             code,
             message: Some(message.clone()),
-            errors: Some(vec![
-                json!({"code": "custom", "message": message, "path": path}),
-            ]),
+            errors: Some(vec![grantd_api::ValidationIssue {
+                code: "custom".into(),
+                message,
+                path: path.iter().map(|p| (*p).to_owned()).collect(),
+            }]),
             payload: None,
             retry_after: None,
         }
@@ -105,17 +107,6 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut err = serde_json::Map::new();
-        err.insert("code".into(), json!(self.code));
-        if let Some(m) = self.message {
-            err.insert("message".into(), json!(m));
-        }
-        if let Some(e) = self.errors {
-            err.insert("errors".into(), json!(e));
-        }
-        if let Some(p) = self.payload {
-            err.insert("payload".into(), p);
-        }
         let wrong_credential = matches!(
             self.code,
             "unknown_account"
@@ -123,7 +114,15 @@ impl IntoResponse for ApiError {
                 | "unknown_connect_session_token"
                 | "invalid_connect_session_token_format"
         );
-        let mut r = (self.status, Json(json!({ "error": err }))).into_response();
+        let body = grantd_api::ErrorResponse {
+            error: grantd_api::ErrorBody {
+                code: self.code.to_owned(),
+                message: self.message,
+                errors: self.errors,
+                payload: self.payload,
+            },
+        };
+        let mut r = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             r.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
@@ -200,11 +199,11 @@ fn refresh_failed(status: StatusCode, c: &crate::microsoft::Classified) -> ApiEr
         ),
     )
     .with_payload(json!({
-        "auth_error": {
-            "type": c.class.as_str(),
-            "aadsts": c.aadsts,
-            "error": c.error,
-            "description": c.cause,
+        "auth_error": grantd_api::RefreshFailure {
+            kind: c.class.as_str().to_owned(),
+            aadsts: c.aadsts,
+            error: c.error.clone(),
+            description: c.cause.clone(),
         }
     }))
 }

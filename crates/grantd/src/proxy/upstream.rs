@@ -279,12 +279,22 @@ pub fn no_response(method: &Method, timeout: bool) -> Response {
     };
     (
         status,
-        axum::Json(serde_json::json!({
-            "message": if timeout { "The upstream API did not answer in time" } else { "The upstream API could not be reached" },
-            "code": if timeout { "timeout" } else { "upstream_unreachable" },
-            "status": status.as_u16(),
-            "method": method.as_str(),
-        })),
+        axum::Json(grantd_api::proxy::ProxyFailure {
+            message: if timeout {
+                "The upstream API did not answer in time"
+            } else {
+                "The upstream API could not be reached"
+            }
+            .into(),
+            code: if timeout {
+                "timeout"
+            } else {
+                "upstream_unreachable"
+            }
+            .into(),
+            status: status.as_u16(),
+            method: method.as_str().to_owned(),
+        }),
     )
         .into_response()
 }

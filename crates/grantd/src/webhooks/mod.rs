@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use secrecy::ExposeSecret;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
@@ -79,39 +79,34 @@ impl<'a> AuthEvent<'a> {
 
     /// The webhook body: compact JSON with sorted keys, as Nango sends it.
     pub fn body(&self) -> String {
-        let mut m = Map::new();
-        m.insert("from".into(), json!("nango"));
-        m.insert("type".into(), json!("auth"));
-        m.insert("connectionId".into(), json!(self.connection_id));
-        m.insert("providerConfigKey".into(), json!(self.provider_config_key));
-        m.insert("provider".into(), json!(self.provider));
-        m.insert("authMode".into(), json!("OAUTH2"));
-        m.insert("environment".into(), json!(ENVIRONMENT));
-        m.insert("operation".into(), json!(self.operation.as_str()));
-        m.insert("success".into(), json!(self.error.is_none()));
+        use grantd_api::webhooks as wire;
         let failed_creation = self.error.is_some() && self.operation == Operation::Creation;
-        if let (Some(tags), false) = (self.tags, failed_creation) {
-            m.insert("tags".into(), json!(tags));
-        }
-        if let Some(eu) = self.end_user {
-            let mut e = Map::new();
-            e.insert("endUserId".into(), json!(eu.id));
-            if let Some(email) = &eu.email {
-                e.insert("endUserEmail".into(), json!(email));
-            }
-            if let Some(org) = &eu.organization {
-                e.insert("organizationId".into(), json!(org.id));
-            }
-            e.insert("tags".into(), json!(eu.tags.clone().unwrap_or_default()));
-            m.insert("endUser".into(), Value::Object(e));
-        }
-        if let Some((kind, description)) = self.error {
-            m.insert(
-                "error".into(),
-                json!({"type": kind, "description": description}),
-            );
-        }
-        canonical_json(&Value::Object(m))
+        let body = wire::Webhook::Auth(wire::AuthWebhook {
+            from: "nango".into(),
+            connection_id: self.connection_id.to_owned(),
+            provider_config_key: self.provider_config_key.to_owned(),
+            provider: self.provider.to_owned(),
+            auth_mode: "OAUTH2".into(),
+            environment: ENVIRONMENT.into(),
+            operation: match self.operation {
+                Operation::Creation => wire::AuthOperation::Creation,
+                Operation::Override => wire::AuthOperation::Override,
+                Operation::Refresh => wire::AuthOperation::Refresh,
+            },
+            success: self.error.is_none(),
+            tags: self.tags.filter(|_| !failed_creation).cloned(),
+            end_user: self.end_user.map(|eu| wire::WebhookEndUser {
+                end_user_id: eu.id.clone(),
+                end_user_email: eu.email.clone(),
+                organization_id: eu.organization.as_ref().map(|o| o.id.clone()),
+                tags: eu.tags.clone().unwrap_or_default(),
+            }),
+            error: self.error.map(|(kind, description)| wire::WebhookError {
+                kind: kind.to_owned(),
+                description: description.to_owned(),
+            }),
+        });
+        canonical_json(&serde_json::to_value(body).unwrap_or_default())
     }
 }
 
@@ -134,21 +129,32 @@ pub struct SyncEvent<'a> {
 impl SyncEvent<'_> {
     /// Nango's `sync` webhook body: compact JSON with sorted keys.
     pub fn body(&self) -> String {
+        use grantd_api::webhooks as wire;
         let at = self.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        canonical_json(&json!({
-            "from": "nango",
-            "type": "sync",
-            "connectionId": self.connection_id,
-            "providerConfigKey": self.provider_config_key,
-            "syncName": self.sync_name,
-            "syncVariant": "base",
-            "model": self.model,
-            "syncType": if self.initial { "INITIAL" } else { "INCREMENTAL" },
-            "success": true,
-            "modifiedAfter": at,
-            "queryTimeStamp": at,
-            "responseResults": {"added": self.added, "updated": self.updated, "deleted": self.deleted},
-        }))
+        let body = wire::Webhook::Sync(wire::SyncWebhook {
+            from: "nango".into(),
+            connection_id: self.connection_id.to_owned(),
+            provider_config_key: self.provider_config_key.to_owned(),
+            sync_name: self.sync_name.to_owned(),
+            sync_variant: "base".into(),
+            model: self.model.to_owned(),
+            sync_type: if self.initial {
+                "INITIAL"
+            } else {
+                "INCREMENTAL"
+            }
+            .into(),
+            success: true,
+            modified_after: Some(at.clone()),
+            query_time_stamp: Some(at),
+            response_results: Some(grantd_api::SyncResult {
+                added: self.added,
+                updated: self.updated,
+                deleted: self.deleted,
+            }),
+            error: None,
+        });
+        canonical_json(&serde_json::to_value(body).unwrap_or_default())
     }
 }
 
