@@ -319,7 +319,7 @@ pub async fn provider(
 
 /// `integration_config.user_agent`, Microsoft's recommended traffic decoration
 /// (`ISV|Company|App/Version`), sent as `User-Agent` on Graph calls: a visible-ASCII header value.
-fn check_user_agent(config: &BTreeMap<String, String>) -> Result<(), ApiError> {
+fn check_user_agent(config: &std::collections::BTreeMap<String, String>) -> Result<(), ApiError> {
     match config.get(crate::connections::throttle::USER_AGENT_KEY) {
         Some(ua) if !crate::connections::throttle::valid_user_agent(ua) => {
             Err(ApiError::validation(
