@@ -13,14 +13,22 @@ use grantd_client::{VerifiedWebhook, WebhookVerifier};
 async fn on_webhook(VerifiedWebhook(hook): VerifiedWebhook) -> &'static str {
     match hook {
         Webhook::Auth(a) if a.success => {
-            println!("{} connection {} ({})", a.operation.as_str(), a.connection_id, a.provider_config_key);
+            println!(
+                "{} connection {} ({})",
+                a.operation.as_str(),
+                a.connection_id,
+                a.provider_config_key
+            );
         }
         Webhook::Auth(a) => {
             let why = a.error.map(|e| e.description).unwrap_or_default();
             println!("connection {} needs attention: {why}", a.connection_id);
         }
         Webhook::Sync(s) => {
-            println!("{} changed for {}: {:?}", s.model, s.connection_id, s.response_results);
+            println!(
+                "{} changed for {}: {:?}",
+                s.model, s.connection_id, s.response_results
+            );
         }
         other => println!("{other:?}"),
     }

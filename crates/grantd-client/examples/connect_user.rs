@@ -23,7 +23,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         })
         .await?;
-    println!("Open this link to connect OneDrive: {}", session.connect_link);
+    println!(
+        "Open this link to connect OneDrive: {}",
+        session.connect_link
+    );
     println!("(valid until {})", session.expires_at);
 
     // The connection is linked to the end user once they finish.

@@ -23,7 +23,9 @@ struct Drive {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("GRANTD_URL").unwrap_or_else(|_| "http://localhost:3003".into());
     let grantd = GrantdClient::new(url, std::env::var("GRANTD_SECRET_KEY")?)?;
-    let connection_id = std::env::args().nth(1).ok_or("usage: list_drives <connection id>")?;
+    let connection_id = std::env::args()
+        .nth(1)
+        .ok_or("usage: list_drives <connection id>")?;
 
     let drives: Drives = grantd
         .proxy("one-drive", &connection_id)

@@ -327,7 +327,12 @@ impl GrantdClient {
     }
 
     /// The wait before retrying after `err`, or `None`.
-    pub(crate) fn retry_wait(&self, idempotent: bool, attempt: u32, err: &Error) -> Option<Duration> {
+    pub(crate) fn retry_wait(
+        &self,
+        idempotent: bool,
+        attempt: u32,
+        err: &Error,
+    ) -> Option<Duration> {
         if !idempotent {
             return None;
         }
@@ -435,12 +440,14 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
-        let later = httpdate::fmt_http_date(
-            std::time::SystemTime::now() + Duration::from_secs(120),
-        );
+        let later =
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
         h.insert(header::RETRY_AFTER, later.parse().unwrap());
         let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
         h.insert(header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
     }
@@ -462,7 +469,10 @@ mod tests {
         );
         // Not retryable, or out of attempts.
         assert_eq!(p.wait(0, Some(StatusCode::BAD_REQUEST), None), None);
-        assert_eq!(p.wait(0, Some(StatusCode::INTERNAL_SERVER_ERROR), None), None);
+        assert_eq!(
+            p.wait(0, Some(StatusCode::INTERNAL_SERVER_ERROR), None),
+            None
+        );
         assert_eq!(p.wait(2, s429, None), None);
         assert_eq!(RetryPolicy::none().wait(0, s429, None), None);
     }

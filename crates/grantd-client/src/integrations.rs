@@ -26,7 +26,13 @@ impl GrantdClient {
     /// `GET /integrations`: every integration, without credentials.
     pub async fn list_integrations(&self) -> Result<Vec<Integration>, Error> {
         let d: Data<Vec<Integration>> = self
-            .call("list integrations", Method::GET, self.url(&["integrations"]), None, None)
+            .call(
+                "list integrations",
+                Method::GET,
+                self.url(&["integrations"]),
+                None,
+                None,
+            )
             .await?;
         Ok(d.data)
     }
@@ -104,7 +110,13 @@ impl GrantdClient {
             search: search.map(str::to_owned),
         };
         let d: Data<Vec<Provider>> = self
-            .call("list providers", Method::GET, self.url(&["providers"]), Some(&q), None)
+            .call(
+                "list providers",
+                Method::GET,
+                self.url(&["providers"]),
+                Some(&q),
+                None,
+            )
             .await?;
         Ok(d.data)
     }
@@ -112,7 +124,13 @@ impl GrantdClient {
     /// `GET /providers/{name}`.
     pub async fn get_provider(&self, name: &str) -> Result<Provider, Error> {
         let d: Data<Provider> = self
-            .call("get provider", Method::GET, self.url(&["providers", name]), None, None)
+            .call(
+                "get provider",
+                Method::GET,
+                self.url(&["providers", name]),
+                None,
+                None,
+            )
             .await?;
         Ok(d.data)
     }

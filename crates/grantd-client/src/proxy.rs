@@ -64,7 +64,9 @@ impl Proxy {
                 Ok(v) => {
                     headers.insert(HeaderName::from_static(name), v);
                 }
-                Err(_) => error = Some(Error::InvalidInput(format!("{name} is not a header value"))),
+                Err(_) => {
+                    error = Some(Error::InvalidInput(format!("{name} is not a header value")))
+                }
             }
         }
         let url = Url::parse(&format!(

@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use crate::GrantdClient;
 use crate::error::Error;
 use crate::types::{
-    PauseSync, Record, RecordsPage, RecordsQuery, Success, SyncRef, SyncStatus,
-    SyncStatusQuery, SyncStatusResponse, TriggerOpts, TriggerSync,
+    PauseSync, Record, RecordsPage, RecordsQuery, Success, SyncRef, SyncStatus, SyncStatusQuery,
+    SyncStatusResponse, TriggerOpts, TriggerSync,
 };
 
 fn connection_headers(provider_config_key: &str, connection_id: &str) -> Result<HeaderMap, Error> {
@@ -95,7 +95,13 @@ impl GrantdClient {
             connection_id: Some(connection_id.to_owned()),
         };
         let r: SyncStatusResponse = self
-            .call("sync status", Method::GET, self.url(&["sync", "status"]), Some(&q), None)
+            .call(
+                "sync status",
+                Method::GET,
+                self.url(&["sync", "status"]),
+                Some(&q),
+                None,
+            )
             .await?;
         Ok(r.syncs)
     }
@@ -129,8 +135,11 @@ impl GrantdClient {
         connection_id: Option<&str>,
         syncs: &[&str],
     ) -> Result<(), Error> {
-        self.sync_command("pause", &pause_body(provider_config_key, connection_id, syncs))
-            .await
+        self.sync_command(
+            "pause",
+            &pause_body(provider_config_key, connection_id, syncs),
+        )
+        .await
     }
 
     /// `POST /sync/start`: resumes paused syncs and runs them.
@@ -140,8 +149,11 @@ impl GrantdClient {
         connection_id: Option<&str>,
         syncs: &[&str],
     ) -> Result<(), Error> {
-        self.sync_command("start", &pause_body(provider_config_key, connection_id, syncs))
-            .await
+        self.sync_command(
+            "start",
+            &pause_body(provider_config_key, connection_id, syncs),
+        )
+        .await
     }
 
     async fn sync_command<B: serde::Serialize + Sync>(
@@ -163,7 +175,10 @@ impl GrantdClient {
 }
 
 fn sync_refs(syncs: &[&str]) -> Vec<SyncRef> {
-    syncs.iter().map(|s| SyncRef::Name((*s).to_owned())).collect()
+    syncs
+        .iter()
+        .map(|s| SyncRef::Name((*s).to_owned()))
+        .collect()
 }
 
 fn pause_body(provider_config_key: &str, connection_id: Option<&str>, syncs: &[&str]) -> PauseSync {

@@ -12,10 +12,10 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use grantd::config::LifecycleConfig;
 use grantd_client::types::{
-    AuthOperation, CreateConnectSession, CreateIntegration, Credentials,
-    EndUserInput, ImportConnection, ImportCredentials, IntegrationCredentialsInput,
-    LastAction, ListConnectionsQuery, OneDriveFile, PatchConnection, ReconnectSession,
-    RecordsQuery, UpdateIntegration, Webhook,
+    AuthOperation, CreateConnectSession, CreateIntegration, Credentials, EndUserInput,
+    ImportConnection, ImportCredentials, IntegrationCredentialsInput, LastAction,
+    ListConnectionsQuery, OneDriveFile, PatchConnection, ReconnectSession, RecordsQuery,
+    UpdateIntegration, Webhook,
 };
 use grantd_client::{
     Error, ErrorCode, GetConnection, GrantdClient, Include, RetryPolicy, VerifiedWebhook,
@@ -39,26 +39,39 @@ fn client(app: &TestApp) -> GrantdClient {
 }
 
 fn code(e: &Error) -> ErrorCode {
-    e.code().cloned().unwrap_or_else(|| panic!("not an API error: {e:?}"))
+    e.code()
+        .cloned()
+        .unwrap_or_else(|| panic!("not an API error: {e:?}"))
+}
+
+#[derive(Clone)]
+struct HookState {
+    verifier: WebhookVerifier,
+    tx: mpsc::UnboundedSender<Webhook>,
+}
+
+impl axum::extract::FromRef<HookState> for WebhookVerifier {
+    fn from_ref(s: &HookState) -> WebhookVerifier {
+        s.verifier.clone()
+    }
+}
+
+async fn on_hook(
+    axum::extract::State(s): axum::extract::State<HookState>,
+    VerifiedWebhook(hook): VerifiedWebhook,
+) {
+    let _ = s.tx.send(hook);
 }
 
 /// An axum app that accepts only verified webhooks (`VerifiedWebhook`) and hands them over.
 async fn axum_receiver() -> (String, mpsc::UnboundedReceiver<Webhook>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let app = axum::Router::new()
-        .route(
-            "/hooks",
-            axum::routing::post(
-                |axum::extract::State((_, tx)): axum::extract::State<(
-                    WebhookVerifier,
-                    mpsc::UnboundedSender<Webhook>,
-                )>,
-                 VerifiedWebhook(hook): VerifiedWebhook| async move {
-                    let _ = tx.send(hook);
-                },
-            ),
-        )
-        .with_state((WebhookVerifier::new(SIGNING_KEY), tx));
+        .route("/hooks", axum::routing::post(on_hook))
+        .with_state(HookState {
+            verifier: WebhookVerifier::new(SIGNING_KEY),
+            tx,
+        });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hooks", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -102,7 +115,11 @@ async fn connect_through_client(app: &TestApp, grantd: &GrantdClient, end_user: 
     assert!(session.connect_link.contains(&session.token));
     let authorize = app.start_connect(KEY, &session.token, "").await;
     let outcome = Browser::new()
-        .authorize(&authorize, Some((seed::ADELE_UPN, seed::PASSWORD)), Consent::Accept)
+        .authorize(
+            &authorize,
+            Some((seed::ADELE_UPN, seed::PASSWORD)),
+            Consent::Accept,
+        )
         .await
         .unwrap();
     let (status, html) = app.deliver(&outcome).await;
@@ -173,7 +190,9 @@ async fn integrations_providers_sessions_and_connections() {
     assert_eq!(updated.display_name.as_deref(), Some("Files"));
     let all = grantd.list_integrations().await.unwrap();
     assert_eq!(
-        all.iter().map(|i| i.unique_key.as_str()).collect::<Vec<_>>(),
+        all.iter()
+            .map(|i| i.unique_key.as_str())
+            .collect::<Vec<_>>(),
         [KEY]
     );
     let e = grantd
@@ -193,7 +212,22 @@ async fn integrations_providers_sessions_and_connections() {
 
     // A connect session made by the client, then the user's browser flow.
     let id = connect_through_client(&app, &grantd, "user-1").await;
-    match hooks.recv().await.expect("the creation webhook arrives") {
+    // The extractor takes a body signed the way grantd signs (grantd's own signer).
+    let body = format!(
+        r#"{{"authMode":"OAUTH2","connectionId":"{id}","environment":"prod","from":"nango","operation":"creation","providerConfigKey":"{KEY}","provider":"one-drive","success":true,"type":"auth"}}"#
+    );
+    let (hmac, _) = grantd::webhooks::signatures(SIGNING_KEY, &body);
+    let r = reqwest::Client::new()
+        .post(&hook_url)
+        .header("x-nango-hmac-sha256", hmac)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    assert_eq!(status, 200, "{}", r.text().await.unwrap());
+    let hook = hooks.try_recv().expect("the handler got the webhook");
+    match hook {
         Webhook::Auth(a) => {
             assert_eq!(a.operation, AuthOperation::Creation);
             assert!(a.success);
@@ -219,7 +253,11 @@ async fn integrations_providers_sessions_and_connections() {
     assert!(with_refresh.refresh_token.is_some());
     let before = refreshes(&app).await;
     let refreshed = grantd.refresh_connection(KEY, &id).await.unwrap();
-    assert_eq!(refreshes(&app).await, before + 1, "forced refresh reached Microsoft");
+    assert_eq!(
+        refreshes(&app).await,
+        before + 1,
+        "forced refresh reached Microsoft"
+    );
     let new_token = refreshed.credentials.unwrap().access_token().to_owned();
     assert_ne!(new_token, creds.access_token);
     assert_eq!(grantd.access_token(KEY, &id).await.unwrap(), new_token);
@@ -344,7 +382,10 @@ async fn integrations_providers_sessions_and_connections() {
     assert!(grantd.list_integrations().await.unwrap().is_empty());
     let e = grantd.delete_integration(KEY).await.unwrap_err();
     assert_eq!(code(&e), ErrorCode::NotFound);
-    assert!(hooks.try_recv().is_err(), "refused webhooks never reached the handler");
+    assert!(
+        hooks.try_recv().is_err(),
+        "refused webhooks never reached the handler"
+    );
 }
 
 async fn refreshes(app: &TestApp) -> u64 {
@@ -361,7 +402,14 @@ async fn proxy_streams_both_ways_and_retries_after_retry_after() {
     let grantd = client(&app);
     let proxy = grantd.proxy(KEY, &id);
 
-    let drives: Value = proxy.get("/v1.0/me/drives").send().await.unwrap().json().await.unwrap();
+    let drives: Value = proxy
+        .get("/v1.0/me/drives")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(!drives["value"].as_array().unwrap().is_empty());
 
     // Upload from an AsyncRead (streamed: chunked, not buffered), 3 MiB of known bytes.
@@ -461,14 +509,23 @@ async fn proxy_streams_both_ways_and_retries_after_retry_after() {
     ctl.add_fault(&throttle(2)).await.unwrap();
     let r = proxy.get("/v1.0/me").retries(0).send().await.unwrap();
     assert_eq!(r.status(), 200, "two 429s, then served");
-    assert!(ctl.faults().await.unwrap().is_empty(), "both throttles were used");
+    assert!(
+        ctl.faults().await.unwrap().is_empty(),
+        "both throttles were used"
+    );
     // Without client retries the 429 comes back with its Retry-After.
     let once = GrantdClient::builder(&app.url, SECRET)
         .retry_policy(RetryPolicy::none())
         .build()
         .unwrap();
     ctl.add_fault(&throttle(1)).await.unwrap();
-    let r = once.proxy(KEY, &id).get("/v1.0/me").retries(0).send().await.unwrap();
+    let r = once
+        .proxy(KEY, &id)
+        .get("/v1.0/me")
+        .retries(0)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 429);
     assert_eq!(r.retry_after(), Some(Duration::ZERO));
     // A POST is not idempotent: not retried.
@@ -507,7 +564,9 @@ async fn records_stream_sync_commands_and_plain_http_webhooks() {
     let parse = |r: &crate::support::webhook_receiver::Received| -> Webhook {
         let mut req = http::Request::new(r.body.clone().into_bytes());
         *req.headers_mut() = r.headers.clone();
-        verifier.verify_request(&req).expect("grantd's webhooks verify")
+        verifier
+            .verify_request(&req)
+            .expect("grantd's webhooks verify")
     };
     let got = rx
         .wait_until(|got| {
@@ -544,7 +603,10 @@ async fn records_stream_sync_commands_and_plain_http_webhooks() {
         .await
         .unwrap();
     assert_eq!(all.len() as u64, n);
-    assert!(all.iter().all(|r| r.nango_metadata.last_action == LastAction::Added));
+    assert!(
+        all.iter()
+            .all(|r| r.nango_metadata.last_action == LastAction::Added)
+    );
     let ids: std::collections::BTreeSet<_> = all.iter().map(|r| r.data.id.clone()).collect();
     assert_eq!(ids.len() as u64, n, "no record twice across pages");
     // Resuming from the last cursor yields nothing new.
@@ -562,10 +624,14 @@ async fn records_stream_sync_commands_and_plain_http_webhooks() {
         .unwrap();
     assert!(rest.is_empty());
     let e = grantd
-        .list_records::<Value>(KEY, &id, &RecordsQuery {
-            model: "lowercase".into(),
-            ..Default::default()
-        })
+        .list_records::<Value>(
+            KEY,
+            &id,
+            &RecordsQuery {
+                model: "lowercase".into(),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&e), ErrorCode::InvalidQueryParams);
@@ -574,10 +640,16 @@ async fn records_stream_sync_commands_and_plain_http_webhooks() {
     let s = grantd.sync_status(KEY, &id, &["user-files"]).await.unwrap();
     assert_eq!(s[0].name, "user-files");
     assert_eq!(s[0].record_count.get("OneDriveFile"), Some(&n));
-    grantd.pause_sync(KEY, Some(&id), &["user-files"]).await.unwrap();
+    grantd
+        .pause_sync(KEY, Some(&id), &["user-files"])
+        .await
+        .unwrap();
     let s = grantd.sync_status(KEY, &id, &["user-files"]).await.unwrap();
     assert_eq!(s[0].status, "PAUSED");
-    grantd.start_sync(KEY, Some(&id), &["user-files"]).await.unwrap();
+    grantd
+        .start_sync(KEY, Some(&id), &["user-files"])
+        .await
+        .unwrap();
     let s = grantd.sync_status(KEY, &id, &["user-files"]).await.unwrap();
     assert_ne!(s[0].status, "PAUSED");
     let e = grantd
@@ -594,8 +666,8 @@ async fn records_stream_sync_commands_and_plain_http_webhooks() {
 
 #[tokio::test]
 async fn readme_example_is_the_one_that_runs() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
     let block = readme
         .split("```rust\n")
         .nth(1)
@@ -607,7 +679,11 @@ async fn readme_example_is_the_one_that_runs() {
         .skip_while(|l| l.starts_with("//!"))
         .collect::<Vec<_>>()
         .join("\n");
-    assert_eq!(block.trim(), code.trim(), "README.md shows tests/it/client/readme.rs");
+    assert_eq!(
+        block.trim(),
+        code.trim(),
+        "README.md shows tests/it/client/readme.rs"
+    );
 
     let app = TestApp::spawn().await;
     app.create_integration(KEY, "User.Read,Files.ReadWrite.All")
