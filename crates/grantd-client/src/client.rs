@@ -424,10 +424,10 @@ mod tests {
 
     #[test]
     fn debug_hides_the_secret_key() {
-        let c = GrantdClient::new("http://x", "3f2c6c1e-secret").unwrap();
-        assert!(!format!("{c:?}").contains("secret"));
-        let b = GrantdClient::builder("http://x", "3f2c6c1e-secret");
-        assert!(!format!("{b:?}").contains("secret"));
+        let c = GrantdClient::new("http://x", "3f2c6c1e-sekrit").unwrap();
+        assert!(!format!("{c:?}").contains("sekrit"));
+        let b = GrantdClient::builder("http://x", "3f2c6c1e-sekrit");
+        assert!(!format!("{b:?}").contains("sekrit"));
     }
 
     #[test]

@@ -126,7 +126,7 @@ mod axum_support {
     ///
     /// async fn hook(VerifiedWebhook(w): VerifiedWebhook) {
     ///     if let Webhook::Auth(a) = w {
-    ///         println!("{} {} {}", a.operation, a.connection_id, a.success);
+    ///         println!("{} {} {}", a.operation.as_str(), a.connection_id, a.success);
     ///     }
     /// }
     /// let app: Router = Router::new()
