@@ -6,6 +6,7 @@ mod api;
 mod app_only;
 mod browser;
 mod cli;
+mod client;
 mod dashboard;
 mod feed;
 mod feed_bench;
