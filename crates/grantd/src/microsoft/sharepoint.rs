@@ -29,13 +29,15 @@ pub fn scope_for(host: &str) -> String {
     format!("https://{host}/.default offline_access")
 }
 
-/// Discovers the tenant's root SharePoint host (e.g. `contoso.sharepoint.com`) with a Graph token.
-pub async fn discover_host(
+/// `GET {graph_base}/v1.0/{path}` with a Graph token: the JSON body of a 200, else the status,
+/// Graph's error code and the headers (for the tenant's throttle).
+async fn graph_get(
     http: &reqwest::Client,
     graph_base: &str,
+    path: &str,
     token: &AccessToken,
-) -> Result<String, Error> {
-    let url = format!("{}/v1.0/sites/root", graph_base.trim_end_matches('/'));
+) -> Result<Value, Error> {
+    let url = format!("{}/v1.0/{path}", graph_base.trim_end_matches('/'));
     let resp = http
         .get(url)
         .bearer_auth(token.expose_secret())
@@ -57,15 +59,30 @@ pub async fn discover_host(
             headers,
         });
     }
+    Ok(body)
+}
+
+/// The lowercase host of a `webUrl`.
+fn web_url_host(body: &Value) -> Option<String> {
+    let web = body.get("webUrl")?.as_str()?;
+    url::Url::parse(web)
+        .ok()?
+        .host_str()
+        .map(str::to_ascii_lowercase)
+}
+
+/// Discovers the tenant's root SharePoint host (e.g. `contoso.sharepoint.com`) with a Graph token.
+pub async fn discover_host(
+    http: &reqwest::Client,
+    graph_base: &str,
+    token: &AccessToken,
+) -> Result<String, Error> {
+    let body = graph_get(http, graph_base, "sites/root", token).await?;
     body.pointer("/siteCollection/hostname")
         .and_then(Value::as_str)
-        .map(str::to_owned)
-        .or_else(|| {
-            let web = body.get("webUrl")?.as_str()?;
-            url::Url::parse(web).ok()?.host_str().map(str::to_owned)
-        })
+        .map(str::to_ascii_lowercase)
+        .or_else(|| web_url_host(&body))
         .filter(|h| !h.is_empty())
-        .map(|h| h.to_ascii_lowercase())
         .ok_or(Error::NoHost)
 }
 
@@ -76,32 +93,8 @@ pub async fn discover_onedrive_host(
     graph_base: &str,
     token: &AccessToken,
 ) -> Result<String, Error> {
-    let url = format!("{}/v1.0/me/drive", graph_base.trim_end_matches('/'));
-    let resp = http
-        .get(url)
-        .bearer_auth(token.expose_secret())
-        .send()
-        .await
-        .map_err(Error::Network)?;
-    let status = resp.status().as_u16();
-    let headers = Box::new(resp.headers().clone());
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    if status != 200 {
-        let code = body
-            .pointer("/error/code")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown")
-            .to_owned();
-        return Err(Error::Graph {
-            status,
-            code,
-            headers,
-        });
-    }
-    body.get("webUrl")
-        .and_then(Value::as_str)
-        .and_then(|web| url::Url::parse(web).ok())
-        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+    let body = graph_get(http, graph_base, "me/drive", token).await?;
+    web_url_host(&body)
         .filter(|h| !h.is_empty())
         .ok_or(Error::NoHost)
 }
