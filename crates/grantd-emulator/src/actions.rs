@@ -352,6 +352,9 @@ async fn bulk(
     };
     let mut folders = 0;
     let mut parent = top.clone();
+    // The names already in the current folder, read once per folder (checking each new name
+    // against the folder's children would be quadratic in `per_folder`).
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
     for n in 0..b.files {
         if n % b.per_folder == 0 {
             let name = format!("part-{:05}", n / b.per_folder);
@@ -359,12 +362,21 @@ async fn bulk(
                 Ok(id) => id,
                 Err(e) => return graph(e),
             };
+            taken = d
+                .children(&parent)
+                .iter()
+                .map(|c| c.name.to_lowercase())
+                .collect();
             folders += 1;
         }
         let name = format!("file-{n:07}.txt");
         let data = memory_file(&name, Bytes::from(format!("bulk file {n}\n").into_bytes()));
-        if let Err(e) = d.put_item(&parent, &name, Some(data), Conflict::Replace, now, &by) {
-            return graph(e);
+        if taken.contains(&name) {
+            if let Err(e) = d.put_item(&parent, &name, Some(data), Conflict::Replace, now, &by) {
+                return graph(e);
+            }
+        } else {
+            d.insert_new(&parent, name, Some(data), now, &by);
         }
     }
     Json(BulkCreateResult {

@@ -13,7 +13,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use http::{StatusCode, header};
 use serde_json::{Value, json};
 
-use super::drives::Drive;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::drives::{Drive, Item};
 use super::error::GraphError;
 use super::json::{Render, item_json};
 
@@ -80,13 +83,14 @@ pub fn resync(fresh_url: &str) -> GraphError {
 #[allow(clippy::too_many_arguments)]
 pub fn page(
     r: &Render,
-    drive: &Drive,
+    drive: &mut Drive,
     generation: u64,
     token: Option<&str>,
     top: Option<usize>,
     link_base: &str,
     now: DateTime<Utc>,
 ) -> Result<Value, GraphError> {
+    // The drive is mutable only for its round orders (`RoundOrders`).
     let top = top.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let link = |t: Token| format!("{link_base}?token={}", t.encode());
     let fresh = Token {
@@ -121,16 +125,14 @@ pub fn page(
     if tok.upto == 0 {
         tok.upto = drive.seq;
     }
-    let mut changed: Vec<_> = drive
-        .items
-        .values()
-        .filter(|i| i.seq > tok.since && i.seq <= tok.upto && (tok.since > 0 || !i.deleted))
-        .map(|i| ((drive.depth(&i.id), i.ordinal), i))
-        .filter(|(key, _)| *key > tok.after)
-        .collect();
-    changed.sort_by_key(|(key, _)| *key);
+    let changed = round_page(drive, generation, &tok, top);
+    let drive: &Drive = drive;
     let more = changed.len() > top;
-    changed.truncate(top);
+    let changed = &changed[..changed.len().min(top)];
+    let changed: Vec<((u64, u64), &Item)> = changed
+        .iter()
+        .filter_map(|(key, id)| drive.items.get(id).map(|i| (*key, i)))
+        .collect();
     let value: Vec<Value> = changed
         .iter()
         .map(|(_, i)| item_json(r, drive, i, true))
@@ -154,6 +156,112 @@ pub fn page(
         out["@odata.deltaLink"] = json!(link(next));
     }
     Ok(out)
+}
+
+/// Which round an order belongs to: (generation, since, upto).
+type RoundKey = (u64, u64, u64);
+/// A round's items in delta order: ((depth, creation ordinal), item id).
+type Order = Arc<Vec<((u64, u64), String)>>;
+
+/// Rounds kept at once per drive (many clients may page the same drive; the oldest goes).
+const KEPT_ROUNDS: usize = 8;
+
+/// The delta order of the rounds of a drive being paged through, computed on a round's first
+/// page (one scan and sort of the drive) and read by its later pages from the previous page's
+/// last key (a binary search): a page costs O(page), not O(drive).
+///
+/// An order stays exact while the round is paged: the round holds the items whose sequence
+/// number lies in `(since, upto]`, numbers only grow, and every change that moves an item to
+/// another depth stamps it (and everything below it) with a new number. Each page re-checks
+/// the range on the items it returns, and their depth; an order that no longer matches is
+/// computed again.
+#[derive(Debug, Clone, Default)]
+pub struct RoundOrders {
+    rounds: VecDeque<(RoundKey, Order)>,
+}
+
+impl RoundOrders {
+    fn get(&self, key: RoundKey) -> Option<Order> {
+        self.rounds
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, o)| o.clone())
+    }
+
+    fn put(&mut self, key: RoundKey, order: Order) {
+        self.forget(key);
+        if self.rounds.len() >= KEPT_ROUNDS {
+            self.rounds.pop_front();
+        }
+        self.rounds.push_back((key, order));
+    }
+
+    fn forget(&mut self, key: RoundKey) {
+        self.rounds.retain(|(k, _)| *k != key);
+    }
+}
+
+/// Whether item `i` belongs to the round of `tok`.
+fn in_round(i: &Item, tok: &Token) -> bool {
+    i.seq > tok.since && i.seq <= tok.upto && (tok.since > 0 || !i.deleted)
+}
+
+/// The whole round of `tok` in delta order (a scan and sort of the drive).
+fn round_order(drive: &Drive, tok: &Token) -> Vec<((u64, u64), String)> {
+    let mut all: Vec<((u64, u64), String)> = drive
+        .items
+        .values()
+        .filter(|i| in_round(i, tok))
+        .map(|i| ((drive.depth(&i.id), i.ordinal), i.id.clone()))
+        .collect();
+    all.sort_unstable_by_key(|(key, _)| *key);
+    all
+}
+
+/// Up to `top + 1` items of the round of `tok` after its `after` key, in delta order (one more
+/// than a page tells whether another follows).
+fn round_page(
+    drive: &mut Drive,
+    generation: u64,
+    tok: &Token,
+    top: usize,
+) -> Vec<((u64, u64), String)> {
+    let key = (generation, tok.since, tok.upto);
+    let from_order = |drive: &Drive, order: &[((u64, u64), String)]| {
+        let start = order.partition_point(|(k, _)| *k <= tok.after);
+        let mut page = Vec::with_capacity(top + 1);
+        for (k, id) in &order[start..] {
+            let Some(i) = drive.items.get(id) else {
+                continue;
+            };
+            if !in_round(i, tok) {
+                continue;
+            }
+            if drive.depth(id) != k.0 {
+                return None;
+            }
+            page.push((*k, id.clone()));
+            if page.len() > top {
+                break;
+            }
+        }
+        Some(page)
+    };
+    if let Some(order) = drive.delta_rounds.get(key) {
+        if let Some(page) = from_order(drive, &order) {
+            if page.len() <= top {
+                drive.delta_rounds.forget(key);
+            }
+            return page;
+        }
+        drive.delta_rounds.forget(key);
+    }
+    let order = round_order(drive, tok);
+    let page = from_order(drive, &order).expect("a fresh order matches the drive");
+    if page.len() > top {
+        drive.delta_rounds.put(key, Arc::new(order));
+    }
+    page
 }
 
 #[cfg(test)]

@@ -135,6 +135,9 @@ pub struct Drive {
     /// Bumped by the control API to make this drive's delta tokens stale (`410
     /// resyncRequired` on their next use), as Graph does when it cannot serve changes.
     pub resync_epoch: u64,
+    /// The parents-first order of the delta rounds being paged (see `delta.rs`), so a page
+    /// costs O(page) rather than a scan and sort of the whole drive.
+    pub delta_rounds: super::delta::RoundOrders,
 }
 
 /// A SharePoint site (only tenant root sites are seeded).
@@ -246,6 +249,7 @@ impl Drive {
             next_item: 0,
             permissions: HashMap::new(),
             resync_epoch: 0,
+            delta_rounds: super::delta::RoundOrders::default(),
         };
         let root_id = d.new_item_id();
         d.seq += 1;
@@ -424,6 +428,19 @@ impl Drive {
                 }
             }
         }
+        Ok((self.insert_new(parent, name, file, now, by), true))
+    }
+
+    /// Creates an item under `parent` that the caller knows to be a folder without a child of
+    /// that name (bulk seeding checks names once per folder); returns its id.
+    pub fn insert_new(
+        &mut self,
+        parent: &str,
+        name: String,
+        file: Option<FileData>,
+        now: DateTime<Utc>,
+        by: &Identity,
+    ) -> String {
         let id = self.new_item_id();
         let item = Item {
             id: id.clone(),
@@ -448,7 +465,7 @@ impl Drive {
             .or_default()
             .push(id.clone());
         self.touch(&id, now, by, true);
-        Ok((id, true))
+        id
     }
 
     pub fn replace_content(

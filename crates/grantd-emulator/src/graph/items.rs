@@ -703,9 +703,11 @@ fn delta(
 ) -> Result<Response, GraphError> {
     super::query::check_allowed(ctx, &["$top", "$select"])?;
     let top = ctx.top()?;
-    let model = state.drives.lock();
+    let mut model = state.drives.lock();
+    let signer = model.signer.clone();
+    let generation = model.generation;
     let drive = model
-        .drive(drive_id)
+        .drive_mut(drive_id)
         .ok_or_else(GraphError::item_not_found)?;
     let target = drive
         .resolve_path(base_id, path)
@@ -717,13 +719,13 @@ fn delta(
             "Delta is only supported on the root of the drive.",
         ));
     }
-    let signer = model.signer.clone();
     let r = ctx.render(&signer, state);
     let link_base = format!("{}/{}", ctx.api_base, ctx.raw_path);
+    let generation = generation.wrapping_add(drive.resync_epoch);
     let mut page = super::delta::page(
         &r,
         drive,
-        model.generation.wrapping_add(drive.resync_epoch),
+        generation,
         ctx.q("token"),
         top,
         &link_base,

@@ -997,24 +997,32 @@ impl Core {
             paths.remember(id, &path);
         }
         let etag = item.get("eTag").and_then(Value::as_str);
-        let record = json!({
-            "id": id,
-            "name": name,
-            "etag": etag,
-            "cTag": item.get("cTag").and_then(Value::as_str),
-            "is_folder": is_folder,
-            "mime_type": item.pointer("/file/mimeType").and_then(Value::as_str),
-            "path": path,
-            "raw_source": item,
-            "updated_at": item.get("lastModifiedDateTime").and_then(Value::as_str),
-            "download_url": item.get("@microsoft.graph.downloadUrl").and_then(Value::as_str),
-            "created_at": item.get("createdDateTime").and_then(Value::as_str),
-            "blob_size": item.get("size").and_then(Value::as_u64),
-            "drive_id": item.pointer("/parentReference/driveId").and_then(Value::as_str),
-        });
+        // Serialized straight from the delta item (no copy of it): the fields in key order, as
+        // a `json!` object would write them.
+        let record = FileRecord {
+            blob_size: item.get("size").and_then(Value::as_u64),
+            c_tag: item.get("cTag").and_then(Value::as_str),
+            created_at: item.get("createdDateTime").and_then(Value::as_str),
+            download_url: item
+                .get("@microsoft.graph.downloadUrl")
+                .and_then(Value::as_str),
+            drive_id: item
+                .pointer("/parentReference/driveId")
+                .and_then(Value::as_str),
+            etag,
+            id,
+            is_folder,
+            mime_type: item.pointer("/file/mimeType").and_then(Value::as_str),
+            name,
+            path: &path,
+            raw_source: item,
+            updated_at: item.get("lastModifiedDateTime").and_then(Value::as_str),
+        };
+        let payload = serde_json::to_string(&record)
+            .map_err(|_| Error::Invalid("a delta item could not be written as a record".into()))?;
         Ok(Some(RecordChange::Upsert {
             record_id: id.to_owned(),
-            payload: record.to_string(),
+            payload,
             version_key: format!("{}\u{1f}{path}", etag.unwrap_or("")),
         }))
     }
@@ -1074,6 +1082,25 @@ impl Core {
             None => Ok(String::new()),
         }
     }
+}
+
+/// A `OneDriveFile` record as stored (fields in the order `GET /records` has always shown).
+#[derive(serde::Serialize)]
+struct FileRecord<'a> {
+    blob_size: Option<u64>,
+    #[serde(rename = "cTag")]
+    c_tag: Option<&'a str>,
+    created_at: Option<&'a str>,
+    download_url: Option<&'a str>,
+    drive_id: Option<&'a str>,
+    etag: Option<&'a str>,
+    id: &'a str,
+    is_folder: bool,
+    mime_type: Option<&'a str>,
+    name: &'a str,
+    path: &'a str,
+    raw_source: &'a Value,
+    updated_at: Option<&'a str>,
 }
 
 enum DeltaAnswer {

@@ -146,21 +146,110 @@ impl Db {
     }
 }
 
-/// Marks unchanged records as seen by `generation` (no new cursor): 1 row if unchanged.
-const TOUCH_UNCHANGED: &str = "UPDATE sync_records SET seen_generation = $1, sync_drive = $6 \
-     WHERE connection_id = $2 AND model = $3 AND record_id = $4 AND version_key = $5 \
-     AND deleted_at IS NULL";
+/// Marks the page's unchanged records (ids: JSON array `$5`) as seen by `generation` (no new
+/// cursor); the `IN` list is `Db::json_text_set`.
+const TOUCH_UNCHANGED: &str = "UPDATE sync_records SET seen_generation = $1, sync_drive = $2 \
+     WHERE connection_id = $3 AND model = $4 AND record_id IN ({ids})";
 
-/// Writes a changed (or new, or restored) record with the next cursor; returns its action.
-const UPSERT_RECORD: &str = "INSERT INTO sync_records (connection_id, model, record_id, payload, \
+/// The page's records as stored before it (ids: JSON array `$3`): id, version key, live.
+const PAGE_STORED: &str = "SELECT record_id, version_key, deleted_at IS NULL FROM sync_records \
+     WHERE connection_id = $1 AND model = $2 AND record_id IN ({ids})";
+
+/// Writes changed (or new, or restored) records, each with its own next cursor, in one
+/// statement: `$1`–`$5` are shared (connection, model, time, generation, drive), then four
+/// parameters per row (record id, payload, version key, cursor) from `$6` on.
+const UPSERT_HEAD: &str = "INSERT INTO sync_records (connection_id, model, record_id, payload, \
      version_key, first_seen_at, last_modified_at, deleted_at, last_action, cursor_seq, \
-     seen_generation, sync_drive) VALUES ($1, $2, $3, $4, $5, $6, $6, NULL, 'ADDED', $7, $8, $9) \
-     ON CONFLICT (connection_id, model, record_id) DO UPDATE SET payload = excluded.payload, \
-     version_key = excluded.version_key, last_modified_at = excluded.last_modified_at, \
+     seen_generation, sync_drive) VALUES ";
+const UPSERT_TAIL: &str = " ON CONFLICT (connection_id, model, record_id) DO UPDATE SET \
+     payload = excluded.payload, version_key = excluded.version_key, \
+     last_modified_at = excluded.last_modified_at, \
      last_action = CASE WHEN sync_records.deleted_at IS NULL THEN 'UPDATED' ELSE 'ADDED' END, \
      deleted_at = NULL, cursor_seq = excluded.cursor_seq, \
-     seen_generation = excluded.seen_generation, sync_drive = excluded.sync_drive \
-     RETURNING last_action";
+     seen_generation = excluded.seen_generation, sync_drive = excluded.sync_drive";
+/// Rows per upsert statement (4 parameters each, well below both databases' limits).
+const UPSERT_ROWS: usize = 250;
+
+/// The multi-row upsert of `rows` records (see `UPSERT_HEAD`).
+fn upsert_sql(rows: usize) -> String {
+    let mut sql = String::with_capacity(UPSERT_HEAD.len() + UPSERT_TAIL.len() + rows * 48);
+    sql.push_str(UPSERT_HEAD);
+    for r in 0..rows {
+        let p = 6 + 4 * r;
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "($1, $2, ${}, ${}, ${}, $3, $3, NULL, 'ADDED', ${}, $4, $5)",
+            p,
+            p + 1,
+            p + 2,
+            p + 3
+        ));
+    }
+    sql.push_str(UPSERT_TAIL);
+    sql
+}
+
+/// What a page does to one record, decided against what is stored (the last change of an id
+/// in a page wins: the app sees the record's final state once).
+enum PageWrite<'a> {
+    /// Same version, live: only marked as seen.
+    Unchanged(&'a str),
+    /// New, changed or restored; `added` when it was not live.
+    Upsert {
+        record_id: &'a str,
+        payload: &'a str,
+        version_key: &'a str,
+        added: bool,
+    },
+    /// A live record deleted.
+    Delete(&'a str),
+}
+
+/// The writes of `changes` given `stored` (record id → (version key, live)), in page order of
+/// each id's last change.
+fn plan_page<'a>(
+    changes: &'a [RecordChange],
+    stored: &std::collections::HashMap<String, (String, bool)>,
+) -> Vec<PageWrite<'a>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(changes.len());
+    for change in changes.iter().rev() {
+        let id = match change {
+            RecordChange::Upsert { record_id, .. } | RecordChange::Delete { record_id } => {
+                record_id.as_str()
+            }
+        };
+        if !seen.insert(id) {
+            continue;
+        }
+        let now = stored.get(id);
+        let live = now.is_some_and(|(_, live)| *live);
+        match change {
+            RecordChange::Upsert {
+                record_id,
+                payload,
+                version_key,
+            } => {
+                if live && now.is_some_and(|(v, _)| v == version_key) {
+                    out.push(PageWrite::Unchanged(record_id));
+                } else {
+                    out.push(PageWrite::Upsert {
+                        record_id,
+                        payload,
+                        version_key,
+                        added: !live,
+                    });
+                }
+            }
+            RecordChange::Delete { record_id } if live => out.push(PageWrite::Delete(record_id)),
+            RecordChange::Delete { .. } => {}
+        }
+    }
+    out.reverse();
+    out
+}
 
 const DELETE_RECORD: &str = "UPDATE sync_records SET deleted_at = $1, last_modified_at = $1, \
      last_action = 'DELETED', cursor_seq = $2, seen_generation = $3 \
@@ -201,6 +290,11 @@ macro_rules! in_tx {
             Err(e) => Err(e),
         }
     }};
+}
+
+/// A JSON array of strings, for `Db::json_text_set`.
+fn json_ids(ids: &[&str]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned())
 }
 
 impl Store {
@@ -501,6 +595,8 @@ impl Store {
             self.db.for_update()
         );
         let at = Ts(micros(page.at));
+        let page_stored = PAGE_STORED.replace("{ids}", &self.db.json_text_set("$3"));
+        let touch_unchanged = TOUCH_UNCHANGED.replace("{ids}", &self.db.json_text_set("$5"));
         on_pool!(&self.db, |pool| {
             in_tx!(pool, |tx| {
                 async {
@@ -520,65 +616,106 @@ impl Store {
                         .await
                         .map_err(Error::Database)?;
                     let mut counts = PageCounts::default();
-                    for change in page.changes {
-                        match change {
-                            RecordChange::Upsert {
+                    // One read of what the page's records are now, then one statement per kind
+                    // of write (not two per record).
+                    let ids: Vec<&str> = page
+                        .changes
+                        .iter()
+                        .map(|c| match c {
+                            RecordChange::Upsert { record_id, .. }
+                            | RecordChange::Delete { record_id } => record_id.as_str(),
+                        })
+                        .collect();
+                    let stored: std::collections::HashMap<String, (String, bool)> =
+                        if ids.is_empty() {
+                            Default::default()
+                        } else {
+                            let rows: Vec<(String, String, bool)> = sqlx::query_as(&page_stored)
+                                .bind(page.connection_id)
+                                .bind(page.model)
+                                .bind(json_ids(&ids))
+                                .fetch_all(&mut *tx)
+                                .await
+                                .map_err(Error::Database)?;
+                            rows.into_iter()
+                                .map(|(id, v, live)| (id, (v, live)))
+                                .collect()
+                        };
+                    let writes = plan_page(page.changes, &stored);
+                    let unchanged: Vec<&str> = writes
+                        .iter()
+                        .filter_map(|w| match w {
+                            PageWrite::Unchanged(id) => Some(*id),
+                            _ => None,
+                        })
+                        .collect();
+                    if !unchanged.is_empty() {
+                        sqlx::query(&touch_unchanged)
+                            .bind(generation)
+                            .bind(page.drive)
+                            .bind(page.connection_id)
+                            .bind(page.model)
+                            .bind(json_ids(&unchanged))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(Error::Database)?;
+                    }
+                    // Cursors follow the page's order; upserts are written in batches, each
+                    // delete on its own (rare in a page).
+                    let mut batch: Vec<(&str, &str, &str, i64)> = Vec::new();
+                    let mut deletes: Vec<(&str, i64)> = Vec::new();
+                    for w in &writes {
+                        match w {
+                            PageWrite::Unchanged(_) => {}
+                            PageWrite::Upsert {
                                 record_id,
                                 payload,
                                 version_key,
+                                added,
                             } => {
-                                let same = sqlx::query(TOUCH_UNCHANGED)
-                                    .bind(generation)
-                                    .bind(page.connection_id)
-                                    .bind(page.model)
-                                    .bind(record_id)
-                                    .bind(version_key)
-                                    .bind(page.drive)
-                                    .execute(&mut *tx)
-                                    .await
-                                    .map_err(Error::Database)?
-                                    .rows_affected();
-                                if same > 0 {
-                                    continue;
-                                }
                                 cursor += 1;
-                                let action: String = sqlx::query_scalar(UPSERT_RECORD)
-                                    .bind(page.connection_id)
-                                    .bind(page.model)
-                                    .bind(record_id)
-                                    .bind(payload)
-                                    .bind(version_key)
-                                    .bind(at)
-                                    .bind(cursor)
-                                    .bind(generation)
-                                    .bind(page.drive)
-                                    .fetch_one(&mut *tx)
-                                    .await
-                                    .map_err(Error::Database)?;
-                                if action == ADDED {
+                                batch.push((record_id, payload, version_key, cursor));
+                                if *added {
                                     counts.added += 1;
                                 } else {
                                     counts.updated += 1;
                                 }
                             }
-                            RecordChange::Delete { record_id } => {
-                                let n = sqlx::query(DELETE_RECORD)
-                                    .bind(at)
-                                    .bind(cursor + 1)
-                                    .bind(generation)
-                                    .bind(page.connection_id)
-                                    .bind(page.model)
-                                    .bind(record_id)
-                                    .execute(&mut *tx)
-                                    .await
-                                    .map_err(Error::Database)?
-                                    .rows_affected();
-                                if n > 0 {
-                                    cursor += 1;
-                                    counts.deleted += 1;
-                                }
+                            PageWrite::Delete(record_id) => {
+                                cursor += 1;
+                                deletes.push((record_id, cursor));
+                                counts.deleted += 1;
                             }
                         }
+                    }
+                    for rows in batch.chunks(UPSERT_ROWS) {
+                        let sql = upsert_sql(rows.len());
+                        let mut q = sqlx::query(&sql)
+                            .bind(page.connection_id)
+                            .bind(page.model)
+                            .bind(at)
+                            .bind(generation)
+                            .bind(page.drive);
+                        for (record_id, payload, version_key, cursor) in rows {
+                            q = q
+                                .bind(*record_id)
+                                .bind(*payload)
+                                .bind(*version_key)
+                                .bind(*cursor);
+                        }
+                        q.execute(&mut *tx).await.map_err(Error::Database)?;
+                    }
+                    for (record_id, cursor) in deletes {
+                        sqlx::query(DELETE_RECORD)
+                            .bind(at)
+                            .bind(cursor)
+                            .bind(generation)
+                            .bind(page.connection_id)
+                            .bind(page.model)
+                            .bind(record_id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(Error::Database)?;
                     }
                     if page.final_page && in_resync {
                         let gone: Vec<String> = sqlx::query_scalar(VANISHED)

@@ -1934,6 +1934,145 @@ async fn sync_feed(db: &TestDb) {
     );
 }
 
+/// Pages are written with one statement per kind of write (`commit_sync_page`): a page larger
+/// than one upsert batch keeps page order in its cursors, repeats only mark records as seen (a
+/// resync then keeps them), and the last change of an id within a page wins.
+async fn sync_page_batches(db: &TestDb) {
+    let s = store(db).await;
+    s.create_integration(new_integration("one-drive"))
+        .await
+        .unwrap();
+    let (conn, _) = s
+        .upsert_connection(new_connection("one-drive", "c1"))
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let drive = s
+        .ensure_sync_drive(conn.id, "me", "OneDriveFile", now)
+        .await
+        .unwrap();
+    let lease = now + Duration::minutes(5);
+    s.lease_sync_drive(drive.id, now, lease)
+        .await
+        .unwrap()
+        .expect("free");
+    assert_eq!(
+        s.begin_resync(drive.id, lease, "https://graph/delta")
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    let no_hook = |_: PageCounts| None;
+    let commit = |changes: Vec<RecordChange>, last: bool| {
+        let s = s.clone();
+        async move {
+            s.commit_sync_page(
+                &SyncPage {
+                    drive: drive.id,
+                    lease_until: lease,
+                    connection_id: conn.id,
+                    model: "OneDriveFile",
+                    drive_id: Some("d1"),
+                    changes: &changes,
+                    next_link: "next",
+                    final_page: last,
+                    at: now,
+                },
+                &no_hook,
+            )
+            .await
+            .unwrap()
+            .expect("lease held")
+        }
+    };
+    let all = |s: Store| async move {
+        let mut q = records_query(conn.id, 0);
+        q.limit = 10_000;
+        s.list_sync_records(&q).await.unwrap()
+    };
+    // 600 new records: more than one upsert batch, cursors in page order.
+    let ids: Vec<String> = (0..600).map(|n| format!("r{:03}", 599 - n)).collect();
+    let counts = commit(ids.iter().map(|id| upsert_change(id, "1")).collect(), false).await;
+    assert_eq!(counts.added, 600);
+    let rows = all(s.clone()).await;
+    assert_eq!(
+        rows.iter().map(|r| r.record_id.clone()).collect::<Vec<_>>(),
+        ids,
+        "cursor order is page order"
+    );
+    assert!(rows.windows(2).all(|w| w[0].cursor_seq < w[1].cursor_seq));
+    let max = rows.last().unwrap().cursor_seq;
+
+    // The next page: 200 repeats, 200 changes, an id twice (its last change counts), a
+    // delete of a record and of an unknown id.
+    let mut changes: Vec<RecordChange> = Vec::new();
+    changes.extend(ids[..200].iter().map(|id| upsert_change(id, "1")));
+    changes.extend(ids[200..400].iter().map(|id| upsert_change(id, "2")));
+    changes.push(upsert_change(&ids[400], "2"));
+    changes.push(upsert_change(&ids[400], "3"));
+    changes.push(RecordChange::Delete {
+        record_id: ids[401].clone(),
+    });
+    changes.push(RecordChange::Delete {
+        record_id: "unknown".into(),
+    });
+    let counts = commit(changes, false).await;
+    assert_eq!(
+        counts,
+        PageCounts {
+            added: 0,
+            updated: 201,
+            deleted: 1
+        }
+    );
+    let changed = s
+        .list_sync_records(&RecordsQuery {
+            limit: 10_000,
+            ..records_query(conn.id, max)
+        })
+        .await
+        .unwrap();
+    assert_eq!(changed.len(), 202, "repeats take no cursor");
+    assert_eq!(changed[200].record_id, ids[400]);
+    assert_eq!(
+        changed[200].payload,
+        format!(r#"{{"id":"{}","etag":"3"}}"#, ids[400])
+    );
+    assert_eq!(changed[200].last_action, "UPDATED");
+    assert_eq!(
+        (
+            changed[201].record_id.as_str(),
+            changed[201].last_action.as_str()
+        ),
+        (ids[401].as_str(), "DELETED")
+    );
+
+    // A full resync sees the 200 repeats (unchanged: only marked as seen) and restores the
+    // deleted record; its last page deletes the 398 records it did not see.
+    assert_eq!(
+        s.begin_resync(drive.id, lease, "https://graph/delta")
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    let mut changes: Vec<RecordChange> =
+        ids[..200].iter().map(|id| upsert_change(id, "1")).collect();
+    changes.push(upsert_change(&ids[401], "1"));
+    let counts = commit(changes, true).await;
+    assert_eq!(
+        counts,
+        PageCounts {
+            added: 1,
+            updated: 0,
+            deleted: 398
+        }
+    );
+    assert_eq!(
+        s.count_sync_records(conn.id, "OneDriveFile").await.unwrap(),
+        201
+    );
+}
+
 // ---- the matrix ----
 
 macro_rules! conformance {
@@ -1979,6 +2118,7 @@ conformance!(
     encrypted_at_rest,
     key_rotation,
     sync_feed,
+    sync_page_batches,
 );
 
 #[tokio::test]
