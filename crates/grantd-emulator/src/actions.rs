@@ -1,5 +1,5 @@
-//! Acting as a user in the OneDrive web UI, without a token: create, edit, rename, move and
-//! delete items in a user's drive (`POST /_emulator/users/{user}/drive/actions`), also in bulk
+//! Acting as a user in the OneDrive web UI, without a token: create, edit, rename, move,
+//! delete and restore (from the recycle bin) items in a user's drive (`POST /_emulator/users/{user}/drive/actions`), also in bulk
 //! with a seeded RNG (`POST /_emulator/users/{user}/drive/random-edits`), so tests produce real
 //! changes (delta, change notifications) the way a person would. Plus the typed
 //! [`crate::control::Control`] methods for these and for `crate::notify`'s control routes.
@@ -51,6 +51,11 @@ pub enum UserAction {
     },
     Delete {
         path: String,
+    },
+    /// Restores a deleted item from the recycle bin by its id (a deleted item has no path):
+    /// into its old folder, with the subtree its delete removed (`Drive::restore`).
+    Restore {
+        id: String,
     },
 }
 
@@ -209,6 +214,10 @@ pub fn apply(
                 deleted: true,
             });
         }
+        UserAction::Restore { id } => {
+            d.restore(id, now, by).map_err(graph)?;
+            id.clone()
+        }
     };
     Ok(ActionResult {
         path: path_of(d, &id),
@@ -236,25 +245,38 @@ async fn act(
     }
 }
 
-/// Picks one random edit for the drive's current state.
+/// Picks one random edit for the drive's current state: creates (files, folders), edits,
+/// renames, moves, deletes (files, and now and then a folder with its subtree) and restores from
+/// the recycle bin. Candidates are taken in creation order (deterministic for a seed) and only
+/// the chosen item's path is built, so a pick costs one pass over the drive's items.
 fn pick(d: &Drive, rng: &mut StdRng, n: u32) -> UserAction {
-    let mut folders = vec![String::new()];
-    let mut files = Vec::new();
-    let mut stack = vec![d.root_id.clone()];
-    while let Some(cur) = stack.pop() {
-        for c in d.children(&cur) {
-            let p = path_of(d, &c.id);
-            if c.is_folder() {
-                folders.push(p);
-                stack.push(c.id.clone());
-            } else if c.size_of_file() <= 1 << 20 {
-                files.push(p);
+    let mut folders: Vec<(u64, &str)> = Vec::new();
+    let mut files: Vec<(u64, &str)> = Vec::new();
+    let mut bin: Vec<(u64, &str)> = Vec::new();
+    for i in d.items.values() {
+        if i.parent.is_none() {
+            continue;
+        }
+        if i.deleted {
+            if i.recycled_with.as_deref() == Some(i.id.as_str()) {
+                bin.push((i.ordinal, &i.id));
             }
+        } else if i.is_folder() {
+            folders.push((i.ordinal, &i.id));
+        } else if i.size_of_file() <= 1 << 20 {
+            files.push((i.ordinal, &i.id));
         }
     }
-    folders.sort();
-    files.sort();
-    let folder = |rng: &mut StdRng| folders[rng.gen_range(0..folders.len())].clone();
+    folders.sort_unstable();
+    files.sort_unstable();
+    bin.sort_unstable();
+    let any = |rng: &mut StdRng, v: &[(u64, &str)]| v[rng.gen_range(0..v.len())].1.to_owned();
+    // A folder to put something in: the root or any live folder.
+    let folder = |rng: &mut StdRng| match rng.gen_range(0..=folders.len()) {
+        0 => String::new(),
+        k => path_of(d, folders[k - 1].1),
+    };
+    let file = |rng: &mut StdRng| path_of(d, &any(rng, &files));
     let join = |dir: &str, name: &str| {
         if dir.is_empty() {
             name.to_owned()
@@ -263,37 +285,40 @@ fn pick(d: &Drive, rng: &mut StdRng, n: u32) -> UserAction {
         }
     };
     let tag: u32 = rng.r#gen();
-    let kind = if files.is_empty() {
-        0
-    } else {
-        rng.gen_range(0..6)
-    };
+    // Weights out of 16: create file 3, create folder 2, edit 2, rename 2, move 2,
+    // delete file 2, delete folder 1, restore 2 (what is not possible yet creates a file).
+    let mut kind = rng.gen_range(0..16);
+    if (files.is_empty() && (3..13).contains(&kind))
+        || (folders.is_empty() && kind == 13)
+        || (bin.is_empty() && kind >= 14)
+    {
+        kind = 0;
+    }
     match kind {
-        0 => UserAction::CreateFile {
+        0..=2 => UserAction::CreateFile {
             path: join(&folder(rng), &format!("edit-{n}-{tag:08x}.txt")),
             content: format!("random edit {n} ({tag:08x})\n"),
         },
-        1 => UserAction::CreateFolder {
+        3..=4 => UserAction::CreateFolder {
             path: join(&folder(rng), &format!("folder-{n}-{tag:08x}")),
         },
-        2 => UserAction::Edit {
-            path: files[rng.gen_range(0..files.len())].clone(),
+        5..=6 => UserAction::Edit {
+            path: file(rng),
             content: format!("edited {n} ({tag:08x})\n"),
         },
-        3 => {
-            let path = files[rng.gen_range(0..files.len())].clone();
-            UserAction::Rename {
-                path,
-                name: format!("renamed-{n}-{tag:08x}.txt"),
-            }
-        }
-        4 => UserAction::Move {
-            path: files[rng.gen_range(0..files.len())].clone(),
+        7..=8 => UserAction::Rename {
+            path: file(rng),
+            name: format!("renamed-{n}-{tag:08x}.txt"),
+        },
+        9..=10 => UserAction::Move {
+            path: file(rng),
             to: folder(rng),
         },
-        _ => UserAction::Delete {
-            path: files[rng.gen_range(0..files.len())].clone(),
+        11..=12 => UserAction::Delete { path: file(rng) },
+        13 => UserAction::Delete {
+            path: path_of(d, &any(rng, &folders)),
         },
+        _ => UserAction::Restore { id: any(rng, &bin) },
     }
 }
 

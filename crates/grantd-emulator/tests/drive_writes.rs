@@ -714,3 +714,174 @@ async fn control_acts_as_the_user_and_random_edits_are_reproducible() {
         .expect("edits");
     assert_ne!(a.actions, c.actions);
 }
+
+#[tokio::test]
+async fn restore_brings_back_an_item_and_the_subtree_its_delete_removed() {
+    use grantd_emulator::actions::UserAction;
+    let emu = spawn().await;
+    let t = token(&emu, ADELE_UPN, RW).await;
+    let act = |a: UserAction| {
+        let emu = &emu;
+        async move { emu.control.user_action(ADELE_UPN, &a).await }
+    };
+    let create = |path: &str| UserAction::CreateFile {
+        path: path.into(),
+        content: path.into(),
+    };
+    let inner = act(create("R/Sub/inner.txt")).await.expect("create");
+    let early = act(create("R/early.txt")).await.expect("create");
+    let folder = act(UserAction::CreateFolder { path: "R".into() })
+        .await
+        .expect("folder");
+    // Deleted on its own first: a recycle bin entry of its own, not restored with R.
+    act(UserAction::Delete {
+        path: "R/early.txt".into(),
+    })
+    .await
+    .expect("delete");
+    act(UserAction::Delete { path: "R".into() })
+        .await
+        .expect("delete");
+    let latest = call(
+        &emu,
+        Method::GET,
+        &t,
+        "/v1.0/me/drive/root/delta?token=latest",
+        None,
+        &[],
+    )
+    .await;
+    let link = latest.body["@odata.deltaLink"].as_str().unwrap().to_owned();
+    let back = act(UserAction::Restore {
+        id: folder.id.clone(),
+    })
+    .await
+    .expect("restore");
+    assert_eq!(
+        (back.id.as_str(), back.path.as_str()),
+        (folder.id.as_str(), "R")
+    );
+    let got = call(
+        &emu,
+        Method::GET,
+        &t,
+        "/v1.0/me/drive/root:/R/Sub/inner.txt",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.body["id"], inner.id.as_str(), "same id after restore");
+    let gone = call(
+        &emu,
+        Method::GET,
+        &t,
+        "/v1.0/me/drive/root:/R/early.txt",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(gone.status, 404, "deleted before R: still in the bin");
+    // Delta reports the restored items as items again, parents first.
+    let (items, _) = delta_round(&emu, &t, link).await;
+    let pos = |id: &str| {
+        items
+            .iter()
+            .position(|i| i["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in delta: {items:?}"))
+    };
+    for i in [&folder.id, &inner.id] {
+        assert!(
+            items[pos(i)].get("deleted").is_none(),
+            "{i} not a tombstone"
+        );
+    }
+    assert!(pos(&folder.id) < pos(&inner.id));
+    // Restored where its name is taken: renamed, as OneDrive does.
+    act(create("R/early.txt")).await.expect("create");
+    let renamed = act(UserAction::Restore {
+        id: early.id.clone(),
+    })
+    .await
+    .expect("restore");
+    assert_eq!(renamed.path, "R/early 1.txt");
+    // Only deleted items can be restored.
+    assert!(act(UserAction::Restore { id: inner.id }).await.is_err());
+
+    // Graph's restore: OneDrive personal only (as documented); business drives answer 400.
+    act(UserAction::Delete {
+        path: "R/early 1.txt".into(),
+    })
+    .await
+    .expect("delete");
+    let refused = json_call(
+        &emu,
+        Method::POST,
+        &t,
+        &format!("/v1.0/me/drive/items/{}/restore", early.id),
+        json!({}),
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let sam = token(
+        &emu,
+        SAM_UPN,
+        "openid offline_access User.Read Files.ReadWrite",
+    )
+    .await;
+    let put = call(
+        &emu,
+        Method::PUT,
+        &sam,
+        "/v1.0/me/drive/root:/note.txt:/content",
+        Some(b"note".to_vec()),
+        &[],
+    )
+    .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    let note = put.body["id"].as_str().unwrap().to_owned();
+    let del = call(
+        &emu,
+        Method::DELETE,
+        &sam,
+        &format!("/v1.0/me/drive/items/{note}"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(del.status, 204);
+    let back = json_call(
+        &emu,
+        Method::POST,
+        &sam,
+        &format!("/v1.0/me/drive/items/{note}/restore"),
+        json!({"name": "restored.txt"}),
+    )
+    .await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    assert_eq!(back.body["id"], note.as_str());
+    assert_eq!(back.body["name"], "restored.txt");
+    let again = json_call(
+        &emu,
+        Method::POST,
+        &sam,
+        &format!("/v1.0/me/drive/items/{note}/restore"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(again.status, 404, "not in the recycle bin any more");
+
+    // Random edits restore too, and delete folders with their subtrees.
+    let r = emu
+        .control
+        .random_edits(MEGAN_UPN, 300, 3)
+        .await
+        .expect("edits");
+    assert!(
+        r.actions
+            .iter()
+            .any(|a| matches!(a, UserAction::Restore { .. })),
+        "{:?}",
+        r.actions
+    );
+}

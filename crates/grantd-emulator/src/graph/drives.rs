@@ -77,6 +77,9 @@ pub struct Item {
     /// Creation order within the drive; with the depth, orders delta pages parents-first.
     pub ordinal: u64,
     pub deleted: bool,
+    /// For a deleted item: the item whose delete removed it (itself when it was deleted on its
+    /// own; a folder's id for what went with it) — the recycle bin entry that restores it.
+    pub recycled_with: Option<String>,
     /// Client-settable properties (`PATCH`, upload sessions).
     pub meta: ItemMeta,
 }
@@ -268,6 +271,7 @@ impl Drive {
             seq: d.seq,
             ordinal: d.next_item,
             deleted: false,
+            recycled_with: None,
             meta: ItemMeta::default(),
         };
         d.items.insert(root_id.clone(), root);
@@ -457,6 +461,7 @@ impl Drive {
             seq: 0,
             ordinal: self.next_item,
             deleted: false,
+            recycled_with: None,
             meta: ItemMeta::default(),
         };
         self.items.insert(id.clone(), item);
@@ -520,6 +525,7 @@ impl Drive {
             let seq = self.seq;
             if let Some(i) = self.items.get_mut(item_id) {
                 i.deleted = true;
+                i.recycled_with = Some(id.to_owned());
                 i.seq = seq;
                 i.version += 1;
                 i.modified = now;
@@ -527,6 +533,94 @@ impl Drive {
             }
         }
         Ok(())
+    }
+
+    /// Restores a deleted item from the recycle bin, as OneDrive does: back into its old folder
+    /// (deleted folders above it come back too, without their other contents), under a unique
+    /// name when a live item took its name meanwhile, together with everything its own delete
+    /// removed (a folder's subtree; items deleted on their own before stay in the bin). Each
+    /// restored item gets a new version and sequence number, parents first, so delta reports
+    /// them as items again (not tombstones). Returns the ids restored, top first.
+    pub fn restore(
+        &mut self,
+        id: &str,
+        now: DateTime<Utc>,
+        by: &Identity,
+    ) -> Result<Vec<String>, GraphError> {
+        let item = self.items.get(id).ok_or_else(GraphError::item_not_found)?;
+        if !item.deleted {
+            return Err(GraphError::invalid_request(
+                "The item is not in the recycle bin.",
+            ));
+        }
+        // Deleted ancestors first (root side first), then the item.
+        let mut chain = vec![id.to_owned()];
+        let mut cur = item.parent.clone();
+        while let Some(p) = cur {
+            let Some(pi) = self.items.get(&p) else { break };
+            if !pi.deleted {
+                break;
+            }
+            cur = pi.parent.clone();
+            chain.push(p);
+        }
+        chain.reverse();
+        for cur in &chain {
+            self.revive(cur, now, by);
+        }
+        // What went with it, parents first.
+        let mut out = vec![id.to_owned()];
+        let mut queue = std::collections::VecDeque::from([id.to_owned()]);
+        while let Some(cur) = queue.pop_front() {
+            let mut kids: Vec<String> = self
+                .children_index
+                .get(&cur)
+                .into_iter()
+                .flatten()
+                .filter(|c| {
+                    self.items
+                        .get(*c)
+                        .is_some_and(|i| i.deleted && i.recycled_with.as_deref() == Some(id))
+                })
+                .cloned()
+                .collect();
+            kids.sort_by_key(|k| self.items[k].ordinal);
+            for k in kids {
+                self.seq += 1;
+                let seq = self.seq;
+                if let Some(i) = self.items.get_mut(&k) {
+                    i.deleted = false;
+                    i.recycled_with = None;
+                    i.seq = seq;
+                    i.version += 1;
+                }
+                out.push(k.clone());
+                queue.push_back(k);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Brings one deleted item back in its parent (which is live), renamed when its name is
+    /// taken, and stamps it (and its ancestors).
+    fn revive(&mut self, id: &str, now: DateTime<Utc>, by: &Identity) {
+        let Some((name, parent)) = self
+            .items
+            .get(id)
+            .map(|i| (i.name.clone(), i.parent.clone()))
+        else {
+            return;
+        };
+        let name = match &parent {
+            Some(p) if self.child_by_name(p, &name).is_some() => self.unique_name(p, &name),
+            _ => name,
+        };
+        if let Some(i) = self.items.get_mut(id) {
+            i.deleted = false;
+            i.recycled_with = None;
+            i.name = name;
+        }
+        self.touch(id, now, by, false);
     }
 
     /// Whether `id` is `ancestor` or below it.

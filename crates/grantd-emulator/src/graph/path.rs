@@ -50,6 +50,8 @@ pub enum ItemOp {
     Versions,
     /// `POST …/copy` (asynchronous, with a monitor URL).
     Copy,
+    /// `POST …/items/{id}/restore`: out of the recycle bin (OneDrive personal).
+    Restore,
 }
 
 /// Drive-level collections that are not a folder listing.
@@ -295,6 +297,7 @@ pub fn parse(rest: &str) -> Result<(Route, String), GraphError> {
         "/versions" => ItemOp::Versions,
         s if s.starts_with("/search(") && s.ends_with(')') => ItemOp::Search,
         "/copy" => ItemOp::Copy,
+        "/restore" => ItemOp::Restore,
         other => return Err(GraphError::bad_segment(other.trim_start_matches('/'))),
     };
     tpl.push_str(match op {
@@ -310,6 +313,7 @@ pub fn parse(rest: &str) -> Result<(Route, String), GraphError> {
         ItemOp::Invite => "/invite",
         ItemOp::Versions => "/versions",
         ItemOp::Copy => "/copy",
+        ItemOp::Restore => "/restore",
     });
     Ok((
         Route::Item {

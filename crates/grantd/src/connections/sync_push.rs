@@ -292,6 +292,19 @@ impl Core {
         Ok((status, body))
     }
 
+    /// When the schedule has a drive to run next (`now` if one is due; `None` without watched
+    /// drives): `jobs` sleeps until then.
+    pub async fn next_sync_due(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, Error> {
+        let poll = TimeDelta::from_std(self.config.lifecycle.sync_poll_interval)
+            .unwrap_or(TimeDelta::minutes(5));
+        Ok(self.store.next_sync_due(now, poll, RECONCILE_EVERY).await?)
+    }
+
+    /// Resolves when a sync run of this instance ended (the schedule plans again).
+    pub async fn sync_run_ended(&self) {
+        self.store.sync_run_ended().await
+    }
+
     /// The schedule's pass: leases the drives due at `now` (polling where push is not working,
     /// daily reconciliation where it is) and runs them in the background. Returns how many.
     pub async fn run_due_syncs(&self, now: DateTime<Utc>) -> Result<usize, Error> {

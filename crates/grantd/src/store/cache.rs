@@ -61,6 +61,9 @@ pub struct Cache {
     /// Wakes the webhook outbox runner: signalled after this instance queues a webhook and, on
     /// PostgreSQL, when another instance announces one (`NOTIFY grantd_outbox`).
     pub(super) outbox_wake: tokio::sync::Notify,
+    /// Wakes the change feed's schedule: signalled when a sync run of this instance ends, so the
+    /// drive's next poll is planned from its start.
+    pub(super) sync_wake: tokio::sync::Notify,
     /// WebSocket outcomes announced by any instance (`NOTIFY grantd_ws`), for the instance that
     /// holds the socket.
     pub(super) ws_outcomes: tokio::sync::broadcast::Sender<String>,
@@ -77,6 +80,7 @@ impl Default for Cache {
             live: AtomicBool::new(true),
             events: tokio::sync::watch::Sender::new(0),
             outbox_wake: tokio::sync::Notify::new(),
+            sync_wake: tokio::sync::Notify::new(),
             ws_outcomes: tokio::sync::broadcast::Sender::new(256),
             throttle_notices: tokio::sync::broadcast::Sender::new(1024),
         }

@@ -423,6 +423,8 @@ impl Store {
 
     /// Ends the run holding lease `lease_until` on drive `id`, recording its error (plain
     /// words) or success at `at`. Returns whether another run was requested meanwhile.
+    /// `last_run_at` stays the run's start (set when it was leased): the schedule plans the next
+    /// poll from it, so a drive is polled every interval, not every interval plus a run.
     pub async fn release_sync_drive(
         &self,
         id: i64,
@@ -433,7 +435,7 @@ impl Store {
         let requested: Option<bool> = fetch!(
             &self.db,
             scalar fetch_optional::<bool>(
-                "UPDATE sync_drives SET lease_until = NULL, last_error = $1, last_run_at = $2, \
+                "UPDATE sync_drives SET lease_until = NULL, last_error = $1, \
                  last_success_at = CASE WHEN $1 IS NULL THEN $2 ELSE last_success_at END \
                  WHERE id = $3 AND lease_until = $4 RETURNING run_requested",
                 error,
@@ -442,6 +444,7 @@ impl Store {
                 Ts(micros(lease_until)),
             )
         )?;
+        self.cache.sync_wake.notify_one();
         Ok(requested.unwrap_or(false))
     }
 
@@ -461,7 +464,8 @@ impl Store {
         let sql = self.db.claim_sql(Claim {
             table: "sync_drives",
             // (SET expressions read the row as it was: `notified` moves into `run_notified`.)
-            lease: "run_notified = notified, notified = FALSE, lease_until",
+            lease: "run_notified = notified, notified = FALSE, run_requested = FALSE, \
+                last_run_at = $2, lease_until",
             filter: "paused = FALSE AND (lease_until IS NULL OR lease_until <= $2) \
                 AND connection_id IN (SELECT id FROM connections WHERE deleted_at IS NULL) \
                 AND (run_requested = TRUE OR resync_requested = TRUE OR lease_until IS NOT NULL \
@@ -484,6 +488,60 @@ impl Store {
                 i64::from(limit),
             )
         )
+    }
+
+    /// When the schedule has work next, seen at `now` (`claim_due_sync_drives` with the same
+    /// intervals): `now` when a drive is due already, else the earliest of a polled drive's last
+    /// start + `poll`, a pushed one's + `reconcile`, and a running drive's lease expiry (a dead
+    /// holder's drive is taken over then); `None` without watched drives.
+    pub async fn next_sync_due(
+        &self,
+        now: DateTime<Utc>,
+        poll: chrono::TimeDelta,
+        reconcile: chrono::TimeDelta,
+    ) -> Result<Option<DateTime<Utc>>, Error> {
+        type Row = (
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+            i64,
+        );
+        let (leased, pushed, polled, due): Row = fetch!(
+            &self.db,
+            fetch_one::<Row>(
+                "SELECT \
+                 MIN(CASE WHEN lease_until > $1 THEN lease_until END), \
+                 MIN(CASE WHEN (lease_until IS NULL OR lease_until <= $1) \
+                   AND subscription_id IS NOT NULL AND subscription_expires_at > $1 \
+                   AND push_stale_since IS NULL THEN last_run_at END), \
+                 MIN(CASE WHEN (lease_until IS NULL OR lease_until <= $1) \
+                   AND NOT (subscription_id IS NOT NULL AND subscription_expires_at > $1 \
+                   AND push_stale_since IS NULL) THEN last_run_at END), \
+                 COALESCE(SUM(CASE WHEN (lease_until IS NULL OR lease_until <= $1) \
+                   AND (run_requested = TRUE OR resync_requested = TRUE \
+                   OR lease_until IS NOT NULL OR last_run_at IS NULL) THEN 1 ELSE 0 END), 0) \
+                 FROM sync_drives WHERE paused = FALSE \
+                 AND connection_id IN (SELECT id FROM connections WHERE deleted_at IS NULL)",
+                Ts(micros(now)),
+            )
+        )?;
+        if due > 0 {
+            return Ok(Some(now));
+        }
+        Ok([
+            leased,
+            pushed.map(|t| t + reconcile),
+            polled.map(|t| t + poll),
+        ]
+        .into_iter()
+        .flatten()
+        .min())
+    }
+
+    /// Resolves when a sync run of this instance ended since the last call (the schedule then
+    /// plans again).
+    pub async fn sync_run_ended(&self) {
+        self.cache.sync_wake.notified().await;
     }
 
     /// The drive a Graph subscription belongs to.

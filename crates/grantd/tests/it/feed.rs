@@ -634,6 +634,36 @@ async fn polling_without_push() {
         .wait_until(|g| total(&sync_hooks(g), seen, "added") >= 1)
         .await;
     assert!(total(&sync_hooks(&got), seen, "added") >= 1);
+
+    // The next poll is planned from the run's start, not its end: a drive is polled every
+    // interval, not every interval plus a run (plus a jobs tick).
+    let d = loop {
+        let d = own_drive(&app, &id).await;
+        if d.lease_until.is_none() {
+            break d;
+        }
+        tokio::task::yield_now().await;
+    };
+    let (start, end) = (d.last_run_at.unwrap(), d.last_success_at.unwrap());
+    assert!(
+        start < end,
+        "last_run_at {start} is the start, not the end {end}"
+    );
+    let poll = chrono::TimeDelta::seconds(300);
+    assert_eq!(
+        core.next_sync_due(app.clock.now()).await.unwrap(),
+        Some(start + poll),
+        "the schedule wakes when the drive is due"
+    );
+    let early = start + poll - chrono::TimeDelta::milliseconds(1);
+    assert_eq!(grantd::jobs::sync::run_once(core, early).await.unwrap(), 0);
+    assert_eq!(
+        grantd::jobs::sync::run_once(core, start + poll)
+            .await
+            .unwrap(),
+        1,
+        "due at its last start + the polling interval"
+    );
 }
 
 /// Two instances on one PostgreSQL database: while a (killed) instance's lease on the drive is
@@ -1294,4 +1324,110 @@ async fn sqlite_stopped_notifications_switch_to_polling() {
 #[tokio::test]
 async fn postgres_stopped_notifications_switch_to_polling() {
     stopped_notifications_switch_to_polling(DbKind::Postgres).await;
+}
+
+/// Restores from the recycle bin (the emulator's web UI, as OneDrive's "Restore"): a deleted
+/// file and a deleted folder come back with their ids, the folder with the subtree its delete
+/// removed, and a file whose name was taken meanwhile under a new name. The records are live
+/// again (`ADDED`, no `deleted_at`), announced by a webhook started by Graph's notification,
+/// and equal the drive.
+async fn restored_items_are_records_again(kind: DbKind) {
+    let Some((app, rx, id)) = app(kind).await else {
+        return;
+    };
+    trigger(&app, &id, json!({})).await;
+    let n = drive_walk(&app, &id).await.len() as u64;
+    rx.wait_until(|g| total(&sync_hooks(g), 0, "added") >= n)
+        .await;
+    let seen = sync_hooks(&rx.received()).len();
+    let create = |path: &str| UserAction::CreateFile {
+        path: path.into(),
+        content: format!("{path} content"),
+    };
+    let a = act(&app, create("Bin/a.txt")).await;
+    let b = act(&app, create("Bin/Sub/b.txt")).await;
+    let solo = act(&app, create("solo.txt")).await;
+    let kept = act(&app, create("kept.txt")).await;
+    // Bin, a, Sub, b, solo, kept.
+    rx.wait_until(|g| total(&sync_hooks(g), seen, "added") >= 6)
+        .await;
+    let records = by_id(&all_records(&app, &id, "").await);
+    let folder = records.values().find(|r| r["path"] == "/Bin").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sub = records.values().find(|r| r["path"] == "/Bin/Sub").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Deleted: a file on its own, then the folder with its subtree.
+    let seen = sync_hooks(&rx.received()).len();
+    for path in ["solo.txt", "Bin"] {
+        act(&app, UserAction::Delete { path: path.into() }).await;
+    }
+    rx.wait_until(|g| total(&sync_hooks(g), seen, "deleted") >= 5)
+        .await;
+    let records = by_id(&all_records(&app, &id, "").await);
+    for gone in [&folder, &sub, &a, &b, &solo] {
+        assert_eq!(records[gone]["_nango_metadata"]["last_action"], "DELETED");
+    }
+
+    // A new solo.txt takes the name; then both are restored.
+    let seen = sync_hooks(&rx.received()).len();
+    let newer = act(&app, create("solo.txt")).await;
+    for restored in [&solo, &folder] {
+        let r = act(
+            &app,
+            UserAction::Restore {
+                id: restored.clone(),
+            },
+        )
+        .await;
+        assert_eq!(&r, restored, "restored with its id");
+    }
+    // newer, solo, Bin, a, Sub, b.
+    rx.wait_until(|g| total(&sync_hooks(g), seen, "added") >= 6)
+        .await;
+    let records = all_records(&app, &id, "").await;
+    assert_eq!(
+        live(&records),
+        drive_walk(&app, &id).await,
+        "records equal the drive"
+    );
+    let all = by_id(&records);
+    for (rid, path) in [
+        (&folder, "/Bin"),
+        (&sub, "/Bin/Sub"),
+        (&a, "/Bin/a.txt"),
+        (&b, "/Bin/Sub/b.txt"),
+        (&solo, "/solo 1.txt"),
+        (&newer, "/solo.txt"),
+        (&kept, "/kept.txt"),
+    ] {
+        let meta = &all[rid]["_nango_metadata"];
+        assert_eq!(all[rid]["path"], path, "{rid}");
+        assert!(meta["deleted_at"].is_null(), "{rid} is live: {meta}");
+        if rid != &kept {
+            assert_eq!(meta["last_action"], "ADDED", "{rid}");
+        }
+    }
+    // Restoring what is not in the recycle bin is refused by the web UI.
+    assert!(
+        app.emu
+            .control()
+            .user_action(seed::ADELE_UPN, &UserAction::Restore { id: kept })
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn sqlite_restored_items_are_records_again() {
+    restored_items_are_records_again(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn postgres_restored_items_are_records_again() {
+    restored_items_are_records_again(DbKind::Postgres).await;
 }

@@ -4,7 +4,8 @@
 //!
 //! - `bench_feed_lag`: a user edit at the emulator → the record visible in `/records` and the
 //!   `sync` webhook received, with push, then with every notification dropped (after the drive
-//!   was detected as not notified, so polled every `GRANTD_SYNC_POLL_SECS` = 10 s).
+//!   was detected as not notified, so polled every `GRANTD_SYNC_POLL_SECS` = 10 s; edits at
+//!   random points of the polling cycle).
 //! - `bench_initial_sync_large_drive`: initial sync of a drive seeded with `BENCH_BIG_FILES`
 //!   (100,000) files: time and peak RSS growth.
 //! - `bench_idle_watched_drives`: `BENCH_IDLE_DRIVES` (10,000) watched drives with push working:
@@ -102,10 +103,25 @@ async fn run_finished(app: &TestApp, id: &str) -> grantd::store::SyncDrive {
 }
 
 /// `n` file creations, each timed from the control API call to (record visible, webhook
-/// received). `/records` is sampled every 5 ms (the measurement's resolution).
-async fn lags(app: &TestApp, rx: &Receiver, id: &str, label: &str, n: u64) -> (Vec<f64>, Vec<f64>) {
+/// received). `/records` is sampled every 5 ms (the measurement's resolution). With `phases`
+/// (the polling interval), each edit waits a random (seeded) part of it first, so edits land at
+/// random points of the polling cycle, as a user's would, rather than right after a poll.
+async fn lags(
+    app: &TestApp,
+    rx: &Receiver,
+    id: &str,
+    label: &str,
+    n: u64,
+    phases: Option<Duration>,
+) -> (Vec<f64>, Vec<f64>) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(env_num("BENCH_LAG_SEED", 7));
     let (mut rec, mut hook) = (Vec::new(), Vec::new());
     for i in 0..n {
+        if let Some(cycle) = phases {
+            // The measured scenario itself (a user acting at a random moment), not a wait.
+            tokio::time::sleep(cycle.mul_f64(rng.gen_range(0.0..1.0))).await;
+        }
         let seen = sync_hooks(&rx.received()).len();
         let t0 = Instant::now();
         let item = act(
@@ -169,7 +185,7 @@ async fn bench_feed_lag() {
     rx.wait_until(|g| !sync_hooks(g).is_empty()).await;
     run_finished(&app, &id).await;
     let n = env_num("BENCH_LAG_EDITS", 40);
-    let (rec, hook) = lags(&app, &rx, &id, "push", n).await;
+    let (rec, hook) = lags(&app, &rx, &id, "push", n, None).await;
     report("lag_push_records", &rec);
     report("lag_push_webhook", &hook);
 
@@ -202,7 +218,8 @@ async fn bench_feed_lag() {
         "BENCH dropped_detected_by=daily_reconciliation frequency={}",
         st["frequency"]
     );
-    let (rec, hook) = lags(&app, &rx, &id, "dropped", n / 2).await;
+    let poll = app.state.core.config.lifecycle.sync_poll_interval;
+    let (rec, hook) = lags(&app, &rx, &id, "dropped", n / 2, Some(poll)).await;
     report("lag_dropped_records", &rec);
     report("lag_dropped_webhook", &hook);
     let dropped = control.notification_counters().await.unwrap().dropped;

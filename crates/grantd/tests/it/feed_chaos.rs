@@ -1,5 +1,6 @@
 //! Nothing lost, nothing invented (issue 12, "Measure it"): random user edits (creates, folder
-//! creates, edits, renames, moves, deletes, and folder moves that carry their subtree) on the
+//! creates, edits, renames, moves, deletes of files and of folders with their subtree, restores
+//! from the recycle bin, and folder moves that carry their subtree) on the
 //! drives of several users, watched by many connections, while the emulator drops 20 % of
 //! change notifications, answers 429 (with `Retry-After`) and 503 at random on delta, forces one
 //! `resyncRequired` per drive and moves its clock two hours on (every access token expires
@@ -111,6 +112,9 @@ impl Instance {
         }
     }
 }
+
+/// Longest a round waits for the app to hear of a change before the next round's edits.
+const PACE: Duration = Duration::from_secs(5);
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -486,11 +490,17 @@ async fn chaos_run(plan: Plan) {
     let control = c.emu.control();
     let mut edits = 0u32;
     let mut folder_moves = 0u32;
+    let mut restores = 0u32;
+    // Where the edit phase's time goes (printed every tenth of the rounds).
+    let (mut editing, mut pacing, mut restarting) = (0f64, 0f64, 0f64);
+    let mut paced_out = 0u32;
     let mut killed: Option<usize> = None;
     for round in 0..rounds {
         set_faults(&c.emu, round).await;
         if let Some(i) = killed.take() {
+            let t = Instant::now();
             c.instances[i].restart().await;
+            restarting += t.elapsed().as_secs_f64();
         }
         if round == rounds / 4 {
             // Every access token expires mid-sync (the emulator's clock moves 2 h on).
@@ -501,7 +511,8 @@ async fn chaos_run(plan: Plan) {
                 control.force_resync(upn).await.unwrap();
             }
         }
-        let seen = c.rx.received().len();
+        let seen = c.rx.count();
+        let t = Instant::now();
         if kill_at.contains(&round) {
             let i = (round as usize) % 2;
             c.instances[i].kill().await;
@@ -515,6 +526,11 @@ async fn chaos_run(plan: Plan) {
                 .await
                 .unwrap();
             edits += done.actions.len() as u32;
+            restores += done
+                .actions
+                .iter()
+                .filter(|a| matches!(a, UserAction::Restore { .. }))
+                .count() as u32;
             if rng.gen_bool(0.5) {
                 if let Some(m) = folder_move(&c.emu, USERS[user].1, &mut rng) {
                     if control.user_action(USERS[user].0, &m).await.is_ok() {
@@ -524,11 +540,28 @@ async fn chaos_run(plan: Plan) {
                 }
             }
         }
+        editing += t.elapsed().as_secs_f64();
         // Pacing (not a correctness wait): the next round starts once the app heard of some
         // change, so edits, runs, faults and kills interleave; a round whose notifications were
-        // all lost moves on after a while.
-        let _ = tokio::time::timeout(Duration::from_secs(15), c.rx.wait_until(|g| g.len() > seen))
-            .await;
+        // all lost (or whose runs are throttled) moves on after a while.
+        let t = Instant::now();
+        if tokio::time::timeout(PACE, c.rx.wait_beyond(seen))
+            .await
+            .is_err()
+        {
+            paced_out += 1;
+        }
+        pacing += t.elapsed().as_secs_f64();
+        if (round + 1) % (rounds / 10).max(1) == 0 {
+            eprintln!(
+                "chaos: round {}/{rounds}, {edits} edits ({restores} restores, {folder_moves} \
+                 folder moves), {} webhooks; editing {editing:.0}s, pacing {pacing:.0}s \
+                 ({paced_out} rounds without a webhook), restarts {restarting:.0}s ({:.0}s)",
+                round + 1,
+                c.rx.count(),
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
     if let Some(i) = killed.take() {
         c.instances[i].restart().await;
@@ -617,34 +650,50 @@ async fn chaos_run(plan: Plan) {
     );
 
     // Every record's last change reached the app in a sync webhook (its modifiedAfter is the
-    // commit time the record carries).
-    let mut unannounced = Vec::new();
+    // commit time the record carries). Each webhook is parsed once; late ones are waited for
+    // (up to two minutes without a new arrival).
+    let mut need: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
     for (id, _) in &c.conns {
         let records = c.records(id).await;
-        let need: BTreeSet<i64> = records
-            .iter()
-            .map(|r| micros(r["_nango_metadata"]["last_modified_at"].as_str().unwrap()))
-            .collect();
-        let announced = |got: &[crate::support::webhook_receiver::Received]| -> BTreeSet<i64> {
-            got.iter()
-                .map(|r| r.json())
-                .filter(|h| h["type"] == "sync" && h["connectionId"] == id.as_str())
-                .map(|h| micros(h["modifiedAfter"].as_str().unwrap()))
-                .collect()
-        };
-        let got = tokio::time::timeout(
-            Duration::from_secs(120),
-            c.rx.wait_until(|g| need.is_subset(&announced(g))),
-        )
-        .await;
-        if got.is_err() {
-            let have = announced(&c.rx.received());
-            unannounced.push(format!(
-                "{id}: {} change times without a webhook",
-                need.difference(&have).count()
-            ));
-        }
+        need.insert(
+            id.clone(),
+            records
+                .iter()
+                .map(|r| micros(r["_nango_metadata"]["last_modified_at"].as_str().unwrap()))
+                .collect(),
+        );
     }
+    let mut announced: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    let mut parsed = 0;
+    let unannounced = loop {
+        for r in c.rx.received_from(parsed) {
+            parsed += 1;
+            let h = r.json();
+            if h["type"] == "sync" {
+                announced
+                    .entry(h["connectionId"].as_str().unwrap().to_owned())
+                    .or_default()
+                    .insert(micros(h["modifiedAfter"].as_str().unwrap()));
+            }
+        }
+        let missing: Vec<String> = need
+            .iter()
+            .filter_map(|(id, times)| {
+                let have = announced.get(id).cloned().unwrap_or_default();
+                let n = times.difference(&have).count();
+                (n > 0).then(|| format!("{id}: {n} change times without a webhook"))
+            })
+            .collect();
+        if missing.is_empty() {
+            break missing;
+        }
+        if tokio::time::timeout(Duration::from_secs(120), c.rx.wait_beyond(parsed))
+            .await
+            .is_err()
+        {
+            break missing;
+        }
+    };
     assert!(unannounced.is_empty(), "{}", unannounced.join("\n"));
 
     let counters = control.counters().await.unwrap();
@@ -663,13 +712,13 @@ async fn chaos_run(plan: Plan) {
         n
     };
     println!(
-        "BENCH chaos edits={edits} folder_moves={folder_moves} connections={} drives={} kills={} \
+        "BENCH chaos edits={edits} restores={restores} folder_moves={folder_moves} connections={} drives={} kills={} \
          rounds={rounds} settle_passes={passes} records={records} webhooks={} \
          notifications_sent={} dropped={} graph_faulted={faulted} refreshes={refreshes} edit_phase={edit_secs:.0}s total={:.0}s",
         c.conns.len(),
         USERS.len(),
         kill_at.len(),
-        c.rx.received().len(),
+        c.rx.count(),
         notes.sent,
         notes.dropped,
         started.elapsed().as_secs_f64()

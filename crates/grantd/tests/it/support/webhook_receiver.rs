@@ -110,6 +110,32 @@ impl Receiver {
         self.inner.received.lock().unwrap().clone()
     }
 
+    /// How many deliveries were accepted so far (no copy of them).
+    pub fn count(&self) -> usize {
+        *self.inner.arrivals.borrow()
+    }
+
+    /// The accepted deliveries from the `from`-th on (a copy of only those).
+    pub fn received_from(&self, from: usize) -> Vec<Received> {
+        let got = self.inner.received.lock().unwrap();
+        got.get(from..)
+            .map(<[Received]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// Waits until more than `n` deliveries were accepted (woken by each arrival, no copies:
+    /// for runs that receive tens of thousands). Returns the count.
+    pub async fn wait_beyond(&self, n: usize) -> usize {
+        let mut arrivals = self.inner.arrivals.subscribe();
+        loop {
+            let now = *arrivals.borrow_and_update();
+            if now > n {
+                return now;
+            }
+            arrivals.changed().await.expect("receiver alive");
+        }
+    }
+
     /// Waits until `done` holds for the deliveries received so far (woken by each arrival; a
     /// minute without it is a failure, not a timing assertion) and returns them.
     pub async fn wait_until(&self, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
