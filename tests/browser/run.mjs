@@ -2,7 +2,8 @@
 // driven by crates/grantd/tests/it/browser.rs, which starts grantd + the emulator and passes
 // everything in the BROWSER_TEST environment variable (JSON):
 //   { scenario, grantdUrl, secretKey, connectLink?, sessionToken?, connectionId?, upn, password,
-//     (picker: connectionId of a one-drive connection with Sites.Read.All),
+//     (picker: connectionId of a one-drive connection with Sites.Read.All, or with personal: true
+//     and providerConfigKey a one-drive-personal connection's),
 //     screenshots }
 // Prints one JSON line {"ok":true,...} on success; throws (exit 1) otherwise.
 import { chromium } from 'playwright-core';
@@ -138,8 +139,12 @@ const scenarios = {
   // picks two files and a folder; the promise resolves with them. Everything the app page could
   // see — its globals, DOM, storage, the messages it received and its network traffic (CDP
   // Network events with bodies) — is searched for a token; the popup's own traffic is searched
-  // the same way and must show one (the detector works).
+  // the same way and must show one (the detector works). With cfg.personal the connection is a
+  // personal account's (cfg.providerConfigKey): Microsoft's consumer picker, no sites; the user
+  // picks two files of Documents and the Photos folder.
   async picker() {
+    const key = cfg.providerConfigKey || 'one-drive';
+    const personal = !!cfg.personal;
     const JWT = /eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}/;
     const server = http.createServer((_, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end(appHtml); });
     let appHtml = '';
@@ -151,7 +156,7 @@ const scenarios = {
         method: 'POST',
         headers: { authorization: `Bearer ${cfg.secretKey}`, 'content-type': 'application/json' },
         body: JSON.stringify({
-          connection_id: cfg.connectionId, provider_config_key: 'one-drive',
+          connection_id: cfg.connectionId, provider_config_key: key,
           options: { origin: appOrigin, mode: 'all', multi_select: true, save_selection: true },
         }),
       });
@@ -180,13 +185,17 @@ const scenarios = {
         bodies.push(cdp.send('Network.getResponseBody', { requestId: e.requestId }).then((b) => b.body, () => ''));
       });
       await page.goto(`${appOrigin}/`);
-      const [popup] = await Promise.all([context.waitForEvent('page'), page.click('#pick')]);
+      // The popup's traffic, heard from the context before the click (listeners attached to the
+      // popup itself would miss what it does before they are attached: its first token, and the
+      // consumer picker's only authenticate).
       const popupBodies = [];
-      popup.on('response', (r) => { popupBodies.push(r.text().catch(() => '')); });
       const tokenResources = [];
-      popup.on('request', (q) => {
-        if (q.url().endsWith('/picker/token')) tokenResources.push(JSON.parse(q.postData() || '{}').resource);
+      const notApp = (r) => { try { return r.frame().page() !== page; } catch { return true; } };
+      context.on('response', (r) => { if (notApp(r)) popupBodies.push(r.text().catch(() => '')); });
+      context.on('request', (q) => {
+        if (notApp(q) && q.url().endsWith('/picker/token')) tokenResources.push(JSON.parse(q.postData() || '{}').resource);
       });
+      const [popup] = await Promise.all([context.waitForEvent('page'), page.click('#pick')]);
       const popupConsole = [];
       popup.on('console', (m) => popupConsole.push(m.text()));
       try {
@@ -205,13 +214,22 @@ const scenarios = {
       await open('Documents', 'Report.docx');
       await row('Report.docx').locator('.picker-check').check();
       await row('Budget.xlsx').locator('.picker-check').check();
-      await picker.locator('#picker-nav-sites').click();
-      await row('Communication site').waitFor();
-      await ready();
-      await open('Communication site', 'Documents');
-      await open('Documents', 'Policies');
-      await row('Policies').locator('.picker-check').check();
-      await shot(popup, 'site-library');
+      if (personal) {
+        if (await picker.locator('#picker-nav-sites').count()) throw new Error('the consumer picker shows Sites');
+        await picker.locator('#picker-nav-onedrive').click();
+        await row('Photos').waitFor();
+        await ready();
+        await row('Photos').locator('.picker-check').check();
+        await shot(popup, 'personal-onedrive');
+      } else {
+        await picker.locator('#picker-nav-sites').click();
+        await row('Communication site').waitFor();
+        await ready();
+        await open('Communication site', 'Documents');
+        await open('Documents', 'Policies');
+        await row('Policies').locator('.picker-check').check();
+        await shot(popup, 'site-library');
+      }
       await picker.locator('#picker-select').click();
       await page.waitForFunction(() => window.__picked || window.__error, null, { timeout: TIMEOUT });
       } catch (e) {

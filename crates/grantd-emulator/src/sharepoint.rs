@@ -8,7 +8,9 @@
 //! `/_api/web`, `/_api/web/currentuser`, the OneDrive v2.0 drive API `/_api/v2.0/...`
 //! (`drives`, `drive`, `me/drive`, `drives/{id}/root/children`, items, content, delta… through
 //! the Graph dispatcher, limited to drives on that host), and the File Picker v8 page
-//! `/_layouts/15/FilePicker.aspx` (`crate::picker`). Unknown hosts answer 404.
+//! `/_layouts/15/FilePicker.aspx` (`crate::picker`). Unknown hosts answer 404. The consumer
+//! picker's hosts (`onedrive.live.com`, `api.onedrive.com`) are handed to
+//! `crate::picker::consumer`.
 
 use axum::Router;
 use axum::body::Body;
@@ -180,6 +182,9 @@ async fn entry(
     state
         .counters
         .sharepoint(parts.method.as_str(), &host, &route);
+    if crate::picker::consumer::serves(&host) {
+        return crate::picker::consumer::entry(&state, &host, &rest, parts, body).await;
+    }
     let tenant = state
         .directory
         .read()

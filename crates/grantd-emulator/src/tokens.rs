@@ -13,6 +13,9 @@ pub enum Audience {
     Graph,
     /// A SharePoint host, e.g. `contoso.sharepoint.com` (aud `https://contoso.sharepoint.com`).
     SharePoint(String),
+    /// The consumer OneDrive API of personal accounts (`OneDrive.*` scopes; aud
+    /// `https://api.onedrive.com` in the emulator).
+    OneDriveConsumer,
 }
 
 /// The validated claims of an access token, as resources need them.
@@ -388,6 +391,9 @@ impl Audience {
                 let a = aud.trim_end_matches('/').to_ascii_lowercase();
                 a == format!("https://{}", host.to_ascii_lowercase())
             }
+            Audience::OneDriveConsumer => aud
+                .trim_end_matches('/')
+                .eq_ignore_ascii_case(crate::identity::scopes::ONEDRIVE_CONSUMER_AUDIENCE),
         }
     }
 }

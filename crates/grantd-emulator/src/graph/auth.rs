@@ -25,6 +25,9 @@ pub const FILES_READ: &[&str] = &[
     "AllSites.FullControl",
     "MyFiles.Read",
     "MyFiles.Write",
+    "OneDrive.Read",
+    "OneDrive.ReadOnly",
+    "OneDrive.ReadWrite",
 ];
 
 pub const FILES_WRITE: &[&str] = &[
@@ -37,6 +40,7 @@ pub const FILES_WRITE: &[&str] = &[
     "AllSites.Manage",
     "AllSites.FullControl",
     "MyFiles.Write",
+    "OneDrive.ReadWrite",
 ];
 
 /// Permissions reaching beyond the signed-in user's own OneDrive (site libraries).

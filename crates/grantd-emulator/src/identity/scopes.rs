@@ -50,9 +50,22 @@ pub const SHAREPOINT_DELEGATED: &[&str] = &[
     "User.ReadWrite.All",
 ];
 
+/// The consumer OneDrive API's scopes (personal Microsoft accounts only): what Microsoft's
+/// File Picker v8 for personal accounts needs (`OneDrive.ReadWrite` in Microsoft's consumer
+/// samples; the picker docs also name `OneDrive.Read`, the samples' readme `OneDrive.ReadOnly`).
+pub const ONEDRIVE_CONSUMER: &[&str] =
+    &["OneDrive.Read", "OneDrive.ReadOnly", "OneDrive.ReadWrite"];
+
+/// The `aud` of the emulator's consumer OneDrive tokens. Microsoft's personal-account access
+/// tokens are opaque (not JWTs), so no audience is visible there; the emulator names the API
+/// the consumer picker calls (`api.onedrive.com`).
+pub const ONEDRIVE_CONSUMER_AUDIENCE: &str = "https://api.onedrive.com";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
     Graph,
+    /// The consumer OneDrive API (`OneDrive.*` scopes of personal accounts).
+    OneDriveConsumer,
     /// A SharePoint host (`contoso.sharepoint.com`).
     SharePoint(String),
     /// Any other resource URI (not served by the emulator).
@@ -64,6 +77,7 @@ impl Resource {
     pub fn audience(&self) -> String {
         match self {
             Resource::Graph => GRAPH_APP_ID.to_owned(),
+            Resource::OneDriveConsumer => ONEDRIVE_CONSUMER_AUDIENCE.to_owned(),
             Resource::SharePoint(h) => format!("https://{h}"),
             Resource::Other(u) => u.clone(),
         }
@@ -72,6 +86,7 @@ impl Resource {
     pub fn uri(&self) -> String {
         match self {
             Resource::Graph => GRAPH_URI.to_owned(),
+            Resource::OneDriveConsumer => ONEDRIVE_CONSUMER_AUDIENCE.to_owned(),
             Resource::SharePoint(h) => format!("https://{h}"),
             Resource::Other(u) => u.clone(),
         }
@@ -126,6 +141,8 @@ pub fn parse(s: &str) -> Result<Scope, AadError> {
         } else {
             (Resource::Other(id.to_owned()), name.to_owned())
         }
+    } else if let Some(c) = canonical(ONEDRIVE_CONSUMER, s) {
+        (Resource::OneDriveConsumer, c.to_owned())
     } else {
         (Resource::Graph, s.to_owned())
     };
@@ -211,6 +228,7 @@ pub fn expand_for_consent(
                             push(&mut out, format!("https://{host}/{c}"));
                         }
                     }
+                    Resource::OneDriveConsumer => push(&mut out, name),
                     Resource::Other(uri) => return Err(errors::resource_not_found(&uri, "common")),
                 }
             }
@@ -336,6 +354,47 @@ pub fn resolve_delegated(
                     .filter(|n| canonical(SHAREPOINT_DELEGATED, n).is_some())
             }));
         }
+        Resource::OneDriveConsumer => {
+            // Personal accounts only: a work account's tenant has no such scope (AADSTS70011,
+            // "…is not configured for this tenant", OneDrive/samples#52).
+            if user.kind != crate::directory::AccountKind::Personal {
+                return Err(AadError::new(
+                    "invalid_scope",
+                    70011,
+                    format!(
+                        "The provided value for the input parameter 'scope' is not valid. The scope '{}' is not configured for this tenant.",
+                        names.join(" ")
+                    ),
+                ));
+            }
+            // Consent to Files.* covers them: reading with any Files.* permission, writing with
+            // Files.ReadWrite*.
+            let has = |p: &str| is_consented(p);
+            let read = [
+                "Files.Read",
+                "Files.Read.All",
+                "Files.ReadWrite",
+                "Files.ReadWrite.All",
+            ]
+            .iter()
+            .any(|p| has(p))
+                || names.iter().any(|n| is_consented(n));
+            let write = ["Files.ReadWrite", "Files.ReadWrite.All"]
+                .iter()
+                .any(|p| has(p))
+                || is_consented("OneDrive.ReadWrite");
+            for n in &names {
+                let ok = if n == "OneDrive.ReadWrite" {
+                    write
+                } else {
+                    read
+                };
+                if !ok {
+                    return Err(errors::consent_required(&app.client_id, &app.display_name));
+                }
+                granted.push(n.clone());
+            }
+        }
         Resource::Other(uri) => {
             let tname = dir
                 .tenants
@@ -353,7 +412,7 @@ pub fn resolve_delegated(
         .filter(|o| *o != "offline_access")
         .collect();
     let (scp, response_scope) = match &resource {
-        Resource::Graph => {
+        Resource::Graph | Resource::OneDriveConsumer => {
             let mut scp: Vec<String> = granted.clone();
             scp.extend(visible_oidc.iter().map(|s| s.to_string()));
             scp.sort_by_key(|s| s.to_ascii_lowercase());

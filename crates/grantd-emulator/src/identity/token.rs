@@ -490,6 +490,12 @@ fn client_credentials(cx: &Ctx<'_>) -> Result<Value, AadError> {
                 .collect();
             (format!("https://{host}"), r)
         }
+        Resource::OneDriveConsumer => {
+            return Err(errors::resource_not_found(
+                scopes::ONEDRIVE_CONSUMER_AUDIENCE,
+                &tenant.name,
+            ));
+        }
         Resource::Other(uri) => return Err(errors::resource_not_found(uri, &tenant.name)),
     };
     let now = cx.state.clock.unix();

@@ -9,7 +9,13 @@
 //! user's drives through `/_sharepoint/{host}/_api/v2.0/…` with the tokens the host hands it.
 //! The form token itself is not put into the page: like Microsoft's picker, the page asks the
 //! host (`authenticate`) for every token it uses.
+//!
+//! The consumer picker of personal accounts (`https://onedrive.live.com/picker`, reached at
+//! `/_sharepoint/onedrive.live.com/picker`; `consumer.rs`) is the same page and protocol over the
+//! personal drive: its form token must be a personal account's `OneDrive.*` token (anything else
+//! is refused as the consumer OneDrive API refuses it), and it has no sites.
 
+pub mod consumer;
 pub mod options;
 
 use axum::body::Body;
@@ -21,7 +27,7 @@ use http::{HeaderValue, Method, StatusCode, header};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde_json::json;
 
-use crate::directory::Tenant;
+use crate::directory::{MSA_TENANT_ID, Tenant};
 use crate::sharepoint::challenge;
 use crate::state::AppState;
 use crate::tokens::{Audience, BearerError};
@@ -35,6 +41,13 @@ pub const PATH: &str = "_layouts/15/FilePicker.aspx";
 /// Largest form body accepted (a token and a few fields).
 const MAX_FORM: usize = 64 * 1024;
 
+/// Which picker is served: a SharePoint host's `FilePicker.aspx`, or the consumer picker of
+/// personal accounts (`https://onedrive.live.com/picker`).
+pub enum Host<'a> {
+    SharePoint { tenant: &'a Tenant, host: &'a str },
+    Consumer,
+}
+
 /// Serves `FilePicker.aspx` for `host` of `tenant`.
 pub async fn page(
     state: &AppState,
@@ -43,13 +56,22 @@ pub async fn page(
     parts: &Parts,
     body: Body,
 ) -> Response {
+    serve(state, Host::SharePoint { tenant, host }, parts, body).await
+}
+
+/// Serves the consumer picker (`/_sharepoint/onedrive.live.com/picker`).
+pub async fn consumer_page(state: &AppState, parts: &Parts, body: Body) -> Response {
+    serve(state, Host::Consumer, parts, body).await
+}
+
+async fn serve(state: &AppState, at: Host<'_>, parts: &Parts, body: Body) -> Response {
     if parts.method != Method::POST && parts.method != Method::GET {
         return error_page(
             StatusCode::METHOD_NOT_ALLOWED,
-            "FilePicker.aspx is opened with a form POST (or GET).",
+            "The picker is opened with a form POST (or GET).",
         );
     }
-    // GET (or a form without access_token) would rely on SharePoint's session cookie, which the
+    // GET (or a form without access_token) would rely on the service's session cookie, which the
     // emulator never sets: answered like a request without a token.
     let mut form: Vec<(String, String)> = Vec::new();
     if parts.method == Method::POST {
@@ -77,17 +99,31 @@ pub async fn page(
         .find(|(k, _)| k == "access_token")
         .map(|(_, v)| v.trim())
         .filter(|t| !t.is_empty());
-    let Some(token) = token else {
-        return challenge(tenant, &BearerError::Missing);
-    };
-    let claims = match crate::tokens::validate_access_token(
-        state,
-        token,
-        &Audience::SharePoint(host.to_owned()),
-    ) {
-        Ok(c) if c.tid == tenant.id => c,
-        Ok(_) => return challenge(tenant, &BearerError::Invalid),
-        Err(e) => return challenge(tenant, &e),
+    let claims = match &at {
+        Host::SharePoint { tenant, host } => {
+            let Some(token) = token else {
+                return challenge(tenant, &BearerError::Missing);
+            };
+            match crate::tokens::validate_access_token(
+                state,
+                token,
+                &Audience::SharePoint((*host).to_owned()),
+            ) {
+                Ok(c) if c.tid == tenant.id => c,
+                Ok(_) => return challenge(tenant, &BearerError::Invalid),
+                Err(e) => return challenge(tenant, &e),
+            }
+        }
+        Host::Consumer => {
+            let claims = token.ok_or(BearerError::Missing).and_then(|t| {
+                crate::tokens::validate_access_token(state, t, &Audience::OneDriveConsumer)
+            });
+            match claims {
+                Ok(c) if c.tid == MSA_TENANT_ID => c,
+                Ok(_) => return consumer::refused(&BearerError::Invalid),
+                Err(e) => return consumer::refused(&e),
+            }
+        }
     };
     if claims.is_app_only() {
         return error_page(
@@ -96,7 +132,8 @@ pub async fn page(
         );
     }
     let query = crate::graph::routes::parse_query(&parts.uri);
-    let opts = match options::parse(query.get("filepicker").map(String::as_str)) {
+    let consumer = matches!(at, Host::Consumer);
+    let opts = match options::parse(query.get("filepicker").map(String::as_str), consumer) {
         Ok(o) => o,
         Err(msg) => return error_page(StatusCode::BAD_REQUEST, &msg),
     };
@@ -108,14 +145,33 @@ pub async fn page(
     };
     let (name, upn) =
         user.unwrap_or_else(|| (claims.upn.clone().unwrap_or_default(), String::new()));
-    let config = json!({
-        "host": host,
-        "myHost": tenant.my_host,
-        "rootHost": tenant.sharepoint_host,
-        "now": state.clock.unix(),
-        "user": {"name": name, "upn": upn},
-        "options": opts,
-    });
+    let config = match &at {
+        Host::SharePoint { tenant, host } => json!({
+            "host": host,
+            "myHost": tenant.my_host,
+            "rootHost": tenant.sharepoint_host,
+            "apiPrefix": "_api/v2.0",
+            "authType": "SharePoint",
+            "consumer": false,
+            "now": state.clock.unix(),
+            "user": {"name": name, "upn": upn},
+            "options": opts,
+        }),
+        // The consumer picker browses the personal drive through the consumer OneDrive API
+        // (`api.onedrive.com/v1.0`, OneDrive/onedrive-api-docs#1788) with the token the host
+        // gives it; there are no sites.
+        Host::Consumer => json!({
+            "host": consumer::API_HOST,
+            "myHost": consumer::API_HOST,
+            "rootHost": null,
+            "apiPrefix": "v1.0",
+            "authType": "Graph",
+            "consumer": true,
+            "now": state.clock.unix(),
+            "user": {"name": name, "upn": upn},
+            "options": opts,
+        }),
+    };
     let nonce = {
         let mut b = [0u8; 18];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut b);
@@ -182,7 +238,7 @@ fn layout(nonce: &str, config: &serde_json::Value, opts: &options::PickerOptions
 }
 
 /// A refusal the user sees in the picker's window (`id="picker-error"`).
-fn error_page(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error_page(status: StatusCode, message: &str) -> Response {
     let page = html! {
         (DOCTYPE)
         html lang="en" {

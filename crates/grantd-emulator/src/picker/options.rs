@@ -239,8 +239,10 @@ fn entry(cfg: &Map<String, Value>) -> Res<Entry> {
     }
 }
 
-/// Parses and checks the `filePicker` JSON.
-pub fn parse(raw: Option<&str>) -> Res<PickerOptions> {
+/// Parses and checks the `filePicker` JSON; `consumer`: for the consumer picker of personal
+/// accounts, which has no SharePoint sites (a `sharePoint`/`site` entry is refused, the Sites
+/// pivot is off).
+pub fn parse(raw: Option<&str>, consumer: bool) -> Res<PickerOptions> {
     let raw =
         raw.ok_or("The filePicker query parameter is required (the v8 configuration JSON).")?;
     let v: Value =
@@ -293,6 +295,17 @@ pub fn parse(raw: Option<&str>) -> Res<PickerOptions> {
         }
     }
     let entry = entry(cfg)?;
+    if consumer
+        && !matches!(
+            entry,
+            Entry::OneDrive { .. } | Entry::Recent | Entry::Shared
+        )
+    {
+        return Err(
+            "entry: OneDrive for personal accounts has no SharePoint sites; use entry.oneDrive."
+                .into(),
+        );
+    }
 
     let ts = opt_object(cfg, "typesAndSources", "typesAndSources")?;
     let empty = Map::new();
@@ -326,7 +339,7 @@ pub fn parse(raw: Option<&str>) -> Res<PickerOptions> {
         one_drive: pivot("oneDrive")?,
         recent: pivot("recent")?,
         shared: pivot("shared")?,
-        site: pivot("site")?,
+        site: pivot("site")? && !consumer,
     };
 
     let sel = opt_object(cfg, "selection", "selection")?.unwrap_or(&empty);
@@ -375,10 +388,10 @@ mod tests {
     use super::*;
 
     fn ok(v: serde_json::Value) -> PickerOptions {
-        parse(Some(&v.to_string())).unwrap_or_else(|e| panic!("{v}: {e}"))
+        parse(Some(&v.to_string()), false).unwrap_or_else(|e| panic!("{v}: {e}"))
     }
     fn err(v: serde_json::Value) -> String {
-        parse(Some(&v.to_string())).expect_err("should be refused")
+        parse(Some(&v.to_string()), false).expect_err("should be refused")
     }
     fn base() -> serde_json::Value {
         serde_json::json!({
@@ -434,9 +447,26 @@ mod tests {
     }
 
     #[test]
+    fn the_consumer_picker_has_no_sites() {
+        let mut v = base();
+        v["entry"] = serde_json::json!({"sharePoint": {}});
+        assert!(
+            parse(Some(&v.to_string()), true)
+                .unwrap_err()
+                .contains("personal")
+        );
+        let o = parse(Some(&base().to_string()), true).unwrap();
+        assert!(!o.pivots.site && o.pivots.one_drive);
+    }
+
+    #[test]
     fn refusals_name_the_field() {
-        assert!(parse(None).unwrap_err().contains("filePicker"));
-        assert!(parse(Some("{nope")).unwrap_err().contains("not valid JSON"));
+        assert!(parse(None, false).unwrap_err().contains("filePicker"));
+        assert!(
+            parse(Some("{nope"), false)
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
         let cases: Vec<(serde_json::Value, &str)> = vec![
             (serde_json::json!({"sdk": "7.2"}), "sdk"),
             (serde_json::json!({"entry": null}), "entry"),

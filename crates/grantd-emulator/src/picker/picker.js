@@ -8,7 +8,10 @@
 //                  {type:"notification", data:{notification:"page-loaded", timestamp}}
 //   host → port: {type:"acknowledge", id} then {type:"result", id, data:{result:"token"|"success"|"error", …}}
 // It lists drives through /_sharepoint/{host}/_api/v2.0/… with the token the host gave for that
-// host, asking again when the token is about to expire or an API call answers 401.
+// host, asking again when the token is about to expire or an API call answers 401. As the
+// consumer picker of personal accounts (cfg.consumer) it browses the personal drive through
+// /_sharepoint/api.onedrive.com/v1.0/… (authenticate {resource: https://api.onedrive.com,
+// type: 'Graph'}) and has no sites.
 (function () {
   'use strict';
 
@@ -109,7 +112,7 @@
     if (!force && c && c.exp - now > REFRESH_MARGIN) return Promise.resolve(c.token);
     if (st.flights.has(host)) return st.flights.get(host);
     const resource = `https://${host}`;
-    const flight = command({ command: 'authenticate', resource, type: 'SharePoint' })
+    const flight = command({ command: 'authenticate', resource, type: cfg.authType })
       .then((r) => {
         if (r.result !== 'token' || typeof r.token !== 'string' || !r.token) {
           const why = (r.error && (r.error.message || r.error.code)) || r.result || 'no token';
@@ -141,7 +144,7 @@
     return resp.json();
   }
 
-  const api = (host, path) => fetchJson(host, `/_sharepoint/${host}/_api/v2.0/${path}`);
+  const api = (host, path) => fetchJson(host, `/_sharepoint/${host}/${cfg.apiPrefix}/${path}`);
 
   /** Every page of a collection (follows @odata.nextLink, on this origin). */
   async function all(host, path) {
@@ -238,8 +241,8 @@
       webUrl: it.webUrl,
       lastModifiedDateTime: it.lastModifiedDateTime,
       parentReference: { driveId: it.parentReference.driveId, id: it.parentReference.id },
-      '@sharePoint.endpoint': `https://${row.host}/_api/v2.0`,
     };
+    if (!cfg.consumer) out['@sharePoint.endpoint'] = `https://${row.host}/_api/v2.0`;
     if (it.parentReference.driveType) out.parentReference.driveType = it.parentReference.driveType;
     if (it.folder) out.folder = { childCount: it.folder.childCount };
     if (it.file) out.file = { mimeType: it.file.mimeType };

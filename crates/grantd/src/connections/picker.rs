@@ -8,9 +8,19 @@
 //! `/sites/root` when the SharePoint token was obtained) and the user's OneDrive host (the host of
 //! `/me/drive`'s `webUrl`). Anything else is refused. A minted token is cached per (connection,
 //! host) until five minutes before it expires, and minted once however many requests ask at the
-//! same time (single flight). The refresh token the mint returns is not stored: Entra keeps the
-//! one it redeemed valid, and the connection's own refresh path stays the only writer of
-//! credentials (docs/picker.md).
+//! same time (single flight). A mint redeems the connection's refresh token under the same locks
+//! as a refresh (`Flights`, then the database's `lock_for_refresh`) and commits the refresh token
+//! it returns compare-and-swap on the version, as a refresh does: a provider that rotates
+//! strictly never sees a redeemed token again (docs/picker.md).
+//!
+//! Personal accounts (`one-drive-personal`) get Microsoft's consumer picker
+//! (`https://onedrive.live.com/picker`): one token for the consumer OneDrive API (`OneDrive.
+//! ReadWrite`, or `OneDrive.ReadOnly` when only reading was granted) from the `consumers`
+//! authority answers every `authenticate`, as Microsoft's consumer samples do.
+//!
+//! A session accepts one pick: the pick stamps the session in the transaction that writes the
+//! metadata and queues the webhook, and a used session is refused (`SessionUsed`), for picks and
+//! tokens alike.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -39,11 +49,28 @@ pub const MAX_ITEMS: usize = 500;
 /// Drive and item ids (Graph's are URL-safe: letters, digits, `!-_.`).
 const MAX_ID: usize = 256;
 
+/// The host of Microsoft's consumer picker (`https://onedrive.live.com/picker`).
+pub const CONSUMER_PICKER_HOST: &str = "onedrive.live.com";
+/// The cache key of a connection's consumer OneDrive token (not a host name).
+const CONSUMER_KEY: &str = "consumer:onedrive";
+
+/// Which of Microsoft's pickers a connection opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PickerKind {
+    /// Work or school: `{SharePoint host}/_layouts/15/FilePicker.aspx`, a token per host.
+    Business,
+    /// Personal account: `https://onedrive.live.com/picker`, one consumer OneDrive token.
+    Consumer,
+}
+
 /// Why a picker request was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PickerError {
     #[error("the picker session token is unknown or expired")]
     UnknownSession,
+    /// The session's one pick was already recorded.
+    #[error("the picker session was already used for a pick")]
+    SessionUsed,
     #[error("the connection does not exist")]
     UnknownConnection,
     #[error("{0}")]
@@ -343,8 +370,15 @@ impl Core {
         id: &ConnectionId,
         options: PickerOptions,
     ) -> Result<(SessionToken, PickerSession, Option<Problem>), PickerError> {
-        let (conn, integration) = self.picker_connection(key, id).await?;
-        let problem = self.picker_problem(&conn, &integration);
+        let (conn, integration, kind) = self.picker_connection(key, id).await?;
+        let problem = self.picker_problem(&conn, &integration, kind);
+        if kind == PickerKind::Consumer && matches!(options.entry, PickerEntry::SharePoint { .. }) {
+            return Err(PickerError::Invalid(
+                "options.entry sharePoint needs a work or school account: OneDrive for personal \
+                 accounts has no SharePoint sites (use oneDrive, recent or shared)"
+                    .into(),
+            ));
+        }
         if let (PickerEntry::SharePoint { site_url }, None) = (&options.entry, &problem) {
             let root = self.root_host(&conn).unwrap_or_default();
             let ok = url::Url::parse(site_url).is_ok_and(|u| {
@@ -397,18 +431,30 @@ impl Core {
             .ok_or(PickerError::UnknownSession)
     }
 
+    /// The live session for a presented token, refused once its pick was recorded.
+    async fn unused_picker_session(&self, token: &str) -> Result<PickerSession, PickerError> {
+        let session = self.picker_session(token).await?;
+        if session.picked_at.is_some() {
+            return Err(PickerError::SessionUsed);
+        }
+        Ok(session)
+    }
+
     /// What the picker page shows for a session: the form to launch Microsoft's picker, or the
     /// problem (no SharePoint token) with what fixes it.
     pub async fn picker_page(&self, token: &str) -> Result<PickerPage, PickerError> {
-        let session = self.picker_session(token).await?;
-        let (conn, integration) = self
+        let session = self.unused_picker_session(token).await?;
+        let (conn, integration, kind) = self
             .picker_connection(&session.provider_config_key, &session.connection_id)
             .await?;
-        if let Some(p) = self.picker_problem(&conn, &integration) {
+        if let Some(p) = self.picker_problem(&conn, &integration, kind) {
             return Ok(PickerPage {
                 session,
                 launch: Err(p),
             });
+        }
+        if kind == PickerKind::Consumer {
+            return self.consumer_picker_page(session);
         }
         let o = &session.options;
         let (base_host, path) = match &o.entry {
@@ -471,14 +517,29 @@ impl Core {
         token: &str,
         resource: &str,
     ) -> Result<(AccessToken, DateTime<Utc>), PickerError> {
-        let session = self.picker_session(token).await?;
-        let host = resource_host(resource).ok_or(PickerError::ForeignResource)?;
-        let (conn, integration) = self
+        let session = self.unused_picker_session(token).await?;
+        let (conn, integration, kind) = self
             .picker_connection(&session.provider_config_key, &session.connection_id)
             .await?;
-        if let Some(p) = self.picker_problem(&conn, &integration) {
+        if kind == PickerKind::Consumer {
+            // Microsoft's consumer samples answer every authenticate with the one OneDrive token,
+            // whatever resource it names; the resource must still be an https URL.
+            let ok = url::Url::parse(resource)
+                .is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some());
+            if !ok {
+                return Err(PickerError::ForeignResource);
+            }
+        }
+        if let Some(p) = self.picker_problem(&conn, &integration, kind) {
             return Err(PickerError::NotReady(p));
         }
+        if kind == PickerKind::Consumer {
+            let scope = consumer_scope(&conn, &integration);
+            return self
+                .cached_or_minted(&conn, CONSUMER_KEY.to_owned(), &scope)
+                .await;
+        }
+        let host = resource_host(resource).ok_or(PickerError::ForeignResource)?;
         let root = self.root_host(&conn);
         let allowed = root.as_deref() == Some(host.as_str())
             || self.onedrive_host(&conn).await.ok().as_deref() == Some(host.as_str());
@@ -486,11 +547,7 @@ impl Core {
             tracing::warn!(connection.id = %conn.connection_id, "picker asked for a token for a host that is not the connection's");
             return Err(PickerError::ForeignResource);
         }
-        let key = (conn.id, host.clone());
         let now = self.clock.now();
-        if let Some(t) = self.picker.cached(&key, now) {
-            return Ok((t.clone(), self.cached_expiry(&key)));
-        }
         // The stored SharePoint token, when it is for this host and fresh.
         if let Some(sp) = conn
             .credentials
@@ -502,12 +559,28 @@ impl Core {
                 return Ok((sp.access_token.clone(), exp));
             }
         }
+        let scope = sharepoint::scope_for(&host);
+        self.cached_or_minted(&conn, host, &scope).await
+    }
+
+    /// The cached token under (connection, `key`), else one minted for `scope` (once for
+    /// concurrent callers) and cached.
+    async fn cached_or_minted(
+        &self,
+        conn: &Connection,
+        key: String,
+        scope: &str,
+    ) -> Result<(AccessToken, DateTime<Utc>), PickerError> {
+        let key = (conn.id, key);
+        if let Some(t) = self.picker.cached(&key, self.clock.now()) {
+            return Ok((t, self.cached_expiry(&key)));
+        }
         let flight = self.picker.flight(&key);
         let _held = flight.lock().await;
         if let Some(t) = self.picker.cached(&key, self.clock.now()) {
             return Ok((t, self.cached_expiry(&key)));
         }
-        let minted = self.mint_picker_token(&conn, &host).await?;
+        let minted = self.mint_picker_token(conn, scope).await?;
         self.picker
             .tokens
             .lock()
@@ -529,7 +602,7 @@ impl Core {
     /// Records a pick: the items (validated), merged into the metadata when the session asked,
     /// and the `picker` webhook, in one transaction.
     pub async fn picker_picked(&self, token: &str, items: &Value) -> Result<Picked, PickerError> {
-        let session = self.picker_session(token).await?;
+        let session = self.unused_picker_session(token).await?;
         let items = parse_items(items)?;
         let conn = self
             .store
@@ -554,6 +627,7 @@ impl Core {
         let metadata = self
             .store
             .record_pick(
+                session.id,
                 &session.provider_config_key,
                 &session.connection_id,
                 &update,
@@ -564,7 +638,9 @@ impl Core {
             .map_err(|e| match e {
                 crate::store::Error::MissingConnection(_) => PickerError::UnknownConnection,
                 other => PickerError::Core(other.into()),
-            })?;
+            })?
+            // Another request with this session committed its pick first.
+            .ok_or(PickerError::SessionUsed)?;
         if save {
             if let Err(e) = self
                 .sync_metadata_changed(&session.provider_config_key, &session.connection_id)
@@ -605,24 +681,40 @@ impl Core {
         &self,
         key: &ProviderConfigKey,
         id: &ConnectionId,
-    ) -> Result<(Arc<Connection>, Arc<Integration>), PickerError> {
+    ) -> Result<(Arc<Connection>, Arc<Integration>, PickerKind), PickerError> {
         let fresh = match self.credentials(key, id, Default::default()).await {
             Ok(f) => f,
             Err(Error::UnknownConnection) => return Err(PickerError::UnknownConnection),
             Err(e) => return Err(e.into()),
         };
-        if !fresh.provider.sharepoint_token {
+        let p = fresh.provider;
+        let kind = if p.sharepoint_token {
+            PickerKind::Business
+        } else if p.is_microsoft()
+            && !p.is_app_only()
+            && p.authority.as_deref() == Some("consumers")
+        {
+            PickerKind::Consumer
+        } else {
             return Err(PickerError::NotSupported(format!(
-                "The File Picker needs a work or school account connected through a delegated \
-                 integration (one-drive, sharepoint-online); {} connections cannot open it",
-                fresh.provider.name
+                "The File Picker needs a delegated OneDrive or SharePoint connection (one-drive, \
+                 sharepoint-online, one-drive-personal); {} connections cannot open it",
+                p.name
             )));
-        }
-        Ok((fresh.connection, fresh.integration))
+        };
+        Ok((fresh.connection, fresh.integration, kind))
     }
 
     /// Why the connection cannot open the picker, if it cannot.
-    fn picker_problem(&self, conn: &Connection, integration: &Integration) -> Option<Problem> {
+    fn picker_problem(
+        &self,
+        conn: &Connection,
+        integration: &Integration,
+        kind: PickerKind,
+    ) -> Option<Problem> {
+        if kind == PickerKind::Consumer {
+            return consumer_problem(conn, integration);
+        }
         if conn.credentials.sharepoint.is_some() {
             return None;
         }
@@ -704,16 +796,21 @@ impl Core {
         Ok(host)
     }
 
-    /// A token for `https://{host}/.default` from the connection's refresh token.
+    /// A token for `scope` (`https://{host}/.default offline_access`, or the consumer OneDrive
+    /// scope) from the connection's refresh token, redeemed as a refresh redeems it: under the
+    /// connection's in-process flight and the database's refresh lock, with the refresh token
+    /// read under that lock, and the refresh token the call returns committed compare-and-swap
+    /// before the access token is used (a strictly rotating provider has already invalidated the
+    /// one redeemed).
     async fn mint_picker_token(
         &self,
         conn: &Connection,
-        host: &str,
+        scope: &str,
     ) -> Result<(AccessToken, DateTime<Utc>), PickerError> {
         let (integration, provider) = self.integration(&conn.provider_config_key).await?;
         let tenant = self.token_tenant(&integration, &provider, conn);
         let token_url = provider.token_url(&self.config.microsoft, &tenant);
-        let refresh_token = conn.credentials.refresh_token.clone().ok_or_else(|| {
+        let no_refresh_token = || {
             PickerError::NotReady(Problem {
                 code: "missing_refresh_token",
                 message: "This connection has no refresh token (offline_access was not \
@@ -721,14 +818,28 @@ impl Core {
                     .into(),
                 reconnect: true,
             })
-        })?;
+        };
+        let flight = self.flights.lock_for(conn.id);
+        let _in_process = flight.lock().await;
+        let lock = self
+            .store
+            .lock_for_refresh(conn.id)
+            .await
+            .map_err(Error::from)?
+            .ok_or(PickerError::UnknownConnection)?;
+        let current = lock.connection.clone();
+        let refresh_token = current
+            .credentials
+            .refresh_token
+            .clone()
+            .ok_or_else(no_refresh_token)?;
         let now = self.clock.now();
         let t = oauth::token_request(
             &self.http,
             &token_url,
             &integration.client_id,
             ClientAuth::of(&integration),
-            oauth::refresh_grant(&refresh_token, Some(&sharepoint::scope_for(host))),
+            oauth::refresh_grant(&refresh_token, Some(scope)),
             now,
         )
         .await
@@ -738,8 +849,137 @@ impl Core {
             PickerError::Token(c)
         })?;
         let expires = t.expires_at.unwrap_or(now + TimeDelta::minutes(60));
+        match t.refresh_token {
+            Some(rt) if rt.expose_secret() != refresh_token.expose_secret() => {
+                let mut credentials = current.credentials.clone();
+                credentials.refresh_token = Some(rt);
+                let saved = lock
+                    .save(&credentials, &current.connection_config, now)
+                    .await
+                    .map_err(Error::from)?;
+                if saved.is_none() {
+                    // Only a reconnect writes without the refresh lock (SQLite's CAS): its new
+                    // grant supersedes the one redeemed here.
+                    tracing::warn!(connection.id = %conn.connection_id, "the connection changed during a picker token mint; its newer credentials are kept");
+                }
+            }
+            // No rotation: nothing to store; the lock is released when dropped.
+            _ => drop(lock),
+        }
         Ok((t.access_token, expires))
     }
+
+    /// The consumer picker's page: the form to `https://onedrive.live.com/picker`.
+    fn consumer_picker_page(&self, session: PickerSession) -> Result<PickerPage, PickerError> {
+        let o = &session.options;
+        let entry = match &o.entry {
+            PickerEntry::Recent => json!({"oneDrive": {"recent": {}}}),
+            PickerEntry::Shared => json!({"oneDrive": {"sharedWithMe": {}}}),
+            _ => json!({"oneDrive": {"files": {}}}),
+        };
+        let public = self.config.public_url.origin().ascii_serialization();
+        let channel_id = random_hex(16);
+        let mut types = json!({"mode": o.mode.as_str()});
+        if !o.filters.is_empty() {
+            types["filters"] = json!(o.filters);
+        }
+        let options = json!({
+            "sdk": "8.0",
+            "entry": entry,
+            "authentication": {},
+            "messaging": {"origin": public, "channelId": channel_id},
+            "typesAndSources": types,
+            "selection": {"mode": if o.multi_select { "multiple" } else { "single" }},
+        });
+        let base = self.config.microsoft.sharepoint_base(CONSUMER_PICKER_HOST);
+        let mut action = url::Url::parse(&format!("{}/picker", base.trim_end_matches('/')))
+            .map_err(|_| {
+                PickerError::Invalid("the consumer picker URL could not be formed".into())
+            })?;
+        action
+            .query_pairs_mut()
+            .append_pair("filePicker", &options.to_string());
+        let picker_origin = action.origin().ascii_serialization();
+        Ok(PickerPage {
+            session,
+            launch: Ok(Launch {
+                action: action.to_string(),
+                picker_origin,
+                resource: format!("https://{CONSUMER_PICKER_HOST}"),
+                channel_id,
+            }),
+        })
+    }
+}
+
+/// The scopes a connection was granted (the token response's `scope`), else what its
+/// integration asks for.
+fn granted_scopes(conn: &Connection, integration: &Integration) -> String {
+    conn.credentials
+        .raw
+        .get("scope")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| integration.scopes.join(" "))
+}
+
+/// The consumer OneDrive scope for a personal connection: `OneDrive.ReadWrite` when it was granted
+/// `Files.ReadWrite…` (what Microsoft's consumer samples ask for), else `OneDrive.ReadOnly`.
+fn consumer_scope(conn: &Connection, integration: &Integration) -> String {
+    let granted = granted_scopes(conn, integration);
+    let write = granted.split([' ', ',']).any(|s| {
+        s.rsplit('/')
+            .next()
+            .unwrap_or(s)
+            .to_ascii_lowercase()
+            .starts_with("files.readwrite")
+    });
+    let scope = if write {
+        "OneDrive.ReadWrite"
+    } else {
+        "OneDrive.ReadOnly"
+    };
+    format!("{scope} offline_access")
+}
+
+/// Why a personal connection cannot open the consumer picker, if it cannot.
+fn consumer_problem(conn: &Connection, integration: &Integration) -> Option<Problem> {
+    if conn.credentials.refresh_token.is_none() {
+        return Some(Problem {
+            code: "missing_refresh_token",
+            message: "This connection has no refresh token (offline_access was not granted), \
+                      which the File Picker needs: reconnect the account."
+                .into(),
+            reconnect: true,
+        });
+    }
+    let files = |s: &str| {
+        s.split([' ', ',']).any(|p| {
+            p.rsplit('/')
+                .next()
+                .unwrap_or(p)
+                .to_ascii_lowercase()
+                .starts_with("files.")
+        })
+    };
+    if files(&granted_scopes(conn, integration)) {
+        return None;
+    }
+    let asks = files(&integration.scopes.join(" "));
+    Some(Problem {
+        code: "missing_files_read",
+        message: if asks {
+            "This connection was not granted Files.Read, which the File Picker needs: reconnect \
+             the account and grant access to your files."
+                .into()
+        } else {
+            "This connection was not granted Files.Read, which the File Picker needs, and the \
+             integration does not ask for it: add Files.Read (or Files.ReadWrite) to the \
+             integration's scopes, then reconnect the account."
+                .into()
+        },
+        reconnect: asks,
+    })
 }
 
 #[cfg(test)]

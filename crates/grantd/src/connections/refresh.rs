@@ -49,7 +49,7 @@ pub struct Flights {
 }
 
 impl Flights {
-    fn lock_for(&self, id: i64) -> Arc<tokio::sync::Mutex<()>> {
+    pub(super) fn lock_for(&self, id: i64) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.locks.lock().expect("flights lock poisoned");
         if let Some(l) = map.get(&id).and_then(Weak::upgrade) {
             return l;

@@ -251,7 +251,13 @@ impl From<crate::connections::picker::PickerError> for ApiError {
             P::ForeignResource => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden_resource",
-                "The resource is not a SharePoint host of this connection; no token is issued for it.",
+                "The resource is not a host of this connection's drives; no token is issued for it.",
+            ),
+            P::SessionUsed => ApiError::new(
+                StatusCode::CONFLICT,
+                "picker_session_used",
+                "This picker session was already used for a pick (a session accepts one pick); \
+                 create a new picker session to pick again.",
             ),
             P::NotReady(p) => ApiError::new(StatusCode::CONFLICT, p.code, p.message)
                 .with_payload(json!({"reconnect": p.reconnect})),

@@ -64,4 +64,6 @@ pub struct PickerSession {
     pub options: PickerOptions,
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    /// When the session's one pick was recorded (a session accepts one pick).
+    pub picked_at: Option<DateTime<Utc>>,
 }

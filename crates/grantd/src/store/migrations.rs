@@ -122,6 +122,11 @@ const TEMPLATES: &[(i64, &str, &str)] = &[
         "sync push health",
         include_str!("migrations/0013_sync_push_health.sql"),
     ),
+    (
+        16,
+        "picker pick once",
+        include_str!("migrations/0016_picker_pick_once.sql"),
+    ),
 ];
 
 /// SHA-384 (hex) of each released migration as shipped: (version, SQLite, PostgreSQL).
@@ -186,6 +191,11 @@ const RELEASED: &[(i64, &str, &str)] = &[
         13,
         "5dc961eb916e10d46e5e32990a3e8ca9858079495526dd82d34948fd1469c0b4899c9b3b10a4b1ce71a3c332996007d3",
         "6cb03ff79bc66a74d39ccc0140ebf01c03769d25b5044fb7f9be27c4e90fd617d003bd2a0da9dc4d7dbe4e365fa9ab7f",
+    ),
+    (
+        16,
+        "af5b36709965523bcae1b606c3671b6ce82ed8f14d68b6ae9b7c7cb2caf89a739d9c9032aec9da0ec3d1f400c7ebc170",
+        "3c8a0dfd35133743f60c231422232da6aeca1c3ee3dd5c13523804b6c882825f9dbc06394e9a720186c8e66437bf257c",
     ),
 ];
 

@@ -1,6 +1,7 @@
-//! File picker persistence (migration `0012_picker_sessions`): picker sessions by token hash,
-//! and a pick committed in one transaction — the connection's metadata updated (when asked)
-//! together with the `picker` webhook in the outbox. Statements are written once (see `db.rs`).
+//! File picker persistence (migrations `0012_picker_sessions`, `0016_picker_pick_once`): picker
+//! sessions by token hash, and a session's one pick committed in one transaction — the session
+//! stamped `picked_at`, the connection's metadata updated (when asked) and the `picker` webhook
+//! in the outbox. Statements are written once (see `db.rs`).
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -17,9 +18,11 @@ struct PickerRow {
     options: String,
     expires_at: DateTime<Utc>,
     created_at: DateTime<Utc>,
+    picked_at: Option<DateTime<Utc>>,
 }
 
-const COLS: &str = "id, provider_config_key, connection_id, options, expires_at, created_at";
+const COLS: &str =
+    "id, provider_config_key, connection_id, options, expires_at, created_at, picked_at";
 
 const INSERT_WEBHOOK: &str = "INSERT INTO webhook_outbox (url, body, next_attempt_at, created_at) \
      VALUES ($1, $2, $3, $3)";
@@ -35,6 +38,7 @@ fn session(r: PickerRow) -> Result<PickerSession, Error> {
         options: from_json(&r.options, "picker session options")?,
         expires_at: r.expires_at,
         created_at: r.created_at,
+        picked_at: r.picked_at,
     })
 }
 
@@ -83,18 +87,20 @@ impl Store {
         .transpose()
     }
 
-    /// Commits a pick: `update` maps the connection's stored metadata to the new metadata (`None`:
-    /// leave it), and the webhook (url, body), when given, is queued in the same transaction.
-    /// Returns the metadata as stored afterwards; `Error::MissingConnection` if the connection is
-    /// gone (nothing written).
+    /// Commits the one pick of session `session_id`: the session is stamped `picked_at`,
+    /// `update` maps the connection's stored metadata to the new metadata (`None`: leave it), and
+    /// the webhook (url, body), when given, is queued — one transaction. Returns the metadata as
+    /// stored afterwards; `Ok(None)` when the session was already used (nothing written);
+    /// `Error::MissingConnection` if the connection is gone (nothing written).
     pub async fn record_pick(
         &self,
+        session_id: i64,
         key: &ProviderConfigKey,
         connection_id: &ConnectionId,
         update: &(dyn Fn(&Value) -> Option<Value> + Sync),
         webhook: Option<(String, String)>,
         at: DateTime<Utc>,
-    ) -> Result<Value, Error> {
+    ) -> Result<Option<Value>, Error> {
         let select = format!(
             "SELECT id, metadata FROM connections \
              WHERE provider_config_key = $1 AND connection_id = $2 AND deleted_at IS NULL{}",
@@ -104,6 +110,18 @@ impl Store {
         let queued = webhook.is_some();
         let stored = on_pool!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
+            let claimed = sqlx::query(
+                "UPDATE picker_sessions SET picked_at = $1 WHERE id = $2 AND picked_at IS NULL",
+            )
+            .bind(at)
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::Database)?
+            .rows_affected();
+            if claimed == 0 {
+                return Ok(None);
+            }
             let row: Option<(i64, Jsonb)> = sqlx::query_as(&select)
                 .bind(key.as_str())
                 .bind(connection_id.as_str())
@@ -140,13 +158,16 @@ impl Store {
                     .map_err(Error::Database)?;
             }
             tx.commit().await.map_err(Error::Database)?;
-            Ok(stored)
+            Ok(Some(stored))
         })?;
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
         self.cache
             .forget_connection(key.as_str(), connection_id.as_str());
         if queued {
             self.webhook_queued().await;
         }
-        Ok(stored)
+        Ok(Some(stored))
     }
 }

@@ -2,8 +2,9 @@
 //! `POST /picker/picked` (what only that page calls, with the session token as bearer and its
 //! own origin), and `GET /picker/sdk.js` (the app's helper that opens the page in a popup).
 //!
-//! The page frames Microsoft's File Picker v8 (`{SharePoint host}/_layouts/15/FilePicker.aspx`,
-//! a form POST carrying the first token) and speaks its protocol over the `MessageChannel` the
+//! The page frames Microsoft's File Picker v8 (`{SharePoint host}/_layouts/15/FilePicker.aspx`
+//! for work or school accounts, `https://onedrive.live.com/picker` for personal ones; a form POST
+//! carrying the first token) and speaks its protocol over the `MessageChannel` the
 //! picker opens (`initialize` → `activate`; `authenticate` → a token for exactly that resource,
 //! asked of `/picker/token`; `pick` → `/picker/picked`; `close`). The SharePoint tokens stay in
 //! this page and the picker's frame: the app's page (opener or parent) only ever receives
@@ -127,6 +128,14 @@ pub async fn page_handler(State(st): State<AppState>, parts: Parts) -> Response 
                 StatusCode::UNAUTHORIZED,
                 "This picker link has expired or is invalid",
                 "Go back to the app and open the file picker again.",
+                None,
+            );
+        }
+        Err(PickerError::SessionUsed) => {
+            return notice(
+                StatusCode::CONFLICT,
+                "This picker link was already used",
+                "Files were already picked with it. Go back to the app and open the file picker again.",
                 None,
             );
         }

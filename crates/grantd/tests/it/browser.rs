@@ -582,3 +582,100 @@ async fn picker_in_a_real_browser() {
     assert_eq!(hook.json()["items"].as_array().unwrap().len(), 3);
     assert_eq!(hook.json()["connectionId"], id.as_str());
 }
+
+/// The consumer picker end to end: a personal account's connection (`one-drive-personal`, sam)
+/// → grantd's picker page → the emulator's `onedrive.live.com/picker` in its frame, speaking the
+/// same protocol; sam picks two files and a folder of his personal drive (no sites); the app
+/// page's promise resolves with them, no token reaches the app page, every `authenticate` was
+/// answered through `/picker/token`, the metadata holds Nango's selection shape and the webhook
+/// arrives.
+#[tokio::test]
+async fn personal_picker_in_a_real_browser() {
+    if !Path::new("/usr/bin/chromium").exists() {
+        return skip("chromium not installed (apt-get install -y chromium chromium-driver)");
+    }
+    if !repo_root()
+        .join("tests/browser/node_modules/playwright-core")
+        .exists()
+    {
+        return skip("browser test packages not installed (cd tests/browser && npm ci)");
+    }
+    let rx = Receiver::spawn().await;
+    let app = TestApp::spawn_with(Opts {
+        lifecycle: Some(LifecycleConfig {
+            webhook_url: Some(url::Url::parse(&rx.url).unwrap()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("SQLite is always available");
+    let r = app
+        .post(
+            "/integrations",
+            &json!({
+                "provider": "one-drive-personal",
+                "unique_key": "personal",
+                "credentials": {"type": "OAUTH2", "client_id": seed::DEV_CLIENT_ID,
+                                "client_secret": seed::DEV_CLIENT_SECRET,
+                                "scopes": "offline_access,User.Read,Files.Read"},
+            }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let id = app.connect("personal", "u-personal", seed::SAM_UPN).await;
+
+    let r = scenario(
+        &app,
+        "picker",
+        json!({"connectionId": id, "providerConfigKey": "personal", "personal": true}),
+    )
+    .await;
+    let picked = r["picked"].as_array().expect("picked items");
+    let mut names: Vec<(&str, &str)> = picked
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap(), i["kind"].as_str().unwrap()))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            ("Budget.xlsx", "file"),
+            ("Photos", "folder"),
+            ("Report.docx", "file")
+        ],
+        "{r}"
+    );
+    assert_eq!(r["messageTypes"], json!(["picked"]), "{r}");
+    assert_eq!(r["leaks"], json!([]), "no token in the app page: {r}");
+    assert_eq!(r["popupSawToken"], true, "{r}");
+    // The form's token and the consumer picker's authenticate, all through /picker/token.
+    assert_eq!(
+        r["tokenResources"],
+        json!(["https://api.onedrive.com", "https://onedrive.live.com"]),
+        "{r}"
+    );
+    let drives: std::collections::BTreeSet<&str> = picked
+        .iter()
+        .map(|i| i["driveId"].as_str().unwrap())
+        .collect();
+    assert_eq!(drives.len(), 1, "one personal drive: {r}");
+    let (_, c) = app.connection("personal", &id, "").await;
+    let selection = c["metadata"]["pickedFiles"].as_array().unwrap();
+    assert_eq!(selection.len(), 1, "{c}");
+    let ids = selection[0]["fileIds"].as_array().unwrap();
+    for item in picked {
+        assert!(ids.contains(&item["id"]), "{c}");
+    }
+    grantd::jobs::outbox::run_once(&app.state.core, app.clock.now())
+        .await
+        .unwrap();
+    let got = rx
+        .wait_until(|r| r.iter().any(|w| w.json()["type"] == "picker"))
+        .await;
+    let hook = got.iter().find(|w| w.json()["type"] == "picker").unwrap();
+    assert_eq!(hook.json()["items"].as_array().unwrap().len(), 3);
+    assert_eq!(hook.json()["providerConfigKey"], "personal");
+}

@@ -428,9 +428,51 @@ async fn sessions_tokens_and_picks(kind: DbKind) {
     assert_eq!(body["items"].as_array().unwrap().len(), 3);
     assert!(!hook.body.contains("eyJ"), "no token in the webhook");
 
-    // A second pick adds to the selection; items are validated.
-    let (s, _) = picked(&app, &session, &json!([items[0]])).await;
-    assert_eq!(s, 200);
+    // A session accepts one pick: replaying it (or asking it for tokens, or opening its page)
+    // is refused with a clear 409, and nothing is written.
+    let (s, v) = picked(&app, &session, &json!([items[0]])).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("picker_session_used")),
+        "{v}"
+    );
+    let (s, v) = token(&app, &session, &my).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("picker_session_used")),
+        "{v}"
+    );
+    let r = app
+        .http
+        .get(format!("{}/picker?session_token={session}", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("already used"));
+    let hooks = |r: &[crate::support::webhook_receiver::Received]| {
+        r.iter().filter(|w| w.json()["type"] == "picker").count()
+    };
+    grantd::jobs::outbox::run_once(&app.state.core, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(hooks(&rx.received()), 1, "the replay queued no webhook");
+
+    // A new session's pick adds to the selection; items are validated (and a refused pick does
+    // not use the session up).
+    let (_, v) = create(&app, &session_body(&id, json!({}))).await;
+    let second = v["data"]["token"].as_str().unwrap().to_owned();
+    for bad in [
+        json!([]),
+        json!([{"id": "x"}]),
+        json!("x"),
+        json!([{"id": "../..", "parentReference": {"driveId": "b"}}]),
+    ] {
+        let (s, v) = picked(&app, &second, &bad).await;
+        assert_eq!(s, 400, "{bad}: {v}");
+    }
+    let (s, v) = picked(&app, &second, &json!([items[0]])).await;
+    assert_eq!(s, 200, "{v}");
     let (_, c) = app.connection(KEY, &id, "").await;
     assert_eq!(
         c["metadata"]["pickedFiles"][0]["fileIds"]
@@ -439,15 +481,6 @@ async fn sessions_tokens_and_picks(kind: DbKind) {
             .len(),
         3
     );
-    for bad in [
-        json!([]),
-        json!([{"id": "x"}]),
-        json!("x"),
-        json!([{"id": "../..", "parentReference": {"driveId": "b"}}]),
-    ] {
-        let (s, v) = picked(&app, &session, &bad).await;
-        assert_eq!(s, 400, "{bad}: {v}");
-    }
 
     // Without save_selection the metadata stays as it is.
     let (_, v) = create(&app, &session_body(&id, json!({"save_selection": false}))).await;
@@ -591,6 +624,250 @@ async fn without_sites_read_all_the_picker_says_so_and_offers_a_reconnect() {
             .unwrap()
             .contains(&format!("/oauth/connect/{KEY}"))
     );
+}
+
+fn claims(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// A `one-drive-personal` integration on the emulator's dev app (multitenant + personal accounts).
+async fn personal_integration(app: &TestApp, key: &str, scopes: &str) {
+    let r = app
+        .post(
+            "/integrations",
+            &json!({
+                "provider": "one-drive-personal",
+                "unique_key": key,
+                "credentials": {"type": "OAUTH2", "client_id": seed::DEV_CLIENT_ID,
+                                "client_secret": seed::DEV_CLIENT_SECRET, "scopes": scopes},
+            }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+/// POSTs the consumer picker's form to the emulator with `access_token`.
+async fn consumer_form(app: &TestApp, action: &str, access_token: &str) -> (u16, String) {
+    let r = app
+        .http
+        .post(action)
+        .form(&[("access_token", access_token)])
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// A personal account's connection opens Microsoft's consumer picker: the page posts the form to
+/// `onedrive.live.com/picker` (the emulator's), `/picker/token` answers with a consumer OneDrive
+/// token (what the consumer picker and its API accept; a Graph or SharePoint token is refused
+/// there as Microsoft refuses it), and the pick is recorded once.
+#[tokio::test]
+async fn a_personal_connection_opens_the_consumer_picker() {
+    let Some((app, rx)) = app(DbKind::SqliteFile).await else {
+        return;
+    };
+    const PERSONAL: &str = "personal";
+    personal_integration(&app, PERSONAL, "offline_access,User.Read,Files.Read").await;
+    app.create_integration(
+        KEY,
+        "offline_access,User.Read,Files.Read.All,Sites.Read.All",
+    )
+    .await;
+    let id = app.connect(PERSONAL, "user-p", seed::SAM_UPN).await;
+    let body = |extra: Value| {
+        let mut b = session_body(&id, extra);
+        b["provider_config_key"] = json!(PERSONAL);
+        b
+    };
+    // No SharePoint sites for personal accounts.
+    let (s, v) = create(
+        &app,
+        &body(json!({"entry": "sharePoint", "site_url": "https://contoso.sharepoint.com/sites/x"})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_body")),
+        "{v}"
+    );
+    let (s, v) = create(&app, &body(json!({}))).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["data"]["ready"], true, "{v}");
+    let session = v["data"]["token"].as_str().unwrap().to_owned();
+
+    // The page: the form goes to the consumer picker, no token in it.
+    let r = app
+        .http
+        .get(format!("{}/picker?session_token={session}", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let emu_origin = url::Url::parse(&app.emu.base_url)
+        .unwrap()
+        .origin()
+        .ascii_serialization();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains(&format!("form-action {emu_origin}")), "{csp}");
+    let html = r.text().await.unwrap();
+    let marker = "/_sharepoint/onedrive.live.com/picker?filePicker=";
+    assert!(html.contains(marker), "{html}");
+    assert!(!html.contains("FilePicker.aspx"), "{html}");
+    assert!(!html.contains("eyJ"), "no JWT in the page");
+    let start = html.find(&format!("{}{marker}", app.emu.base_url)).unwrap();
+    let end = start + html[start..].find('"').unwrap();
+    let action = html[start..end].replace("&amp;", "&");
+
+    // The consumer token: personal account, consumer OneDrive API, read-only (Files.Read only).
+    let (s, v) = token(&app, &session, "https://api.onedrive.com").await;
+    assert_eq!(s, 200, "{v}");
+    let consumer = v["data"]["token"].as_str().unwrap().to_owned();
+    let c = claims(&consumer);
+    assert_eq!(c["aud"], "https://api.onedrive.com", "{c}");
+    assert_eq!(c["tid"], seed::CONSUMERS_TENANT_ID, "{c}");
+    assert_eq!(c["scp"], "OneDrive.ReadOnly", "{c}");
+    // Whatever resource the consumer picker names, the same token; a non-https one is refused.
+    let (_, v) = token(&app, &session, "https://onedrive.live.com/picker").await;
+    assert_eq!(v["data"]["token"], consumer.as_str());
+    let (s, v) = token(&app, &session, "http://api.onedrive.com").await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("forbidden_resource")),
+        "{v}"
+    );
+
+    // The consumer picker and its API take that token, and refuse the connection's Graph token
+    // and a work account's SharePoint token the way the consumer API refuses them.
+    let (_, conn) = app.connection(PERSONAL, &id, "").await;
+    let graph_token = conn["credentials"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, html) = consumer_form(&app, &action, &consumer).await;
+    assert_eq!(s, 200, "{html}");
+    assert!(html.contains("picker-config"), "{html}");
+    let (s, html) = consumer_form(&app, &action, &graph_token).await;
+    assert_eq!(s, 401, "{html}");
+    assert!(html.contains("Must be authenticated"), "{html}");
+    let api = |t: &str| {
+        app.http
+            .get(format!(
+                "{}/_sharepoint/api.onedrive.com/v1.0/me/drive/root/children",
+                app.emu.base_url
+            ))
+            .bearer_auth(t.to_owned())
+            .send()
+    };
+    let r = api(&consumer).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let children: Value = r.json().await.unwrap();
+    let r = api(&graph_token).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "unauthenticated", "{v}");
+    let work = app.connect(KEY, "user-w", seed::ADELE_UPN).await;
+    let (_, v) = create(&app, &session_body(&work, json!({}))).await;
+    let work_session = v["data"]["token"].as_str().unwrap().to_owned();
+    let (_, v) = token(
+        &app,
+        &work_session,
+        &format!("https://{}", seed::CONTOSO_MY_HOST),
+    )
+    .await;
+    let sp_token = v["data"]["token"].as_str().unwrap().to_owned();
+    let (s, _) = consumer_form(&app, &action, &sp_token).await;
+    assert_eq!(s, 401);
+
+    // A pick of the personal drive's items, recorded once.
+    let items: Vec<Value> = children["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(2)
+        .map(|i| {
+            json!({"id": i["id"], "name": i["name"], "folder": i.get("folder"),
+                        "file": i.get("file"), "parentReference": i["parentReference"]})
+        })
+        .collect();
+    assert_eq!(items.len(), 2, "{children}");
+    let (s, v) = picked(&app, &session, &json!(items)).await;
+    assert_eq!(s, 200, "{v}");
+    let drive_id = items[0]["parentReference"]["driveId"].as_str().unwrap();
+    let (_, c) = app.connection(PERSONAL, &id, "").await;
+    assert_eq!(c["metadata"]["pickedFiles"][0]["driveId"], drive_id, "{c}");
+    let (s, v) = picked(&app, &session, &json!(items)).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("picker_session_used")),
+        "{v}"
+    );
+    drop(rx);
+}
+
+/// Minting a picker token redeems the connection's refresh token; the refresh token that call
+/// returns is stored like a refresh's (compare-and-swap), so a strictly rotating provider keeps
+/// the connection working — for a SharePoint host and for the consumer picker alike.
+#[tokio::test]
+async fn sqlite_a_picker_mint_stores_the_rotated_refresh_token() {
+    a_picker_mint_stores_the_rotated_refresh_token(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn postgres_a_picker_mint_stores_the_rotated_refresh_token() {
+    a_picker_mint_stores_the_rotated_refresh_token(DbKind::Postgres).await;
+}
+
+async fn a_picker_mint_stores_the_rotated_refresh_token(kind: DbKind) {
+    let Some((app, _rx)) = app(kind).await else {
+        return;
+    };
+    app.create_integration(
+        KEY,
+        "offline_access,User.Read,Files.Read.All,Sites.Read.All",
+    )
+    .await;
+    personal_integration(&app, "personal", "offline_access,User.Read,Files.ReadWrite").await;
+    let work = app.connect(KEY, "user-w", seed::ADELE_UPN).await;
+    let personal = app.connect("personal", "user-p", seed::SAM_UPN).await;
+    app.emu.control().set_strict_rotation(true).await.unwrap();
+
+    for (key, id, resource) in [
+        (KEY, &work, format!("https://{}", seed::CONTOSO_MY_HOST)),
+        ("personal", &personal, "https://api.onedrive.com".to_owned()),
+    ] {
+        let (_, before) = app.connection(key, id, "&refresh_token=true").await;
+        let mut body = session_body(id, json!({}));
+        body["provider_config_key"] = json!(key);
+        let (_, v) = create(&app, &body).await;
+        let session = v["data"]["token"].as_str().unwrap().to_owned();
+        let (s, v) = token(&app, &session, &resource).await;
+        assert_eq!(s, 200, "{key}: {v}");
+        if key == "personal" {
+            assert_eq!(
+                claims(v["data"]["token"].as_str().unwrap())["scp"],
+                "OneDrive.ReadWrite"
+            );
+        }
+        // The mint's rotated refresh token is the stored one…
+        let (_, after) = app.connection(key, id, "&refresh_token=true").await;
+        assert_ne!(
+            after["credentials"]["refresh_token"], before["credentials"]["refresh_token"],
+            "{key}: the rotated refresh token is stored"
+        );
+        // …so the connection still refreshes under strict rotation.
+        let (s, v) = app.connection(key, id, "&force_refresh=true").await;
+        assert_eq!(s, 200, "{key}: {v}");
+    }
 }
 
 #[tokio::test]
