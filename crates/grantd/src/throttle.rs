@@ -106,6 +106,12 @@ fn positive(d: TimeDelta) -> Duration {
 }
 
 impl Throttle {
+    /// True while no tenant is known to be throttled or near its limit: every call may go, and
+    /// callers need not even name their tenant (one atomic load).
+    pub fn quiet(&self) -> bool {
+        !self.any.load(Ordering::Acquire)
+    }
+
     /// Whether a call to `tenant` may go at `now`, for a caller that may wait up to `budget`.
     pub fn decide(
         &self,

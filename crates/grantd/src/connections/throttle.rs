@@ -85,16 +85,53 @@ pub fn valid_user_agent(ua: &str) -> bool {
 
 /// The tenant a connection's calls count against: its `tenantId` (the token's `tid`); personal
 /// accounts all share the consumers tenant, so each of them (and a connection without a tenant)
-/// is its own budget, `connection:<id>`.
-pub fn tenant_key(conn: &Connection) -> String {
+/// is its own budget, `connection:<id>`. Borrowed from the connection: the key string is built
+/// only when the throttle state has to be consulted (`Tenant::key`), which the proxy's hot path
+/// skips while no tenant is throttled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tenant<'a> {
+    /// A work or school tenant id, as the connection stores it.
+    Id(&'a str),
+    /// A connection that is its own budget (personal account, or no tenant known).
+    Connection(i64),
+}
+
+impl Tenant<'_> {
+    /// The key the throttle state and the `tenant_throttle` table use.
+    pub fn key(&self) -> std::borrow::Cow<'_, str> {
+        match *self {
+            Tenant::Id(t) if t.bytes().any(|b| b.is_ascii_uppercase()) => {
+                t.to_ascii_lowercase().into()
+            }
+            Tenant::Id(t) => t.into(),
+            Tenant::Connection(id) => format!("connection:{id}").into(),
+        }
+    }
+}
+
+/// The tenant `conn`'s calls count against (see `Tenant`).
+pub fn tenant(conn: &Connection) -> Tenant<'_> {
     match conn
         .connection_config
         .get(ConfigKey::TenantId.as_str())
         .and_then(Value::as_str)
     {
-        Some(t) if !t.is_empty() && t != crate::microsoft::MSA_TENANT_ID => t.to_ascii_lowercase(),
-        _ => format!("connection:{}", conn.id),
+        Some(t) if !t.is_empty() && t != crate::microsoft::MSA_TENANT_ID => Tenant::Id(t),
+        _ => Tenant::Connection(conn.id),
     }
+}
+
+/// `tenant(conn)`'s key, owned.
+pub fn tenant_key(conn: &Connection) -> String {
+    tenant(conn).key().into_owned()
+}
+
+/// Whether an answer carries anything for the throttle to learn (`Core::throttle_observe`):
+/// a status of 300 or more, or `RateLimit-*` headers. Cheap enough for every proxied answer.
+pub fn carries_signal(status: u16, headers: &HeaderMap) -> bool {
+    static REMAINING: axum::http::HeaderName =
+        axum::http::HeaderName::from_static("ratelimit-remaining");
+    status >= 300 || headers.contains_key(&REMAINING)
 }
 
 impl Core {
@@ -106,6 +143,11 @@ impl Core {
         let integration = self.store.cached_integration(key).await.ok()??;
         let ua = integration.integration_config.get(USER_AGENT_KEY)?;
         axum::http::HeaderValue::from_str(ua).ok()
+    }
+
+    /// True while no tenant is throttled or paced on this instance: calls may go without asking.
+    pub fn throttle_quiet(&self) -> bool {
+        self.throttle.state.quiet()
     }
 
     /// Waits until a call to `tenant` may be sent, for at most `budget`; `Err` (shed) when the
@@ -156,7 +198,7 @@ impl Core {
         status: u16,
         headers: &HeaderMap,
     ) -> Option<Duration> {
-        if status < 300 && !headers.contains_key("ratelimit-remaining") {
+        if !carries_signal(status, headers) {
             return None; // the hot path: nothing to learn
         }
         let now = self.clock.now();

@@ -88,12 +88,14 @@ pub async fn forward(st: &AppState, call: Call<'_>) -> Result<Response, ApiError
         .await
         .map_err(|e| credentials_error(e, opts))?;
     let (provider, conn) = (fresh.provider, fresh.connection);
-    let tenant = crate::connections::throttle::tenant_key(&conn);
+    // The tenant is borrowed from the connection as found (a refresh does not change it).
+    let found = Arc::clone(&conn);
+    let tenant = crate::connections::throttle::tenant(&found);
 
     let target = target_url(st, opts, provider, &conn, call.path, call.query).await?;
     let uri = Uri::try_from(target.as_str()).map_err(|_| invalid_path())?;
     let mut headers = upstream_headers(call.headers, opts);
-    throttled::decorate(st, &opts.key, &mut headers).await;
+    throttled::decorate(&fresh.integration, &mut headers);
     let mut body = UpBody::prepare(opts, call.body).await?;
     let policy = Policy::new(opts.retries, opts.retry_on.clone(), body.replayable());
     let deadline = Instant::now() + st.core.config.proxy_deadline;
@@ -105,7 +107,7 @@ pub async fn forward(st: &AppState, call: Call<'_>) -> Result<Response, ApiError
         headers: &headers,
         policy: &policy,
         deadline,
-        tenant: &tenant,
+        tenant,
     };
     let (resp, conn) = match attempt.send_with_retries(conn, &mut body).await? {
         Sent::Upstream(resp, conn) => (resp, conn),
@@ -155,7 +157,7 @@ struct Attempt<'a> {
     policy: &'a Policy,
     deadline: Instant,
     /// The tenant whose throttle budget the call spends (`connections::throttle`).
-    tenant: &'a str,
+    tenant: crate::connections::throttle::Tenant<'a>,
 }
 
 impl Attempt<'_> {

@@ -9,53 +9,65 @@ use std::time::Instant;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::connections::throttle::Throttled;
+use crate::connections::throttle::{Tenant, Throttled, USER_AGENT_KEY, carries_signal};
 use crate::edge::{ApiError, AppState};
+use crate::model::Integration;
 use crate::throttle::Priority;
 
 /// Waits out the tenant's throttling, within the configured maximum and the call's deadline.
-pub async fn admit(st: &AppState, tenant: &str, deadline: Instant) -> Result<(), Throttled> {
+/// While no tenant is throttled (nearly always) this is one atomic load: the tenant's key is not
+/// even built.
+pub async fn admit(st: &AppState, tenant: Tenant<'_>, deadline: Instant) -> Result<(), Throttled> {
+    if st.core.throttle_quiet() {
+        return Ok(());
+    }
     let budget = st
         .core
         .config
         .throttle_max_wait
         .min(deadline.saturating_duration_since(Instant::now()));
     st.core
-        .throttle_admit(tenant, Priority::Interactive, budget)
+        .throttle_admit(&tenant.key(), Priority::Interactive, budget)
         .await
 }
 
-/// Reports an upstream answer (429/503 `Retry-After`, `RateLimit-*` headers).
-pub async fn observe(st: &AppState, tenant: &str, status: u16, headers: &HeaderMap) {
-    st.core.throttle_observe(tenant, status, headers).await;
+/// Reports an upstream answer (429/503 `Retry-After`, `RateLimit-*` headers); a plain success
+/// costs a status comparison and one header lookup.
+pub async fn observe(st: &AppState, tenant: Tenant<'_>, status: u16, headers: &HeaderMap) {
+    if carries_signal(status, headers) {
+        st.core
+            .throttle_observe(&tenant.key(), status, headers)
+            .await;
+    }
 }
 
 /// Microsoft's traffic decoration: the integration's `user_agent` as `User-Agent`, unless the
-/// caller sent one (`Nango-Proxy-User-Agent`).
-pub async fn decorate(
-    st: &AppState,
-    key: &crate::model::ProviderConfigKey,
-    headers: &mut HeaderMap,
-) {
-    if !headers.contains_key(header::USER_AGENT)
-        && let Some(ua) = st.core.user_agent(key).await
+/// caller sent one (`Nango-Proxy-User-Agent`). The integration is the one `Core::credentials`
+/// already found for the call: no second lookup.
+pub fn decorate(integration: &Integration, headers: &mut HeaderMap) {
+    if headers.contains_key(header::USER_AGENT) {
+        return;
+    }
+    if let Some(ua) = integration
+        .integration_config
+        .get(USER_AGENT_KEY)
+        .and_then(|ua| HeaderValue::from_str(ua).ok())
     {
         headers.insert(header::USER_AGENT, ua);
     }
 }
 
-/// The answer to a call shed because its tenant is throttled.
+/// The answer to a call shed because its tenant is throttled: 429 `tenant_throttled` with the
+/// time left as `Retry-After` (set by `ApiError`, like every other error that carries one).
 pub fn shed(t: Throttled) -> Response {
     let secs = t.retry_after_secs();
-    let mut resp = ApiError::new(
+    let mut e = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "tenant_throttled",
         format!(
             "Microsoft is throttling this connection's tenant; no request was sent. Retry after {secs} s"
         ),
-    )
-    .into_response();
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    resp
+    );
+    e.retry_after = Some(u32::try_from(secs).unwrap_or(u32::MAX));
+    e.into_response()
 }
