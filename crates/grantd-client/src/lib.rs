@@ -58,7 +58,9 @@ pub use webhook::{WebhookError, WebhookVerifier};
 /// [`CreateConnectSession`](types::CreateConnectSession), answers such as
 /// [`Connection`](types::Connection), records, sync status and webhook bodies.
 pub mod types {
-    pub use grantd_api::webhooks::{AuthOperation, AuthWebhook, PickerWebhook, SyncWebhook, Webhook};
+    pub use grantd_api::webhooks::{
+        AuthOperation, AuthWebhook, PickerWebhook, SyncWebhook, Webhook,
+    };
     pub use grantd_api::*;
 }
 

@@ -88,7 +88,9 @@ impl utoipa::Modify for SecuritySchemes {
         );
         components.add_security_scheme(
             "connectSessionToken",
-            bearer("A connect session token (nango_connect_session_…), from POST /connect/sessions."),
+            bearer(
+                "A connect session token (nango_connect_session_…), from POST /connect/sessions.",
+            ),
         );
         components.add_security_scheme(
             "pickerSessionToken",
@@ -155,8 +157,7 @@ impl utoipa::Modify for ErrorResponses {
                 let r = &mut op.responses.responses;
                 r.entry("400".into())
                     .or_insert_with(|| error("Invalid input"));
-                r.entry("404".into())
-                    .or_insert_with(|| error("Not found"));
+                r.entry("404".into()).or_insert_with(|| error("Not found"));
                 if secured {
                     r.entry("401".into())
                         .or_insert_with(|| error("Missing or wrong credentials"));
@@ -337,7 +338,8 @@ mod tests {
     /// The route scan sees methods chained on one route and `any`.
     #[test]
     fn route_scan_reads_methods() {
-        let src = r#".route("/a/{id}", get(x::show).delete(x::delete)) .route("/p/{*path}", any(h))"#;
+        let src =
+            r#".route("/a/{id}", get(x::show).delete(x::delete)) .route("/p/{*path}", any(h))"#;
         let r = routes(src);
         assert!(r.contains(&("/a/{id}".into(), "get".into())));
         assert!(r.contains(&("/a/{id}".into(), "delete".into())));
@@ -362,8 +364,8 @@ mod tests {
             ("/sync/pause", "PauseSync"),
             ("/sync/start", "PauseSync"),
         ] {
-            let body = &doc["paths"][route]["post"]["requestBody"]["content"]["application/json"]
-                ["schema"]["$ref"];
+            let body = &doc["paths"][route]["post"]["requestBody"]["content"]["application/json"]["schema"]
+                ["$ref"];
             assert_eq!(body, &format!("#/components/schemas/{schema}"), "{route}");
             let s = &doc["components"]["schemas"][schema];
             assert!(s["properties"]["connection_id"].is_object(), "{route}");

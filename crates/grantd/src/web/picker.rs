@@ -14,9 +14,9 @@ use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use grantd_api as wire;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use rand::RngCore;
-use grantd_api as wire;
 use serde_json::json;
 
 use crate::connections::picker::{PickerError, Problem};

@@ -705,8 +705,10 @@ async fn picker_sessions() {
     .await;
     app.create_integration("plain", "offline_access,User.Read,Files.Read.All")
         .await;
-    let id = app.connect(KEY, "user-1", seed::ADELE_UPN).await;
+    // The plain connection first: the emulator remembers the user's consent to the app, so after
+    // a consent that includes Sites.Read.All every later token would carry it.
     let plain = app.connect("plain", "user-2", seed::ADELE_UPN).await;
+    let id = app.connect(KEY, "user-1", seed::ADELE_UPN).await;
     let grantd = client(&app);
     let body = |key: &str, id: &str| CreatePickerSession {
         connection_id: id.into(),

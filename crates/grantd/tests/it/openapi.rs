@@ -54,7 +54,12 @@ impl<'a> Schemas<'a> {
             None if s.get("allOf").is_none() => return None,
             None => BTreeSet::new(),
         };
-        for m in s.get("allOf").and_then(Value::as_array).into_iter().flatten() {
+        for m in s
+            .get("allOf")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             names.extend(self.known(m)?);
         }
         Some(names)
@@ -247,7 +252,12 @@ fn schema<'a>(doc: &'a Value, name: &str) -> &'a Value {
 #[tokio::test]
 async fn served_document_is_openapi_3_1() {
     let app = TestApp::spawn().await;
-    let r = app.http.get(format!("{}/openapi.json", app.url)).send().await.unwrap();
+    let r = app
+        .http
+        .get(format!("{}/openapi.json", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
     let text = r.text().await.unwrap();
@@ -308,11 +318,19 @@ async fn served_document_is_openapi_3_1() {
     collect_refs(&doc, &mut refs);
     assert!(refs.len() > 50, "{} refs", refs.len());
     for r in refs {
-        let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{r}"));
-        assert!(doc["components"]["schemas"][name].is_object(), "{r} resolves");
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("{r}"));
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{r} resolves"
+        );
     }
     for hook in ["auth", "sync", "credentials_expiry", "picker"] {
-        assert!(doc["webhooks"][hook]["post"]["requestBody"].is_object(), "{hook}");
+        assert!(
+            doc["webhooks"][hook]["post"]["requestBody"].is_object(),
+            "{hook}"
+        );
     }
 }
 
@@ -373,7 +391,11 @@ async fn live_answers_match_the_document() {
     let r = app.get("/integrations").send().await.unwrap();
     valid(&doc, "get", "/integrations", r).await;
     for q in ["", "?include=credentials,webhook"] {
-        let r = app.get(&format!("/integrations/{KEY}{q}")).send().await.unwrap();
+        let r = app
+            .get(&format!("/integrations/{KEY}{q}"))
+            .send()
+            .await
+            .unwrap();
         valid(&doc, "get", "/integrations/{key}", r).await;
     }
     let r = http
@@ -424,7 +446,11 @@ async fn live_answers_match_the_document() {
     // patch, metadata, an import.
     let r = app.get("/connections").send().await.unwrap();
     valid(&doc, "get", "/connections", r).await;
-    let r = app.get(&format!("/connection?connectionId={id}")).send().await.unwrap();
+    let r = app
+        .get(&format!("/connection?connectionId={id}"))
+        .send()
+        .await
+        .unwrap();
     valid(&doc, "get", "/connection", r).await;
     let show = |q: &str| app.get(&format!("/connections/{id}?provider_config_key={KEY}{q}"));
     let r = show("").send().await.unwrap();
@@ -433,7 +459,10 @@ async fn live_answers_match_the_document() {
         conn["connection_config"]["sharepointAccessToken"].is_object(),
         "the SharePoint token is covered: {conn}"
     );
-    let r = show("&force_refresh=true&refresh_token=true").send().await.unwrap();
+    let r = show("&force_refresh=true&refresh_token=true")
+        .send()
+        .await
+        .unwrap();
     valid(&doc, "get", "/connections/{id}", r).await;
     let r = http
         .patch(url(&format!("/connections/{id}?provider_config_key={KEY}")))
@@ -444,7 +473,11 @@ async fn live_answers_match_the_document() {
         .unwrap();
     valid(&doc, "patch", "/connections/{id}", r).await;
     let meta = json!({"connection_id": id, "provider_config_key": KEY, "metadata": {"a": 1}});
-    let r = app.post("/connections/metadata", &meta).send().await.unwrap();
+    let r = app
+        .post("/connections/metadata", &meta)
+        .send()
+        .await
+        .unwrap();
     valid(&doc, "post", "/connections/metadata", r).await;
     let r = http
         .patch(url("/connections/metadata"))
@@ -496,7 +529,12 @@ async fn live_answers_match_the_document() {
         .unwrap();
     valid(&doc, "post", "/picker/token", r).await;
     let children: Value = app
-        .proxy(reqwest::Method::GET, "/v1.0/me/drive/root/children", KEY, &id)
+        .proxy(
+            reqwest::Method::GET,
+            "/v1.0/me/drive/root/children",
+            KEY,
+            &id,
+        )
         .send()
         .await
         .unwrap()
@@ -543,15 +581,23 @@ async fn live_answers_match_the_document() {
         .await
         .unwrap();
     let records = valid(&doc, "get", "/records", r).await;
-    assert!(!records["records"].as_array().unwrap().is_empty(), "{records}");
+    assert!(
+        !records["records"].as_array().unwrap().is_empty(),
+        "{records}"
+    );
     let r = app
-        .get(&format!("/sync/status?syncs=*&provider_config_key={KEY}&connection_id={id}"))
+        .get(&format!(
+            "/sync/status?syncs=*&provider_config_key={KEY}&connection_id={id}"
+        ))
         .send()
         .await
         .unwrap();
     valid(&doc, "get", "/sync/status", r).await;
     let r = app
-        .post("/sync/pause", &json!({"provider_config_key": KEY, "connection_id": id}))
+        .post(
+            "/sync/pause",
+            &json!({"provider_config_key": KEY, "connection_id": id}),
+        )
         .send()
         .await
         .unwrap();
@@ -583,11 +629,22 @@ async fn live_answers_match_the_document() {
     let r = http.get(url("/integrations")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     valid(&doc, "get", "/integrations", r).await;
-    let r = app.post("/integrations", &json!({"provider": "one-drive", "colour": "red"})).send().await.unwrap();
+    let r = app
+        .post(
+            "/integrations",
+            &json!({"provider": "one-drive", "colour": "red"}),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let e = valid(&doc, "post", "/integrations", r).await;
     assert_eq!(e["error"]["code"], "invalid_body");
-    let r = app.get(&format!("/connections/nope?provider_config_key={KEY}")).send().await.unwrap();
+    let r = app
+        .get(&format!("/connections/nope?provider_config_key={KEY}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     valid(&doc, "get", "/connections/{id}", r).await;
     let r = app.get("/health").send().await.unwrap();
@@ -604,7 +661,8 @@ async fn live_answers_match_the_document() {
     // The check can fail: an undocumented field, a missing required one, a wrong type.
     let s = Schemas { doc: &doc };
     let conn_schema = schema(&doc, "Connection");
-    s.check(&conn, conn_schema, "conn", true).expect("the real answer passes");
+    s.check(&conn, conn_schema, "conn", true)
+        .expect("the real answer passes");
     let mut extra = conn.clone();
     extra["surprise"] = json!(1);
     assert!(s.check(&extra, conn_schema, "conn", true).is_err());
@@ -612,7 +670,10 @@ async fn live_answers_match_the_document() {
     nested["credentials"]["surprise"] = json!(1);
     assert!(s.check(&nested, conn_schema, "conn", true).is_err());
     let mut missing = conn.clone();
-    missing.as_object_mut().unwrap().remove("provider_config_key");
+    missing
+        .as_object_mut()
+        .unwrap()
+        .remove("provider_config_key");
     assert!(s.check(&missing, conn_schema, "conn", true).is_err());
     let mut wrong = conn.clone();
     wrong["id"] = json!("1");
