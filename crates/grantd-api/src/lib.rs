@@ -14,6 +14,7 @@
 pub mod connections;
 pub mod error;
 pub mod integrations;
+pub mod picker;
 pub mod proxy;
 pub mod records;
 pub mod sessions;
@@ -23,6 +24,7 @@ pub mod webhooks;
 pub use connections::*;
 pub use error::*;
 pub use integrations::*;
+pub use picker::*;
 pub use records::*;
 pub use sessions::*;
 pub use sync::*;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Tags;
+use crate::picker::PickedItem;
 use crate::sync::SyncResult;
 
 /// Header: lowercase hex of HMAC-SHA256(signing key, body).
@@ -29,6 +30,9 @@ pub enum Webhook {
     /// grantd extension: an integration's client secret or certificate expires soon.
     #[serde(rename = "credentials_expiry")]
     CredentialsExpiry(CredentialsExpiryWebhook),
+    /// grantd extension: a user picked files in the hosted File Picker.
+    #[serde(rename = "picker")]
+    Picker(PickerWebhook),
 }
 
 /// `type: auth`.
@@ -171,4 +175,24 @@ pub struct CredentialsExpiryWebhook {
     pub days_left: i64,
     /// `ok`, `expiring` or `expired`.
     pub state: String,
+}
+
+/// `type: picker` (grantd extension, `from: grantd`): what a user picked in the hosted File
+/// Picker, the same items the app's page receives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PickerWebhook {
+    /// `grantd`.
+    pub from: String,
+    /// `picked`.
+    pub operation: String,
+    pub success: bool,
+    #[serde(rename = "connectionId")]
+    pub connection_id: String,
+    #[serde(rename = "providerConfigKey")]
+    pub provider_config_key: String,
+    pub items: Vec<PickedItem>,
+    /// Whether the items were merged into the connection's metadata selection.
+    #[serde(rename = "selectionSaved")]
+    pub selection_saved: bool,
 }

@@ -23,7 +23,8 @@
 //!   user agent and a [`RetryPolicy`] (idempotent calls are retried on 429/502/503/504 and
 //!   connection failures, waiting what `Retry-After` says).
 //! - API groups, as methods on [`GrantdClient`]: integrations and providers, connect sessions,
-//!   connections (credentials, refresh, metadata), records and syncs (the change feed), and
+//!   File Picker sessions, connections (credentials, refresh, metadata), records and syncs (the
+//!   change feed), and
 //!   [`proxy`](GrantdClient::proxy) with streamed bodies both ways.
 //! - Errors are [`Error`]; grantd's answers in Nango's envelope are [`ApiError`] with an
 //!   [`ErrorCode`] to match on.
@@ -57,7 +58,9 @@ pub use webhook::{WebhookError, WebhookVerifier};
 /// [`CreateConnectSession`](types::CreateConnectSession), answers such as
 /// [`Connection`](types::Connection), records, sync status and webhook bodies.
 pub mod types {
-    pub use grantd_api::webhooks::{AuthOperation, AuthWebhook, SyncWebhook, Webhook};
+    pub use grantd_api::webhooks::{
+        AuthOperation, AuthWebhook, PickerWebhook, SyncWebhook, Webhook,
+    };
     pub use grantd_api::*;
 }
 

@@ -4,42 +4,11 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use grantd_api as wire;
 
 use super::{ApiError, JsonBody, SecretKey, render};
 use crate::edge::AppState;
 use crate::model::{ConnectionId, PickerEntry, PickerMode, PickerOptions, ProviderConfigKey};
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OptionsBody {
-    /// `oneDrive` (default), `recent`, `shared` or `sharePoint` (with `site_url`).
-    #[serde(default)]
-    pub entry: Option<String>,
-    #[serde(default)]
-    pub site_url: Option<String>,
-    /// `files` (default), `folders` or `all`.
-    #[serde(default)]
-    pub mode: Option<String>,
-    #[serde(default)]
-    pub multi_select: Option<bool>,
-    #[serde(default)]
-    pub filters: Option<Vec<String>>,
-    #[serde(default)]
-    pub save_selection: Option<bool>,
-    /// The app page's origin (required): where picked items are posted.
-    #[serde(default)]
-    pub origin: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateBody {
-    pub connection_id: String,
-    pub provider_config_key: String,
-    pub options: OptionsBody,
-}
 
 fn invalid(path: &[&str], message: &str) -> ApiError {
     ApiError::validation("invalid_body", path, message)
@@ -81,7 +50,7 @@ fn filter_ok(f: &str) -> bool {
         })
 }
 
-pub(crate) fn options(b: OptionsBody) -> Result<PickerOptions, ApiError> {
+pub(crate) fn options(b: wire::PickerOptionsInput) -> Result<PickerOptions, ApiError> {
     let entry = match b.entry.as_deref().unwrap_or("oneDrive") {
         "oneDrive" => PickerEntry::OneDrive,
         "recent" => PickerEntry::Recent,
@@ -146,8 +115,8 @@ pub(crate) fn options(b: OptionsBody) -> Result<PickerOptions, ApiError> {
 pub async fn create(
     State(st): State<AppState>,
     _: SecretKey,
-    JsonBody(b): JsonBody<CreateBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    JsonBody(b): JsonBody<wire::CreatePickerSession>,
+) -> Result<(StatusCode, Json<wire::Data<wire::PickerSessionCreated>>), ApiError> {
     let key = ProviderConfigKey::parse(&b.provider_config_key).map_err(|_| {
         invalid(
             &["provider_config_key"],
@@ -158,20 +127,26 @@ pub async fn create(
         .map_err(|_| invalid(&["connection_id"], "connection_id is not a connection id"))?;
     let options = options(b.options)?;
     let (token, session, problem) = st.core.create_picker_session(&key, &id, options).await?;
-    let mut data = json!({
-        "token": token.expose_secret(),
-        "url": st.core.picker_link(&token),
-        "expires_at": render::ts(&session.expires_at),
-        "ready": problem.is_none(),
-    });
-    if let Some(p) = problem {
-        let mut problem = json!({"code": p.code, "message": p.message});
-        if p.reconnect {
-            problem["reconnect_link"] = json!(st.core.picker_reconnect_link(&session).await?);
-        }
-        data["problem"] = problem;
-    }
-    Ok((StatusCode::CREATED, Json(json!({ "data": data }))))
+    let problem = match problem {
+        Some(p) => Some(wire::PickerProblem {
+            code: p.code.to_owned(),
+            message: p.message,
+            reconnect_link: if p.reconnect {
+                Some(st.core.picker_reconnect_link(&session).await?)
+            } else {
+                None
+            },
+        }),
+        None => None,
+    };
+    let data = wire::PickerSessionCreated {
+        token: token.expose_secret().to_owned(),
+        url: st.core.picker_link(&token),
+        expires_at: render::ts(&session.expires_at),
+        ready: problem.is_none(),
+        problem,
+    };
+    Ok((StatusCode::CREATED, Json(wire::Data { data })))
 }
 
 #[cfg(test)]

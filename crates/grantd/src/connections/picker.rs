@@ -133,27 +133,21 @@ pub struct PickedItem {
 }
 
 impl PickedItem {
+    /// The item as the app receives it.
+    pub fn to_wire(&self) -> grantd_api::PickedItem {
+        grantd_api::PickedItem {
+            id: self.id.clone(),
+            drive_id: self.drive_id.clone(),
+            kind: if self.folder { "folder" } else { "file" }.to_owned(),
+            name: self.name.clone(),
+            size: self.size,
+            mime_type: self.mime_type.clone(),
+            web_url: self.web_url.clone(),
+        }
+    }
+
     pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("id".into(), json!(self.id));
-        m.insert("driveId".into(), json!(self.drive_id));
-        m.insert(
-            "kind".into(),
-            json!(if self.folder { "folder" } else { "file" }),
-        );
-        if let Some(n) = &self.name {
-            m.insert("name".into(), json!(n));
-        }
-        if let Some(s) = self.size {
-            m.insert("size".into(), json!(s));
-        }
-        if let Some(t) = &self.mime_type {
-            m.insert("mimeType".into(), json!(t));
-        }
-        if let Some(u) = &self.web_url {
-            m.insert("webUrl".into(), json!(u));
-        }
-        Value::Object(m)
+        serde_json::to_value(self.to_wire()).unwrap_or(Value::Null)
     }
 }
 

@@ -15,10 +15,10 @@ use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use grantd_api as wire;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use rand::RngCore;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::connections::picker::{PickerError, Problem};
 use crate::edge::{ApiError, AppState, JsonBody, bearer};
@@ -241,49 +241,41 @@ fn same_origin(st: &AppState, parts: &Parts) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenBody {
-    pub resource: String,
-}
-
 /// `POST /picker/token` `{resource}` → `{data: {token, expires_at}}`.
 pub async fn token(
     State(st): State<AppState>,
     parts: Parts,
-    JsonBody(b): JsonBody<TokenBody>,
+    JsonBody(b): JsonBody<wire::PickerTokenRequest>,
 ) -> Result<Response, ApiError> {
     same_origin(&st, &parts)?;
     let session = bearer(&parts)?;
     let (t, exp) = st.core.picker_token(&session, &b.resource).await?;
-    let mut resp = Json(json!({"data": {
-        "token": t.expose_secret(),
-        "expires_at": exp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    }}))
+    let mut resp = Json(wire::Data {
+        data: wire::PickerToken {
+            token: t.expose_secret().to_owned(),
+            expires_at: exp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        },
+    })
     .into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PickedBody {
-    pub items: Value,
-}
-
 /// `POST /picker/picked` `{items: [driveItem…]}` → `{data: {items}}` (what the app receives).
 pub async fn picked(
     State(st): State<AppState>,
     parts: Parts,
-    JsonBody(b): JsonBody<PickedBody>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(b): JsonBody<wire::PickedRequest>,
+) -> Result<Json<wire::Data<wire::PickedItems>>, ApiError> {
     same_origin(&st, &parts)?;
     let session = bearer(&parts)?;
     let p = st.core.picker_picked(&session, &b.items).await?;
-    Ok(Json(json!({"data": {
-        "items": p.items.iter().map(|i| i.to_json()).collect::<Vec<_>>(),
-    }})))
+    Ok(Json(wire::Data {
+        data: wire::PickedItems {
+            items: p.items.iter().map(|i| i.to_wire()).collect(),
+        },
+    }))
 }
 
 /// `GET /picker/sdk.js`.

@@ -2,7 +2,7 @@
 //! and providers, connect sessions (the browser flow then runs on the client's session),
 //! connections (credentials, forced refresh, import, patch, metadata, delete), the proxy with
 //! streamed bodies both ways and the client's `Retry-After` retries, records as a cursor-paged
-//! `Stream` and the sync commands, and webhooks verified by `VerifiedWebhook` (axum) and by
+//! `Stream` and the sync commands, File Picker sessions, and webhooks verified by `VerifiedWebhook` (axum) and by
 //! `WebhookVerifier` over plain `http` types. Errors are checked by their Nango code.
 
 mod readme;
@@ -12,10 +12,10 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use grantd::config::LifecycleConfig;
 use grantd_client::types::{
-    AuthOperation, CreateConnectSession, CreateIntegration, Credentials, EndUserInput,
-    ImportConnection, ImportCredentials, IntegrationCredentialsInput, LastAction,
-    ListConnectionsQuery, OneDriveFile, PatchConnection, ReconnectSession, RecordsQuery,
-    UpdateIntegration, Webhook,
+    AuthOperation, CreateConnectSession, CreateIntegration, CreatePickerSession, Credentials,
+    EndUserInput, ImportConnection, ImportCredentials, IntegrationCredentialsInput, LastAction,
+    ListConnectionsQuery, OneDriveFile, PatchConnection, PickerOptionsInput, ReconnectSession,
+    RecordsQuery, UpdateIntegration, Webhook,
 };
 use grantd_client::{
     Error, ErrorCode, GetConnection, GrantdClient, Include, RetryPolicy, VerifiedWebhook,
@@ -691,4 +691,64 @@ async fn readme_example_is_the_one_that_runs() {
     app.connect(KEY, "user-1", seed::ADELE_UPN).await;
     let drives = readme::print_drives(&app.url, SECRET).await.unwrap();
     assert!(drives >= 1);
+}
+
+/// `create_picker_session`: a session whose page opens; a connection without a SharePoint token
+/// gets one that says why; refusals carry Nango's codes.
+#[tokio::test]
+async fn picker_sessions() {
+    let app = TestApp::spawn().await;
+    app.create_integration(
+        KEY,
+        "offline_access,User.Read,Files.Read.All,Sites.Read.All",
+    )
+    .await;
+    app.create_integration("plain", "offline_access,User.Read,Files.Read.All")
+        .await;
+    // The plain connection first: the emulator remembers the user's consent to the app, so after
+    // a consent that includes Sites.Read.All every later token would carry it.
+    let plain = app.connect("plain", "user-2", seed::ADELE_UPN).await;
+    let id = app.connect(KEY, "user-1", seed::ADELE_UPN).await;
+    let grantd = client(&app);
+    let body = |key: &str, id: &str| CreatePickerSession {
+        connection_id: id.into(),
+        provider_config_key: key.into(),
+        options: PickerOptionsInput {
+            origin: Some("https://app.example.com".into()),
+            multi_select: Some(true),
+            ..Default::default()
+        },
+    };
+
+    let s = grantd.create_picker_session(&body(KEY, &id)).await.unwrap();
+    assert!(s.ready && s.problem.is_none(), "{s:?}");
+    assert!(s.token.starts_with("grantd_picker_session_"), "{s:?}");
+    assert_eq!(
+        s.url,
+        format!("{}/picker?session_token={}", app.url, s.token)
+    );
+    let page = app.http.get(&s.url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+
+    let s = grantd
+        .create_picker_session(&body("plain", &plain))
+        .await
+        .unwrap();
+    // The integration does not ask for Sites.Read.All: the problem says so (reconnecting alone
+    // would not help, so no reconnect link).
+    let problem = s.problem.expect("a problem without Sites.Read.All");
+    assert!(!s.ready);
+    assert_eq!(problem.code, "missing_sites_read_all", "{problem:?}");
+    assert!(problem.reconnect_link.is_none(), "{problem:?}");
+    assert!(!problem.message.is_empty());
+
+    let e = grantd
+        .create_picker_session(&body(KEY, "no-such-connection"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::UnknownConnection);
+    let mut no_origin = body(KEY, &id);
+    no_origin.options.origin = None;
+    let e = grantd.create_picker_session(&no_origin).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::InvalidBody);
 }

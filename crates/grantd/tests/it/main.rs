@@ -17,6 +17,7 @@ mod layers;
 mod lifecycle;
 mod lifecycle_gaps;
 mod logs;
+mod openapi;
 mod pg_crash;
 mod picker;
 mod proxy;
