@@ -2048,7 +2048,8 @@ async fn sync_page_batches(db: &TestDb) {
     );
 
     // A full resync sees the 200 repeats (unchanged: only marked as seen) and restores the
-    // deleted record; its last page deletes the 398 records it did not see.
+    // deleted record; its last page deletes the 399 live records it did not see (ids 200–400,
+    // changed on the previous page, and ids 402–599).
     assert_eq!(
         s.begin_resync(drive.id, lease, "https://graph/delta")
             .await
@@ -2064,7 +2065,7 @@ async fn sync_page_batches(db: &TestDb) {
         PageCounts {
             added: 1,
             updated: 0,
-            deleted: 398
+            deleted: 399
         }
     );
     assert_eq!(
