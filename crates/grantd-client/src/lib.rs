@@ -29,7 +29,7 @@
 //! - Errors are [`Error`]; grantd's answers in Nango's envelope are [`ApiError`] with an
 //!   [`ErrorCode`] to match on.
 //! - [`WebhookVerifier`] checks `X-Nango-Hmac-Sha256` on incoming webhooks and parses them; with
-//!   the `axum` feature, [`VerifiedWebhook`] does it as an extractor.
+//!   the `axum` feature, `VerifiedWebhook` does it as an extractor.
 //! - [`types`] are the wire types, shared with the server (the `grantd-api` crate).
 //!
 //! TLS is rustls (ring); there is no OpenSSL dependency.

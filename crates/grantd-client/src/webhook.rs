@@ -3,7 +3,7 @@
 //! `X-Nango-Signature`, SHA-256(key ‖ body), which this module does not accept: a plain hash of
 //! key and message is open to length extension). [`WebhookVerifier`] checks the HMAC in constant
 //! time over the raw body and then parses it, from plain `http` types or (feature `axum`) as the
-//! [`VerifiedWebhook`] extractor.
+//! `VerifiedWebhook` extractor.
 //!
 //! The signing key is grantd's `GRANTD_WEBHOOK_SIGNING_KEY`, or its secret key when none is set.
 
@@ -19,7 +19,7 @@ use sha2::Sha256;
 pub const SIGNATURE_HEADER: &str = "x-nango-hmac-sha256";
 /// Nango's legacy signature header (SHA-256 of key ‖ body); sent, not verified here.
 pub const LEGACY_SIGNATURE_HEADER: &str = "x-nango-signature";
-/// The largest webhook body [`VerifiedWebhook`] reads (grantd's bodies are a few KiB).
+/// The largest webhook body `VerifiedWebhook` (feature `axum`) reads (grantd's bodies are a few KiB).
 pub const MAX_WEBHOOK_BYTES: usize = 1 << 20;
 
 /// Why an incoming webhook was refused.
