@@ -636,8 +636,8 @@ impl Drive {
     }
 
     /// Renames and/or moves an item and sets its client metadata (`PATCH`). A move stamps the
-    /// old parent chain, the item with its new ancestors, and every descendant (their paths
-    /// changed), so delta reports the moved subtree.
+    /// old parent chain, the item with its new ancestors, and every descendant, tombstones
+    /// included (their paths and depths changed), so delta reports the moved subtree.
     #[allow(clippy::too_many_arguments)]
     pub fn update_item(
         &mut self,
@@ -712,9 +712,15 @@ impl Drive {
         }
         self.touch(id, now, by, false);
         if moved || (renamed && self.items[id].is_folder()) {
-            let mut stack: Vec<String> = self.children(id).iter().map(|c| c.id.clone()).collect();
+            // Tombstones below too: a move changes their depth, and a delta round pages by
+            // (depth, creation order), so one left with its old number could fall behind a
+            // round's page key and its deletion never be reported.
+            let below = |d: &Drive, cur: &str| -> Vec<String> {
+                d.children_index.get(cur).cloned().unwrap_or_default()
+            };
+            let mut stack: Vec<String> = below(self, id);
             while let Some(cur) = stack.pop() {
-                stack.extend(self.children(&cur).iter().map(|c| c.id.clone()));
+                stack.extend(below(self, &cur));
                 self.seq += 1;
                 let seq = self.seq;
                 if let Some(i) = self.items.get_mut(&cur) {
