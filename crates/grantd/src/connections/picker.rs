@@ -468,20 +468,7 @@ impl Core {
                 json!({"sharePoint": {"byPath": {"web": site_url}}})
             }
         };
-        let public = self.config.public_url.origin().ascii_serialization();
-        let channel_id = random_hex(16);
-        let mut types = json!({"mode": o.mode.as_str()});
-        if !o.filters.is_empty() {
-            types["filters"] = json!(o.filters);
-        }
-        let options = json!({
-            "sdk": "8.0",
-            "entry": entry,
-            "authentication": {},
-            "messaging": {"origin": public, "channelId": channel_id},
-            "typesAndSources": types,
-            "selection": {"mode": if o.multi_select { "multiple" } else { "single" }},
-        });
+        let (options, channel_id) = self.picker_config(o, entry);
         let base = self.config.microsoft.sharepoint_base(&base_host);
         let mut action = url::Url::parse(&format!(
             "{}{path}/_layouts/15/FilePicker.aspx",
@@ -502,6 +489,26 @@ impl Core {
                 channel_id,
             }),
         })
+    }
+
+    /// The picker's `filePicker` configuration for `entry` (business and consumer pickers take
+    /// the same shape), with a fresh messaging channel id.
+    fn picker_config(&self, o: &PickerOptions, entry: Value) -> (Value, String) {
+        let public = self.config.public_url.origin().ascii_serialization();
+        let channel_id = random_hex(16);
+        let mut types = json!({"mode": o.mode.as_str()});
+        if !o.filters.is_empty() {
+            types["filters"] = json!(o.filters);
+        }
+        let options = json!({
+            "sdk": "8.0",
+            "entry": entry,
+            "authentication": {},
+            "messaging": {"origin": public, "channelId": channel_id},
+            "typesAndSources": types,
+            "selection": {"mode": if o.multi_select { "multiple" } else { "single" }},
+        });
+        (options, channel_id)
     }
 
     /// A token for the picker page to answer `authenticate {resource}`: for exactly that host,
@@ -871,20 +878,7 @@ impl Core {
             PickerEntry::Shared => json!({"oneDrive": {"sharedWithMe": {}}}),
             _ => json!({"oneDrive": {"files": {}}}),
         };
-        let public = self.config.public_url.origin().ascii_serialization();
-        let channel_id = random_hex(16);
-        let mut types = json!({"mode": o.mode.as_str()});
-        if !o.filters.is_empty() {
-            types["filters"] = json!(o.filters);
-        }
-        let options = json!({
-            "sdk": "8.0",
-            "entry": entry,
-            "authentication": {},
-            "messaging": {"origin": public, "channelId": channel_id},
-            "typesAndSources": types,
-            "selection": {"mode": if o.multi_select { "multiple" } else { "single" }},
-        });
+        let (options, channel_id) = self.picker_config(o, entry);
         let base = self.config.microsoft.sharepoint_base(CONSUMER_PICKER_HOST);
         let mut action = url::Url::parse(&format!("{}/picker", base.trim_end_matches('/')))
             .map_err(|_| {
