@@ -652,12 +652,7 @@ async fn connect_session_routes() {
     assert!(data["expires_at"].is_string());
     assert!(data["connect_link"].as_str().unwrap().ends_with(&token));
 
-    let get = |t: String| {
-        app.http
-            .get(format!("{}/connect/session", app.url))
-            .bearer_auth(t)
-            .send()
-    };
+    let get = |t: String| app.with_bearer(Method::GET, "/connect/session", &t).send();
     let r = get(token.clone()).await.unwrap();
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
@@ -677,9 +672,7 @@ async fn connect_session_routes() {
 
     // A session token lists only the integrations it allows.
     let r = app
-        .http
-        .get(format!("{}/integrations", app.url))
-        .bearer_auth(&token)
+        .with_bearer(Method::GET, "/integrations", &token)
         .send()
         .await
         .unwrap();
@@ -695,26 +688,20 @@ async fn connect_session_routes() {
     assert!(list["data"][0].get("credentials").is_none());
     // …and one integration (Nango's session-token routes), but nothing else.
     let r = app
-        .http
-        .get(format!("{}/integrations/one-drive", app.url))
-        .bearer_auth(&token)
+        .with_bearer(Method::GET, "/integrations/one-drive", &token)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     let r = app
-        .http
-        .get(format!("{}/connections", app.url))
-        .bearer_auth(&token)
+        .with_bearer(Method::GET, "/connections", &token)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
 
     let r = app
-        .http
-        .delete(format!("{}/connect/session", app.url))
-        .bearer_auth(&token)
+        .with_bearer(Method::DELETE, "/connect/session", &token)
         .send()
         .await
         .unwrap();

@@ -18,7 +18,7 @@ use grantd::config::LifecycleConfig;
 use grantd_emulator::seed;
 use serde_json::{Value, json};
 
-use crate::support::app::{Opts, SECRET, TestApp};
+use crate::support::app::{Opts, TestApp};
 use crate::support::webhook_receiver::Receiver;
 
 const KEY: &str = "one-drive";
@@ -222,6 +222,15 @@ fn answer_schema<'a>(
     Ok(r["content"]["application/json"].get("schema"))
 }
 
+/// Sends `req` and asserts that the answer matches what the document says of `path` (the
+/// templated path) for the request's method; returns its body.
+async fn sent(doc: &Value, path: &str, req: reqwest::RequestBuilder) -> Value {
+    let (client, req) = req.build_split();
+    let req = req.unwrap();
+    let method = req.method().as_str().to_ascii_lowercase();
+    valid(doc, &method, path, client.execute(req).await.unwrap()).await
+}
+
 /// Asserts that a live answer matches the document; returns its body.
 async fn valid(doc: &Value, method: &str, path: &str, r: reqwest::Response) -> Value {
     let status = r.status().as_u16();
@@ -372,175 +381,164 @@ async fn live_answers_match_the_document() {
         .json()
         .await
         .unwrap();
-    let http = &app.http;
-    let url = |p: &str| format!("{}{p}", app.url);
 
     // Integrations and providers.
-    let r = app
-        .post(
+    sent(
+        &doc,
+        "/integrations",
+        app.post(
             "/integrations",
             &json!({"provider": "one-drive", "unique_key": KEY, "display_name": "Files",
                 "credentials": {"type": "OAUTH2", "client_id": seed::DEV_CLIENT_ID,
                     "client_secret": seed::DEV_CLIENT_SECRET,
                     "scopes": "offline_access,User.Read,Files.Read.All,Sites.Read.All"}}),
-        )
-        .send()
-        .await
-        .unwrap();
-    valid(&doc, "post", "/integrations", r).await;
-    let r = app.get("/integrations").send().await.unwrap();
-    valid(&doc, "get", "/integrations", r).await;
+        ),
+    )
+    .await;
+    sent(&doc, "/integrations", app.get("/integrations")).await;
     for q in ["", "?include=credentials,webhook"] {
-        let r = app
-            .get(&format!("/integrations/{KEY}{q}"))
-            .send()
-            .await
-            .unwrap();
-        valid(&doc, "get", "/integrations/{key}", r).await;
+        sent(
+            &doc,
+            "/integrations/{key}",
+            app.get(&format!("/integrations/{KEY}{q}")),
+        )
+        .await;
     }
-    let r = http
-        .patch(url(&format!("/integrations/{KEY}")))
-        .bearer_auth(SECRET)
-        .json(&json!({"display_name": "OneDrive files"}))
-        .send()
-        .await
-        .unwrap();
-    valid(&doc, "patch", "/integrations/{key}", r).await;
-    let r = app.get("/providers").send().await.unwrap();
-    let providers = valid(&doc, "get", "/providers", r).await;
+    sent(
+        &doc,
+        "/integrations/{key}",
+        app.patch(
+            &format!("/integrations/{KEY}"),
+            &json!({"display_name": "OneDrive files"}),
+        ),
+    )
+    .await;
+    let providers = sent(&doc, "/providers", app.get("/providers")).await;
     assert!(providers["data"].as_array().unwrap().len() >= 5);
-    let r = app.get("/providers/one-drive-app").send().await.unwrap();
-    valid(&doc, "get", "/providers/{provider}", r).await;
+    sent(
+        &doc,
+        "/providers/{provider}",
+        app.get("/providers/one-drive-app"),
+    )
+    .await;
 
     // Connect sessions, read with the session token; a connection through the flow.
-    let r = app
-        .post(
+    let session = sent(
+        &doc,
+        "/connect/sessions",
+        app.post(
             "/connect/sessions",
             &json!({"end_user": {"id": "u1", "email": "u1@example.com", "display_name": "U"},
                 "organization": {"id": "o1"}, "allowed_integrations": [KEY], "tags": {"team": "a"}}),
-        )
-        .send()
-        .await
-        .unwrap();
-    let session = valid(&doc, "post", "/connect/sessions", r).await;
+        ),
+    )
+    .await;
     let token = session["data"]["token"].as_str().unwrap();
-    let r = http
-        .get(url("/connect/session"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    valid(&doc, "get", "/connect/session", r).await;
+    sent(
+        &doc,
+        "/connect/session",
+        app.with_bearer(reqwest::Method::GET, "/connect/session", token),
+    )
+    .await;
     let id = app.connect(KEY, "u2", seed::ADELE_UPN).await;
-    let r = app
-        .post(
+    sent(
+        &doc,
+        "/connect/sessions/reconnect",
+        app.post(
             "/connect/sessions/reconnect",
             &json!({"connection_id": id, "integration_id": KEY}),
-        )
-        .send()
-        .await
-        .unwrap();
-    valid(&doc, "post", "/connect/sessions/reconnect", r).await;
+        ),
+    )
+    .await;
 
     // Connections: list, fresh credentials (with the SharePoint token), forced refresh,
     // patch, metadata, an import.
-    let r = app.get("/connections").send().await.unwrap();
-    valid(&doc, "get", "/connections", r).await;
-    let r = app
-        .get(&format!("/connection?connectionId={id}"))
-        .send()
-        .await
-        .unwrap();
-    valid(&doc, "get", "/connection", r).await;
+    sent(&doc, "/connections", app.get("/connections")).await;
+    sent(
+        &doc,
+        "/connection",
+        app.get(&format!("/connection?connectionId={id}")),
+    )
+    .await;
     let show = |q: &str| app.get(&format!("/connections/{id}?provider_config_key={KEY}{q}"));
-    let r = show("").send().await.unwrap();
-    let conn = valid(&doc, "get", "/connections/{id}", r).await;
+    let conn = sent(&doc, "/connections/{id}", show("")).await;
     assert!(
         conn["connection_config"]["sharepointAccessToken"].is_object(),
         "the SharePoint token is covered: {conn}"
     );
-    let r = show("&force_refresh=true&refresh_token=true")
-        .send()
-        .await
-        .unwrap();
-    valid(&doc, "get", "/connections/{id}", r).await;
-    let r = http
-        .patch(url(&format!("/connections/{id}?provider_config_key={KEY}")))
-        .bearer_auth(SECRET)
-        .json(&json!({"tags": {"team": "b"}, "end_user": {"id": "u2", "email": "u2@example.com"}}))
-        .send()
-        .await
-        .unwrap();
-    valid(&doc, "patch", "/connections/{id}", r).await;
+    sent(
+        &doc,
+        "/connections/{id}",
+        show("&force_refresh=true&refresh_token=true"),
+    )
+    .await;
+    sent(
+        &doc,
+        "/connections/{id}",
+        app.patch(
+            &format!("/connections/{id}?provider_config_key={KEY}"),
+            &json!({"tags": {"team": "b"}, "end_user": {"id": "u2", "email": "u2@example.com"}}),
+        ),
+    )
+    .await;
     let meta = json!({"connection_id": id, "provider_config_key": KEY, "metadata": {"a": 1}});
-    let r = app
-        .post("/connections/metadata", &meta)
-        .send()
-        .await
-        .unwrap();
-    valid(&doc, "post", "/connections/metadata", r).await;
-    let r = http
-        .patch(url("/connections/metadata"))
-        .bearer_auth(SECRET)
-        .json(&meta)
-        .send()
-        .await
-        .unwrap();
-    valid(&doc, "patch", "/connections/metadata", r).await;
-    let r = app
-        .post(
+    sent(
+        &doc,
+        "/connections/metadata",
+        app.post("/connections/metadata", &meta),
+    )
+    .await;
+    sent(
+        &doc,
+        "/connections/metadata",
+        app.patch("/connections/metadata", &meta),
+    )
+    .await;
+    sent(
+        &doc,
+        "/connections",
+        app.post(
             "/connections",
             &json!({"provider_config_key": KEY, "connection_id": "imported",
                 "end_user": {"id": "u3"}, "tags": {"src": "import"},
                 "credentials": {"type": "OAUTH2", "access_token": "at-imported",
                     "refresh_token": "rt-imported", "expires_at": "2099-01-01T00:00:00Z"}}),
-        )
-        .send()
-        .await
-        .unwrap();
-    valid(&doc, "post", "/connections", r).await;
-    let r = app
-        .delete(&format!("/connections/imported?provider_config_key={KEY}"))
-        .send()
-        .await
-        .unwrap();
-    valid(&doc, "delete", "/connections/{id}", r).await;
+        ),
+    )
+    .await;
+    sent(
+        &doc,
+        "/connections/{id}",
+        app.delete(&format!("/connections/imported?provider_config_key={KEY}")),
+    )
+    .await;
 
     // Picker: a session, a SharePoint token for the page, a pick.
-    let r = app
-        .post(
+    let picker = sent(
+        &doc,
+        "/picker/sessions",
+        app.post(
             "/picker/sessions",
             &json!({"connection_id": id, "provider_config_key": KEY,
                 "options": {"origin": "https://app.example.com", "mode": "all", "multi_select": true}}),
-        )
-        .send()
-        .await
-        .unwrap();
-    let picker = valid(&doc, "post", "/picker/sessions", r).await;
+        ),
+    )
+    .await;
     assert_eq!(picker["data"]["ready"], true, "{picker}");
     let picker_token = picker["data"]["token"].as_str().unwrap();
-    let r = http
-        .post(url("/picker/token"))
-        .bearer_auth(picker_token)
-        .header("Origin", &app.url)
-        .json(&json!({"resource": format!("https://{}", seed::CONTOSO_MY_HOST)}))
-        .send()
-        .await
-        .unwrap();
-    valid(&doc, "post", "/picker/token", r).await;
-    let children: Value = app
-        .proxy(
-            reqwest::Method::GET,
-            "/v1.0/me/drive/root/children",
-            KEY,
-            &id,
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    sent(
+        &doc,
+        "/picker/token",
+        app.from_picker_page(
+            "/picker/token",
+            picker_token,
+            &json!({"resource": format!("https://{}", seed::CONTOSO_MY_HOST)}),
+        ),
+    )
+    .await;
+    let children = app
+        .proxy_json("/v1.0/me/drive/root/children", KEY, &id)
+        .await;
     let item = children["value"]
         .as_array()
         .unwrap()
@@ -548,60 +546,56 @@ async fn live_answers_match_the_document() {
         .find(|i| i.get("file").is_some())
         .expect("a file in the drive")
         .clone();
-    let r = http
-        .post(url("/picker/picked"))
-        .bearer_auth(picker_token)
-        .header("Origin", &app.url)
-        .json(&json!({"items": [item]}))
-        .send()
-        .await
-        .unwrap();
-    let picked = valid(&doc, "post", "/picker/picked", r).await;
+    let picked = sent(
+        &doc,
+        "/picker/picked",
+        app.from_picker_page("/picker/picked", picker_token, &json!({"items": [item]})),
+    )
+    .await;
     assert_eq!(picked["data"]["items"].as_array().unwrap().len(), 1);
 
     // The change feed: a run, its records, its status.
-    let r = app
-        .post(
+    sent(
+        &doc,
+        "/sync/trigger",
+        app.post(
             "/sync/trigger",
             &json!({"syncs": ["user-files"], "provider_config_key": KEY, "connection_id": id}),
-        )
-        .send()
-        .await
-        .unwrap();
-    valid(&doc, "post", "/sync/trigger", r).await;
+        ),
+    )
+    .await;
     let hooks = rx
         .wait_until(|got| got.iter().any(|h| h.json()["type"] == "sync"))
         .await;
-    let r = http
-        .get(url("/records?model=OneDriveFile&limit=5"))
-        .bearer_auth(SECRET)
-        .header("Connection-Id", &id)
-        .header("Provider-Config-Key", KEY)
-        .send()
-        .await
-        .unwrap();
-    let records = valid(&doc, "get", "/records", r).await;
+    let records = sent(
+        &doc,
+        "/records",
+        app.get("/records?model=OneDriveFile&limit=5")
+            .header("Connection-Id", &id)
+            .header("Provider-Config-Key", KEY),
+    )
+    .await;
     assert!(
         !records["records"].as_array().unwrap().is_empty(),
         "{records}"
     );
-    let r = app
-        .get(&format!(
+    sent(
+        &doc,
+        "/sync/status",
+        app.get(&format!(
             "/sync/status?syncs=*&provider_config_key={KEY}&connection_id={id}"
-        ))
-        .send()
-        .await
-        .unwrap();
-    valid(&doc, "get", "/sync/status", r).await;
-    let r = app
-        .post(
+        )),
+    )
+    .await;
+    sent(
+        &doc,
+        "/sync/pause",
+        app.post(
             "/sync/pause",
             &json!({"provider_config_key": KEY, "connection_id": id}),
-        )
-        .send()
-        .await
-        .unwrap();
-    valid(&doc, "post", "/sync/pause", r).await;
+        ),
+    )
+    .await;
 
     // The webhooks grantd sent: an auth creation, the picker's, the sync's.
     let hooks = rx
@@ -626,7 +620,12 @@ async fn live_answers_match_the_document() {
     assert!(kinds.is_superset(&["auth", "picker", "sync"].map(String::from).into()));
 
     // Errors, in Nango's envelope.
-    let r = http.get(url("/integrations")).send().await.unwrap();
+    let r = app
+        .http
+        .get(format!("{}/integrations", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     valid(&doc, "get", "/integrations", r).await;
     let r = app
@@ -647,16 +646,14 @@ async fn live_answers_match_the_document() {
         .unwrap();
     assert_eq!(r.status(), 404);
     valid(&doc, "get", "/connections/{id}", r).await;
-    let r = app.get("/health").send().await.unwrap();
-    valid(&doc, "get", "/health", r).await;
-    let r = app.get("/ready").send().await.unwrap();
-    valid(&doc, "get", "/ready", r).await;
-    let r = app
-        .delete(&format!("/integrations/{KEY}"))
-        .send()
-        .await
-        .unwrap();
-    valid(&doc, "delete", "/integrations/{key}", r).await;
+    sent(&doc, "/health", app.get("/health")).await;
+    sent(&doc, "/ready", app.get("/ready")).await;
+    sent(
+        &doc,
+        "/integrations/{key}",
+        app.delete(&format!("/integrations/{KEY}")),
+    )
+    .await;
 
     // The check can fail: an undocumented field, a missing required one, a wrong type.
     let s = Schemas { doc: &doc };

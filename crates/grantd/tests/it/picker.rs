@@ -18,6 +18,8 @@ use crate::support::webhook_receiver::{Receiver, verify};
 
 const KEY: &str = "one-drive";
 const SIGNING_KEY: &str = "whsec-picker-key";
+/// What a work account's picker needs (SharePoint tokens).
+const SITES_SCOPES: &str = "offline_access,User.Read,Files.Read.All,Sites.Read.All";
 
 async fn app(kind: DbKind) -> Option<(TestApp, Receiver)> {
     let rx = Receiver::spawn().await;
@@ -34,19 +36,48 @@ async fn app(kind: DbKind) -> Option<(TestApp, Receiver)> {
     Some((app, rx))
 }
 
-fn aud(jwt: &str) -> String {
+fn claims(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).expect("a JWT");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .expect("base64url");
-    let v: Value = serde_json::from_slice(&bytes).expect("JSON claims");
-    v["aud"].as_str().unwrap_or_default().to_owned()
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+fn aud(jwt: &str) -> String {
+    claims(jwt)["aud"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Sends `r`; its status and JSON body.
+async fn answer(r: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = r.send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap())
+}
+
+/// The `data.token` of a session or token answer.
+fn data_token(v: &Value) -> String {
+    v["data"]["token"].as_str().unwrap().to_owned()
 }
 
 async fn create(app: &TestApp, body: &Value) -> (u16, Value) {
-    let r = app.post("/picker/sessions", body).send().await.unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap())
+    answer(app.post("/picker/sessions", body)).await
+}
+
+/// A picker session for `body` (201); its token.
+async fn new_session(app: &TestApp, body: &Value) -> String {
+    let (s, v) = create(app, body).await;
+    assert_eq!(s, 201, "{v}");
+    data_token(&v)
+}
+
+/// `GET /picker?session_token=…`: the picker page.
+async fn picker_page(app: &TestApp, session: &str) -> reqwest::Response {
+    app.http
+        .get(format!("{}/picker?session_token={session}", app.url))
+        .send()
+        .await
+        .unwrap()
 }
 
 fn session_body(id: &str, extra: Value) -> Value {
@@ -59,47 +90,20 @@ fn session_body(id: &str, extra: Value) -> Value {
 
 /// `POST /picker/token` as the picker page sends it (grantd's own origin).
 async fn token(app: &TestApp, session: &str, resource: &str) -> (u16, Value) {
-    let r = app
-        .http
-        .post(format!("{}/picker/token", app.url))
-        .bearer_auth(session)
-        .header("Origin", &app.url)
-        .json(&json!({"resource": resource}))
-        .send()
-        .await
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap())
+    answer(app.from_picker_page("/picker/token", session, &json!({"resource": resource}))).await
 }
 
+/// `POST /picker/picked` as the picker page sends it.
 async fn picked(app: &TestApp, session: &str, items: &Value) -> (u16, Value) {
-    let r = app
-        .http
-        .post(format!("{}/picker/picked", app.url))
-        .bearer_auth(session)
-        .header("Origin", &app.url)
-        .json(&json!({"items": items}))
-        .send()
-        .await
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap())
+    answer(app.from_picker_page("/picker/picked", session, &json!({"items": items}))).await
 }
 
 async fn sessions_tokens_and_picks(kind: DbKind) {
     let Some((app, rx)) = app(kind).await else {
         return;
     };
-    app.create_integration(
-        KEY,
-        "offline_access,User.Read,Files.Read.All,Sites.Read.All",
-    )
-    .await;
-    app.create_integration(
-        "other",
-        "offline_access,User.Read,Files.Read.All,Sites.Read.All",
-    )
-    .await;
+    app.create_integration(KEY, SITES_SCOPES).await;
+    app.create_integration("other", SITES_SCOPES).await;
     let id = app.connect(KEY, "user-1", seed::ADELE_UPN).await;
 
     // Secret key only.
@@ -111,16 +115,16 @@ async fn sessions_tokens_and_picks(kind: DbKind) {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let r = app
-        .http
-        .post(format!("{}/picker/sessions", app.url))
-        .bearer_auth("0c6e9a4e-7f1b-4c7e-9d55-3a8f7b2e1c90")
-        .json(&session_body(&id, json!({})))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let v: Value = r.json().await.unwrap();
+    let (s, v) = answer(
+        app.with_bearer(
+            reqwest::Method::POST,
+            "/picker/sessions",
+            "0c6e9a4e-7f1b-4c7e-9d55-3a8f7b2e1c90",
+        )
+        .json(&session_body(&id, json!({}))),
+    )
+    .await;
+    assert_eq!(s, 401);
     assert_eq!(v["error"]["code"], "unknown_account", "{v}");
 
     // Unknown connection, a connection of another integration, an unknown integration.
@@ -171,7 +175,7 @@ async fn sessions_tokens_and_picks(kind: DbKind) {
     // A session: token, the page URL, expiry, ready.
     let (s, v) = create(&app, &session_body(&id, json!({}))).await;
     assert_eq!(s, 201, "{v}");
-    let session = v["data"]["token"].as_str().unwrap().to_owned();
+    let session = data_token(&v);
     assert!(session.starts_with("grantd_picker_session_"), "{v}");
     assert_eq!(
         v["data"]["url"],
@@ -182,12 +186,7 @@ async fn sessions_tokens_and_picks(kind: DbKind) {
 
     // The page: strict CSP, framed only by the app's origin, the form to the emulator's
     // OneDrive host, and no token in it.
-    let r = app
-        .http
-        .get(format!("{}/picker?session_token={session}", app.url))
-        .send()
-        .await
-        .unwrap();
+    let r = picker_page(&app, &session).await;
     assert_eq!(r.status(), 200);
     let csp = r.headers()["content-security-policy"]
         .to_str()
@@ -217,11 +216,11 @@ async fn sessions_tokens_and_picks(kind: DbKind) {
     let root = format!("https://{}", seed::CONTOSO_SHAREPOINT_HOST);
     let (s, v) = token(&app, &session, &my).await;
     assert_eq!(s, 200, "{v}");
-    let my_token = v["data"]["token"].as_str().unwrap().to_owned();
+    let my_token = data_token(&v);
     assert_eq!(aud(&my_token), my);
     let (s, v) = token(&app, &session, &format!("{root}/")).await;
     assert_eq!(s, 200, "{v}");
-    let root_token = v["data"]["token"].as_str().unwrap().to_owned();
+    let root_token = data_token(&v);
     assert_eq!(aud(&root_token), root);
     let sp = |host: &str, t: &str| {
         app.http
@@ -266,9 +265,7 @@ async fn sessions_tokens_and_picks(kind: DbKind) {
     }
     // Only grantd's own page may ask (a browser always sends Origin).
     let r = app
-        .http
-        .post(format!("{}/picker/token", app.url))
-        .bearer_auth(&session)
+        .with_bearer(reqwest::Method::POST, "/picker/token", &session)
         .header("Origin", "https://app.example.com")
         .json(&json!({"resource": my}))
         .send()
@@ -283,19 +280,9 @@ async fn sessions_tokens_and_picks(kind: DbKind) {
     );
 
     // Two files and a folder of adele's drive, as the picker sends them.
-    let children: Value = app
-        .proxy(
-            reqwest::Method::GET,
-            "/v1.0/me/drive/root/children",
-            KEY,
-            &id,
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let children = app
+        .proxy_json("/v1.0/me/drive/root/children", KEY, &id)
+        .await;
     let list = children["value"].as_array().unwrap().clone();
     let folder = list
         .iter()
@@ -308,9 +295,8 @@ async fn sessions_tokens_and_picks(kind: DbKind) {
         .cloned()
         .collect();
     if files.len() < 2 {
-        let inside: Value = app
-            .proxy(
-                reqwest::Method::GET,
+        let inside = app
+            .proxy_json(
                 &format!(
                     "/v1.0/me/drive/items/{}/children",
                     folder["id"].as_str().unwrap()
@@ -318,12 +304,7 @@ async fn sessions_tokens_and_picks(kind: DbKind) {
                 KEY,
                 &id,
             )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .await;
         files.extend(
             inside["value"]
                 .as_array()
@@ -442,12 +423,7 @@ async fn sessions_tokens_and_picks(kind: DbKind) {
         (409, Some("picker_session_used")),
         "{v}"
     );
-    let r = app
-        .http
-        .get(format!("{}/picker?session_token={session}", app.url))
-        .send()
-        .await
-        .unwrap();
+    let r = picker_page(&app, &session).await;
     assert_eq!(r.status(), 409);
     assert!(r.text().await.unwrap().contains("already used"));
     let hooks = |r: &[crate::support::webhook_receiver::Received]| {
@@ -460,8 +436,7 @@ async fn sessions_tokens_and_picks(kind: DbKind) {
 
     // A new session's pick adds to the selection; items are validated (and a refused pick does
     // not use the session up).
-    let (_, v) = create(&app, &session_body(&id, json!({}))).await;
-    let second = v["data"]["token"].as_str().unwrap().to_owned();
+    let second = new_session(&app, &session_body(&id, json!({}))).await;
     for bad in [
         json!([]),
         json!([{"id": "x"}]),
@@ -483,8 +458,7 @@ async fn sessions_tokens_and_picks(kind: DbKind) {
     );
 
     // Without save_selection the metadata stays as it is.
-    let (_, v) = create(&app, &session_body(&id, json!({"save_selection": false}))).await;
-    let plain = v["data"]["token"].as_str().unwrap().to_owned();
+    let plain = new_session(&app, &session_body(&id, json!({"save_selection": false}))).await;
     let before = app.connection(KEY, &id, "").await.1["metadata"].clone();
     let (s, _) = picked(&app, &plain, &json!([items[1]])).await;
     assert_eq!(s, 200);
@@ -500,12 +474,7 @@ async fn sessions_tokens_and_picks(kind: DbKind) {
     );
     let (s, _) = picked(&app, &session, &json!(items)).await;
     assert_eq!(s, 401);
-    let r = app
-        .http
-        .get(format!("{}/picker?session_token={session}", app.url))
-        .send()
-        .await
-        .unwrap();
+    let r = picker_page(&app, &session).await;
     assert_eq!(r.status(), 401);
     assert!(r.text().await.unwrap().contains("expired"));
 }
@@ -538,13 +507,8 @@ async fn without_sites_read_all_the_picker_says_so_and_offers_a_reconnect() {
         "{v}"
     );
     assert!(v["data"]["problem"].get("reconnect_link").is_none(), "{v}");
-    let session = v["data"]["token"].as_str().unwrap().to_owned();
-    let r = app
-        .http
-        .get(format!("{}/picker?session_token={session}", app.url))
-        .send()
-        .await
-        .unwrap();
+    let session = data_token(&v);
+    let r = picker_page(&app, &session).await;
     assert_eq!(r.status(), 409);
     let html = r.text().await.unwrap();
     assert!(html.contains("Sites.Read.All"), "{html}");
@@ -563,13 +527,10 @@ async fn without_sites_read_all_the_picker_says_so_and_offers_a_reconnect() {
 
     // Once the integration asks for it, the answer is a reconnect link (hosted Connect UI).
     let r = app
-        .http
-        .patch(format!("{}/integrations/{KEY}", app.url))
-        .bearer_auth(SECRET)
-        .json(
+        .patch(
+            &format!("/integrations/{KEY}"),
             &json!({"credentials": {"type": "OAUTH2", "client_id": seed::DEV_CLIENT_ID,
-            "client_secret": seed::DEV_CLIENT_SECRET,
-            "scopes": "offline_access,User.Read,Files.Read.All,Sites.Read.All"}}),
+            "client_secret": seed::DEV_CLIENT_SECRET, "scopes": SITES_SCOPES}}),
         )
         .send()
         .await
@@ -589,16 +550,8 @@ async fn without_sites_read_all_the_picker_says_so_and_offers_a_reconnect() {
         )),
         "{link}"
     );
-    let session = v["data"]["token"].as_str().unwrap().to_owned();
-    let html = app
-        .http
-        .get(format!("{}/picker?session_token={session}", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let session = data_token(&v);
+    let html = picker_page(&app, &session).await.text().await.unwrap();
     assert!(html.contains("Reconnect your account"), "{html}");
     assert!(
         html.contains("/connect?session_token=nango_connect_session_"),
@@ -626,32 +579,6 @@ async fn without_sites_read_all_the_picker_says_so_and_offers_a_reconnect() {
     );
 }
 
-fn claims(jwt: &str) -> Value {
-    let payload = jwt.split('.').nth(1).expect("a JWT");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64url");
-    serde_json::from_slice(&bytes).expect("JSON claims")
-}
-
-/// A `one-drive-personal` integration on the emulator's dev app (multitenant + personal accounts).
-async fn personal_integration(app: &TestApp, key: &str, scopes: &str) {
-    let r = app
-        .post(
-            "/integrations",
-            &json!({
-                "provider": "one-drive-personal",
-                "unique_key": key,
-                "credentials": {"type": "OAUTH2", "client_id": seed::DEV_CLIENT_ID,
-                                "client_secret": seed::DEV_CLIENT_SECRET, "scopes": scopes},
-            }),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-}
-
 /// POSTs the consumer picker's form to the emulator with `access_token`.
 async fn consumer_form(app: &TestApp, action: &str, access_token: &str) -> (u16, String) {
     let r = app
@@ -674,12 +601,13 @@ async fn a_personal_connection_opens_the_consumer_picker() {
         return;
     };
     const PERSONAL: &str = "personal";
-    personal_integration(&app, PERSONAL, "offline_access,User.Read,Files.Read").await;
-    app.create_integration(
-        KEY,
-        "offline_access,User.Read,Files.Read.All,Sites.Read.All",
+    app.create_provider_integration(
+        "one-drive-personal",
+        PERSONAL,
+        "offline_access,User.Read,Files.Read",
     )
     .await;
+    app.create_integration(KEY, SITES_SCOPES).await;
     let id = app.connect(PERSONAL, "user-p", seed::SAM_UPN).await;
     let body = |extra: Value| {
         let mut b = session_body(&id, extra);
@@ -700,15 +628,10 @@ async fn a_personal_connection_opens_the_consumer_picker() {
     let (s, v) = create(&app, &body(json!({}))).await;
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["data"]["ready"], true, "{v}");
-    let session = v["data"]["token"].as_str().unwrap().to_owned();
+    let session = data_token(&v);
 
     // The page: the form goes to the consumer picker, no token in it.
-    let r = app
-        .http
-        .get(format!("{}/picker?session_token={session}", app.url))
-        .send()
-        .await
-        .unwrap();
+    let r = picker_page(&app, &session).await;
     assert_eq!(r.status(), 200);
     let emu_origin = url::Url::parse(&app.emu.base_url)
         .unwrap()
@@ -731,7 +654,7 @@ async fn a_personal_connection_opens_the_consumer_picker() {
     // The consumer token: personal account, consumer OneDrive API, read-only (Files.Read only).
     let (s, v) = token(&app, &session, "https://api.onedrive.com").await;
     assert_eq!(s, 200, "{v}");
-    let consumer = v["data"]["token"].as_str().unwrap().to_owned();
+    let consumer = data_token(&v);
     let c = claims(&consumer);
     assert_eq!(c["aud"], "https://api.onedrive.com", "{c}");
     assert_eq!(c["tid"], seed::CONSUMERS_TENANT_ID, "{c}");
@@ -776,15 +699,14 @@ async fn a_personal_connection_opens_the_consumer_picker() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "unauthenticated", "{v}");
     let work = app.connect(KEY, "user-w", seed::ADELE_UPN).await;
-    let (_, v) = create(&app, &session_body(&work, json!({}))).await;
-    let work_session = v["data"]["token"].as_str().unwrap().to_owned();
+    let work_session = new_session(&app, &session_body(&work, json!({}))).await;
     let (_, v) = token(
         &app,
         &work_session,
         &format!("https://{}", seed::CONTOSO_MY_HOST),
     )
     .await;
-    let sp_token = v["data"]["token"].as_str().unwrap().to_owned();
+    let sp_token = data_token(&v);
     let (s, _) = consumer_form(&app, &action, &sp_token).await;
     assert_eq!(s, 401);
 
@@ -831,12 +753,13 @@ async fn a_picker_mint_stores_the_rotated_refresh_token(kind: DbKind) {
     let Some((app, _rx)) = app(kind).await else {
         return;
     };
-    app.create_integration(
-        KEY,
-        "offline_access,User.Read,Files.Read.All,Sites.Read.All",
+    app.create_integration(KEY, SITES_SCOPES).await;
+    app.create_provider_integration(
+        "one-drive-personal",
+        "personal",
+        "offline_access,User.Read,Files.ReadWrite",
     )
     .await;
-    personal_integration(&app, "personal", "offline_access,User.Read,Files.ReadWrite").await;
     let work = app.connect(KEY, "user-w", seed::ADELE_UPN).await;
     let personal = app.connect("personal", "user-p", seed::SAM_UPN).await;
     app.emu.control().set_strict_rotation(true).await.unwrap();
@@ -848,8 +771,7 @@ async fn a_picker_mint_stores_the_rotated_refresh_token(kind: DbKind) {
         let (_, before) = app.connection(key, id, "&refresh_token=true").await;
         let mut body = session_body(id, json!({}));
         body["provider_config_key"] = json!(key);
-        let (_, v) = create(&app, &body).await;
-        let session = v["data"]["token"].as_str().unwrap().to_owned();
+        let session = new_session(&app, &body).await;
         let (s, v) = token(&app, &session, &resource).await;
         assert_eq!(s, 200, "{key}: {v}");
         if key == "personal" {

@@ -140,13 +140,52 @@ impl TestApp {
             .bearer_auth(SECRET)
     }
 
+    pub fn patch(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
+        self.http
+            .patch(format!("{}{path}", self.url))
+            .bearer_auth(SECRET)
+            .json(body)
+    }
+
+    /// A request to grantd with another bearer than the secret key (a connect or picker session
+    /// token, a foreign key…).
+    pub fn with_bearer(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(bearer)
+    }
+
+    /// A `POST` as grantd's picker page sends it: the picker session token, grantd's own origin.
+    pub fn from_picker_page(
+        &self,
+        path: &str,
+        session: &str,
+        body: &Value,
+    ) -> reqwest::RequestBuilder {
+        self.with_bearer(reqwest::Method::POST, path, session)
+            .header("Origin", &self.url)
+            .json(body)
+    }
+
     /// Registers a `one-drive` integration on the emulator's dev app.
     pub async fn create_integration(&self, key: &str, scopes: &str) {
+        self.create_provider_integration("one-drive", key, scopes)
+            .await;
+    }
+
+    /// Registers an integration of `provider` (`one-drive`, `one-drive-personal`…) on the
+    /// emulator's dev app (multitenant and personal accounts).
+    pub async fn create_provider_integration(&self, provider: &str, key: &str, scopes: &str) {
         let r = self
             .post(
                 "/integrations",
                 &json!({
-                    "provider": "one-drive",
+                    "provider": provider,
                     "unique_key": key,
                     "credentials": {"type": "OAUTH2", "client_id": seed::DEV_CLIENT_ID, "client_secret": seed::DEV_CLIENT_SECRET, "scopes": scopes},
                 }),
@@ -250,6 +289,17 @@ impl TestApp {
             .unwrap();
         let s = r.status().as_u16();
         (s, r.json().await.unwrap())
+    }
+
+    /// `GET {path}` through grantd's proxy for a connection, answered 200; its JSON body.
+    pub async fn proxy_json(&self, path: &str, key: &str, connection_id: &str) -> Value {
+        let r = self
+            .proxy(reqwest::Method::GET, path, key, connection_id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "GET {path} through the proxy");
+        r.json().await.unwrap()
     }
 
     pub fn proxy(
