@@ -38,6 +38,38 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Whether Chromium and the Node packages are installed; when not, the skip is printed (or,
+/// under `GRANTD_TEST_NO_SKIP=1`, the test fails).
+fn browser_available() -> bool {
+    if !Path::new("/usr/bin/chromium").exists() {
+        skip("chromium not installed (apt-get install -y chromium chromium-driver)");
+        return false;
+    }
+    if !repo_root()
+        .join("tests/browser/node_modules/playwright-core")
+        .exists()
+    {
+        skip("browser test packages not installed (cd tests/browser && npm ci)");
+        return false;
+    }
+    true
+}
+
+/// grantd on SQLite whose webhooks go to a receiver.
+async fn app_with_webhooks() -> (TestApp, Receiver) {
+    let rx = Receiver::spawn().await;
+    let app = TestApp::spawn_with(Opts {
+        lifecycle: Some(LifecycleConfig {
+            webhook_url: Some(url::Url::parse(&rx.url).unwrap()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("SQLite is always available");
+    (app, rx)
+}
+
 /// Runs one scenario of `tests/browser/run.mjs` and returns its result object.
 async fn scenario(app: &TestApp, name: &str, extra: Value) -> Value {
     scenario_at(&app.url, name, extra).await
@@ -83,26 +115,11 @@ async fn connect_link(app: &TestApp, end_user: &str) -> String {
 
 #[tokio::test]
 async fn browser_scenarios() {
-    if !Path::new("/usr/bin/chromium").exists() {
-        return skip("chromium not installed (apt-get install -y chromium chromium-driver)");
-    }
-    if !repo_root()
-        .join("tests/browser/node_modules/playwright-core")
-        .exists()
-    {
-        return skip("browser test packages not installed (cd tests/browser && npm ci)");
+    if !browser_available() {
+        return;
     }
     // Webhooks go to a receiver, so the overview has auth events and deliveries to show.
-    let rx = Receiver::spawn().await;
-    let app = TestApp::spawn_with(Opts {
-        lifecycle: Some(LifecycleConfig {
-            webhook_url: Some(url::Url::parse(&rx.url).unwrap()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .await
-    .expect("SQLite is always available");
+    let (app, rx) = app_with_webhooks().await;
     app.create_integration(
         "one-drive",
         "offline_access,User.Read,Files.ReadWrite.All,Sites.Read.All",
@@ -197,14 +214,8 @@ async fn browser_scenarios() {
 /// localised by the `lang` the SDK passes. Then a user cancelling at Microsoft: `error`.
 #[tokio::test]
 async fn open_connect_ui_scenarios() {
-    if !Path::new("/usr/bin/chromium").exists() {
-        return skip("chromium not installed (apt-get install -y chromium chromium-driver)");
-    }
-    if !repo_root()
-        .join("tests/browser/node_modules/playwright-core")
-        .exists()
-    {
-        return skip("browser test packages not installed (cd tests/browser && npm ci)");
+    if !browser_available() {
+        return;
     }
     let app = TestApp::spawn().await;
     app.create_integration("one-drive", "offline_access,User.Read,Files.Read")
@@ -425,14 +436,8 @@ async fn listening(store: &grantd::store::Store) {
 /// (B hands the outcome to A with `NOTIFY grantd_ws`). Both instances' public URL is the proxy's.
 #[tokio::test]
 async fn popup_resolves_across_two_instances_behind_a_round_robin_proxy() {
-    if !Path::new("/usr/bin/chromium").exists() {
-        return skip("chromium not installed (apt-get install -y chromium chromium-driver)");
-    }
-    if !repo_root()
-        .join("tests/browser/node_modules/playwright-core")
-        .exists()
-    {
-        return skip("browser test packages not installed (cd tests/browser && npm ci)");
+    if !browser_available() {
+        return;
     }
     let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let public = url::Url::parse(&format!("http://{}", front.local_addr().unwrap())).unwrap();
@@ -501,25 +506,10 @@ async fn popup_resolves_across_two_instances_behind_a_round_robin_proxy() {
 /// selection shape.
 #[tokio::test]
 async fn picker_in_a_real_browser() {
-    if !Path::new("/usr/bin/chromium").exists() {
-        return skip("chromium not installed (apt-get install -y chromium chromium-driver)");
+    if !browser_available() {
+        return;
     }
-    if !repo_root()
-        .join("tests/browser/node_modules/playwright-core")
-        .exists()
-    {
-        return skip("browser test packages not installed (cd tests/browser && npm ci)");
-    }
-    let rx = Receiver::spawn().await;
-    let app = TestApp::spawn_with(Opts {
-        lifecycle: Some(LifecycleConfig {
-            webhook_url: Some(url::Url::parse(&rx.url).unwrap()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .await
-    .expect("SQLite is always available");
+    let (app, rx) = app_with_webhooks().await;
     app.create_integration(
         "one-drive",
         "offline_access,User.Read,Files.Read.All,Sites.Read.All",
@@ -528,23 +518,7 @@ async fn picker_in_a_real_browser() {
     let id = app.connect("one-drive", "u-picker", UPN).await;
 
     let r = scenario(&app, "picker", json!({"connectionId": id})).await;
-    let picked = r["picked"].as_array().expect("picked items");
-    let mut names: Vec<(&str, &str)> = picked
-        .iter()
-        .map(|i| (i["name"].as_str().unwrap(), i["kind"].as_str().unwrap()))
-        .collect();
-    names.sort();
-    assert_eq!(
-        names,
-        vec![
-            ("Budget.xlsx", "file"),
-            ("Policies", "folder"),
-            ("Report.docx", "file")
-        ],
-        "{r}"
-    );
-    assert_eq!(r["messageTypes"], json!(["picked"]), "{r}");
-    assert_eq!(r["leaks"], json!([]), "no token in the app page: {r}");
+    let picked = picked_as_expected(&r, "Policies");
     assert!(r["appRequests"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(
         r["popupSawToken"], true,
@@ -552,11 +526,7 @@ async fn picker_in_a_real_browser() {
     );
 
     // Two drives: adele's OneDrive (the files) and the site's library (the folder).
-    let drives: std::collections::BTreeSet<&str> = picked
-        .iter()
-        .map(|i| i["driveId"].as_str().unwrap())
-        .collect();
-    assert_eq!(drives.len(), 2, "{r}");
+    assert_eq!(drive_ids(picked).len(), 2, "{r}");
     let (_, c) = app.connection("one-drive", &id, "").await;
     let selection = c["metadata"]["pickedFiles"].as_array().unwrap();
     assert_eq!(c["metadata"]["drives"], json!([]), "{c}");
@@ -571,16 +541,8 @@ async fn picker_in_a_real_browser() {
             "{c}"
         );
     }
-    // The outbox runner (jobs, not spawned in tests) delivers the queued `picker` webhook.
-    grantd::jobs::outbox::run_once(&app.state.core, app.clock.now())
-        .await
-        .unwrap();
-    let got = rx
-        .wait_until(|r| r.iter().any(|w| w.json()["type"] == "picker"))
-        .await;
-    let hook = got.iter().find(|w| w.json()["type"] == "picker").unwrap();
-    assert_eq!(hook.json()["items"].as_array().unwrap().len(), 3);
-    assert_eq!(hook.json()["connectionId"], id.as_str());
+    let hook = picker_webhook(&app, &rx).await;
+    assert_eq!(hook["connectionId"], id.as_str());
 }
 
 /// The consumer picker end to end: a personal account's connection (`one-drive-personal`, sam)
@@ -591,40 +553,16 @@ async fn picker_in_a_real_browser() {
 /// arrives.
 #[tokio::test]
 async fn personal_picker_in_a_real_browser() {
-    if !Path::new("/usr/bin/chromium").exists() {
-        return skip("chromium not installed (apt-get install -y chromium chromium-driver)");
+    if !browser_available() {
+        return;
     }
-    if !repo_root()
-        .join("tests/browser/node_modules/playwright-core")
-        .exists()
-    {
-        return skip("browser test packages not installed (cd tests/browser && npm ci)");
-    }
-    let rx = Receiver::spawn().await;
-    let app = TestApp::spawn_with(Opts {
-        lifecycle: Some(LifecycleConfig {
-            webhook_url: Some(url::Url::parse(&rx.url).unwrap()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .await
-    .expect("SQLite is always available");
-    let r = app
-        .post(
-            "/integrations",
-            &json!({
-                "provider": "one-drive-personal",
-                "unique_key": "personal",
-                "credentials": {"type": "OAUTH2", "client_id": seed::DEV_CLIENT_ID,
-                                "client_secret": seed::DEV_CLIENT_SECRET,
-                                "scopes": "offline_access,User.Read,Files.Read"},
-            }),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let (app, rx) = app_with_webhooks().await;
+    app.create_provider_integration(
+        "one-drive-personal",
+        "personal",
+        "offline_access,User.Read,Files.Read",
+    )
+    .await;
     let id = app.connect("personal", "u-personal", seed::SAM_UPN).await;
 
     let r = scenario(
@@ -633,23 +571,7 @@ async fn personal_picker_in_a_real_browser() {
         json!({"connectionId": id, "providerConfigKey": "personal", "personal": true}),
     )
     .await;
-    let picked = r["picked"].as_array().expect("picked items");
-    let mut names: Vec<(&str, &str)> = picked
-        .iter()
-        .map(|i| (i["name"].as_str().unwrap(), i["kind"].as_str().unwrap()))
-        .collect();
-    names.sort();
-    assert_eq!(
-        names,
-        vec![
-            ("Budget.xlsx", "file"),
-            ("Photos", "folder"),
-            ("Report.docx", "file")
-        ],
-        "{r}"
-    );
-    assert_eq!(r["messageTypes"], json!(["picked"]), "{r}");
-    assert_eq!(r["leaks"], json!([]), "no token in the app page: {r}");
+    let picked = picked_as_expected(&r, "Photos");
     assert_eq!(r["popupSawToken"], true, "{r}");
     // The form's token and the consumer picker's authenticate, all through /picker/token.
     assert_eq!(
@@ -657,11 +579,7 @@ async fn personal_picker_in_a_real_browser() {
         json!(["https://api.onedrive.com", "https://onedrive.live.com"]),
         "{r}"
     );
-    let drives: std::collections::BTreeSet<&str> = picked
-        .iter()
-        .map(|i| i["driveId"].as_str().unwrap())
-        .collect();
-    assert_eq!(drives.len(), 1, "one personal drive: {r}");
+    assert_eq!(drive_ids(picked).len(), 1, "one personal drive: {r}");
     let (_, c) = app.connection("personal", &id, "").await;
     let selection = c["metadata"]["pickedFiles"].as_array().unwrap();
     assert_eq!(selection.len(), 1, "{c}");
@@ -669,6 +587,41 @@ async fn personal_picker_in_a_real_browser() {
     for item in picked {
         assert!(ids.contains(&item["id"]), "{c}");
     }
+    let hook = picker_webhook(&app, &rx).await;
+    assert_eq!(hook["providerConfigKey"], "personal");
+}
+
+/// The `picker` scenario's outcome: two files and `folder` picked (whatever the order), only a
+/// `picked` message and no token in the app page. Returns the picked items.
+fn picked_as_expected<'a>(r: &'a Value, folder: &str) -> &'a [Value] {
+    let picked = r["picked"].as_array().expect("picked items");
+    let mut names: Vec<(&str, &str)> = picked
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap(), i["kind"].as_str().unwrap()))
+        .collect();
+    names.sort();
+    let mut expected = vec![
+        ("Budget.xlsx", "file"),
+        (folder, "folder"),
+        ("Report.docx", "file"),
+    ];
+    expected.sort();
+    assert_eq!(names, expected, "{r}");
+    assert_eq!(r["messageTypes"], json!(["picked"]), "{r}");
+    assert_eq!(r["leaks"], json!([]), "no token in the app page: {r}");
+    picked
+}
+
+fn drive_ids(picked: &[Value]) -> std::collections::BTreeSet<&str> {
+    picked
+        .iter()
+        .map(|i| i["driveId"].as_str().unwrap())
+        .collect()
+}
+
+/// Runs the outbox once (its job is not spawned in tests) and returns the `picker` webhook it
+/// delivered, after checking it names the three picked items.
+async fn picker_webhook(app: &TestApp, rx: &Receiver) -> Value {
     grantd::jobs::outbox::run_once(&app.state.core, app.clock.now())
         .await
         .unwrap();
@@ -676,6 +629,7 @@ async fn personal_picker_in_a_real_browser() {
         .wait_until(|r| r.iter().any(|w| w.json()["type"] == "picker"))
         .await;
     let hook = got.iter().find(|w| w.json()["type"] == "picker").unwrap();
-    assert_eq!(hook.json()["items"].as_array().unwrap().len(), 3);
-    assert_eq!(hook.json()["providerConfigKey"], "personal");
+    let body = hook.json();
+    assert_eq!(body["items"].as_array().unwrap().len(), 3);
+    body
 }
