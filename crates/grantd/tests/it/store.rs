@@ -12,7 +12,7 @@ use grantd::model::{
     Organization, ProviderConfigKey, RefreshToken, ResourceToken, Tags,
 };
 use grantd::store::{
-    ConnectionPatch, Error, PageCounts, RecordChange, RecordsQuery, Store, SyncPage,
+    ConnectionPatch, Error, PageCounts, RecordChange, RecordsQuery, Store, SyncDrive, SyncPage,
 };
 use serde_json::json;
 
@@ -1585,7 +1585,11 @@ fn records_query(connection_id: i64, after: i64) -> RecordsQuery<'static> {
     }
 }
 
-async fn sync_feed(db: &TestDb) {
+/// A store with connection `c1` of `one-drive` and its sync drive (`me`, `OneDriveFile`), made
+/// at the returned time.
+async fn sync_drive_fixture(
+    db: &TestDb,
+) -> (Store, grantd::model::Connection, SyncDrive, DateTime<Utc>) {
     let s = store(db).await;
     s.create_integration(new_integration("one-drive"))
         .await
@@ -1599,6 +1603,33 @@ async fn sync_feed(db: &TestDb) {
         .ensure_sync_drive(conn.id, "me", "OneDriveFile", now)
         .await
         .unwrap();
+    (s, conn, drive, now)
+}
+
+/// A page of `changes` for the fixture's drive (Graph drive `d1`), written under `lease`.
+fn sync_page<'a>(
+    drive: &SyncDrive,
+    lease: DateTime<Utc>,
+    changes: &'a [RecordChange],
+    next_link: &'a str,
+    final_page: bool,
+    at: DateTime<Utc>,
+) -> SyncPage<'a> {
+    SyncPage {
+        drive: drive.id,
+        lease_until: lease,
+        connection_id: drive.connection_id,
+        model: "OneDriveFile",
+        drive_id: Some("d1"),
+        changes,
+        next_link,
+        final_page,
+        at,
+    }
+}
+
+async fn sync_feed(db: &TestDb) {
+    let (s, conn, drive, now) = sync_drive_fixture(db).await;
     assert_eq!(
         drive,
         s.ensure_sync_drive(conn.id, "me", "OneDriveFile", now)
@@ -1635,25 +1666,15 @@ async fn sync_feed(db: &TestDb) {
     assert_eq!(s.begin_resync(drive.id, now, "x").await.unwrap(), None);
 
     let no_hook = |_: PageCounts| None;
-    let page = |changes: &'static [RecordChange], link: &'static str, last: bool, at| SyncPage {
-        drive: drive.id,
-        lease_until: lease,
-        connection_id: conn.id,
-        model: "OneDriveFile",
-        drive_id: Some("d1"),
-        changes,
-        next_link: link,
-        final_page: last,
-        at,
-    };
-    let first: &'static [RecordChange] = Box::leak(Box::new([
+    let page = |changes, link, last, at| sync_page(&drive, lease, changes, link, last, at);
+    let first = [
         upsert_change("a", "1"),
         upsert_change("b", "1"),
         upsert_change("c", "1"),
-    ]));
+    ];
     let hooked = |c: PageCounts| Some(("http://app/hook".to_owned(), format!("{}", c.added)));
     let counts = s
-        .commit_sync_page(&page(first, "next-1", true, now), &hooked)
+        .commit_sync_page(&page(&first, "next-1", true, now), &hooked)
         .await
         .unwrap();
     assert_eq!(
@@ -1687,7 +1708,7 @@ async fn sync_feed(db: &TestDb) {
     let after = rows[2].cursor_seq;
 
     // Repeats change nothing; a change takes a new cursor; a tombstone deletes.
-    let second: &'static [RecordChange] = Box::leak(Box::new([
+    let second = [
         upsert_change("a", "1"),
         upsert_change("b", "2"),
         RecordChange::Delete {
@@ -1696,10 +1717,10 @@ async fn sync_feed(db: &TestDb) {
         RecordChange::Delete {
             record_id: "never-seen".into(),
         },
-    ]));
+    ];
     let later = now + Duration::seconds(1);
     let counts = s
-        .commit_sync_page(&page(second, "next-2", true, later), &no_hook)
+        .commit_sync_page(&page(&second, "next-2", true, later), &no_hook)
         .await
         .unwrap();
     assert_eq!(
@@ -1757,10 +1778,9 @@ async fn sync_feed(db: &TestDb) {
             .unwrap(),
         Some(2)
     );
-    let resync: &'static [RecordChange] =
-        Box::leak(Box::new([upsert_change("a", "1"), upsert_change("c", "1")]));
+    let resync = [upsert_change("a", "1"), upsert_change("c", "1")];
     let counts = s
-        .commit_sync_page(&page(resync, "next-3", false, later), &no_hook)
+        .commit_sync_page(&page(&resync, "next-3", false, later), &no_hook)
         .await
         .unwrap();
     assert_eq!(
@@ -1938,19 +1958,7 @@ async fn sync_feed(db: &TestDb) {
 /// than one upsert batch keeps page order in its cursors, repeats only mark records as seen (a
 /// resync then keeps them), and the last change of an id within a page wins.
 async fn sync_page_batches(db: &TestDb) {
-    let s = store(db).await;
-    s.create_integration(new_integration("one-drive"))
-        .await
-        .unwrap();
-    let (conn, _) = s
-        .upsert_connection(new_connection("one-drive", "c1"))
-        .await
-        .unwrap();
-    let now = Utc::now();
-    let drive = s
-        .ensure_sync_drive(conn.id, "me", "OneDriveFile", now)
-        .await
-        .unwrap();
+    let (s, conn, drive, now) = sync_drive_fixture(db).await;
     let lease = now + Duration::minutes(5);
     s.lease_sync_drive(drive.id, now, lease)
         .await
@@ -1964,20 +1972,10 @@ async fn sync_page_batches(db: &TestDb) {
     );
     let no_hook = |_: PageCounts| None;
     let commit = |changes: Vec<RecordChange>, last: bool| {
-        let s = s.clone();
+        let (s, drive) = (s.clone(), drive.clone());
         async move {
             s.commit_sync_page(
-                &SyncPage {
-                    drive: drive.id,
-                    lease_until: lease,
-                    connection_id: conn.id,
-                    model: "OneDriveFile",
-                    drive_id: Some("d1"),
-                    changes: &changes,
-                    next_link: "next",
-                    final_page: last,
-                    at: now,
-                },
+                &sync_page(&drive, lease, &changes, "next", last, now),
                 &no_hook,
             )
             .await
