@@ -90,6 +90,20 @@ async fn upload(emu: &Emu, t: &str, path: &str, bytes: &[u8]) -> Value {
     r.body
 }
 
+/// `GET url`.
+async fn get(emu: &Emu, t: &str, url: &str) -> Resp {
+    call(emu, Method::GET, t, url, None, &[]).await
+}
+
+/// The deltaLink of `token=latest`: delta from now on.
+async fn latest_delta_link(emu: &Emu, t: &str) -> String {
+    let latest = get(emu, t, "/v1.0/me/drive/root/delta?token=latest").await;
+    latest.body["@odata.deltaLink"]
+        .as_str()
+        .expect("deltaLink")
+        .to_owned()
+}
+
 fn id(v: &Value) -> String {
     v["id"].as_str().expect("id").to_owned()
 }
@@ -98,7 +112,7 @@ fn id(v: &Value) -> String {
 async fn delta_round(emu: &Emu, t: &str, mut url: String) -> (Vec<Value>, String) {
     let mut items = Vec::new();
     loop {
-        let page = call(emu, Method::GET, t, &url, None, &[]).await;
+        let page = get(emu, t, &url).await;
         assert_eq!(page.status, 200, "{}", page.body);
         items.extend(page.body["value"].as_array().expect("value").clone());
         if let Some(next) = page.body["@odata.nextLink"].as_str() {
@@ -125,19 +139,7 @@ async fn patch_renames_moves_sets_metadata_and_delta_follows() {
         .as_str()
         .expect("parent")
         .to_owned();
-    let latest = call(
-        &emu,
-        Method::GET,
-        &t,
-        "/v1.0/me/drive/root/delta?token=latest",
-        None,
-        &[],
-    )
-    .await;
-    let delta_link = latest.body["@odata.deltaLink"]
-        .as_str()
-        .expect("deltaLink")
-        .to_owned();
+    let delta_link = latest_delta_link(&emu, &t).await;
     let item_url = |i: &str| format!("/v1.0/me/drive/items/{i}");
 
     // Rename: new eTag, same cTag (content unchanged).
@@ -353,7 +355,7 @@ async fn copy_answers_202_with_a_monitor_that_reports_progress_then_the_item() {
         .as_str()
         .expect("drive")
         .to_owned();
-    let root = call(&emu, Method::GET, &t, "/v1.0/me/drive/root", None, &[]).await;
+    let root = get(&emu, &t, "/v1.0/me/drive/root").await;
     let r = json_call(
         &emu,
         Method::POST,
@@ -392,24 +394,13 @@ async fn copy_answers_202_with_a_monitor_that_reports_progress_then_the_item() {
         .expect("json");
     assert_eq!(done["status"], "completed", "{done}");
     let new_id = done["resourceId"].as_str().expect("resourceId");
-    let copy = call(
-        &emu,
-        Method::GET,
-        &t,
-        &format!("/v1.0/me/drive/items/{new_id}"),
-        None,
-        &[],
-    )
-    .await;
+    let copy = get(&emu, &t, &format!("/v1.0/me/drive/items/{new_id}")).await;
     assert_eq!(copy.body["name"], "C copy");
     assert_ne!(new_id, folder);
-    let two = call(
+    let two = get(
         &emu,
-        Method::GET,
         &t,
         "/v1.0/me/drive/root:/C copy/deep/two.txt:/content",
-        None,
-        &[],
     )
     .await;
     assert_eq!(two.status, 302);
@@ -555,15 +546,7 @@ async fn path_based_simple_upload_creates_missing_parents() {
         r.body
     );
     for folder in ["a", "a/b"] {
-        let f = call(
-            &emu,
-            Method::GET,
-            &t,
-            &format!("/v1.0/me/drive/root:/{folder}"),
-            None,
-            &[],
-        )
-        .await;
+        let f = get(&emu, &t, &format!("/v1.0/me/drive/root:/{folder}")).await;
         assert_eq!(f.status, 200, "{}", f.body);
         assert_eq!(f.body["folder"]["childCount"], 1, "{}", f.body);
     }
@@ -613,19 +596,7 @@ async fn control_acts_as_the_user_and_random_edits_are_reproducible() {
     use grantd_emulator::actions::UserAction;
     let emu = spawn().await;
     let t = token(&emu, ADELE_UPN, RW).await;
-    let latest = call(
-        &emu,
-        Method::GET,
-        &t,
-        "/v1.0/me/drive/root/delta?token=latest",
-        None,
-        &[],
-    )
-    .await;
-    let delta_link = latest.body["@odata.deltaLink"]
-        .as_str()
-        .expect("deltaLink")
-        .to_owned();
+    let delta_link = latest_delta_link(&emu, &t).await;
     let act = |a: UserAction| {
         let emu = &emu;
         async move { emu.control.user_action(ADELE_UPN, &a).await }
@@ -669,15 +640,7 @@ async fn control_acts_as_the_user_and_random_edits_are_reproducible() {
         .await
         .is_err()
     );
-    let item = call(
-        &emu,
-        Method::GET,
-        &t,
-        "/v1.0/me/drive/root:/Web/Archive/renamed.txt",
-        None,
-        &[],
-    )
-    .await;
+    let item = get(&emu, &t, "/v1.0/me/drive/root:/Web/Archive/renamed.txt").await;
     assert_eq!(item.status, 200, "{}", item.body);
     assert_eq!(item.body["size"], 6);
     assert_eq!(item.body["lastModifiedBy"]["user"]["id"], ADELE_ID);
@@ -742,16 +705,7 @@ async fn restore_brings_back_an_item_and_the_subtree_its_delete_removed() {
     act(UserAction::Delete { path: "R".into() })
         .await
         .expect("delete");
-    let latest = call(
-        &emu,
-        Method::GET,
-        &t,
-        "/v1.0/me/drive/root/delta?token=latest",
-        None,
-        &[],
-    )
-    .await;
-    let link = latest.body["@odata.deltaLink"].as_str().unwrap().to_owned();
+    let link = latest_delta_link(&emu, &t).await;
     let back = act(UserAction::Restore {
         id: folder.id.clone(),
     })
@@ -761,26 +715,10 @@ async fn restore_brings_back_an_item_and_the_subtree_its_delete_removed() {
         (back.id.as_str(), back.path.as_str()),
         (folder.id.as_str(), "R")
     );
-    let got = call(
-        &emu,
-        Method::GET,
-        &t,
-        "/v1.0/me/drive/root:/R/Sub/inner.txt",
-        None,
-        &[],
-    )
-    .await;
+    let got = get(&emu, &t, "/v1.0/me/drive/root:/R/Sub/inner.txt").await;
     assert_eq!(got.status, 200, "{}", got.body);
     assert_eq!(got.body["id"], inner.id.as_str(), "same id after restore");
-    let gone = call(
-        &emu,
-        Method::GET,
-        &t,
-        "/v1.0/me/drive/root:/R/early.txt",
-        None,
-        &[],
-    )
-    .await;
+    let gone = get(&emu, &t, "/v1.0/me/drive/root:/R/early.txt").await;
     assert_eq!(gone.status, 404, "deleted before R: still in the bin");
     // Delta reports the restored items as items again, parents first.
     let (items, _) = delta_round(&emu, &t, link).await;
