@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::MicrosoftHosts;
+use crate::model::Integration;
 
 const BUILTIN: &str = include_str!("providers.toml");
 
@@ -148,6 +149,15 @@ impl Catalog {
 
     pub fn get(&self, name: &str) -> Option<&Provider> {
         self.providers.get(name)
+    }
+
+    /// What the Connect UI and the dashboard call an integration: its own display name, else its
+    /// provider's, else its key.
+    pub fn display_name(&self, i: &Integration) -> String {
+        i.display_name
+            .clone()
+            .or_else(|| self.get(&i.provider).map(|p| p.display_name.clone()))
+            .unwrap_or_else(|| i.unique_key.to_string())
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Provider> {

@@ -73,18 +73,6 @@ const ACCOUNT_TYPES: &[(&str, &str)] = &[
     ),
 ];
 
-fn display_name(st: &AppState, i: &Integration) -> String {
-    i.display_name
-        .clone()
-        .or_else(|| {
-            st.core
-                .catalog
-                .get(&i.provider)
-                .map(|p| p.display_name.clone())
-        })
-        .unwrap_or_else(|| i.unique_key.to_string())
-}
-
 fn internal(e: impl std::error::Error) -> Response {
     PageError::internal(&e).into_response()
 }
@@ -112,7 +100,7 @@ pub async fn list(State(st): State<AppState>, admin: Admin) -> Response {
                             @for i in &all {
                                 tr {
                                     td { a href=(format!("/dashboard/integrations/{}", i.unique_key)) { (i.unique_key.as_str()) } }
-                                    td { (display_name(&st, i)) }
+                                    td { (st.core.catalog.display_name(i)) }
                                     td { (i.provider) }
                                     td { code { (i.client_id) } }
                                     td { (i.scopes.join(" ")) }
