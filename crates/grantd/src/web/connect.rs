@@ -13,6 +13,27 @@ use crate::connections::flow::{CallbackError, FlowFailure, StartError, StartRequ
 use crate::edge::ApiError;
 use crate::edge::AppState;
 
+/// A failure page (what happened, what to do, Nango's error type) with `status`.
+fn failure_page(status: StatusCode, message: &str, what_to_do: &str, error_type: &str) -> Response {
+    (
+        status,
+        Html(pages::failure(message, what_to_do, error_type).into_string()),
+    )
+        .into_response()
+}
+
+/// Logs an internal error (`what` failed) and answers the generic 500 page; the details stay in
+/// the log.
+fn internal_failure(e: &dyn std::error::Error, what: &str) -> Response {
+    tracing::error!(error = %crate::edge::error_chain(e), "{what}");
+    failure_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong on our side.",
+        "Try again in a moment.",
+        "unknown_err",
+    )
+}
+
 fn query_pairs(parts: &Parts) -> Vec<(String, String)> {
     serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).unwrap_or_default()
 }
@@ -27,11 +48,12 @@ fn report(st: &AppState, f: &FlowFailure) -> Response {
             &f.message,
         );
     }
-    (
+    failure_page(
         StatusCode::BAD_REQUEST,
-        Html(pages::failure(&f.message, &f.what_to_do, f.error_type).into_string()),
+        &f.message,
+        &f.what_to_do,
+        f.error_type,
     )
-        .into_response()
 }
 
 pub async fn start(State(st): State<AppState>, Path(key): Path<String>, parts: Parts) -> Response {
@@ -76,21 +98,7 @@ pub async fn start(State(st): State<AppState>, Path(key): Path<String>, parts: P
             ApiError::new(StatusCode::BAD_REQUEST, code, msg).into_response()
         }
         Err(StartError::Flow(f)) => report(&st, &f),
-        Err(StartError::Internal(e)) => {
-            tracing::error!(error = %crate::edge::error_chain(&e), "connect start failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Html(
-                    pages::failure(
-                        "Something went wrong on our side.",
-                        "Try again in a moment.",
-                        "unknown_err",
-                    )
-                    .into_string(),
-                ),
-            )
-                .into_response()
-        }
+        Err(StartError::Internal(e)) => internal_failure(&e, "connect start failed"),
     }
 }
 
@@ -113,34 +121,14 @@ pub async fn callback(State(st): State<AppState>, parts: Parts) -> Response {
             )
             .into_response()
         }
-        Err(CallbackError::BadState(msg)) => (
+        Err(CallbackError::BadState(msg)) => failure_page(
             StatusCode::BAD_REQUEST,
-            Html(
-                pages::failure(
-                    &msg,
-                    "Close this window and start the connection again from the app.",
-                    "state_err",
-                )
-                .into_string(),
-            ),
-        )
-            .into_response(),
+            &msg,
+            "Close this window and start the connection again from the app.",
+            "state_err",
+        ),
         Err(CallbackError::Flow(f)) => report(&st, &f),
-        Err(CallbackError::Internal(e)) => {
-            tracing::error!(error = %crate::edge::error_chain(&e), "connect callback failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Html(
-                    pages::failure(
-                        "Something went wrong on our side.",
-                        "Try again in a moment.",
-                        "unknown_err",
-                    )
-                    .into_string(),
-                ),
-            )
-                .into_response()
-        }
+        Err(CallbackError::Internal(e)) => internal_failure(&e, "connect callback failed"),
     }
 }
 
@@ -157,50 +145,24 @@ pub async fn connect_ui(State(st): State<AppState>, parts: Parts) -> Response {
         if parts.uri.path().ends_with('/') || get("apiURL").is_some() {
             return Html(pages::connect_shell(t).into_string()).into_response();
         }
-        return (
+        return failure_page(
             StatusCode::BAD_REQUEST,
-            Html(
-                pages::failure(
-                    "This connect link is incomplete.",
-                    "Ask the app for a new connect link.",
-                    "missing_connect_session_token",
-                )
-                .into_string(),
-            ),
-        )
-            .into_response();
+            "This connect link is incomplete.",
+            "Ask the app for a new connect link.",
+            "missing_connect_session_token",
+        );
     };
     let session = match st.core.connect_session(&token).await {
         Ok(Some(s)) => s,
         Ok(None) => {
-            return (
+            return failure_page(
                 StatusCode::UNAUTHORIZED,
-                Html(
-                    pages::failure(
-                        "This connect link has expired or is invalid.",
-                        "Go back to the app and start again to get a new link.",
-                        "unknown_connect_session_token",
-                    )
-                    .into_string(),
-                ),
-            )
-                .into_response();
+                "This connect link has expired or is invalid.",
+                "Go back to the app and start again to get a new link.",
+                "unknown_connect_session_token",
+            );
         }
-        Err(e) => {
-            tracing::error!(error = %crate::edge::error_chain(&e), "connect UI failed");
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Html(
-                    pages::failure(
-                        "Something went wrong on our side.",
-                        "Try again in a moment.",
-                        "unknown_err",
-                    )
-                    .into_string(),
-                ),
-            )
-                .into_response();
-        }
+        Err(e) => return internal_failure(&e, "connect UI failed"),
     };
     let public = st.core.config.public_url.as_str().trim_end_matches('/');
     // A reconnect session offers only the connection's integration.
@@ -219,16 +181,7 @@ pub async fn connect_ui(State(st): State<AppState>, parts: Parts) -> Response {
                     && only.as_ref().is_none_or(|k| k == i.unique_key.as_str())
             })
             .map(|i| {
-                let name = i
-                    .display_name
-                    .clone()
-                    .or_else(|| {
-                        st.core
-                            .catalog
-                            .get(&i.provider)
-                            .map(|p| p.display_name.clone())
-                    })
-                    .unwrap_or_else(|| i.unique_key.to_string());
+                let name = st.core.catalog.display_name(&i);
                 // Nango's `overrides[key].docs_connect`: the docs link shown beside it.
                 let docs = session.overrides[i.unique_key.as_str()]["docs_connect"]
                     .as_str()
