@@ -100,10 +100,7 @@ impl Core {
         let merged = Merged::new(&req, &session, &key);
         let tenant = provider
             .authority(
-                integration
-                    .integration_config
-                    .get(ConfigKey::Tenant.as_str())
-                    .map(String::as_str),
+                integration.pinned_tenant(),
                 merged
                     .params
                     .get(ConfigKey::Tenant.as_str())
@@ -328,13 +325,7 @@ impl Core {
             .get(ConfigKey::Tenant.as_str())
             .and_then(Value::as_str);
         let tenant = provider
-            .authority(
-                integration
-                    .integration_config
-                    .get(ConfigKey::Tenant.as_str())
-                    .map(String::as_str),
-                connection_tenant,
-            )
+            .authority(integration.pinned_tenant(), connection_tenant)
             .unwrap_or_else(|| "common".into());
         let token_url = provider.token_url(&self.config.microsoft, &tenant);
         let tokens = oauth::token_request(

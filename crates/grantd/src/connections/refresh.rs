@@ -411,10 +411,7 @@ impl Core {
             .map(str::to_owned)
             .or_else(|| {
                 provider.authority(
-                    integration
-                        .integration_config
-                        .get(ConfigKey::Tenant.as_str())
-                        .map(String::as_str),
+                    integration.pinned_tenant(),
                     cfg.get(ConfigKey::Tenant.as_str()).and_then(Value::as_str),
                 )
             })

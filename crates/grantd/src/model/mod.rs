@@ -44,6 +44,15 @@ pub struct Integration {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Integration {
+    /// The tenant the app pinned for this integration (`integration_config.tenant`), if any.
+    pub fn pinned_tenant(&self) -> Option<&str> {
+        self.integration_config
+            .get(ConfigKey::Tenant.as_str())
+            .map(String::as_str)
+    }
+}
+
 #[cfg(test)]
 impl Integration {
     /// A minimal integration for unit tests: `provider`, a client secret expiring at
