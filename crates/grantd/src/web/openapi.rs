@@ -113,33 +113,23 @@ struct ErrorResponses;
 
 impl utoipa::Modify for ErrorResponses {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        let error = |description: &str| {
-            RefOr::T(
-                ResponseBuilder::new()
-                    .description(description)
-                    .content(
-                        "application/json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name("ErrorResponse")))
-                            .build(),
-                    )
+        // An answer in Nango's error envelope.
+        let envelope = |description: &str| {
+            ResponseBuilder::new().description(description).content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorResponse")))
                     .build(),
             )
         };
+        let error = |description: &str| RefOr::T(envelope(description).build());
         let throttled = RefOr::T(
-            ResponseBuilder::new()
-                .description("Too many failed attempts from this client (Nango's error envelope)")
+            envelope("Too many failed attempts from this client (Nango's error envelope)")
                 .header(
                     "Retry-After",
                     HeaderBuilder::new()
                         .schema(ObjectBuilder::new().schema_type(Type::Integer))
                         .description(Some("Seconds to wait"))
-                        .build(),
-                )
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ErrorResponse")))
                         .build(),
                 )
                 .build(),
