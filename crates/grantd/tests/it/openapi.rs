@@ -529,7 +529,7 @@ async fn live_answers_match_the_document() {
     sent(
         &doc,
         "/picker/token",
-        app.from_picker_page(
+        app.picker_page_post(
             "/picker/token",
             picker_token,
             &json!({"resource": format!("https://{}", seed::CONTOSO_MY_HOST)}),
@@ -549,7 +549,7 @@ async fn live_answers_match_the_document() {
     let picked = sent(
         &doc,
         "/picker/picked",
-        app.from_picker_page("/picker/picked", picker_token, &json!({"items": [item]})),
+        app.picker_page_post("/picker/picked", picker_token, &json!({"items": [item]})),
     )
     .await;
     assert_eq!(picked["data"]["items"].as_array().unwrap().len(), 1);

@@ -90,12 +90,12 @@ fn session_body(id: &str, extra: Value) -> Value {
 
 /// `POST /picker/token` as the picker page sends it (grantd's own origin).
 async fn token(app: &TestApp, session: &str, resource: &str) -> (u16, Value) {
-    answer(app.from_picker_page("/picker/token", session, &json!({"resource": resource}))).await
+    answer(app.picker_page_post("/picker/token", session, &json!({"resource": resource}))).await
 }
 
 /// `POST /picker/picked` as the picker page sends it.
 async fn picked(app: &TestApp, session: &str, items: &Value) -> (u16, Value) {
-    answer(app.from_picker_page("/picker/picked", session, &json!({"items": items}))).await
+    answer(app.picker_page_post("/picker/picked", session, &json!({"items": items}))).await
 }
 
 async fn sessions_tokens_and_picks(kind: DbKind) {

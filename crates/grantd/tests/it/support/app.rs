@@ -161,7 +161,7 @@ impl TestApp {
     }
 
     /// A `POST` as grantd's picker page sends it: the picker session token, grantd's own origin.
-    pub fn from_picker_page(
+    pub fn picker_page_post(
         &self,
         path: &str,
         session: &str,
