@@ -95,6 +95,11 @@ async fn get(emu: &Emu, t: &str, url: &str) -> Resp {
     call(emu, Method::GET, t, url, None, &[]).await
 }
 
+/// `PATCH url` with a JSON body.
+async fn patch(emu: &Emu, t: &str, url: &str, body: Value) -> Resp {
+    json_call(emu, Method::PATCH, t, url, body).await
+}
+
 /// The deltaLink of `token=latest`: delta from now on.
 async fn latest_delta_link(emu: &Emu, t: &str) -> String {
     let latest = get(emu, t, "/v1.0/me/drive/root/delta?token=latest").await;
@@ -143,14 +148,7 @@ async fn patch_renames_moves_sets_metadata_and_delta_follows() {
     let item_url = |i: &str| format!("/v1.0/me/drive/items/{i}");
 
     // Rename: new eTag, same cTag (content unchanged).
-    let r = json_call(
-        &emu,
-        Method::PATCH,
-        &t,
-        &item_url(&id(&a)),
-        json!({"name": "a2.txt"}),
-    )
-    .await;
+    let r = patch(&emu, &t, &item_url(&id(&a)), json!({"name": "a2.txt"})).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["name"], "a2.txt");
     assert_ne!(r.body["eTag"], a["eTag"]);
@@ -158,19 +156,11 @@ async fn patch_renames_moves_sets_metadata_and_delta_follows() {
     let renamed = r.body.clone();
 
     // Conflicts: fail by default, rename on request.
-    let clash = json_call(
-        &emu,
-        Method::PATCH,
-        &t,
-        &item_url(&id(&a)),
-        json!({"name": "b.txt"}),
-    )
-    .await;
+    let clash = patch(&emu, &t, &item_url(&id(&a)), json!({"name": "b.txt"})).await;
     assert_eq!(clash.status, 409, "{}", clash.body);
     assert_eq!(clash.body["error"]["code"], "nameAlreadyExists");
-    let r = json_call(
+    let r = patch(
         &emu,
-        Method::PATCH,
         &t,
         &format!(
             "{}?@microsoft.graph.conflictBehavior=rename",
@@ -222,9 +212,8 @@ async fn patch_renames_moves_sets_metadata_and_delta_follows() {
     );
 
     // Move by parentReference.id, then back by parentReference.path.
-    let r = json_call(
+    let r = patch(
         &emu,
-        Method::PATCH,
         &t,
         &item_url(&id(&a)),
         json!({"parentReference": {"id": sub_id}}),
@@ -240,9 +229,8 @@ async fn patch_renames_moves_sets_metadata_and_delta_follows() {
         "{}",
         r.body
     );
-    let r = json_call(
+    let r = patch(
         &emu,
-        Method::PATCH,
         &t,
         &item_url(&id(&a)),
         json!({"parentReference": {"path": "/drive/root:/W"}, "name": "moved.txt"}),
@@ -253,9 +241,8 @@ async fn patch_renames_moves_sets_metadata_and_delta_follows() {
     assert_eq!(r.body["name"], "moved.txt");
 
     // fileSystemInfo and description are the client's; the server times stay the server's.
-    let r = json_call(
+    let r = patch(
         &emu,
-        Method::PATCH,
         &t,
         &item_url(&id(&b)),
         json!({
@@ -278,9 +265,8 @@ async fn patch_renames_moves_sets_metadata_and_delta_follows() {
     );
     assert_ne!(r.body["lastModifiedDateTime"], "2020-01-02T03:04:05Z");
     assert_eq!(r.body["description"], "quarterly numbers");
-    let bad = json_call(
+    let bad = patch(
         &emu,
-        Method::PATCH,
         &t,
         &item_url(&id(&b)),
         json!({"fileSystemInfo": {"lastModifiedDateTime": "yesterday"}}),
@@ -289,29 +275,20 @@ async fn patch_renames_moves_sets_metadata_and_delta_follows() {
     assert_eq!(bad.status, 400, "{}", bad.body);
 
     // A folder cannot go into itself; the root cannot be renamed.
-    let r = json_call(
+    let r = patch(
         &emu,
-        Method::PATCH,
         &t,
         &item_url(&w_id),
         json!({"parentReference": {"id": sub_id}}),
     )
     .await;
     assert_eq!(r.status, 400, "{}", r.body);
-    let r = json_call(
-        &emu,
-        Method::PATCH,
-        &t,
-        "/v1.0/me/drive/root",
-        json!({"name": "x"}),
-    )
-    .await;
+    let r = patch(&emu, &t, "/v1.0/me/drive/root", json!({"name": "x"})).await;
     assert_eq!(r.status, 400, "{}", r.body);
 
     // Move the folder `sub` (with a file) to the root, delete b.txt.
-    let r = json_call(
+    let r = patch(
         &emu,
-        Method::PATCH,
         &t,
         &item_url(&sub_id),
         json!({"parentReference": {"path": "/drive/root:"}}),
