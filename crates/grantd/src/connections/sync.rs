@@ -49,7 +49,7 @@ const MAX_RESYNCS_PER_RUN: u32 = 2;
 /// When a drive is found to miss its change notifications, the other subscribed drives are
 /// run once to check theirs (`changes_unannounced`), at most this often.
 const SWEEP_EVERY: TimeDelta = TimeDelta::hours(12);
-/// Folder paths remembered within a run (bounded; misses are read from the store).
+/// Folder paths remembered within a run (bounded; misses are read from Graph).
 const PATH_CACHE: usize = 10_000;
 /// Folders above an item read from Graph, at most, when its parent is neither in the run nor
 /// stored (OneDrive nests at most a few hundred levels; a longer chain is an error).
@@ -1035,10 +1035,7 @@ impl Core {
                 }));
             }
             (None, Some(p)) => {
-                match self
-                    .folder_path(connection_id, model, p, paths, lookup, lease)
-                    .await?
-                {
+                match self.folder_path(p, paths, lookup, lease).await? {
                     Some(path) => path,
                     // Its folder is gone since the page was read: so is the item, and a later
                     // round reports it as it is then (deleted, or moved out first). Nothing is
@@ -1110,66 +1107,31 @@ impl Core {
     }
 
     /// The path of folder `id` (`""` for the root) as it is now: remembered in this run, else
-    /// its live record, else read from Graph (`resolve_folder_path`). `None` when Graph says the
-    /// folder is gone. A path is never guessed: a delta round holds the items changed in its
-    /// range as they are when paged, so an item's parent may be missing from it (the parent
-    /// changed again after the round began, e.g. something else was created in it, and moved to
-    /// the next round) while the parent is new or deleted and restored since the last run — no
-    /// record of it yet, or a deleted one.
+    /// read from Graph (`resolve_folder_path`). `None` when Graph says the folder is gone. A path
+    /// is never guessed, nor taken from a stored record: a delta round holds the items changed
+    /// in its range as they are when paged, so an item's folder may be missing from it (it
+    /// changed again after the round began, e.g. something was created in it, and moved to the
+    /// next round) while what is stored of it is not yet there (new folder), deleted (restored
+    /// since), or has the path it had before a move that this round holds.
     async fn folder_path(
         &self,
-        connection_id: i64,
-        model: &str,
         id: &str,
         paths: &mut PathCache,
         lookup: &Lookup<'_>,
         lease: &mut DateTime<Utc>,
     ) -> Result<Option<String>, Error> {
-        if let Some(p) = self
-            .known_folder_path(connection_id, model, id, paths)
-            .await?
-        {
+        if let Some(p) = paths.seen(id) {
             return Ok(Some(p));
         }
-        self.resolve_folder_path(connection_id, model, id, paths, lookup, lease)
-            .await
+        self.resolve_folder_path(id, paths, lookup, lease).await
     }
 
-    /// The path of folder `id` when this run or the store knows it (the root, a folder seen in
-    /// this run, a live record).
-    async fn known_folder_path(
-        &self,
-        connection_id: i64,
-        model: &str,
-        id: &str,
-        paths: &mut PathCache,
-    ) -> Result<Option<String>, Error> {
-        if paths.root.as_deref() == Some(id) {
-            return Ok(Some(String::new()));
-        }
-        if let Some(p) = paths.folders.get(id) {
-            return Ok(Some(p.clone()));
-        }
-        let stored = self
-            .store
-            .sync_record_payload(connection_id, model, id)
-            .await?;
-        let path = stored
-            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            .and_then(|v| v.get("path").and_then(Value::as_str).map(str::to_owned));
-        if let Some(p) = &path {
-            paths.remember(id, p);
-        }
-        Ok(path)
-    }
-
-    /// Reads folder `id` and, while unknown, its ancestors from Graph
-    /// (`GET …/items/{id}?$select=id,name,parentReference,root`) up to the root or a known
-    /// folder, and remembers the paths found. `None` when one of them is gone (404).
+    /// Reads folder `id` and, while not seen in this run, its ancestors from Graph
+    /// (`GET …/items/{id}?$select=id,name,parentReference,root`) up to the root or a folder
+    /// seen in this run, and remembers the paths found. `None` when one of them is gone (404).
+    /// A run calls it at most once per folder (they are remembered).
     async fn resolve_folder_path(
         &self,
-        connection_id: i64,
-        model: &str,
         id: &str,
         paths: &mut PathCache,
         lookup: &Lookup<'_>,
@@ -1214,10 +1176,7 @@ impl Core {
             };
             let parent = parent.to_owned();
             chain.push((cur, name.to_owned()));
-            if let Some(p) = self
-                .known_folder_path(connection_id, model, &parent, paths)
-                .await?
-            {
+            if let Some(p) = paths.seen(&parent) {
                 break p;
             }
             cur = parent;
@@ -1225,7 +1184,7 @@ impl Core {
         tracing::info!(
             sync.drive = lookup.drive,
             folders = chain.len(),
-            "a delta item's folder was not in the round nor stored: its path was read from Graph"
+            "a delta item's folder was not in this run: its path was read from Graph"
         );
         let mut path = base;
         for (folder, name) in chain.iter().rev() {
@@ -1288,6 +1247,14 @@ impl PathCache {
 
     fn forget(&mut self, id: &str) {
         self.folders.remove(id);
+    }
+
+    /// The path of folder `id` when this run knows it: the root, or a folder it saw.
+    fn seen(&self, id: &str) -> Option<String> {
+        if self.root.as_deref() == Some(id) {
+            return Some(String::new());
+        }
+        self.folders.get(id).cloned()
     }
 }
 

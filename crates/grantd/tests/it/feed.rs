@@ -1665,3 +1665,121 @@ async fn sqlite_stopped_notifications_are_looked_for_on_every_drive() {
 async fn postgres_stopped_notifications_are_looked_for_on_every_drive() {
     stopped_notifications_are_looked_for_on_every_drive(DbKind::Postgres).await;
 }
+
+/// The same race with a folder that is stored: `Q` (a record at `/Top/Q`) is moved to `/Other/Sub/Q`,
+/// which puts `Q` and its subtree in the next round; after that round's first page `Q` changes
+/// again (a file is created in it) and leaves the round, while its folder `P` and file `f.txt`
+/// stay. Their paths are read from Graph (`/Other/Sub/Q/P/f.txt`), not built on `Q`'s stored path
+/// from before the move (the full chaos run's next wrong path, issue 12).
+async fn a_moved_folder_missing_from_the_round_is_read_from_graph(kind: DbKind) {
+    use grantd_emulator::faults::{FaultScope, FaultSpec};
+    let Some((app, rx, id)) = app(kind).await else {
+        return;
+    };
+    let control = app.emu.control();
+    let f = act(
+        &app,
+        UserAction::CreateFile {
+            path: "Top/Q/P/f.txt".into(),
+            content: "f".into(),
+        },
+    )
+    .await;
+    act(
+        &app,
+        UserAction::CreateFolder {
+            path: "Other/Sub".into(),
+        },
+    )
+    .await;
+    trigger(&app, &id, json!({})).await;
+    let first = settled(&app, &id).await;
+    let records = by_id(&all_records(&app, &id, "").await);
+    assert_eq!(records[&f]["path"], "/Top/Q/P/f.txt");
+    // Runs start only when the test asks (notifications are lost from now on).
+    control
+        .add_fault(&FaultSpec {
+            down: true,
+            ..FaultSpec::new(FaultScope::Notifications)
+        })
+        .await
+        .unwrap();
+    // More than a page of changes come before `Q` in the next round (the 210 files at depth 2,
+    // `Q` at depth 3 once moved), then `Q` moves.
+    control
+        .bulk_create(seed::ADELE_UPN, "", 210, 210)
+        .await
+        .unwrap();
+    act(
+        &app,
+        UserAction::Move {
+            path: "Top/Q".into(),
+            to: "Other/Sub".into(),
+        },
+    )
+    .await;
+    control
+        .add_fault(&FaultSpec {
+            path_prefix: Some("/v1.0/me/drive/root/delta".into()),
+            status: Some(500),
+            skip: Some(1),
+            count: Some(1),
+            ..FaultSpec::new(FaultScope::Graph)
+        })
+        .await
+        .unwrap();
+    trigger(&app, &id, json!({})).await;
+    loop {
+        let d = own_drive(&app, &id).await;
+        if d.lease_until.is_none() && d.last_error.is_some() {
+            assert_ne!(
+                d.next_link, first.next_link,
+                "the first page is checkpointed"
+            );
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    act(
+        &app,
+        UserAction::CreateFile {
+            path: "Other/Sub/Q/g.txt".into(),
+            content: "g".into(),
+        },
+    )
+    .await;
+    trigger(&app, &id, json!({})).await;
+    loop {
+        let d = own_drive(&app, &id).await;
+        if d.lease_until.is_none() && d.last_error.is_none() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let records = by_id(&all_records(&app, &id, "").await);
+    assert_eq!(
+        records[&f]["path"], "/Other/Sub/Q/P/f.txt",
+        "{}",
+        records[&f]
+    );
+    let seen = sync_hooks(&rx.received()).len();
+    trigger(&app, &id, json!({})).await;
+    rx.wait_until(|g| total(&sync_hooks(g), seen, "added") >= 1)
+        .await;
+    settled(&app, &id).await;
+    assert_eq!(
+        live(&all_records(&app, &id, "").await),
+        drive_walk(&app, &id).await,
+        "records equal the drive"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_a_moved_folder_missing_from_the_round_is_read_from_graph() {
+    a_moved_folder_missing_from_the_round_is_read_from_graph(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn postgres_a_moved_folder_missing_from_the_round_is_read_from_graph() {
+    a_moved_folder_missing_from_the_round_is_read_from_graph(DbKind::Postgres).await;
+}
