@@ -29,8 +29,11 @@ for part in "${parts[@]}"; do
     *) echo "unknown part $part (lag big idle chaos)" >&2; exit 2 ;;
   esac
   echo "== $part ($test)"
+  # The machine's load next to each part's figures (shared machines: say how loaded it was).
+  echo "LOAD $part before: $(uptime)" | tee -a "$OUT/summary.txt"
   cargo test "${flags[@]}" -p grantd --test it "$test" -- --ignored --nocapture --exact \
     >"$OUT/$part.log" 2>&1 || { echo "$part failed: see $OUT/$part.log" >&2; }
   grep '^BENCH' "$OUT/$part.log" | tee -a "$OUT/summary.txt" || true
+  echo "LOAD $part after: $(uptime)" | tee -a "$OUT/summary.txt"
 done
 echo "logs in $OUT"

@@ -46,8 +46,14 @@ const THROTTLE_RETRIES: u32 = 5;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Restarts (410) accepted within one run before it gives up for now.
 const MAX_RESYNCS_PER_RUN: u32 = 2;
-/// Folder paths remembered within a run (bounded; misses are read from the store).
+/// When a drive is found to miss its change notifications, the other subscribed drives are
+/// run once to check theirs (`changes_unannounced`), at most this often.
+const SWEEP_EVERY: TimeDelta = TimeDelta::hours(12);
+/// Folder paths remembered within a run (bounded; misses are read from Graph).
 const PATH_CACHE: usize = 10_000;
+/// Folders above an item read from Graph, at most, when its parent is neither in the run nor
+/// stored (OneDrive nests at most a few hundred levels; a longer chain is an error).
+const MAX_LOOKUP_DEPTH: usize = 512;
 
 /// A connection's sync, for `GET /sync/status` and the CLI.
 #[derive(Debug, Clone)]
@@ -637,6 +643,17 @@ impl Core {
             _ => self.begin_resync(drive.id, *lease, &start).await?,
         };
         let mut paths = PathCache::default();
+        // Folders a page names as parents but neither this run nor the store knows are read
+        // from Graph (`folder_path`), under this drive's items.
+        let items_base = format!(
+            "{graph}/v1.0{}/items",
+            drive_root(&drive.drive_key).trim_end_matches("/root")
+        );
+        let lookup = Lookup {
+            conn: &conn,
+            items: &items_base,
+            drive: drive.id,
+        };
         let mut resyncs = 0;
         let mut first_batch = initial;
         // Continuing from a deltaLink, items are changes since the last round: their age is
@@ -654,6 +671,11 @@ impl Core {
             }
             let page = match self.fetch_delta_page(&conn, &url, drive.id, lease).await? {
                 DeltaAnswer::Page(page) => page,
+                DeltaAnswer::NotFound => {
+                    return Err(Error::Invalid(
+                        "Microsoft Graph answered 404 to the delta request".into(),
+                    ));
+                }
                 DeltaAnswer::Resync(location) => {
                     resyncs += 1;
                     incremental = false;
@@ -703,6 +725,8 @@ impl Core {
                         picked.as_deref(),
                         item,
                         &mut paths,
+                        &lookup,
+                        lease,
                     )
                     .await?
                 {
@@ -793,6 +817,12 @@ impl Core {
 
     /// A run no notification started found changes: if the drive is subscribed, Graph's
     /// notifications stopped arriving — it is polled (and shown so) until one arrives again.
+    /// Notifications of every drive go to the same URL, and a URL that stopped receiving them
+    /// (blocked, misrouted, its certificate expired) loses them all at once: so every other
+    /// subscribed drive that no notification announced anything to since its last run runs
+    /// once too (a sweep: one delta call each, at most one sweep per `SWEEP_EVERY` across
+    /// instances), rather than each waiting for its daily reconciliation. Nothing is called
+    /// while notifications arrive.
     async fn changes_unannounced(&self, drive: &SyncDrive) -> Result<(), Error> {
         let now = self.clock.now();
         let current = self.store.sync_drives(drive.connection_id).await?;
@@ -805,6 +835,17 @@ impl Core {
                 "changes arrived without a change notification; polling until notifications resume"
             );
             self.store.mark_sync_push_stale(drive.id, now).await?;
+            if self.store.claim_sync_sweep(now, now - SWEEP_EVERY).await? {
+                let n = self.store.request_push_sweep(now, drive.id).await?;
+                if n > 0 {
+                    tracing::warn!(
+                        sync.drive = drive.id,
+                        drives = n,
+                        "running every other subscribed drive once to find whether its \
+                         notifications stopped too"
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -857,8 +898,9 @@ impl Core {
         });
     }
 
-    /// One delta page with fresh credentials: throttling answers are retried after their
-    /// `Retry-After`, a 401 once after a forced refresh; 410 asks for a resync.
+    /// One delta page (or, for `folder_path`, one item) with fresh credentials: throttling
+    /// answers are retried after their `Retry-After`, a 401 once after a forced refresh; 410
+    /// asks for a resync, 404 says the item is gone.
     async fn fetch_delta_page(
         &self,
         conn: &crate::model::Connection,
@@ -908,7 +950,7 @@ impl Core {
             match status {
                 200 => {
                     let page: Value = resp.json().await.map_err(|_| {
-                        Error::Invalid("Microsoft Graph's delta page is not JSON".into())
+                        Error::Invalid("Microsoft Graph's answer is not JSON".into())
                     })?;
                     return Ok(DeltaAnswer::Page(page));
                 }
@@ -920,6 +962,7 @@ impl Core {
                         .map(str::to_owned);
                     return Ok(DeltaAnswer::Resync(location));
                 }
+                404 => return Ok(DeltaAnswer::NotFound),
                 401 if !force_refresh => force_refresh = true,
                 429 | 503 if throttled < THROTTLE_RETRIES => {
                     throttled += 1;
@@ -945,6 +988,7 @@ impl Core {
     /// ids a selection names in this drive), only those items and what lies below them are
     /// records: their paths start at the picked item (`/Report.docx`, `/Folder/child`), and an
     /// item moved out of a picked subtree is deleted.
+    #[allow(clippy::too_many_arguments)]
     async fn to_change(
         &self,
         connection_id: i64,
@@ -952,6 +996,8 @@ impl Core {
         picked: Option<&[String]>,
         item: &Value,
         paths: &mut PathCache,
+        lookup: &Lookup<'_>,
+        lease: &mut DateTime<Utc>,
     ) -> Result<Option<RecordChange>, Error> {
         let Some(id) = item.get("id").and_then(Value::as_str) else {
             return Ok(None);
@@ -988,7 +1034,15 @@ impl Core {
                     record_id: id.to_owned(),
                 }));
             }
-            (None, Some(p)) => self.folder_path(connection_id, model, p, paths).await?,
+            (None, Some(p)) => {
+                match self.folder_path(p, paths, lookup, lease).await? {
+                    Some(path) => path,
+                    // Its folder is gone since the page was read: so is the item, and a later
+                    // round reports it as it is then (deleted, or moved out first). Nothing is
+                    // guessed meanwhile.
+                    None => return Ok(None),
+                }
+            }
             (None, None) => String::new(),
         };
         let path = format!("{parent_path}/{name}");
@@ -1052,36 +1106,101 @@ impl Core {
         Ok(path)
     }
 
-    /// The path of folder `id` (`""` for the root): remembered in this run, else its record.
+    /// The path of folder `id` (`""` for the root) as it is now: remembered in this run, else
+    /// read from Graph (`resolve_folder_path`). `None` when Graph says the folder is gone. A path
+    /// is never guessed, nor taken from a stored record: a delta round holds the items changed
+    /// in its range as they are when paged, so an item's folder may be missing from it (it
+    /// changed again after the round began, e.g. something was created in it, and moved to the
+    /// next round) while what is stored of it is not yet there (new folder), deleted (restored
+    /// since), or has the path it had before a move that this round holds.
     async fn folder_path(
         &self,
-        connection_id: i64,
-        model: &str,
         id: &str,
         paths: &mut PathCache,
-    ) -> Result<String, Error> {
-        if paths.root.as_deref() == Some(id) {
-            return Ok(String::new());
+        lookup: &Lookup<'_>,
+        lease: &mut DateTime<Utc>,
+    ) -> Result<Option<String>, Error> {
+        if let Some(p) = paths.seen(id) {
+            return Ok(Some(p));
         }
-        if let Some(p) = paths.folders.get(id) {
-            return Ok(p.clone());
-        }
-        let stored = self
-            .store
-            .sync_record_payload(connection_id, model, id)
-            .await?;
-        let path = stored
-            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            .and_then(|v| v.get("path").and_then(Value::as_str).map(str::to_owned));
-        match path {
-            Some(p) => {
-                paths.remember(id, &p);
-                Ok(p)
-            }
-            // Not a stored folder: the root (whose item a round may not repeat).
-            None => Ok(String::new()),
-        }
+        self.resolve_folder_path(id, paths, lookup, lease).await
     }
+
+    /// Reads folder `id` and, while not seen in this run, its ancestors from Graph
+    /// (`GET …/items/{id}?$select=id,name,parentReference,root`) up to the root or a folder
+    /// seen in this run, and remembers the paths found. `None` when one of them is gone (404).
+    /// A run calls it at most once per folder (they are remembered).
+    async fn resolve_folder_path(
+        &self,
+        id: &str,
+        paths: &mut PathCache,
+        lookup: &Lookup<'_>,
+        lease: &mut DateTime<Utc>,
+    ) -> Result<Option<String>, Error> {
+        // (id, name) from `id` upwards, until the folder above is known.
+        let mut chain: Vec<(String, String)> = Vec::new();
+        let mut cur = id.to_owned();
+        let base = loop {
+            if chain.len() >= MAX_LOOKUP_DEPTH || !valid_id(&cur) {
+                return Err(Error::Invalid(
+                    "a delta item's folder could not be placed in the drive".into(),
+                ));
+            }
+            let url = format!(
+                "{}/{cur}?$select=id,name,parentReference,root",
+                lookup.items
+            );
+            let item = match self
+                .fetch_delta_page(lookup.conn, &url, lookup.drive, lease)
+                .await?
+            {
+                DeltaAnswer::Page(item) => item,
+                DeltaAnswer::NotFound => return Ok(None),
+                DeltaAnswer::Resync(_) => {
+                    return Err(Error::Invalid(
+                        "Microsoft Graph answered 410 to reading a folder".into(),
+                    ));
+                }
+            };
+            if item.get("root").is_some() {
+                paths.root = Some(cur);
+                break String::new();
+            }
+            let (Some(name), Some(parent)) = (
+                item.get("name").and_then(Value::as_str),
+                item.pointer("/parentReference/id").and_then(Value::as_str),
+            ) else {
+                return Err(Error::Invalid(
+                    "Microsoft Graph's folder has no name or parent".into(),
+                ));
+            };
+            let parent = parent.to_owned();
+            chain.push((cur, name.to_owned()));
+            if let Some(p) = paths.seen(&parent) {
+                break p;
+            }
+            cur = parent;
+        };
+        tracing::info!(
+            sync.drive = lookup.drive,
+            folders = chain.len(),
+            "a delta item's folder was not in this run: its path was read from Graph"
+        );
+        let mut path = base;
+        for (folder, name) in chain.iter().rev() {
+            path = format!("{path}/{name}");
+            paths.remember(folder, &path);
+        }
+        Ok(Some(path))
+    }
+}
+
+/// What `folder_path` needs to read a folder from Graph: the run's connection, the drive's
+/// items URL (`…/v1.0/me/drive/items`, `…/v1.0/drives/{id}/items`) and the leased drive.
+struct Lookup<'a> {
+    conn: &'a crate::model::Connection,
+    items: &'a str,
+    drive: i64,
 }
 
 /// A `OneDriveFile` record as stored (fields in the order `GET /records` has always shown).
@@ -1105,6 +1224,8 @@ struct FileRecord<'a> {
 
 enum DeltaAnswer {
     Page(Value),
+    /// 404: the item asked for is gone.
+    NotFound,
     /// 410: restart from this `Location` (or the initial URL).
     Resync(Option<String>),
 }
@@ -1126,6 +1247,14 @@ impl PathCache {
 
     fn forget(&mut self, id: &str) {
         self.folders.remove(id);
+    }
+
+    /// The path of folder `id` when this run knows it: the root, or a folder it saw.
+    fn seen(&self, id: &str) -> Option<String> {
+        if self.root.as_deref() == Some(id) {
+            return Some(String::new());
+        }
+        self.folders.get(id).cloned()
     }
 }
 

@@ -127,6 +127,11 @@ const TEMPLATES: &[(i64, &str, &str)] = &[
         "picker pick once",
         include_str!("migrations/0016_picker_pick_once.sql"),
     ),
+    (
+        17,
+        "sync sweep",
+        include_str!("migrations/0017_sync_sweep.sql"),
+    ),
 ];
 
 /// SHA-384 (hex) of each released migration as shipped: (version, SQLite, PostgreSQL).
@@ -196,6 +201,11 @@ const RELEASED: &[(i64, &str, &str)] = &[
         16,
         "af5b36709965523bcae1b606c3671b6ce82ed8f14d68b6ae9b7c7cb2caf89a739d9c9032aec9da0ec3d1f400c7ebc170",
         "3c8a0dfd35133743f60c231422232da6aeca1c3ee3dd5c13523804b6c882825f9dbc06394e9a720186c8e66437bf257c",
+    ),
+    (
+        17,
+        "56bf4c3fbe77573b99538693577a4fd7061bd16a2e3a3d9c18cee64b62f90f740f41c1d83043504c40c3426baa51320a",
+        "6226705c05998a08c22f77347677e303d8c48aa6b71df004cddcfd536e6c3ddde52eb65cb9710207faf3d237ce7d1ad5",
     ),
 ];
 

@@ -596,6 +596,42 @@ impl Store {
         Ok(())
     }
 
+    /// Claims the stale-push sweep at `now` unless one began after `since` (shared by every
+    /// instance: one wins). True when the caller is to sweep.
+    pub async fn claim_sync_sweep(
+        &self,
+        now: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let n = execute!(
+            &self.db,
+            "UPDATE sync_sweep SET swept_at = $1 WHERE id = 1 \
+             AND (swept_at IS NULL OR swept_at <= $2)",
+            Ts(micros(now)),
+            Ts(micros(since)),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Asks for one run of every unpaused, idle drive other than `except` whose push looks
+    /// healthy (a live subscription, not marked stale) and that no notification announced a
+    /// change to since its last run: if notifications stopped for all of them, that run finds
+    /// the changes and switches the drive to polling. Returns how many.
+    pub async fn request_push_sweep(&self, now: DateTime<Utc>, except: i64) -> Result<u64, Error> {
+        let n = execute!(
+            &self.db,
+            "UPDATE sync_drives SET run_requested = TRUE \
+             WHERE id <> $1 AND paused = FALSE AND run_requested = FALSE \
+             AND (lease_until IS NULL OR lease_until <= $2) \
+             AND subscription_id IS NOT NULL AND subscription_expires_at > $2 \
+             AND push_stale_since IS NULL AND notified = FALSE",
+            except,
+            Ts(micros(now)),
+        )?;
+        self.cache.sync_wake.notify_one();
+        Ok(n)
+    }
+
     /// Records the picked item ids drive `id` is enumerated with.
     pub async fn set_sync_selection(&self, id: i64, selection: &str) -> Result<(), Error> {
         execute!(

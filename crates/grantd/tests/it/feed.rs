@@ -1431,3 +1431,355 @@ async fn sqlite_restored_items_are_records_again() {
 async fn postgres_restored_items_are_records_again() {
     restored_items_are_records_again(DbKind::Postgres).await;
 }
+
+/// A delta round holds the items changed in its range as they are when paged, so an item's
+/// folder may be missing from it: here folder `A` (new since the last run, so not a record
+/// yet) changes again — a file is created in it — after the round's first page, which moves it
+/// to the next round, while its file `f.txt` stays in this one (its page is read after the
+/// first run failed on it and the drive is run again). The record of `f.txt` gets its real path
+/// (`A` is read from Graph), not the root's, and the records equal the drive. The chaos run's
+/// "file 13 folders deep recorded at the root" (issue 12).
+async fn a_folder_missing_from_the_round_is_read_from_graph(kind: DbKind) {
+    use grantd_emulator::faults::{FaultScope, FaultSpec};
+    let Some((app, rx, id)) = app(kind).await else {
+        return;
+    };
+    let control = app.emu.control();
+    // More than a page (200) of items come before `A` in the round's parents-first order.
+    control
+        .bulk_create(seed::ADELE_UPN, "", 210, 210)
+        .await
+        .unwrap();
+    let f = act(
+        &app,
+        UserAction::CreateFile {
+            path: "Top/A/f.txt".into(),
+            content: "f".into(),
+        },
+    )
+    .await;
+    // The first page goes through; the second fails, so the run stops after the first page's
+    // checkpoint.
+    control
+        .add_fault(&FaultSpec {
+            path_prefix: Some("/v1.0/me/drive/root/delta".into()),
+            status: Some(500),
+            skip: Some(1),
+            count: Some(1),
+            ..FaultSpec::new(FaultScope::Graph)
+        })
+        .await
+        .unwrap();
+    trigger(&app, &id, json!({})).await;
+    loop {
+        let d = own_drive(&app, &id).await;
+        if d.lease_until.is_none() && d.last_error.is_some() {
+            assert!(d.next_link.is_some(), "the first page is checkpointed");
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    // `A` changes again: it leaves the round its file is still in.
+    act(
+        &app,
+        UserAction::CreateFile {
+            path: "Top/A/g.txt".into(),
+            content: "g".into(),
+        },
+    )
+    .await;
+    trigger(&app, &id, json!({})).await;
+    loop {
+        let d = own_drive(&app, &id).await;
+        if d.lease_until.is_none() && d.last_success_at.is_some() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let records = by_id(&all_records(&app, &id, "").await);
+    assert_eq!(records[&f]["path"], "/Top/A/f.txt", "{}", records[&f]);
+    // The next round brings `A` and `g.txt`; the records then equal the drive.
+    let seen = sync_hooks(&rx.received()).len();
+    trigger(&app, &id, json!({})).await;
+    rx.wait_until(|g| total(&sync_hooks(g), seen, "added") >= 1)
+        .await;
+    loop {
+        if own_drive(&app, &id).await.lease_until.is_none() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        live(&all_records(&app, &id, "").await),
+        drive_walk(&app, &id).await,
+        "records equal the drive"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_a_folder_missing_from_the_round_is_read_from_graph() {
+    a_folder_missing_from_the_round_is_read_from_graph(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn postgres_a_folder_missing_from_the_round_is_read_from_graph() {
+    a_folder_missing_from_the_round_is_read_from_graph(DbKind::Postgres).await;
+}
+
+/// Waits until the connection's drive is idle after a successful run.
+async fn settled(app: &TestApp, id: &str) -> grantd::store::SyncDrive {
+    loop {
+        let d = own_drive(app, id).await;
+        if d.lease_until.is_none() && !d.run_requested && d.last_success_at.is_some() {
+            return d;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Stopped notifications are found on every drive at once (issue 12, item 3): two connections
+/// watch adele's drive, reconciled 12 hours apart (driven clock). Every notification is lost
+/// from now on and a file is created. The first drive's daily reconciliation finds the change
+/// no notification announced and switches it to polling; the second drive, whose
+/// reconciliation is 12 hours away, is run once at once (the sweep) and switches to polling
+/// too. A second drive found stale within 12 hours starts no second sweep.
+async fn stopped_notifications_are_looked_for_on_every_drive(kind: DbKind) {
+    use grantd_emulator::faults::{FaultScope, FaultSpec};
+    let Some((app, _rx, first)) = app(kind).await else {
+        return;
+    };
+    let second = app.connect(KEY, "user-2", seed::ADELE_UPN).await;
+    trigger(&app, &first, json!({})).await;
+    settled(&app, &first).await;
+    // Both clocks move (the emulator caps subscription lifetimes on its own clock).
+    let control = app.emu.control();
+    app.clock.advance(12 * 3_600);
+    control.advance_clock(12 * 3_600).await.unwrap();
+    trigger(&app, &second, json!({})).await;
+    settled(&app, &second).await;
+    for id in [&first, &second] {
+        let st = status_of(&app, id).await;
+        assert_eq!(st["push"], "healthy", "{id}: {st}");
+    }
+
+    control
+        .add_fault(&FaultSpec {
+            down: true,
+            ..FaultSpec::new(FaultScope::Notifications)
+        })
+        .await
+        .unwrap();
+    let dropped = control.notification_counters().await.unwrap().dropped;
+    let lost = act(
+        &app,
+        UserAction::CreateFile {
+            path: "unannounced.txt".into(),
+            content: "x".into(),
+        },
+    )
+    .await;
+    // One notification per subscription, both lost.
+    while control.notification_counters().await.unwrap().dropped < dropped + 2 {
+        tokio::task::yield_now().await;
+    }
+    // The first drive is due for its daily reconciliation, the second not for 12 hours.
+    app.clock.advance(12 * 3_600 + 1);
+    control.advance_clock(12 * 3_600 + 1).await.unwrap();
+    let mut ran = 0;
+    while ran == 0 {
+        ran = grantd::jobs::sync::run_once(&app.state.core, app.clock.now())
+            .await
+            .unwrap();
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(ran, 1, "only the first drive is due");
+    let d = settled(&app, &first).await;
+    assert!(d.push_stale_since.is_some(), "the first drive is polled");
+    assert!(by_id(&all_records(&app, &first, "").await).contains_key(&lost));
+    // The sweep: the second drive is run once, finds the change and is polled too.
+    assert_eq!(
+        grantd::jobs::sync::run_once(&app.state.core, app.clock.now())
+            .await
+            .unwrap(),
+        1,
+        "the other subscribed drive is run once"
+    );
+    let d = settled(&app, &second).await;
+    assert!(d.push_stale_since.is_some(), "the second drive is polled");
+    assert!(by_id(&all_records(&app, &second, "").await).contains_key(&lost));
+    assert_eq!(status_of(&app, &second).await["push"], "stale");
+
+    // Notifications resume (one switches each drive back to push), then stop again: within
+    // 12 hours of the sweep, a drive found stale starts no other.
+    control.clear_faults().await.unwrap();
+    act(
+        &app,
+        UserAction::CreateFile {
+            path: "announced.txt".into(),
+            content: "y".into(),
+        },
+    )
+    .await;
+    for id in [&first, &second] {
+        while status_of(&app, id).await["push"] != "healthy" {
+            tokio::task::yield_now().await;
+        }
+        settled(&app, id).await;
+    }
+    control
+        .add_fault(&FaultSpec {
+            down: true,
+            ..FaultSpec::new(FaultScope::Notifications)
+        })
+        .await
+        .unwrap();
+    act(
+        &app,
+        UserAction::CreateFile {
+            path: "unannounced again.txt".into(),
+            content: "z".into(),
+        },
+    )
+    .await;
+    trigger(&app, &first, json!({})).await;
+    loop {
+        let d = settled(&app, &first).await;
+        if d.push_stale_since.is_some() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !own_drive(&app, &second).await.run_requested,
+        "no second sweep"
+    );
+    assert_eq!(status_of(&app, &second).await["push"], "healthy");
+}
+
+#[tokio::test]
+async fn sqlite_stopped_notifications_are_looked_for_on_every_drive() {
+    stopped_notifications_are_looked_for_on_every_drive(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn postgres_stopped_notifications_are_looked_for_on_every_drive() {
+    stopped_notifications_are_looked_for_on_every_drive(DbKind::Postgres).await;
+}
+
+/// The same race with a folder that is stored: `Q` (a record at `/Top/Q`) is moved to `/Other/Sub/Q`,
+/// which puts `Q` and its subtree in the next round; after that round's first page `Q` changes
+/// again (a file is created in it) and leaves the round, while its folder `P` and file `f.txt`
+/// stay. Their paths are read from Graph (`/Other/Sub/Q/P/f.txt`), not built on `Q`'s stored path
+/// from before the move (the full chaos run's next wrong path, issue 12).
+async fn a_moved_folder_missing_from_the_round_is_read_from_graph(kind: DbKind) {
+    use grantd_emulator::faults::{FaultScope, FaultSpec};
+    let Some((app, rx, id)) = app(kind).await else {
+        return;
+    };
+    let control = app.emu.control();
+    let f = act(
+        &app,
+        UserAction::CreateFile {
+            path: "Top/Q/P/f.txt".into(),
+            content: "f".into(),
+        },
+    )
+    .await;
+    act(
+        &app,
+        UserAction::CreateFolder {
+            path: "Other/Sub".into(),
+        },
+    )
+    .await;
+    trigger(&app, &id, json!({})).await;
+    let first = settled(&app, &id).await;
+    let records = by_id(&all_records(&app, &id, "").await);
+    assert_eq!(records[&f]["path"], "/Top/Q/P/f.txt");
+    // Runs start only when the test asks (notifications are lost from now on).
+    control
+        .add_fault(&FaultSpec {
+            down: true,
+            ..FaultSpec::new(FaultScope::Notifications)
+        })
+        .await
+        .unwrap();
+    // More than a page of changes come before `Q` in the next round (the 210 files at depth 2,
+    // `Q` at depth 3 once moved), then `Q` moves.
+    control
+        .bulk_create(seed::ADELE_UPN, "", 210, 210)
+        .await
+        .unwrap();
+    act(
+        &app,
+        UserAction::Move {
+            path: "Top/Q".into(),
+            to: "Other/Sub".into(),
+        },
+    )
+    .await;
+    control
+        .add_fault(&FaultSpec {
+            path_prefix: Some("/v1.0/me/drive/root/delta".into()),
+            status: Some(500),
+            skip: Some(1),
+            count: Some(1),
+            ..FaultSpec::new(FaultScope::Graph)
+        })
+        .await
+        .unwrap();
+    trigger(&app, &id, json!({})).await;
+    loop {
+        let d = own_drive(&app, &id).await;
+        if d.lease_until.is_none() && d.last_error.is_some() {
+            assert_ne!(
+                d.next_link, first.next_link,
+                "the first page is checkpointed"
+            );
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    act(
+        &app,
+        UserAction::CreateFile {
+            path: "Other/Sub/Q/g.txt".into(),
+            content: "g".into(),
+        },
+    )
+    .await;
+    trigger(&app, &id, json!({})).await;
+    loop {
+        let d = own_drive(&app, &id).await;
+        if d.lease_until.is_none() && d.last_error.is_none() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let records = by_id(&all_records(&app, &id, "").await);
+    assert_eq!(
+        records[&f]["path"], "/Other/Sub/Q/P/f.txt",
+        "{}",
+        records[&f]
+    );
+    let seen = sync_hooks(&rx.received()).len();
+    trigger(&app, &id, json!({})).await;
+    rx.wait_until(|g| total(&sync_hooks(g), seen, "added") >= 1)
+        .await;
+    settled(&app, &id).await;
+    assert_eq!(
+        live(&all_records(&app, &id, "").await),
+        drive_walk(&app, &id).await,
+        "records equal the drive"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_a_moved_folder_missing_from_the_round_is_read_from_graph() {
+    a_moved_folder_missing_from_the_round_is_read_from_graph(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn postgres_a_moved_folder_missing_from_the_round_is_read_from_graph() {
+    a_moved_folder_missing_from_the_round_is_read_from_graph(DbKind::Postgres).await;
+}
