@@ -4,14 +4,12 @@
 //! from one unauthenticated client exhausted the descriptors, and slowloris connections stayed
 //! open for ever.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::convert::Infallible;
-
-use axum::extract::Request;
-use axum::extract::ConnectInfo;
+use axum::extract::{ConnectInfo, Request};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;

@@ -91,7 +91,9 @@ pub fn service(
     state: AppState,
 ) -> impl tower::Service<
     axum::extract::Request,
-    Response = axum::http::Response<impl axum::body::HttpBody<Data = axum::body::Bytes, Error = axum::Error> + Send + 'static>,
+    Response = axum::http::Response<
+        impl axum::body::HttpBody<Data = axum::body::Bytes, Error = axum::Error> + Send + 'static,
+    >,
     Error = std::convert::Infallible,
     Future = impl Send + 'static,
 > + Clone

@@ -415,7 +415,9 @@ impl MapKey<'_> {
             }
         }
         let v = serde_json::to_vec(&One(key)).map_err(|e| Error(e.to_string()))?;
-        self.0.out.extend_from_slice(&v[1..v.len() - ":null}".len()]);
+        self.0
+            .out
+            .extend_from_slice(&v[1..v.len() - ":null}".len()]);
         Ok(())
     }
 }
@@ -572,7 +574,15 @@ mod tests {
         let mut b = BTreeMap::new();
         b.insert(true, 'x');
         same(&b);
-        same(&(1u8, 'é', f64::NAN, f32::INFINITY, (), Some(2.5f32), None::<i8>));
+        same(&(
+            1u8,
+            'é',
+            f64::NAN,
+            f32::INFINITY,
+            (),
+            Some(2.5f32),
+            None::<i8>,
+        ));
         #[derive(serde::Serialize)]
         enum E {
             Unit,

@@ -290,7 +290,11 @@ mod tests {
         ];
         for c in cases {
             let t: DateTime<Utc> = c.parse().unwrap();
-            assert_eq!(ts(&t), t.to_rfc3339_opts(SecondsFormat::Millis, true), "{c}");
+            assert_eq!(
+                ts(&t),
+                t.to_rfc3339_opts(SecondsFormat::Millis, true),
+                "{c}"
+            );
         }
         let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
             .unwrap()
@@ -300,7 +304,11 @@ mod tests {
         assert_eq!(ts(&leap), leap.to_rfc3339_opts(SecondsFormat::Millis, true));
         for secs in [-62_198_755_200_i64, 253_402_300_800, -1] {
             let t = DateTime::from_timestamp(secs, 0).unwrap();
-            assert_eq!(ts(&t), t.to_rfc3339_opts(SecondsFormat::Millis, true), "{secs}");
+            assert_eq!(
+                ts(&t),
+                t.to_rfc3339_opts(SecondsFormat::Millis, true),
+                "{secs}"
+            );
         }
     }
 
