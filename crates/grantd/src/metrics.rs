@@ -515,26 +515,86 @@ pub async fn handler() -> impl axum::response::IntoResponse {
     )
 }
 
-/// Middleware recording every request's route, method, status and time to the response head.
-pub async fn track(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    // `MatchedPath` is a shared string: cloning it allocates nothing.
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .cloned();
-    let method = req.method().clone();
-    let start = std::time::Instant::now();
-    let resp = next.run(req).await;
-    http_request(
-        route.as_ref().map_or("unmatched", |r| r.as_str()),
-        method.as_str(),
-        resp.status().as_u16(),
-        start.elapsed(),
-    );
-    resp
+/// Records every routed request's route, method, status and time to the response head (a
+/// `route_layer`: only matched routes). A tower layer with a concrete future rather than a
+/// `from_fn` middleware, which would box a service and two futures per request.
+#[derive(Clone, Copy)]
+pub struct TrackLayer;
+
+impl<S> tower::Layer<S> for TrackLayer {
+    type Service = Track<S>;
+    fn layer(&self, inner: S) -> Track<S> {
+        Track { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct Track<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<axum::extract::Request> for Track<S>
+where
+    S: tower::Service<axum::extract::Request, Response = axum::response::Response>,
+    S::Future: Unpin,
+{
+    type Response = axum::response::Response;
+    type Error = S::Error;
+    type Future = TrackFuture<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> TrackFuture<S::Future> {
+        // `MatchedPath` is a shared string: cloning it allocates nothing.
+        let route = req
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .cloned();
+        let method = req.method().clone();
+        TrackFuture {
+            fut: self.inner.call(req),
+            route,
+            method,
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+pub struct TrackFuture<F> {
+    fut: F,
+    route: Option<axum::extract::MatchedPath>,
+    method: axum::http::Method,
+    start: std::time::Instant,
+}
+
+impl<F, E> Future for TrackFuture<F>
+where
+    F: Future<Output = Result<axum::response::Response, E>> + Unpin,
+{
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        // Every field is `Unpin` (`F` by the bound).
+        let this = self.get_mut();
+        let out = std::task::ready!(std::pin::Pin::new(&mut this.fut).poll(cx));
+        if let Ok(resp) = &out {
+            http_request(
+                this.route.as_ref().map_or("unmatched", |r| r.as_str()),
+                this.method.as_str(),
+                resp.status().as_u16(),
+                this.start.elapsed(),
+            );
+        }
+        std::task::Poll::Ready(out)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 pub mod app_only;
 pub mod connections;
 pub mod integrations;
+pub mod json_out;
 pub mod picker;
 pub mod render;
 pub mod sessions;

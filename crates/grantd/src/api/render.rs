@@ -11,16 +11,45 @@ use serde_json::Value;
 use crate::catalog::Provider;
 use crate::model::{ConfigKey, Connection, EndUser, Integration};
 
+/// RFC 3339 with milliseconds and `Z`, as `to_rfc3339_opts(SecondsFormat::Millis, true)` writes
+/// it; written by hand for years 0–9999 (every timestamp of a connection, several per credential
+/// fetch: chrono's general formatter costs far more than the 24 bytes).
 pub fn ts(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    use chrono::{Datelike, Timelike};
+    let t = t.naive_utc();
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        return t.and_utc().to_rfc3339_opts(SecondsFormat::Millis, true);
+    }
+    // A leap second shows as second 59 with nanoseconds ≥ 1e9; chrono writes it as :60.
+    let nanos = t.nanosecond();
+    let (sec, millis) = if nanos >= 1_000_000_000 {
+        (t.second() + 1, (nanos - 1_000_000_000) / 1_000_000)
+    } else {
+        (t.second(), nanos / 1_000_000)
+    };
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (0..width).rev() {
+            b[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, sec);
+    put(20, 3, millis);
+    String::from_utf8(b.to_vec()).expect("ASCII digits")
 }
 
-/// `status` with `body` as compact JSON, written into a buffer of `capacity` bytes (a guess of
-/// the body's size, so the hot answers are written without regrowing).
+/// `status` with `body` as compact JSON (serde_json's bytes, written by `json_out`), in a buffer of
+/// `capacity` bytes (a guess of the body's size, so the hot answers are written without regrowing).
 pub fn json_with_capacity<T: Serialize>(status: StatusCode, body: &T, capacity: usize) -> Response {
-    let mut buf = Vec::with_capacity(capacity);
-    match serde_json::to_writer(&mut buf, body) {
-        Ok(()) => {
+    match super::json_out::to_vec_with_capacity(body, capacity) {
+        Ok(buf) => {
             let mut r = (status, buf).into_response();
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -249,6 +278,39 @@ pub fn connection(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn ts_is_chronos_rfc3339_with_millis() {
+        let cases = [
+            "2026-12-03T07:36:02.123456789Z",
+            "1970-01-01T00:00:00Z",
+            "0001-02-03T04:05:06.007Z",
+            "9999-12-31T23:59:59.999999Z",
+            "2024-02-29T12:00:00.5Z",
+        ];
+        for c in cases {
+            let t: DateTime<Utc> = c.parse().unwrap();
+            assert_eq!(
+                ts(&t),
+                t.to_rfc3339_opts(SecondsFormat::Millis, true),
+                "{c}"
+            );
+        }
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .unwrap()
+            .and_hms_milli_opt(23, 59, 59, 1_500)
+            .unwrap()
+            .and_utc();
+        assert_eq!(ts(&leap), leap.to_rfc3339_opts(SecondsFormat::Millis, true));
+        for secs in [-62_198_755_200_i64, 253_402_300_800, -1] {
+            let t = DateTime::from_timestamp(secs, 0).unwrap();
+            assert_eq!(
+                ts(&t),
+                t.to_rfc3339_opts(SecondsFormat::Millis, true),
+                "{secs}"
+            );
+        }
+    }
 
     #[test]
     fn refresh_token_key_names() {

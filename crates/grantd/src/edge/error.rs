@@ -128,7 +128,7 @@ impl IntoResponse for ApiError {
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         if wrong_credential {
-            // Counted by the throttle (`edge::throttle::api_keys`).
+            // Counted by the throttle (`edge::gate`).
             r.extensions_mut().insert(super::throttle::WrongCredential);
         }
         r

@@ -252,17 +252,3 @@ pub fn webhook_url_override(v: Option<String>) -> Result<Option<String>, ApiErro
         },
     }
 }
-
-/// Middleware: a 400 `invalid_request` for a request target `uri_problem` refuses.
-pub async fn reject_bad_uri(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    match crate::validate::uri_problem(req.uri()) {
-        None => next.run(req).await,
-        Some(msg) => {
-            ApiError::new(http::StatusCode::BAD_REQUEST, "invalid_request", msg).into_response()
-        }
-    }
-}

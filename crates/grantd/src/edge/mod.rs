@@ -7,6 +7,7 @@
 pub mod cors;
 pub mod error;
 pub mod extract;
+pub mod gate;
 pub mod state;
 pub mod throttle;
 pub mod ws_hub;

@@ -21,13 +21,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::AppState;
 use crate::config::Limits;
 
 /// What is being authenticated: each has its own budgets.
@@ -256,38 +253,6 @@ pub fn too_many_attempts(retry_after: u64) -> Response {
     .into_response();
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-    r
-}
-
-/// Middleware on every route: wrong bearer credentials are counted per client address, and
-/// while an address is blocked its requests carrying any other credential than the secret key
-/// (or the metrics token) are answered 429 at once. Requests without `Authorization` (`/health`,
-/// the OAuth callback, pages) and the right key always go through.
-pub async fn api_keys(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let addr = super::ws_limits::client_addr(req.extensions());
-    let now = st.core.clock.now();
-    if let Some(until) = st.throttle.blocked_addr(Scope::ApiKey, addr, now) {
-        let config = &st.core.config;
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(|v| v.to_str().unwrap_or(""))
-            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim());
-        if let Some(token) = presented {
-            let right = config.secret_key.ct_eq(token)
-                || config
-                    .metrics_token
-                    .as_ref()
-                    .is_some_and(|m| m.ct_eq(token));
-            if !right {
-                return too_many_attempts(retry_after_secs(until, now));
-            }
-        }
-    }
-    let r = next.run(req).await;
-    if r.extensions().get::<WrongCredential>().is_some() {
-        st.throttle.failed(Scope::ApiKey, addr, None, now);
-    }
     r
 }
 
