@@ -261,10 +261,43 @@ fn credentials_error(e: CoreError, opts: &Options) -> ApiError {
 }
 
 /// The `Authorization` header to send (marked sensitive): none for pre-authenticated URLs.
-fn token(opts: &Options, conn: &Connection) -> Result<Option<HeaderValue>, ApiError> {
-    let secret = if opts.pre_authenticated {
+/// Each thread keeps the last few it built, by connection as cached (`Arc` identity: a refresh
+/// makes a new `Connection`, so a refreshed token is never answered from here) and resource:
+/// a Microsoft access token is 1–2.5 KB, and formatting and validating it as a header value on
+/// every call cost more than the lookup.
+fn token(opts: &Options, conn: &Arc<Connection>) -> Result<Option<HeaderValue>, ApiError> {
+    /// Headers kept per thread.
+    const KEPT: usize = 8;
+    thread_local! {
+        static BUILT: std::cell::RefCell<Vec<(Arc<Connection>, bool, HeaderValue)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    if opts.pre_authenticated {
         return Ok(None);
-    } else if opts.sharepoint {
+    }
+    let sp = opts.sharepoint;
+    let kept = BUILT.with_borrow(|built| {
+        built
+            .iter()
+            .find(|(c, s, _)| *s == sp && Arc::ptr_eq(c, conn))
+            .map(|(_, _, v)| v.clone())
+    });
+    if kept.is_some() {
+        return Ok(kept);
+    }
+    let v = bearer(opts, conn)?;
+    BUILT.with_borrow_mut(|built| {
+        if built.len() == KEPT {
+            built.remove(0);
+        }
+        built.push((Arc::clone(conn), sp, v.clone()));
+    });
+    Ok(Some(v))
+}
+
+/// `Bearer <access token>` of the resource the call is for, as a sensitive header value.
+fn bearer(opts: &Options, conn: &Connection) -> Result<HeaderValue, ApiError> {
+    let secret = if opts.sharepoint {
         conn.credentials
             .sharepoint
             .as_ref()
@@ -281,7 +314,7 @@ fn token(opts: &Options, conn: &Connection) -> Result<Option<HeaderValue>, ApiEr
         )
     })?;
     v.set_sensitive(true);
-    Ok(Some(v))
+    Ok(v)
 }
 
 fn missing_sharepoint() -> ApiError {
@@ -312,10 +345,10 @@ async fn target_url(
     path: &str,
     query: Option<&str>,
 ) -> Result<Url, ApiError> {
-    let own = provider.proxy_base_url(&st.core.config.microsoft);
-    let base = match &opts.base_url_override {
+    let hosts = &st.core.config.microsoft;
+    let url = match &opts.base_url_override {
         Some(o) => {
-            let own_url = Url::parse(&own).ok();
+            let own_url = Url::parse(&provider.proxy_base_url(hosts)).ok();
             let allowed = &st.core.config.proxy_allowed_hosts;
             let bearing = !opts.pre_authenticated;
             if let Err(msg) =
@@ -328,7 +361,7 @@ async fn target_url(
                     msg,
                 ));
             }
-            o.as_str().to_owned()
+            under(o.as_str(), path, query)?
         }
         None if opts.sharepoint => {
             let sp = conn
@@ -336,20 +369,10 @@ async fn target_url(
                 .sharepoint
                 .as_ref()
                 .ok_or_else(missing_sharepoint)?;
-            st.core.config.microsoft.sharepoint_base(&sp.host)
+            under(&hosts.sharepoint_base(&sp.host), path, query)?
         }
-        None => own,
+        None => with_own_base(provider, hosts, |base| under(base, path, query))?,
     };
-    let base = base.trim_end_matches('/');
-    let mut raw = format!("{base}/{}", path.trim_start_matches('/'));
-    if let Some(q) = query {
-        raw.push('?');
-        raw.push_str(q);
-    }
-    let url = Url::parse(&raw).map_err(|_| invalid_path())?;
-    if !stays_under(&url, base).ok_or_else(invalid_path)? {
-        return Err(invalid_path());
-    }
     if let Err(e) = st.guard.check(&url).await {
         metrics::proxy_refused("address");
         return Err(ApiError::new(
@@ -361,6 +384,111 @@ async fn target_url(
     Ok(url)
 }
 
+/// `base` + `/` + `path` + `?` + `query`, parsed, refused unless it stays under `base` (same
+/// origin, path under the base's path).
+///
+/// Bases are few (one per provider, SharePoint host or override), so each thread keeps the last
+/// ones parsed, and the path and query are parsed relative to the base (`./path?query` against
+/// `base/`): the result is the URL the whole string would parse to, without parsing the scheme
+/// and host again (the host's IDNA processing was most of a URL parse, on every proxied call).
+/// A base with a query or fragment is joined as a string and parsed whole, as before.
+fn under(base: &str, path: &str, query: Option<&str>) -> Result<Url, ApiError> {
+    /// A base as given, parsed, and as a directory (`base/`) to resolve paths against.
+    struct Parsed {
+        given: String,
+        url: Url,
+        dir: Option<Url>,
+    }
+    const KEPT: usize = 8;
+    thread_local! {
+        static PARSED: std::cell::RefCell<Vec<Parsed>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let base = base.trim_end_matches('/');
+    let path = path.trim_start_matches('/');
+    let joined = |sep: &str| {
+        let mut s = String::with_capacity(base.len() + path.len() + 3 + query.map_or(0, str::len));
+        s.push_str(sep);
+        s.push_str(path);
+        if let Some(q) = query {
+            s.push('?');
+            s.push_str(q);
+        }
+        s
+    };
+    PARSED.with_borrow_mut(|parsed| {
+        let i = match parsed.iter().position(|p| p.given == base) {
+            Some(i) => i,
+            None => {
+                let url = Url::parse(base).map_err(|_| invalid_path())?;
+                let dir = (url.query().is_none()
+                    && url.fragment().is_none()
+                    && matches!(url.scheme(), "http" | "https"))
+                .then(|| Url::parse(&format!("{base}/")).ok())
+                .flatten();
+                if parsed.len() == KEPT {
+                    parsed.remove(0);
+                }
+                parsed.push(Parsed {
+                    given: base.to_owned(),
+                    url,
+                    dir,
+                });
+                parsed.len() - 1
+            }
+        };
+        let b = &parsed[i];
+        let url = match &b.dir {
+            Some(dir) => Url::options().base_url(Some(dir)).parse(&joined("./")),
+            None => Url::parse(&(base.to_owned() + &joined("/"))),
+        }
+        .map_err(|_| invalid_path())?;
+        // The tuple origin, compared field by field (`Url::origin` allocates).
+        let stays = url.scheme() == b.url.scheme()
+            && url.host() == b.url.host()
+            && url.port_or_known_default() == b.url.port_or_known_default()
+            && url.path().starts_with(b.url.path().trim_end_matches('/'));
+        if stays { Ok(url) } else { Err(invalid_path()) }
+    })
+}
+
+/// Runs `f` with the provider's own base URL (`Provider::proxy_base_url`). Each thread keeps the
+/// last ones filled in, by template and hosts (compared, not assumed: tests run several servers
+/// in one process): filling the template in is three string replacements per call.
+fn with_own_base<T>(
+    provider: &Provider,
+    hosts: &crate::config::MicrosoftHosts,
+    f: impl FnOnce(&str) -> T,
+) -> T {
+    /// (template, login host, Graph host, filled in)
+    type Filled = (String, String, String, String);
+    const KEPT: usize = 8;
+    thread_local! {
+        static FILLED: std::cell::RefCell<Vec<Filled>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let (login, graph) = (hosts.login_url.as_str(), hosts.graph_url.as_str());
+    FILLED.with_borrow_mut(|filled| {
+        let i = match filled
+            .iter()
+            .position(|(t, l, g, _)| *t == provider.proxy_base_url && l == login && g == graph)
+        {
+            Some(i) => i,
+            None => {
+                if filled.len() == KEPT {
+                    filled.remove(0);
+                }
+                filled.push((
+                    provider.proxy_base_url.clone(),
+                    login.to_owned(),
+                    graph.to_owned(),
+                    provider.proxy_base_url(hosts),
+                ));
+                filled.len() - 1
+            }
+        };
+        f(&filled[i].3)
+    })
+}
+
 fn invalid_path() -> ApiError {
     metrics::proxy_refused("path");
     ApiError::validation(
@@ -370,33 +498,63 @@ fn invalid_path() -> ApiError {
     )
 }
 
-/// Whether `url` has the origin of `base` and a path under its path; `None` when `base` is not a
-/// valid URL. Bases are few (one per provider, SharePoint host or override), so each thread keeps
-/// the last ones parsed: parsing a URL is a noticeable part of a proxied call.
-fn stays_under(url: &Url, base: &str) -> Option<bool> {
-    thread_local! {
-        static PARSED: std::cell::RefCell<Vec<(String, Url)>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    const KEPT: usize = 8;
-    PARSED.with_borrow_mut(|parsed| {
-        let i = match parsed.iter().position(|(b, _)| b == base) {
-            Some(i) => i,
-            None => {
-                let u = Url::parse(base).ok()?;
-                if parsed.len() == KEPT {
-                    parsed.remove(0);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The relative parse gives the URL the whole string parses to, and refuses what escapes.
+    #[test]
+    fn paths_resolve_under_the_base_as_the_whole_url_would() {
+        let bases = [
+            "http://127.0.0.1:4100",
+            "https://graph.microsoft.com/",
+            "http://127.0.0.1:4100/_sharepoint/contoso.sharepoint.com",
+            "https://contoso.sharepoint.com/sites/x/",
+            "https://user:pw@example.com:8443/api",
+            "https://example.com/api?x=1",
+            "https://bücher.example/v",
+        ];
+        let paths = [
+            "/v1.0/me",
+            "",
+            "/",
+            "/v1.0/me/drive/root:/a b.txt:/content",
+            "/v1.0/x%20y/%2F",
+            "/a:b",
+            "//evil.com/x",
+            "/\\evil.com/x",
+            "/@evil.com",
+            "/v1.0/ü/\"<>`{}|^",
+            "/v1.0//x",
+            "/v1.0/me\\drive",
+        ];
+        let queries = [
+            None,
+            Some(""),
+            Some("a=1&b=%20"),
+            Some("$filter=name eq 'x'&$select=id,name"),
+            Some("x=#frag"),
+        ];
+        for base in bases {
+            for path in paths {
+                for query in queries {
+                    let b = base.trim_end_matches('/');
+                    let mut whole = format!("{b}/{}", path.trim_start_matches('/'));
+                    if let Some(q) = query {
+                        whole.push('?');
+                        whole.push_str(q);
+                    }
+                    let want = Url::parse(&whole).ok().filter(|u| {
+                        let bu = Url::parse(b).unwrap();
+                        u.scheme() == bu.scheme()
+                            && u.host() == bu.host()
+                            && u.port_or_known_default() == bu.port_or_known_default()
+                            && u.path().starts_with(bu.path().trim_end_matches('/'))
+                    });
+                    let got = under(base, path, query).ok();
+                    assert_eq!(got, want, "{base} + {path} + {query:?}");
                 }
-                parsed.push((base.to_owned(), u));
-                parsed.len() - 1
             }
-        };
-        let b = &parsed[i].1;
-        // The tuple origin, compared field by field (`Url::origin` allocates).
-        Some(
-            url.scheme() == b.scheme()
-                && url.host() == b.host()
-                && url.port_or_known_default() == b.port_or_known_default()
-                && url.path().starts_with(b.path().trim_end_matches('/')),
-        )
-    })
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! and the headers sent upstream.
 
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
 use crate::edge::ApiError;
 use crate::model::{ConnectionId, ProviderConfigKey};
@@ -72,7 +72,7 @@ pub struct Options {
     pub has_body: bool,
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+fn header_str<'a>(h: &Read<'a>, name: &HeaderName) -> Option<&'a str> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
@@ -83,7 +83,7 @@ pub fn invalid_header(name: &str, msg: &str) -> ApiError {
     ApiError::validation("invalid_headers", &[name], msg)
 }
 
-fn bool_header(h: &HeaderMap, name: &HeaderName) -> Result<bool, ApiError> {
+fn bool_header(h: &Read<'_>, name: &HeaderName) -> Result<bool, ApiError> {
     match header_str(h, name) {
         None => Ok(false),
         Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
@@ -108,6 +108,47 @@ static GRANTD_RESOURCE: HeaderName = HeaderName::from_static("grantd-resource");
 static PROVIDER_CONFIG_KEY: HeaderName = HeaderName::from_static("provider-config-key");
 static RETRIES: HeaderName = HeaderName::from_static("retries");
 static RETRY_ON: HeaderName = HeaderName::from_static("retry-on");
+static CONTENT_LENGTH: HeaderName = header::CONTENT_LENGTH;
+static TRANSFER_ENCODING: HeaderName = header::TRANSFER_ENCODING;
+
+/// Every header `Options` reads.
+static READ: [&HeaderName; 12] = [
+    &CONNECTION_ID,
+    &PROVIDER_CONFIG_KEY,
+    &RETRIES,
+    &RETRY_ON,
+    &BASE_URL_OVERRIDE,
+    &GRANTD_RESOURCE,
+    &DECOMPRESS,
+    &FORWARD_HEADERS_ON_REDIRECT,
+    &GRANTD_FOLLOW_REDIRECTS,
+    &GRANTD_PRE_AUTHENTICATED,
+    &CONTENT_LENGTH,
+    &TRANSFER_ENCODING,
+];
+
+/// The first value of each header in `READ`, found in one pass over the request's headers: a
+/// request carries a handful, and a lookup by name hashes it (twelve lookups cost more).
+struct Read<'a>([Option<&'a HeaderValue>; READ.len()]);
+
+impl<'a> Read<'a> {
+    fn new(h: &'a HeaderMap) -> Read<'a> {
+        let mut values = [None; READ.len()];
+        for (name, value) in h {
+            if let Some(i) = READ.iter().position(|r| *r == name) {
+                values[i].get_or_insert(value);
+            }
+        }
+        Read(values)
+    }
+
+    /// The first value of `name`, one of the statics in `READ`.
+    fn get(&self, name: &HeaderName) -> Option<&'a HeaderValue> {
+        let i = READ.iter().position(|r| std::ptr::eq(*r, name));
+        debug_assert!(i.is_some(), "{name} is not in READ");
+        i.and_then(|i| self.0[i])
+    }
+}
 
 impl Options {
     /// A call without body or proxy headers: no retries, Graph, no redirects
@@ -130,7 +171,7 @@ impl Options {
 
     pub fn parse(parts: &Parts) -> Result<Options, ApiError> {
         check_limits(parts)?;
-        let h = &parts.headers;
+        let h = &Read::new(&parts.headers);
         let connection_id = header_str(h, &CONNECTION_ID)
             .ok_or_else(|| invalid_header("connection-id", "The Connection-Id header is required"))
             .and_then(|s| {
@@ -198,7 +239,7 @@ impl Options {
         let follow_redirects =
             bool_header(h, &GRANTD_FOLLOW_REDIRECTS)? || forward_headers_on_redirect;
         let pre_authenticated = bool_header(h, &GRANTD_PRE_AUTHENTICATED)?;
-        let content_length = match h.get(header::CONTENT_LENGTH) {
+        let content_length = match h.get(&CONTENT_LENGTH) {
             None => None,
             Some(v) => Some(
                 v.to_str()
@@ -216,8 +257,7 @@ impl Options {
                 ),
             ));
         }
-        let has_body =
-            content_length.is_some_and(|n| n > 0) || h.contains_key(header::TRANSFER_ENCODING);
+        let has_body = content_length.is_some_and(|n| n > 0) || h.get(&TRANSFER_ENCODING).is_some();
         Ok(Options {
             connection_id,
             key,
@@ -282,21 +322,31 @@ fn percent_decode(s: &str) -> String {
 /// written as `%2e%2e`, `..%2f`, `%252e%252e` or with backslashes — so the call cannot escape
 /// the base URL, whatever the upstream decodes.
 pub fn checked_path(raw: &str) -> Result<&str, ApiError> {
-    let mut s = raw.to_owned();
-    for _ in 0..3 {
-        let decoded = percent_decode(&s).replace('\\', "/");
-        let bad = decoded.split('/').any(|seg| seg == ".." || seg == ".");
-        if bad {
-            return Err(ApiError::validation(
-                "invalid_uri_params",
-                &["path"],
-                "The path may not contain '.' or '..' segments (encoded or not)",
-            ));
+    let dot_segment = |p: &str| p.split('/').any(|seg| seg == ".." || seg == ".");
+    let refused = || {
+        ApiError::validation(
+            "invalid_uri_params",
+            &["path"],
+            "The path may not contain '.' or '..' segments (encoded or not)",
+        )
+    };
+    if !raw.bytes().any(|c| c == b'%' || c == b'\\') {
+        // Nothing to decode (the usual path): the segments as they are, without the copies.
+        if dot_segment(raw) {
+            return Err(refused());
         }
-        if decoded == s {
-            break;
+    } else {
+        let mut s = raw.to_owned();
+        for _ in 0..3 {
+            let decoded = percent_decode(&s).replace('\\', "/");
+            if dot_segment(&decoded) {
+                return Err(refused());
+            }
+            if decoded == s {
+                break;
+            }
+            s = decoded;
         }
-        s = decoded;
     }
     if raw.bytes().any(|c| c.is_ascii_control()) {
         return Err(ApiError::validation(

@@ -16,7 +16,8 @@ use crate::throttle::Priority;
 
 /// Waits out the tenant's throttling, within the configured maximum and the call's deadline.
 /// While no tenant is throttled (nearly always) this is one atomic load: the tenant's key is not
-/// even built.
+/// even built. The waiting itself is boxed, so its future does not enlarge (and get copied
+/// with) every proxied call's.
 pub async fn admit(st: &AppState, tenant: Tenant<'_>, deadline: Instant) -> Result<(), Throttled> {
     if st.core.throttle_quiet() {
         return Ok(());
@@ -26,18 +27,17 @@ pub async fn admit(st: &AppState, tenant: Tenant<'_>, deadline: Instant) -> Resu
         .config
         .throttle_max_wait
         .min(deadline.saturating_duration_since(Instant::now()));
-    st.core
-        .throttle_admit(&tenant.key(), Priority::Interactive, budget)
-        .await
+    let key = tenant.key();
+    Box::pin(st.core.throttle_admit(&key, Priority::Interactive, budget)).await
 }
 
 /// Reports an upstream answer (429/503 `Retry-After`, `RateLimit-*` headers); a plain success
-/// costs a status comparison and one header lookup.
+/// costs a status comparison and one header lookup. Reporting (a database write) is boxed: its
+/// future would otherwise be part of, and copied with, every proxied call's.
 pub async fn observe(st: &AppState, tenant: Tenant<'_>, status: u16, headers: &HeaderMap) {
     if carries_signal(status, headers) {
-        st.core
-            .throttle_observe(&tenant.key(), status, headers)
-            .await;
+        let key = tenant.key();
+        Box::pin(st.core.throttle_observe(&key, status, headers)).await;
     }
 }
 

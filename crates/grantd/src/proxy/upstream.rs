@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use url::Url;
 
-use super::request::{HOP_BY_HOP, MAX_BODY_BYTES, Options, REPLAYABLE_BODY_BYTES};
+use super::request::{MAX_BODY_BYTES, Options, REPLAYABLE_BODY_BYTES};
 use crate::edge::ApiError;
 use crate::outbound::{
     Guard, IdleTimeout, ProxyBody, ProxyClient, ProxyError, ProxyResponse, is_refused,
@@ -299,29 +299,120 @@ pub fn no_response(method: &Method, timeout: bool) -> Response {
         .into_response()
 }
 
+/// Response headers `stream_back` drops: `HOP_BY_HOP` but `Content-Length` (the body keeps its
+/// length), as names built once.
+static DROPPED: [HeaderName; 10] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+];
+
 /// The upstream response, streamed: status and headers as they came (minus hop-by-hop and the
 /// headers its `Connection` names), body chunk by chunk. The header map and the body are moved
 /// over as they are (hyper and axum share the `http` types), not rebuilt.
 pub fn stream_back(resp: ProxyResponse) -> Response {
     let (mut parts, body) = resp.into_parts();
-    let headers = &mut parts.headers;
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| HeaderName::from_bytes(s.trim().as_bytes()).ok())
-        .collect();
-    // Remove only what is there (removing by `&str` parses the name): usually nothing.
-    let unwanted: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| {
-            (HOP_BY_HOP.contains(&n.as_str()) && **n != header::CONTENT_LENGTH) || named.contains(n)
-        })
-        .cloned()
-        .collect();
-    for name in unwanted {
-        headers.remove(name);
-    }
+    drop_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, Body::new(IdleTimeout::new(body)))
+}
+
+/// Removes the hop-by-hop headers and those the `Connection` header names. Response headers are
+/// few: one pass over them finds which of `DROPPED` are there (comparing names, no hashing), and
+/// only those are removed.
+fn drop_hop_by_hop(headers: &mut HeaderMap) {
+    let mut present = [false; DROPPED.len()];
+    for name in headers.keys() {
+        if let Some(i) = DROPPED.iter().position(|d| d == name) {
+            present[i] = true;
+        }
+    }
+    // `DROPPED[0]` is `Connection`. Usually it names nothing beyond `keep-alive`: then removing
+    // what `present` found is all, without collecting names.
+    if present[0] {
+        let names_more = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter(|v| !v.as_bytes().eq_ignore_ascii_case(b"keep-alive"))
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .any(|t| !t.is_empty() && !DROPPED.iter().any(|d| t.eq_ignore_ascii_case(d.as_str())));
+        if names_more {
+            let named: Vec<HeaderName> = headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|s| HeaderName::from_bytes(s.trim().as_bytes()).ok())
+                .collect();
+            for name in named {
+                headers.remove(name);
+            }
+        }
+    }
+    for (name, there) in DROPPED.iter().zip(present) {
+        if there {
+            headers.remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::request::HOP_BY_HOP;
+    use super::*;
+
+    #[test]
+    fn dropped_response_headers_are_the_hop_by_hop_ones_but_content_length() {
+        let dropped: Vec<&str> = DROPPED.iter().map(HeaderName::as_str).collect();
+        let want: Vec<&str> = HOP_BY_HOP
+            .iter()
+            .copied()
+            .filter(|h| *h != "content-length")
+            .collect();
+        assert_eq!(dropped, want);
+    }
+
+    #[test]
+    fn stream_back_drops_hop_by_hop_and_connection_named_headers() {
+        let resp = |conn: &str| {
+            let mut b = http::Response::builder()
+                .header("content-length", "2")
+                .header("keep-alive", "timeout=5")
+                .header("transfer-encoding", "chunked")
+                .header("x-private", "1")
+                .header("close", "odd")
+                .header("x-kept", "1");
+            if !conn.is_empty() {
+                b = b.header("connection", conn);
+            }
+            b.body(()).unwrap()
+        };
+        let kept = |conn: &str| {
+            let (parts, ()) = resp(conn).into_parts();
+            let mut headers = parts.headers;
+            super::drop_hop_by_hop(&mut headers);
+            let mut names: Vec<String> = headers.keys().map(|n| n.to_string()).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(kept(""), ["close", "content-length", "x-kept", "x-private"]);
+        assert_eq!(
+            kept("keep-alive"),
+            ["close", "content-length", "x-kept", "x-private"]
+        );
+        assert_eq!(kept("close"), ["content-length", "x-kept", "x-private"]);
+        assert_eq!(
+            kept("Keep-Alive, X-Private"),
+            ["close", "content-length", "x-kept"]
+        );
+        assert_eq!(kept("content-length"), ["close", "x-kept", "x-private"]);
+    }
 }
