@@ -710,6 +710,7 @@ impl Core {
                 .unwrap_or_default();
             let mut changes = Vec::with_capacity(items.len());
             let mut changed_at: Vec<DateTime<Utc>> = Vec::new();
+            paths.page_moves.clear();
             let mut drive_id = None;
             for item in items {
                 if drive_id.is_none() {
@@ -1051,6 +1052,21 @@ impl Core {
         let path = format!("{parent_path}/{name}");
         let is_folder = item.get("folder").is_some();
         if is_folder {
+            // A renamed or moved folder: delta does not report what lies below it (OneDrive for
+            // Business), so the store rewrites its stored descendants when the page commits
+            // (`commit_sync_page`), and this run's view of them follows now: folders remembered
+            // below it, and stored paths read before the commit (`PathCache::page_moved`).
+            let stored = self.stored_path(connection_id, model, id).await?;
+            let current = match paths.folders.get(id) {
+                Some(p) => Some(p.clone()),
+                None => stored.as_deref().map(|p| paths.page_moved(p)),
+            };
+            if let Some(old) = stored.filter(|old| *old != path) {
+                paths.page_moves.push((old, path.clone()));
+            }
+            if let Some(old) = current.filter(|old| *old != path) {
+                paths.moved(&old, &path);
+            }
             paths.remember(id, &path);
         }
         let etag = item.get("eTag").and_then(Value::as_str);
@@ -1081,7 +1097,26 @@ impl Core {
             record_id: id.to_owned(),
             payload,
             version_key: format!("{}\u{1f}{path}", etag.unwrap_or("")),
+            path,
+            is_folder,
         }))
+    }
+
+    /// The stored path of live record `id`, as the store has it (before the page being read is
+    /// committed).
+    async fn stored_path(
+        &self,
+        connection_id: i64,
+        model: &str,
+        id: &str,
+    ) -> Result<Option<String>, Error> {
+        let stored = self
+            .store
+            .sync_record_payload(connection_id, model, id)
+            .await?;
+        Ok(stored
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .and_then(|v| v.get("path").and_then(Value::as_str).map(str::to_owned)))
     }
 
     /// The path of folder `id` when it is a record of a selection (a picked folder or below
@@ -1096,13 +1131,10 @@ impl Core {
         if let Some(p) = paths.folders.get(id) {
             return Ok(Some(p.clone()));
         }
-        let stored = self
-            .store
-            .sync_record_payload(connection_id, model, id)
-            .await?;
-        let path = stored
-            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            .and_then(|v| v.get("path").and_then(Value::as_str).map(str::to_owned));
+        let path = self
+            .stored_path(connection_id, model, id)
+            .await?
+            .map(|p| paths.page_moved(&p));
         if let Some(p) = &path {
             paths.remember(id, p);
         }
@@ -1150,13 +1182,10 @@ impl Core {
         if let Some(p) = paths.folders.get(id) {
             return Ok(Some(p.clone()));
         }
-        let stored = self
-            .store
-            .sync_record_payload(connection_id, model, id)
-            .await?;
-        let path = stored
-            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            .and_then(|v| v.get("path").and_then(Value::as_str).map(str::to_owned));
+        let path = self
+            .stored_path(connection_id, model, id)
+            .await?
+            .map(|p| paths.page_moved(&p));
         if let Some(p) = &path {
             paths.remember(id, p);
         }
@@ -1276,9 +1305,40 @@ enum DeltaAnswer {
 struct PathCache {
     root: Option<String>,
     folders: HashMap<String, String>,
+    /// Folders of the page being read whose stored path changes when it commits: (stored path,
+    /// new path). Stored paths below them are still the old ones until then.
+    page_moves: Vec<(String, String)>,
 }
 
 impl PathCache {
+    /// Folders remembered below `old` now lie below `new`.
+    fn moved(&mut self, old: &str, new: &str) {
+        let from = format!("{old}/");
+        for p in self.folders.values_mut() {
+            if let Some(rest) = p.strip_prefix(&from) {
+                *p = format!("{new}/{rest}");
+            }
+        }
+    }
+
+    /// A path read from the store before the current page commits, as that commit leaves it:
+    /// the page's moves applied the way `commit_sync_page` applies them (deepest stored path
+    /// first, each to what the previous left).
+    fn page_moved(&self, stored: &str) -> String {
+        let mut moves: Vec<&(String, String)> = self.page_moves.iter().collect();
+        moves.sort_by_key(|(old, _)| std::cmp::Reverse(old.len()));
+        let mut path = stored.to_owned();
+        for (old, new) in moves {
+            if let Some(rest) = path
+                .strip_prefix(old.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+            {
+                path = format!("{new}/{rest}");
+            }
+        }
+        path
+    }
+
     fn remember(&mut self, id: &str, path: &str) {
         if self.folders.len() >= PATH_CACHE {
             self.folders.clear();
