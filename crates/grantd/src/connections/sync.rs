@@ -742,6 +742,14 @@ impl Core {
                     }
                     changes.push(c);
                 }
+                // A folder moved: this page's earlier changes below it were built from its old
+                // path (a delta round orders items by their depth when they last changed, so a
+                // folder moved deeper afterwards comes after them).
+                for (old, new) in paths.seen_moves.drain(..) {
+                    for c in &mut changes {
+                        move_change(c, &old, &new);
+                    }
+                }
             }
             if final_page {
                 // Subscribed (or renewed) before the round's last page commits, so its webhook
@@ -1066,6 +1074,7 @@ impl Core {
             }
             if let Some(old) = current.filter(|old| *old != path) {
                 paths.moved(&old, &path);
+                paths.seen_moves.push((old, path.clone()));
             }
             paths.remember(id, &path);
         }
@@ -1300,6 +1309,37 @@ enum DeltaAnswer {
     Resync(Option<String>),
 }
 
+/// Rewrites `change` to lie below `new` when it lies below `old` (a folder of the page moved).
+fn move_change(change: &mut RecordChange, old: &str, new: &str) {
+    let RecordChange::Upsert {
+        payload,
+        version_key,
+        path,
+        ..
+    } = change
+    else {
+        return;
+    };
+    let Some(rest) = path
+        .strip_prefix(old)
+        .and_then(|r| r.strip_prefix('/'))
+        .map(str::to_owned)
+    else {
+        return;
+    };
+    let moved = format!("{new}/{rest}");
+    let Ok(mut v) = serde_json::from_str::<Value>(payload) else {
+        return;
+    };
+    if let Some(p) = v.get_mut("path") {
+        *p = Value::String(moved.clone());
+    }
+    *payload = v.to_string();
+    let etag = version_key.split('\u{1f}').next().unwrap_or("").to_owned();
+    *version_key = format!("{etag}\u{1f}{moved}");
+    *path = moved;
+}
+
 /// Folder id → path within one run, bounded.
 #[derive(Default)]
 struct PathCache {
@@ -1308,6 +1348,9 @@ struct PathCache {
     /// Folders of the page being read whose stored path changes when it commits: (stored path,
     /// new path). Stored paths below them are still the old ones until then.
     page_moves: Vec<(String, String)>,
+    /// Folders whose path just changed in this run's view (old, new), for the page's earlier
+    /// changes (`move_change`).
+    seen_moves: Vec<(String, String)>,
 }
 
 impl PathCache {
@@ -1374,6 +1417,53 @@ fn render_record(r: &RecordRow) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A page's changes built from a folder's old path follow it (`move_change`): payload,
+    /// version key and path; a sibling sharing the name's prefix does not. Stored paths read
+    /// before the page commits are translated as the commit rewrites them (`page_moved`):
+    /// deepest stored path first.
+    #[test]
+    fn changes_and_stored_paths_follow_a_folder_moved_in_the_page() {
+        let change = |path: &str| RecordChange::Upsert {
+            record_id: "x".into(),
+            payload: json!({"id": "x", "path": path}).to_string(),
+            version_key: format!("e1\u{1f}{path}"),
+            path: path.into(),
+            is_folder: false,
+        };
+        let mut below = change("/A %/b/c.txt");
+        move_change(&mut below, "/A %", "/Z/ü");
+        let RecordChange::Upsert {
+            payload,
+            version_key,
+            path,
+            ..
+        } = &below
+        else {
+            unreachable!()
+        };
+        assert_eq!(path, "/Z/ü/b/c.txt");
+        assert_eq!(version_key, "e1\u{1f}/Z/ü/b/c.txt");
+        let v: Value = serde_json::from_str(payload).unwrap();
+        assert_eq!(v["path"], "/Z/ü/b/c.txt");
+        for other in ["/A %x/c.txt", "/A %"] {
+            let mut c = change(other);
+            move_change(&mut c, "/A %", "/Z");
+            assert!(matches!(&c, RecordChange::Upsert { path, .. } if path == other));
+        }
+
+        let mut paths = PathCache::default();
+        paths.page_moves.push(("/A".into(), "/B".into()));
+        paths.page_moves.push(("/A/G".into(), "/C/G".into()));
+        assert_eq!(paths.page_moved("/A/G/x"), "/C/G/x");
+        assert_eq!(paths.page_moved("/A/H/x"), "/B/H/x");
+        assert_eq!(paths.page_moved("/AB/x"), "/AB/x");
+        paths.folders.insert("h".into(), "/B/H".into());
+        paths.folders.insert("k".into(), "/BK".into());
+        paths.moved("/B", "/Q");
+        assert_eq!(paths.folders["h"], "/Q/H");
+        assert_eq!(paths.folders["k"], "/BK");
+    }
 
     #[test]
     fn the_watch_plan_follows_nangos_selection_shape() {
