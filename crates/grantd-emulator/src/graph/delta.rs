@@ -4,7 +4,8 @@
 //!
 //! A token is opaque to clients; inside it is `generation.since.upto.depth.ordinal.issued`:
 //! changes with `since < seq <= upto` (upto fixed by the first page, so later changes wait for the
-//! next round), ordered parents-first by (depth, creation order) and continuing after the
+//! next round), ordered by (depth when last stamped, creation order) — parents first, except a
+//! folder moved deeper after a child of the round changed — and continuing after the
 //! (depth, ordinal) key of the previous page's last item. Tokens from before a reset (other generation) or older than
 //! [`TOKEN_LIFETIME_DAYS`] on the emulator clock answer 410.
 
@@ -171,9 +172,11 @@ const KEPT_ROUNDS: usize = 8;
 /// last key (a binary search): a page costs O(page), not O(drive).
 ///
 /// An order stays exact while the round is paged: the round holds the items whose sequence
-/// number lies in `(since, upto]`, numbers only grow, and every change that moves an item to
-/// another depth stamps it (and everything below it) with a new number. Each page re-checks
-/// the range on the items it returns, and their depth; an order that no longer matches is
+/// number lies in `(since, upto]`, numbers only grow, and an item's key (its depth when it was
+/// stamped, `seq_depth`, and its creation order) changes only with its number. A folder move
+/// does not stamp the descendants, whose key stays where their last change put it, so a
+/// recomputed order never drops an item behind the previous page's key. Each page re-checks
+/// the range on the items it returns, and their key; an order that no longer matches is
 /// computed again.
 #[derive(Debug, Clone, Default)]
 pub struct RoundOrders {
@@ -212,7 +215,7 @@ fn round_order(drive: &Drive, tok: &Token) -> Vec<((u64, u64), String)> {
         .items
         .values()
         .filter(|i| in_round(i, tok))
-        .map(|i| ((drive.depth(&i.id), i.ordinal), i.id.clone()))
+        .map(|i| ((i.seq_depth, i.ordinal), i.id.clone()))
         .collect();
     all.sort_unstable_by_key(|(key, _)| *key);
     all
@@ -237,7 +240,7 @@ fn round_page(
             if !in_round(i, tok) {
                 continue;
             }
-            if drive.depth(id) != k.0 {
+            if i.seq_depth != k.0 {
                 return None;
             }
             page.push((*k, id.clone()));
@@ -285,8 +288,9 @@ mod tests {
     /// Random creates, moves, deletes and restores interleaved with paged delta rounds (two
     /// items a page, so folders move while a round is paged): a client that applies every page
     /// (live item → present, tombstone → gone) ends with exactly the items a walk from the root
-    /// reaches. Without tombstones re-stamped on a move, deletions below a moved folder were
-    /// skipped (the chaos run's "extra live records", issue 12).
+    /// reaches. A move stamps neither live descendants nor tombstones below (as on OneDrive for
+    /// Business); keyed by their current depth instead of `seq_depth`, items below a folder moved
+    /// while a round is paged fell behind the page key and were never reported (issue 12).
     #[test]
     fn delta_client_matches_the_walk_under_random_edits() {
         use super::super::drives::{Conflict, DriveType, Identity};

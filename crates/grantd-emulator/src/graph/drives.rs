@@ -74,6 +74,10 @@ pub struct Item {
     pub content_version: u32,
     /// Drive sequence number of the last change (delta).
     pub seq: u64,
+    /// The item's depth when `seq` was stamped: with `ordinal`, its place in a delta round. It
+    /// changes only with `seq`, so a descendant of a moved folder (not stamped, as on OneDrive
+    /// for Business) keeps its place in the round it belongs to.
+    pub seq_depth: u64,
     /// Creation order within the drive; with the depth, orders delta pages parents-first.
     pub ordinal: u64,
     pub deleted: bool,
@@ -269,6 +273,7 @@ impl Drive {
             version: 1,
             content_version: 1,
             seq: d.seq,
+            seq_depth: 0,
             ordinal: d.next_item,
             deleted: false,
             recycled_with: None,
@@ -372,6 +377,7 @@ impl Drive {
             let is_target = n == chain.len() - 1;
             if let Some(i) = self.items.get_mut(item_id) {
                 i.seq = seq;
+                i.seq_depth = n as u64;
                 i.version += 1;
                 if is_target {
                     i.modified = now;
@@ -459,6 +465,7 @@ impl Drive {
             version: 0,
             content_version: 0,
             seq: 0,
+            seq_depth: 0,
             ordinal: self.next_item,
             deleted: false,
             recycled_with: None,
@@ -523,10 +530,12 @@ impl Drive {
         for item_id in order.iter().rev() {
             self.seq += 1;
             let seq = self.seq;
+            let depth = self.depth(item_id);
             if let Some(i) = self.items.get_mut(item_id) {
                 i.deleted = true;
                 i.recycled_with = Some(id.to_owned());
                 i.seq = seq;
+                i.seq_depth = depth;
                 i.version += 1;
                 i.modified = now;
                 i.modified_by = by.clone();
@@ -588,10 +597,12 @@ impl Drive {
             for k in kids {
                 self.seq += 1;
                 let seq = self.seq;
+                let depth = self.depth(&k);
                 if let Some(i) = self.items.get_mut(&k) {
                     i.deleted = false;
                     i.recycled_with = None;
                     i.seq = seq;
+                    i.seq_depth = depth;
                     i.version += 1;
                 }
                 out.push(k.clone());
@@ -636,8 +647,8 @@ impl Drive {
     }
 
     /// Renames and/or moves an item and sets its client metadata (`PATCH`). A move stamps the
-    /// old parent chain, the item with its new ancestors, and every descendant, tombstones
-    /// included (their paths and depths changed), so delta reports the moved subtree.
+    /// old parent chain and the item with its new ancestors; descendants are not stamped (delta
+    /// does not report them, as on OneDrive for Business and, here, personal drives too).
     #[allow(clippy::too_many_arguments)]
     pub fn update_item(
         &mut self,
@@ -675,7 +686,6 @@ impl Drive {
             ));
         }
         let moved = parent != old_parent;
-        let renamed = name != self.items[id].name;
         if let Some(existing) = self.child_by_name(&parent, &name)
             && existing.id != id
         {
@@ -710,25 +720,12 @@ impl Drive {
         if meta.fs_modified.is_some() {
             item.meta.fs_modified = meta.fs_modified;
         }
+        // Only the item and its ancestors (old and new chain): like OneDrive for Business, delta
+        // does not report the descendants of a renamed or moved folder ("the children technically
+        // don't have a metadata change", OneDrive/onedrive-api-docs#1155); a client derives
+        // their new paths from the folder's. Their delta place (`seq_depth`) stays put, so a
+        // round being paged still reports those that changed before.
         self.touch(id, now, by, false);
-        if moved || (renamed && self.items[id].is_folder()) {
-            // Tombstones below too: a move changes their depth, and a delta round pages by
-            // (depth, creation order), so one left with its old number could fall behind a
-            // round's page key and its deletion never be reported.
-            let below = |d: &Drive, cur: &str| -> Vec<String> {
-                d.children_index.get(cur).cloned().unwrap_or_default()
-            };
-            let mut stack: Vec<String> = below(self, id);
-            while let Some(cur) = stack.pop() {
-                stack.extend(below(self, &cur));
-                self.seq += 1;
-                let seq = self.seq;
-                if let Some(i) = self.items.get_mut(&cur) {
-                    i.seq = seq;
-                    i.version += 1;
-                }
-            }
-        }
         Ok(())
     }
 

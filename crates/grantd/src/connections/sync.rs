@@ -710,6 +710,7 @@ impl Core {
                 .unwrap_or_default();
             let mut changes = Vec::with_capacity(items.len());
             let mut changed_at: Vec<DateTime<Utc>> = Vec::new();
+            paths.page_moves.clear();
             let mut drive_id = None;
             for item in items {
                 if drive_id.is_none() {
@@ -740,6 +741,14 @@ impl Core {
                         }
                     }
                     changes.push(c);
+                }
+                // A folder moved: this page's earlier changes below it were built from its old
+                // path (a delta round orders items by their depth when they last changed, so a
+                // folder moved deeper afterwards comes after them).
+                for (old, new) in paths.seen_moves.drain(..) {
+                    for c in &mut changes {
+                        move_change(c, &old, &new);
+                    }
                 }
             }
             if final_page {
@@ -1048,6 +1057,22 @@ impl Core {
         let path = format!("{parent_path}/{name}");
         let is_folder = item.get("folder").is_some();
         if is_folder {
+            // A renamed or moved folder: delta does not report what lies below it (OneDrive for
+            // Business), so the store rewrites its stored descendants when the page commits
+            // (`commit_sync_page`), and this run's view of them follows now: folders remembered
+            // below it, and stored paths read before the commit (`PathCache::page_moved`).
+            let stored = self.stored_path(connection_id, model, id).await?;
+            let current = match paths.folders.get(id) {
+                Some(p) => Some(p.clone()),
+                None => stored.as_deref().map(|p| paths.page_moved(p)),
+            };
+            if let Some(old) = stored.filter(|old| *old != path) {
+                paths.page_moves.push((old, path.clone()));
+            }
+            if let Some(old) = current.filter(|old| *old != path) {
+                paths.moved(&old, &path);
+                paths.seen_moves.push((old, path.clone()));
+            }
             paths.remember(id, &path);
         }
         let etag = item.get("eTag").and_then(Value::as_str);
@@ -1078,7 +1103,26 @@ impl Core {
             record_id: id.to_owned(),
             payload,
             version_key: format!("{}\u{1f}{path}", etag.unwrap_or("")),
+            path,
+            is_folder,
         }))
+    }
+
+    /// The stored path of live record `id`, as the store has it (before the page being read is
+    /// committed).
+    async fn stored_path(
+        &self,
+        connection_id: i64,
+        model: &str,
+        id: &str,
+    ) -> Result<Option<String>, Error> {
+        let stored = self
+            .store
+            .sync_record_payload(connection_id, model, id)
+            .await?;
+        Ok(stored
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .and_then(|v| v.get("path").and_then(Value::as_str).map(str::to_owned)))
     }
 
     /// The path of folder `id` when it is a record of a selection (a picked folder or below
@@ -1093,13 +1137,10 @@ impl Core {
         if let Some(p) = paths.folders.get(id) {
             return Ok(Some(p.clone()));
         }
-        let stored = self
-            .store
-            .sync_record_payload(connection_id, model, id)
-            .await?;
-        let path = stored
-            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            .and_then(|v| v.get("path").and_then(Value::as_str).map(str::to_owned));
+        let path = self
+            .stored_path(connection_id, model, id)
+            .await?
+            .map(|p| paths.page_moved(&p));
         if let Some(p) = &path {
             paths.remember(id, p);
         }
@@ -1230,14 +1271,79 @@ enum DeltaAnswer {
     Resync(Option<String>),
 }
 
+/// Rewrites `change` to lie below `new` when it lies below `old` (a folder of the page moved).
+fn move_change(change: &mut RecordChange, old: &str, new: &str) {
+    let RecordChange::Upsert {
+        payload,
+        version_key,
+        path,
+        ..
+    } = change
+    else {
+        return;
+    };
+    let Some(rest) = path
+        .strip_prefix(old)
+        .and_then(|r| r.strip_prefix('/'))
+        .map(str::to_owned)
+    else {
+        return;
+    };
+    let moved = format!("{new}/{rest}");
+    let Ok(mut v) = serde_json::from_str::<Value>(payload) else {
+        return;
+    };
+    if let Some(p) = v.get_mut("path") {
+        *p = Value::String(moved.clone());
+    }
+    *payload = v.to_string();
+    let etag = version_key.split('\u{1f}').next().unwrap_or("").to_owned();
+    *version_key = format!("{etag}\u{1f}{moved}");
+    *path = moved;
+}
+
 /// Folder id → path within one run, bounded.
 #[derive(Default)]
 struct PathCache {
     root: Option<String>,
     folders: HashMap<String, String>,
+    /// Folders of the page being read whose stored path changes when it commits: (stored path,
+    /// new path). Stored paths below them are still the old ones until then.
+    page_moves: Vec<(String, String)>,
+    /// Folders whose path just changed in this run's view (old, new), for the page's earlier
+    /// changes (`move_change`).
+    seen_moves: Vec<(String, String)>,
 }
 
 impl PathCache {
+    /// Folders remembered below `old` now lie below `new`.
+    fn moved(&mut self, old: &str, new: &str) {
+        let from = format!("{old}/");
+        for p in self.folders.values_mut() {
+            if let Some(rest) = p.strip_prefix(&from) {
+                *p = format!("{new}/{rest}");
+            }
+        }
+    }
+
+    /// A path read from the store before the current page commits, as that commit leaves it:
+    /// the page's moves applied the way `commit_sync_page` applies them (deepest stored path
+    /// first, each to what the previous left).
+    fn page_moved(&self, stored: &str) -> String {
+        let mut moves: Vec<&(String, String)> = self.page_moves.iter().collect();
+        moves.sort_by_key(|(old, _)| std::cmp::Reverse(old.len()));
+        let mut path = stored.to_owned();
+        for (old, new) in moves {
+            if let Some(rest) = path
+                .strip_prefix(old.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+            {
+                path = format!("{new}/{rest}");
+            }
+        }
+        path
+    }
+
     fn remember(&mut self, id: &str, path: &str) {
         if self.folders.len() >= PATH_CACHE {
             self.folders.clear();
@@ -1281,6 +1387,53 @@ fn render_record(r: &RecordRow) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A page's changes built from a folder's old path follow it (`move_change`): payload,
+    /// version key and path; a sibling sharing the name's prefix does not. Stored paths read
+    /// before the page commits are translated as the commit rewrites them (`page_moved`):
+    /// deepest stored path first.
+    #[test]
+    fn changes_and_stored_paths_follow_a_folder_moved_in_the_page() {
+        let change = |path: &str| RecordChange::Upsert {
+            record_id: "x".into(),
+            payload: json!({"id": "x", "path": path}).to_string(),
+            version_key: format!("e1\u{1f}{path}"),
+            path: path.into(),
+            is_folder: false,
+        };
+        let mut below = change("/A %/b/c.txt");
+        move_change(&mut below, "/A %", "/Z/ü");
+        let RecordChange::Upsert {
+            payload,
+            version_key,
+            path,
+            ..
+        } = &below
+        else {
+            unreachable!()
+        };
+        assert_eq!(path, "/Z/ü/b/c.txt");
+        assert_eq!(version_key, "e1\u{1f}/Z/ü/b/c.txt");
+        let v: Value = serde_json::from_str(payload).unwrap();
+        assert_eq!(v["path"], "/Z/ü/b/c.txt");
+        for other in ["/A %x/c.txt", "/A %"] {
+            let mut c = change(other);
+            move_change(&mut c, "/A %", "/Z");
+            assert!(matches!(&c, RecordChange::Upsert { path, .. } if path == other));
+        }
+
+        let mut paths = PathCache::default();
+        paths.page_moves.push(("/A".into(), "/B".into()));
+        paths.page_moves.push(("/A/G".into(), "/C/G".into()));
+        assert_eq!(paths.page_moved("/A/G/x"), "/C/G/x");
+        assert_eq!(paths.page_moved("/A/H/x"), "/B/H/x");
+        assert_eq!(paths.page_moved("/AB/x"), "/AB/x");
+        paths.folders.insert("h".into(), "/B/H".into());
+        paths.folders.insert("k".into(), "/BK".into());
+        paths.moved("/B", "/Q");
+        assert_eq!(paths.folders["h"], "/Q/H");
+        assert_eq!(paths.folders["k"], "/BK");
+    }
 
     #[test]
     fn the_watch_plan_follows_nangos_selection_shape() {

@@ -132,6 +132,11 @@ const TEMPLATES: &[(i64, &str, &str)] = &[
         "sync sweep",
         include_str!("migrations/0017_sync_sweep.sql"),
     ),
+    (
+        18,
+        "sync record path",
+        include_str!("migrations/0018_sync_record_path.sql"),
+    ),
 ];
 
 /// SHA-384 (hex) of each released migration as shipped: (version, SQLite, PostgreSQL).
@@ -206,6 +211,11 @@ const RELEASED: &[(i64, &str, &str)] = &[
         17,
         "56bf4c3fbe77573b99538693577a4fd7061bd16a2e3a3d9c18cee64b62f90f740f41c1d83043504c40c3426baa51320a",
         "6226705c05998a08c22f77347677e303d8c48aa6b71df004cddcfd536e6c3ddde52eb65cb9710207faf3d237ce7d1ad5",
+    ),
+    (
+        18,
+        "23e40f77ae21b50db82d7b201452fbe79bea44f6e806ae6bcdc5f95ba0833101d81dd59f5e3a77e8c15024693ab6a242",
+        "10c8422034da1cdcf2b5b62123549816ccfd641db69677ec556675594f123cced949b56b016f6d1d3634bf0b14529471",
     ),
 ];
 

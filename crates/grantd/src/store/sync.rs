@@ -70,6 +70,11 @@ pub enum RecordChange {
         record_id: String,
         payload: String,
         version_key: String,
+        /// The record's `path` (as in its payload).
+        path: String,
+        /// A folder: when its stored path differs, its stored live descendants (of the same
+        /// watched drive) get the new path too — delta does not report them.
+        is_folder: bool,
     },
     /// The item is gone (a delta tombstone). Unknown ids are ignored.
     Delete { record_id: String },
@@ -151,23 +156,56 @@ impl Db {
 const TOUCH_UNCHANGED: &str = "UPDATE sync_records SET seen_generation = $1, sync_drive = $2 \
      WHERE connection_id = $3 AND model = $4 AND record_id IN ({ids})";
 
-/// The page's records as stored before it (ids: JSON array `$3`): id, version key, live.
-const PAGE_STORED: &str = "SELECT record_id, version_key, deleted_at IS NULL FROM sync_records \
-     WHERE connection_id = $1 AND model = $2 AND record_id IN ({ids})";
+/// The page's records as stored before it (ids: JSON array `$3`): id, version key, live, path.
+const PAGE_STORED: &str = "SELECT record_id, version_key, deleted_at IS NULL, path \
+     FROM sync_records WHERE connection_id = $1 AND model = $2 AND record_id IN ({ids})";
+
+/// Up to `$8` live records of watched drive `$3` below a folder: `path` in [`$4`, `$5`) (the
+/// folder's path + `/`, + `0`: bytewise, exactly the paths under it), after (`$6`, `$7`) in
+/// (path, record id) order. Served by the index `sync_records_path` (migration 0018).
+const DESCENDANTS: &str = "SELECT record_id, payload, version_key, path FROM sync_records \
+     WHERE connection_id = $1 AND model = $2 AND deleted_at IS NULL \
+     AND COALESCE(sync_drive, $3) = $3 AND path >= $4 AND path < $5 \
+     AND (path > $6 OR (path = $6 AND record_id > $7)) ORDER BY path, record_id LIMIT $8";
+
+/// A descendant of a moved folder with its new path (payload, version key), as UPDATED.
+const MOVE_DESCENDANT: &str = "UPDATE sync_records SET payload = $1, path = $2, \
+     version_key = $3, last_modified_at = $4, last_action = 'UPDATED', cursor_seq = $5 \
+     WHERE connection_id = $6 AND model = $7 AND record_id = $8";
+
+/// Descendants read per statement when a folder moved (memory stays bounded for any subtree).
+const DESCENDANT_BATCH: i64 = 500;
+
+/// `payload` and `version_key` of a record moved to `path`: the payload's `path` replaced, and
+/// the path part of the version key (`etag \u{1f} path`).
+fn moved_record(payload: &str, version_key: &str, path: &str) -> Option<(String, String)> {
+    let mut v: serde_json::Value = serde_json::from_str(payload).ok()?;
+    *v.get_mut("path")? = serde_json::Value::String(path.to_owned());
+    let etag = version_key.split('\u{1f}').next().unwrap_or("");
+    Some((v.to_string(), format!("{etag}\u{1f}{path}")))
+}
+
+/// The first string after every string that starts with `prefix` (which ends with `/`): the
+/// prefix with its last byte `/` replaced by `0`.
+fn prefix_end(prefix: &str) -> String {
+    let mut end = prefix.strip_suffix('/').unwrap_or(prefix).to_owned();
+    end.push('0');
+    end
+}
 
 /// Writes changed (or new, or restored) records, each with its own next cursor, in one
-/// statement: `$1`–`$5` are shared (connection, model, time, generation, drive), then four
-/// parameters per row (record id, payload, version key, cursor) from `$6` on.
+/// statement: `$1`–`$5` are shared (connection, model, time, generation, drive), then five
+/// parameters per row (record id, payload, version key, path, cursor) from `$6` on.
 const UPSERT_HEAD: &str = "INSERT INTO sync_records (connection_id, model, record_id, payload, \
-     version_key, first_seen_at, last_modified_at, deleted_at, last_action, cursor_seq, \
+     version_key, path, first_seen_at, last_modified_at, deleted_at, last_action, cursor_seq, \
      seen_generation, sync_drive) VALUES ";
 const UPSERT_TAIL: &str = " ON CONFLICT (connection_id, model, record_id) DO UPDATE SET \
-     payload = excluded.payload, version_key = excluded.version_key, \
+     payload = excluded.payload, version_key = excluded.version_key, path = excluded.path, \
      last_modified_at = excluded.last_modified_at, \
      last_action = CASE WHEN sync_records.deleted_at IS NULL THEN 'UPDATED' ELSE 'ADDED' END, \
      deleted_at = NULL, cursor_seq = excluded.cursor_seq, \
      seen_generation = excluded.seen_generation, sync_drive = excluded.sync_drive";
-/// Rows per upsert statement (4 parameters each, well below both databases' limits).
+/// Rows per upsert statement (5 parameters each, well below both databases' limits).
 const UPSERT_ROWS: usize = 250;
 
 /// The multi-row upsert of `rows` records (see `UPSERT_HEAD`).
@@ -175,16 +213,17 @@ fn upsert_sql(rows: usize) -> String {
     let mut sql = String::with_capacity(UPSERT_HEAD.len() + UPSERT_TAIL.len() + rows * 48);
     sql.push_str(UPSERT_HEAD);
     for r in 0..rows {
-        let p = 6 + 4 * r;
+        let p = 6 + 5 * r;
         if r > 0 {
             sql.push_str(", ");
         }
         sql.push_str(&format!(
-            "($1, $2, ${}, ${}, ${}, $3, $3, NULL, 'ADDED', ${}, $4, $5)",
+            "($1, $2, ${}, ${}, ${}, ${}, $3, $3, NULL, 'ADDED', ${}, $4, $5)",
             p,
             p + 1,
             p + 2,
-            p + 3
+            p + 3,
+            p + 4
         ));
     }
     sql.push_str(UPSERT_TAIL);
@@ -201,6 +240,7 @@ enum PageWrite<'a> {
         record_id: &'a str,
         payload: &'a str,
         version_key: &'a str,
+        path: &'a str,
         added: bool,
     },
     /// A live record deleted.
@@ -211,7 +251,7 @@ enum PageWrite<'a> {
 /// each id's last change.
 fn plan_page<'a>(
     changes: &'a [RecordChange],
-    stored: &std::collections::HashMap<String, (String, bool)>,
+    stored: &std::collections::HashMap<String, (String, bool, Option<String>)>,
 ) -> Vec<PageWrite<'a>> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(changes.len());
@@ -225,20 +265,23 @@ fn plan_page<'a>(
             continue;
         }
         let now = stored.get(id);
-        let live = now.is_some_and(|(_, live)| *live);
+        let live = now.is_some_and(|(_, live, _)| *live);
         match change {
             RecordChange::Upsert {
                 record_id,
                 payload,
                 version_key,
+                path,
+                ..
             } => {
-                if live && now.is_some_and(|(v, _)| v == version_key) {
+                if live && now.is_some_and(|(v, _, _)| v == version_key) {
                     out.push(PageWrite::Unchanged(record_id));
                 } else {
                     out.push(PageWrite::Upsert {
                         record_id,
                         payload,
                         version_key,
+                        path,
                         added: !live,
                     });
                 }
@@ -720,21 +763,103 @@ impl Store {
                             | RecordChange::Delete { record_id } => record_id.as_str(),
                         })
                         .collect();
-                    let stored: std::collections::HashMap<String, (String, bool)> =
-                        if ids.is_empty() {
-                            Default::default()
-                        } else {
-                            let rows: Vec<(String, String, bool)> = sqlx::query_as(&page_stored)
+                    type Stored = std::collections::HashMap<String, (String, bool, Option<String>)>;
+                    let stored: Stored = if ids.is_empty() {
+                        Default::default()
+                    } else {
+                        let rows: Vec<(String, String, bool, Option<String>)> =
+                            sqlx::query_as(&page_stored)
                                 .bind(page.connection_id)
                                 .bind(page.model)
                                 .bind(json_ids(&ids))
                                 .fetch_all(&mut *tx)
                                 .await
                                 .map_err(Error::Database)?;
-                            rows.into_iter()
-                                .map(|(id, v, live)| (id, (v, live)))
-                                .collect()
-                        };
+                        rows.into_iter()
+                            .map(|(id, v, live, path)| (id, (v, live, path)))
+                            .collect()
+                    };
+                    // Folders of the page whose stored live record has another path (renamed
+                    // or moved): their stored live descendants follow, before the page's own
+                    // writes (which then win for the records in the page, so those are not
+                    // rewritten here), deepest old path first (a subfolder moved in the same
+                    // page is rewritten from where it was, then what is left below its
+                    // ancestor). Each rewritten descendant takes a cursor and counts as updated.
+                    let mut moves: Vec<(&str, &str)> = page
+                        .changes
+                        .iter()
+                        .filter_map(|c| match c {
+                            RecordChange::Upsert {
+                                record_id,
+                                path,
+                                is_folder: true,
+                                ..
+                            } => match stored.get(record_id.as_str()) {
+                                Some((_, true, Some(old))) if old != path => {
+                                    Some((old.as_str(), path.as_str()))
+                                }
+                                _ => None,
+                            },
+                            _ => None,
+                        })
+                        .collect();
+                    moves.sort_by_key(|(old, _)| std::cmp::Reverse(old.len()));
+                    let in_page: std::collections::HashSet<&str> = ids.iter().copied().collect();
+                    for (old, new) in moves {
+                        let from = format!("{old}/");
+                        let to = format!("{new}/");
+                        let end = prefix_end(&from);
+                        let (mut after_path, mut after_id) = (from.clone(), String::new());
+                        loop {
+                            let rows: Vec<(String, String, String, String)> =
+                                sqlx::query_as(DESCENDANTS)
+                                    .bind(page.connection_id)
+                                    .bind(page.model)
+                                    .bind(page.drive)
+                                    .bind(&from)
+                                    .bind(&end)
+                                    .bind(&after_path)
+                                    .bind(&after_id)
+                                    .bind(DESCENDANT_BATCH)
+                                    .fetch_all(&mut *tx)
+                                    .await
+                                    .map_err(Error::Database)?;
+                            let Some(last) = rows.last() else { break };
+                            (after_path, after_id) = (last.3.clone(), last.0.clone());
+                            let full = rows.len() as i64 == DESCENDANT_BATCH;
+                            for (record_id, payload, version_key, path) in &rows {
+                                if in_page.contains(record_id.as_str()) {
+                                    continue;
+                                }
+                                let Some(rest) = path.strip_prefix(&from) else {
+                                    continue;
+                                };
+                                let path = format!("{to}{rest}");
+                                let Some((payload, version_key)) =
+                                    moved_record(payload, version_key, &path)
+                                else {
+                                    continue;
+                                };
+                                cursor += 1;
+                                sqlx::query(MOVE_DESCENDANT)
+                                    .bind(payload)
+                                    .bind(&path)
+                                    .bind(version_key)
+                                    .bind(at)
+                                    .bind(cursor)
+                                    .bind(page.connection_id)
+                                    .bind(page.model)
+                                    .bind(record_id)
+                                    .execute(&mut *tx)
+                                    .await
+                                    .map_err(Error::Database)?;
+                                counts.updated += 1;
+                            }
+                            if !full {
+                                break;
+                            }
+                        }
+                    }
                     let writes = plan_page(page.changes, &stored);
                     let unchanged: Vec<&str> = writes
                         .iter()
@@ -756,7 +881,7 @@ impl Store {
                     }
                     // Cursors follow the page's order; upserts are written in batches, each
                     // delete on its own (rare in a page).
-                    let mut batch: Vec<(&str, &str, &str, i64)> = Vec::new();
+                    let mut batch: Vec<(&str, &str, &str, &str, i64)> = Vec::new();
                     let mut deletes: Vec<(&str, i64)> = Vec::new();
                     for w in &writes {
                         match w {
@@ -765,10 +890,11 @@ impl Store {
                                 record_id,
                                 payload,
                                 version_key,
+                                path,
                                 added,
                             } => {
                                 cursor += 1;
-                                batch.push((record_id, payload, version_key, cursor));
+                                batch.push((record_id, payload, version_key, path, cursor));
                                 if *added {
                                     counts.added += 1;
                                 } else {
@@ -790,11 +916,12 @@ impl Store {
                             .bind(at)
                             .bind(generation)
                             .bind(page.drive);
-                        for (record_id, payload, version_key, cursor) in rows {
+                        for (record_id, payload, version_key, path, cursor) in rows {
                             q = q
                                 .bind(*record_id)
                                 .bind(*payload)
                                 .bind(*version_key)
+                                .bind(*path)
                                 .bind(*cursor);
                         }
                         q.execute(&mut *tx).await.map_err(Error::Database)?;

@@ -1783,3 +1783,147 @@ async fn sqlite_a_moved_folder_missing_from_the_round_is_read_from_graph() {
 async fn postgres_a_moved_folder_missing_from_the_round_is_read_from_graph() {
     a_moved_folder_missing_from_the_round_is_read_from_graph(DbKind::Postgres).await;
 }
+
+/// A renamed or moved folder's descendants get their new path (issue 12): OneDrive for Business's
+/// delta (and the emulator's) reports the folder and its ancestors but not what lies below it.
+/// A folder with a nested subtree is renamed, then another is moved under a third folder; after
+/// each run every record's path equals the drive, each descendant whose path changed appears as
+/// `UPDATED` in `/records?cursor=…` (after the cursor the edit started from) and is counted in
+/// the sync webhooks' `updated`.
+async fn descendants_follow_a_folder_rename_and_move(kind: DbKind) {
+    let Some((app, rx, id)) = app(kind).await else {
+        return;
+    };
+    trigger(&app, &id, json!({})).await;
+    let n = drive_walk(&app, &id).await.len() as u64;
+    rx.wait_until(|g| total(&sync_hooks(g), 0, "added") >= n)
+        .await;
+    let create = |path: &str| UserAction::CreateFile {
+        path: path.into(),
+        content: format!("{path} content"),
+    };
+    // Ren (5 descendants: Sub, Sub/Deep, and three files; `%_` and unicode in names) and Mv
+    // (2 descendants), and a sibling `Ren x` that only shares a name prefix.
+    let seen = sync_hooks(&rx.received()).len();
+    for path in [
+        "Ren/a.txt",
+        "Ren/Sub/b%_.txt",
+        "Ren/Sub/Deep/ç.txt",
+        "Ren x/other.txt",
+        "Mv/m.txt",
+        "Mv/In/n.txt",
+        "Dest/d.txt",
+    ] {
+        act(&app, create(path)).await;
+    }
+    // Ren, a, Sub, b, Deep, ç, Ren x, other, Mv, m, In, n, Dest, d.
+    rx.wait_until(|g| total(&sync_hooks(g), seen, "added") >= 14)
+        .await;
+    let last_cursor = |records: &[Value]| {
+        records
+            .iter()
+            .map(|r| r["_nango_metadata"]["cursor"].as_str().unwrap().to_owned())
+            .max_by_key(|c| c.parse::<i64>().unwrap())
+            .unwrap()
+    };
+    let paths_by_id = |records: &[Value]| -> BTreeMap<String, String> {
+        live(records)
+            .into_iter()
+            .map(|(id, (_, path, _, _))| (id, path))
+            .collect()
+    };
+    let before = paths_by_id(&all_records(&app, &id, "").await);
+
+    for (edit, moved_prefix) in [
+        (
+            UserAction::Rename {
+                path: "Ren".into(),
+                name: "Renamed ü".into(),
+            },
+            "/Ren/",
+        ),
+        (
+            UserAction::Move {
+                path: "Mv".into(),
+                to: "Dest".into(),
+            },
+            "/Mv/",
+        ),
+    ] {
+        let cursor = last_cursor(&all_records(&app, &id, "").await);
+        let seen = sync_hooks(&rx.received()).len();
+        act(&app, edit).await;
+        // The folder's page commits its descendants' new paths with it (one webhook).
+        rx.wait_until(|g| total(&sync_hooks(g), seen, "updated") >= 1)
+            .await;
+        assert_eq!(
+            live(&all_records(&app, &id, "").await),
+            drive_walk(&app, &id).await,
+            "records equal the drive"
+        );
+        // The changes since the edit, as an app reads them: `/records?cursor=…`.
+        let mut changed = Vec::new();
+        let mut next = cursor;
+        loop {
+            let r = app
+                .get(&format!(
+                    "/records?model=OneDriveFile&limit=3&cursor={next}"
+                ))
+                .header("Connection-Id", &id)
+                .header("Provider-Config-Key", KEY)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let page: Value = r.json().await.unwrap();
+            changed.extend(page["records"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => next = c.to_owned(),
+                None => break,
+            }
+        }
+        let changed = by_id(&changed);
+        let descendants: Vec<&String> = before
+            .iter()
+            .filter(|(_, p)| p.starts_with(moved_prefix))
+            .map(|(id, _)| id)
+            .collect();
+        assert!(descendants.len() >= 3);
+        for d in &descendants {
+            let r = changed
+                .get(*d)
+                .unwrap_or_else(|| panic!("descendant {} not among the changes", before[*d]));
+            assert_eq!(r["_nango_metadata"]["last_action"], "UPDATED", "{r}");
+            assert!(
+                !r["path"].as_str().unwrap().starts_with(moved_prefix),
+                "{r}"
+            );
+        }
+        let hooks = sync_hooks(&rx.received());
+        assert!(
+            total(&hooks, seen, "updated") > descendants.len() as u64,
+            "the webhooks count the folder and its descendants"
+        );
+        assert_eq!(total(&hooks, seen, "added"), 0);
+        assert_eq!(total(&hooks, seen, "deleted"), 0);
+    }
+    // Untouched: the sibling that only shares a name prefix.
+    let records = by_id(&all_records(&app, &id, "").await);
+    let other = before
+        .iter()
+        .find(|(_, p)| *p == "/Ren x/other.txt")
+        .unwrap()
+        .0;
+    assert_eq!(records[other]["path"], "/Ren x/other.txt");
+    assert_eq!(records[other]["_nango_metadata"]["last_action"], "ADDED");
+}
+
+#[tokio::test]
+async fn sqlite_descendants_follow_a_folder_rename_and_move() {
+    descendants_follow_a_folder_rename_and_move(DbKind::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn postgres_descendants_follow_a_folder_rename_and_move() {
+    descendants_follow_a_folder_rename_and_move(DbKind::Postgres).await;
+}

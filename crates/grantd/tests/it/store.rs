@@ -1570,6 +1570,19 @@ fn upsert_change(id: &str, etag: &str) -> RecordChange {
         record_id: id.into(),
         payload: format!(r#"{{"id":"{id}","etag":"{etag}"}}"#),
         version_key: etag.into(),
+        path: format!("/{id}"),
+        is_folder: false,
+    }
+}
+
+/// A record at `path` as the feed writes it (payload with `path`, version key `etag␟path`).
+fn at_path(id: &str, path: &str, is_folder: bool) -> RecordChange {
+    RecordChange::Upsert {
+        record_id: id.into(),
+        payload: serde_json::json!({"id": id, "path": path}).to_string(),
+        version_key: format!("1\u{1f}{path}"),
+        path: path.into(),
+        is_folder,
     }
 }
 
@@ -1954,6 +1967,149 @@ async fn sync_feed(db: &TestDb) {
     );
 }
 
+/// A page that stores a folder under another path (renamed or moved) rewrites its stored live
+/// descendants of the same watched drive (`commit_sync_page`): payload `path`, version key, a
+/// new cursor, `UPDATED`, counted — in batches (more than one here), whatever the folder's name
+/// (`%`, `_`, unicode; a sibling sharing the name's prefix is not below it), but not records of
+/// another watched drive, deleted ones, nor records of the page itself (their own change wins).
+/// A subfolder moved out in the same page takes its subtree with it.
+async fn sync_folder_move_rewrites_descendants(db: &TestDb) {
+    let s = store(db).await;
+    s.create_integration(new_integration("one-drive"))
+        .await
+        .unwrap();
+    let (conn, _) = s
+        .upsert_connection(new_connection("one-drive", "c1"))
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let lease = now + Duration::minutes(5);
+    let mut drives = Vec::new();
+    for key in ["me", "other"] {
+        let d = s
+            .ensure_sync_drive(conn.id, key, "OneDriveFile", now)
+            .await
+            .unwrap();
+        s.lease_sync_drive(d.id, now, lease)
+            .await
+            .unwrap()
+            .expect("free");
+        drives.push(d.id);
+    }
+    let no_hook = |_: PageCounts| None;
+    let commit = |drive: i64, changes: Vec<RecordChange>| {
+        let s = s.clone();
+        async move {
+            s.commit_sync_page(
+                &SyncPage {
+                    drive,
+                    lease_until: lease,
+                    connection_id: conn.id,
+                    model: "OneDriveFile",
+                    drive_id: Some("d1"),
+                    changes: &changes,
+                    next_link: "next",
+                    final_page: false,
+                    at: now,
+                },
+                &no_hook,
+            )
+            .await
+            .unwrap()
+            .expect("lease held")
+        }
+    };
+    let dir = "/F %_é";
+    let mut first = vec![
+        at_path("f", dir, true),
+        at_path("sub", &format!("{dir}/Sub"), true),
+        at_path("moving", &format!("{dir}/Moving"), true),
+        at_path("m1", &format!("{dir}/Moving/m1"), false),
+        at_path("sibling", &format!("{dir}x/s"), false),
+        at_path("gone", &format!("{dir}/gone"), false),
+        at_path("in-page", &format!("{dir}/in-page"), false),
+    ];
+    // More descendants than one read (500).
+    first.extend(
+        (0..600).map(|n| at_path(&format!("d{n:03}"), &format!("{dir}/Sub/d{n:03}"), false)),
+    );
+    assert_eq!(commit(drives[0], first).await.added, 607);
+    // The same path on the other watched drive.
+    commit(
+        drives[1],
+        vec![at_path("elsewhere", &format!("{dir}/e"), false)],
+    )
+    .await;
+    commit(
+        drives[0],
+        vec![RecordChange::Delete {
+            record_id: "gone".into(),
+        }],
+    )
+    .await;
+    let max = s
+        .list_sync_records(&RecordsQuery {
+            limit: 10_000,
+            ..records_query(conn.id, 0)
+        })
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .cursor_seq;
+
+    // `F` renamed to `G ü`; in the same page, `Moving` moves out to the root and `in-page`
+    // changes itself (its path is the page's).
+    let counts = commit(
+        drives[0],
+        vec![
+            at_path("f", "/G ü", true),
+            at_path("moving", "/Moving", true),
+            at_path("in-page", "/G ü/in-page", false),
+        ],
+    )
+    .await;
+    // f, moving, in-page; sub and its 600; m1.
+    assert_eq!(counts.updated, 3 + 601 + 1);
+    let changed = s
+        .list_sync_records(&RecordsQuery {
+            limit: 10_000,
+            ..records_query(conn.id, max)
+        })
+        .await
+        .unwrap();
+    assert_eq!(changed.len(), 605, "each rewritten record once");
+    assert!(changed.iter().all(|r| r.last_action == "UPDATED"));
+    let path_of = |id: &str| -> String {
+        let r = changed.iter().find(|r| r.record_id == id).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&r.payload).unwrap();
+        v["path"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(path_of("sub"), "/G ü/Sub");
+    assert_eq!(path_of("d599"), "/G ü/Sub/d599");
+    assert_eq!(path_of("m1"), "/Moving/m1");
+    assert_eq!(path_of("in-page"), "/G ü/in-page");
+    for untouched in ["sibling", "elsewhere", "gone"] {
+        assert!(
+            changed.iter().all(|r| r.record_id != untouched),
+            "{untouched} is not below the folder"
+        );
+    }
+    // A repeat of the page (same paths) rewrites nothing more.
+    let counts = commit(
+        drives[0],
+        vec![
+            at_path("f", "/G ü", true),
+            at_path("moving", "/Moving", true),
+        ],
+    )
+    .await;
+    assert_eq!(counts, PageCounts::default());
+    // The version key follows the path: the next delta report of a descendant is a repeat.
+    let counts = commit(drives[0], vec![at_path("d000", "/G ü/Sub/d000", false)]).await;
+    assert_eq!(counts, PageCounts::default());
+}
+
 /// Pages are written with one statement per kind of write (`commit_sync_page`): a page larger
 /// than one upsert batch keeps page order in its cursors, repeats only mark records as seen (a
 /// resync then keeps them), and the last change of an id within a page wins.
@@ -2118,6 +2274,7 @@ conformance!(
     key_rotation,
     sync_feed,
     sync_page_batches,
+    sync_folder_move_rewrites_descendants,
 );
 
 #[tokio::test]
