@@ -1666,11 +1666,12 @@ async fn postgres_stopped_notifications_are_looked_for_on_every_drive() {
     stopped_notifications_are_looked_for_on_every_drive(DbKind::Postgres).await;
 }
 
-/// The same race with a folder that is stored: `Q` (a record at `/Top/Q`) is moved to `/Other/Sub/Q`,
-/// which puts `Q` and its subtree in the next round; after that round's first page `Q` changes
-/// again (a file is created in it) and leaves the round, while its folder `P` and file `f.txt`
-/// stay. Their paths are read from Graph (`/Other/Sub/Q/P/f.txt`), not built on `Q`'s stored path
-/// from before the move (the full chaos run's next wrong path, issue 12).
+/// The same race with a folder that is stored: `Q` (a record at `/Top/Q`) is moved to `/Other/Sub/Q`
+/// and then `f.txt` below it is edited, which puts `Q`, `P` and `f.txt` in the next round (a move
+/// alone does not report a folder's descendants); after that round's first page `Q` changes
+/// again (a file is created in it) and leaves the round, while `P` and `f.txt` stay. Their paths
+/// are read from Graph (`/Other/Sub/Q/P/f.txt`), not built on `Q`'s stored path from before the
+/// move (the full chaos run's next wrong path, issue 12).
 async fn a_moved_folder_missing_from_the_round_is_read_from_graph(kind: DbKind) {
     use grantd_emulator::faults::{FaultScope, FaultSpec};
     let Some((app, rx, id)) = app(kind).await else {
@@ -1715,6 +1716,14 @@ async fn a_moved_folder_missing_from_the_round_is_read_from_graph(kind: DbKind) 
         UserAction::Move {
             path: "Top/Q".into(),
             to: "Other/Sub".into(),
+        },
+    )
+    .await;
+    act(
+        &app,
+        UserAction::Edit {
+            path: "Other/Sub/Q/P/f.txt".into(),
+            content: "f2".into(),
         },
     )
     .await;
