@@ -1440,7 +1440,6 @@ async fn postgres_restored_items_are_records_again() {
 /// (`A` is read from Graph), not the root's, and the records equal the drive. The chaos run's
 /// "file 13 folders deep recorded at the root" (issue 12).
 async fn a_folder_missing_from_the_round_is_read_from_graph(kind: DbKind) {
-    use grantd_emulator::faults::{FaultScope, FaultSpec};
     let Some((app, rx, id)) = app(kind).await else {
         return;
     };
@@ -1458,9 +1457,32 @@ async fn a_folder_missing_from_the_round_is_read_from_graph(kind: DbKind) {
         },
     )
     .await;
-    // The first page goes through; the second fails, so the run stops after the first page's
-    // checkpoint.
-    control
+    // The run stops after the first page; `A` changes again (it leaves the round its file is
+    // still in) and the round is run to its end.
+    let failed = split_round(
+        &app,
+        &id,
+        UserAction::CreateFile {
+            path: "Top/A/g.txt".into(),
+            content: "g".into(),
+        },
+    )
+    .await;
+    assert!(failed.next_link.is_some(), "the first page is checkpointed");
+    let records = by_id(&all_records(&app, &id, "").await);
+    assert_eq!(records[&f]["path"], "/Top/A/f.txt", "{}", records[&f]);
+    // The next round brings `A` and `g.txt`; the records then equal the drive.
+    next_round_equals_drive(&app, &rx, &id).await;
+}
+
+/// The race both "missing from the round" tests set up: the drive's next run fails after its
+/// first page (which is checkpointed), then `edit` changes a folder of that round again (so it
+/// moves to the next round), and the drive is run again to the end of the round. Returns the
+/// drive as the failed run left it.
+async fn split_round(app: &TestApp, id: &str, edit: UserAction) -> grantd::store::SyncDrive {
+    use grantd_emulator::faults::{FaultScope, FaultSpec};
+    app.emu
+        .control()
         .add_fault(&FaultSpec {
             path_prefix: Some("/v1.0/me/drive/root/delta".into()),
             status: Some(500),
@@ -1470,48 +1492,36 @@ async fn a_folder_missing_from_the_round_is_read_from_graph(kind: DbKind) {
         })
         .await
         .unwrap();
-    trigger(&app, &id, json!({})).await;
-    loop {
-        let d = own_drive(&app, &id).await;
+    trigger(app, id, json!({})).await;
+    let failed = loop {
+        let d = own_drive(app, id).await;
         if d.lease_until.is_none() && d.last_error.is_some() {
-            assert!(d.next_link.is_some(), "the first page is checkpointed");
-            break;
+            break d;
         }
         tokio::task::yield_now().await;
-    }
-    // `A` changes again: it leaves the round its file is still in.
-    act(
-        &app,
-        UserAction::CreateFile {
-            path: "Top/A/g.txt".into(),
-            content: "g".into(),
-        },
-    )
-    .await;
-    trigger(&app, &id, json!({})).await;
+    };
+    act(app, edit).await;
+    trigger(app, id, json!({})).await;
     loop {
-        let d = own_drive(&app, &id).await;
-        if d.lease_until.is_none() && d.last_success_at.is_some() {
-            break;
+        let d = own_drive(app, id).await;
+        if d.lease_until.is_none() && d.last_error.is_none() {
+            return failed;
         }
         tokio::task::yield_now().await;
     }
-    let records = by_id(&all_records(&app, &id, "").await);
-    assert_eq!(records[&f]["path"], "/Top/A/f.txt", "{}", records[&f]);
-    // The next round brings `A` and `g.txt`; the records then equal the drive.
+}
+
+/// Runs the drive's next round (what `split_round`'s edit moved there): the records then equal
+/// the drive.
+async fn next_round_equals_drive(app: &TestApp, rx: &Receiver, id: &str) {
     let seen = sync_hooks(&rx.received()).len();
-    trigger(&app, &id, json!({})).await;
+    trigger(app, id, json!({})).await;
     rx.wait_until(|g| total(&sync_hooks(g), seen, "added") >= 1)
         .await;
-    loop {
-        if own_drive(&app, &id).await.lease_until.is_none() {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    settled(app, id).await;
     assert_eq!(
-        live(&all_records(&app, &id, "").await),
-        drive_walk(&app, &id).await,
+        live(&all_records(app, id, "").await),
+        drive_walk(app, id).await,
         "records equal the drive"
     );
 }
@@ -1727,60 +1737,26 @@ async fn a_moved_folder_missing_from_the_round_is_read_from_graph(kind: DbKind) 
         },
     )
     .await;
-    control
-        .add_fault(&FaultSpec {
-            path_prefix: Some("/v1.0/me/drive/root/delta".into()),
-            status: Some(500),
-            skip: Some(1),
-            count: Some(1),
-            ..FaultSpec::new(FaultScope::Graph)
-        })
-        .await
-        .unwrap();
-    trigger(&app, &id, json!({})).await;
-    loop {
-        let d = own_drive(&app, &id).await;
-        if d.lease_until.is_none() && d.last_error.is_some() {
-            assert_ne!(
-                d.next_link, first.next_link,
-                "the first page is checkpointed"
-            );
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
-    act(
+    let failed = split_round(
         &app,
+        &id,
         UserAction::CreateFile {
             path: "Other/Sub/Q/g.txt".into(),
             content: "g".into(),
         },
     )
     .await;
-    trigger(&app, &id, json!({})).await;
-    loop {
-        let d = own_drive(&app, &id).await;
-        if d.lease_until.is_none() && d.last_error.is_none() {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    assert_ne!(
+        failed.next_link, first.next_link,
+        "the first page is checkpointed"
+    );
     let records = by_id(&all_records(&app, &id, "").await);
     assert_eq!(
         records[&f]["path"], "/Other/Sub/Q/P/f.txt",
         "{}",
         records[&f]
     );
-    let seen = sync_hooks(&rx.received()).len();
-    trigger(&app, &id, json!({})).await;
-    rx.wait_until(|g| total(&sync_hooks(g), seen, "added") >= 1)
-        .await;
-    settled(&app, &id).await;
-    assert_eq!(
-        live(&all_records(&app, &id, "").await),
-        drive_walk(&app, &id).await,
-        "records equal the drive"
-    );
+    next_round_equals_drive(&app, &rx, &id).await;
 }
 
 #[tokio::test]
