@@ -2,6 +2,9 @@
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = grantd::cli::Cli::parse();
     // Sockets are descriptors: use what the hard limit allows (often 1,024 soft vs much more).
