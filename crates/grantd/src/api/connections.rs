@@ -13,11 +13,12 @@ use grantd_api as wire;
 use serde_json::{Value, json};
 
 use super::{ApiError, JsonBody, Query, SecretKey, parse_bool, render};
+use crate::catalog::Provider;
 use crate::connections::{ConnectionPatch, CredentialsOpts, StoreError};
 use crate::edge::AppState;
 use crate::model::{
-    AccessToken, ConnectionFilter, ConnectionId, Credentials, NewConnection, ProviderConfigKey,
-    RefreshToken, Tags,
+    AccessToken, Connection, ConnectionFilter, ConnectionId, Credentials, Integration,
+    NewConnection, ProviderConfigKey, RefreshToken, Tags,
 };
 
 fn key_param(s: Option<&str>) -> Result<ProviderConfigKey, ApiError> {
@@ -130,19 +131,30 @@ pub async fn show(
         Ok(f) => f,
         Err(e) => return Err(with_connection(&st, &key, &cid, e.into()).await),
     };
-    let (integration, provider, conn) = (fresh.integration, fresh.provider, fresh.connection);
     // Written in the background (`store::touch`); the caller sees the time of this call.
     let now = fresh.fetched_at.unwrap_or_else(|| st.core.clock.now());
-    let mut v = render::connection(&conn, with_rt, provider.sharepoint_token);
-    v.last_fetched_at = Some(render::ts(&now));
+    Ok(super::fetch_body::respond(&fresh, with_rt, &now))
+}
+
+/// The answer of `GET /connections/{id}` as a value, the plain way: `fetch_body` serves its
+/// bytes, rendered once per connection version with `last_fetched_at` written in per call (and
+/// `tests/it/connections_fetch.rs` compares the two over HTTP).
+pub fn fetch_value(
+    conn: &Connection,
+    integration: &Integration,
+    provider: &Provider,
+    with_rt: bool,
+    last_fetched_at: Option<String>,
+) -> wire::Connection {
+    let mut v = render::connection(conn, with_rt, provider.sharepoint_token);
+    v.last_fetched_at = last_fetched_at;
     if provider.is_app_only() {
         v.credentials = Some(super::app_only::cc_credentials(
-            &conn,
+            conn,
             &integration.client_id,
         ));
     }
-    // Sized for the usual body (a Microsoft access token and its raw token response).
-    Ok(render::json_with_capacity(StatusCode::OK, &v, 8192))
+    v
 }
 
 /// Nango's `invalid_credentials` carries the connection (without credentials) in its payload.
