@@ -1,23 +1,25 @@
 //! `/connections` (and the deprecated `/connection` forms the SDK still uses): list, fetch with
 //! fresh credentials, import, patch, delete, metadata.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use chrono::{DateTime, TimeDelta, Utc};
 use grantd_api as wire;
 use serde_json::{Value, json};
 
 use super::{ApiError, JsonBody, Query, SecretKey, parse_bool, render};
+use crate::catalog::Provider;
 use crate::connections::{ConnectionPatch, CredentialsOpts, StoreError};
 use crate::edge::AppState;
 use crate::model::{
-    AccessToken, ConnectionFilter, ConnectionId, Credentials, NewConnection, ProviderConfigKey,
-    RefreshToken, Tags,
+    AccessToken, Connection, ConnectionFilter, ConnectionId, Credentials, Integration,
+    NewConnection, ProviderConfigKey, RefreshToken, Tags,
 };
 
 fn key_param(s: Option<&str>) -> Result<ProviderConfigKey, ApiError> {
@@ -115,8 +117,9 @@ pub async fn show(
     State(st): State<AppState>,
     _: SecretKey,
     Path(id): Path<String>,
-    Query(q): Query<wire::GetConnectionQuery>,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
+    let q = fetch_query(uri.query().unwrap_or(""))?;
     let key = key_param(q.provider_config_key.as_deref())?;
     let cid = connection_id(&id)?;
     let force = parse_bool(q.force_refresh.as_deref())?;
@@ -130,19 +133,84 @@ pub async fn show(
         Ok(f) => f,
         Err(e) => return Err(with_connection(&st, &key, &cid, e.into()).await),
     };
-    let (integration, provider, conn) = (fresh.integration, fresh.provider, fresh.connection);
     // Written in the background (`store::touch`); the caller sees the time of this call.
     let now = fresh.fetched_at.unwrap_or_else(|| st.core.clock.now());
-    let mut v = render::connection(&conn, with_rt, provider.sharepoint_token);
-    v.last_fetched_at = Some(render::ts(&now));
+    Ok(super::fetch_body::respond(&fresh, with_rt, &now))
+}
+
+/// `GET /connections/{id}`'s query (`wire::GetConnectionQuery`, borrowed where it can be).
+#[derive(Debug, Default, PartialEq)]
+struct FetchQuery<'a> {
+    provider_config_key: Option<Cow<'a, str>>,
+    force_refresh: Option<Cow<'a, str>>,
+    refresh_token: Option<Cow<'a, str>>,
+    refresh_github_app_jwt_token: Option<Cow<'a, str>>,
+}
+
+/// The query as the `Query` extractor reads it into `wire::GetConnectionQuery`, errors included.
+/// The usual query (known keys once each, `key=value`, nothing percent- or plus-encoded) is read
+/// in place; anything else goes through `serde_urlencoded` as before. serde_urlencoded
+/// allocated every key and value (~1.5k instructions of a credential fetch).
+fn fetch_query(q: &str) -> Result<FetchQuery<'_>, ApiError> {
+    if let Some(f) = plain_fetch_query(q) {
+        return Ok(f);
+    }
+    let w: wire::GetConnectionQuery = serde_urlencoded::from_str(q)
+        .map_err(|e| ApiError::validation("invalid_query_params", &[], e.to_string()))?;
+    Ok(FetchQuery {
+        provider_config_key: w.provider_config_key.map(Cow::Owned),
+        force_refresh: w.force_refresh.map(Cow::Owned),
+        refresh_token: w.refresh_token.map(Cow::Owned),
+        refresh_github_app_jwt_token: w.refresh_github_app_jwt_token.map(Cow::Owned),
+    })
+}
+
+/// `None` unless every pair is `known_key=value` with no `%` or `+` (which decode to something
+/// else) and no key twice: then decoding is the identity and the answer is serde_urlencoded's.
+fn plain_fetch_query(q: &str) -> Option<FetchQuery<'_>> {
+    let mut f = FetchQuery::default();
+    if q.is_empty() {
+        return Some(f);
+    }
+    for pair in q.split('&') {
+        let (k, v) = pair.split_once('=')?;
+        if v.contains(['%', '+']) {
+            return None;
+        }
+        let slot = match k {
+            "provider_config_key" => &mut f.provider_config_key,
+            "force_refresh" => &mut f.force_refresh,
+            "refresh_token" => &mut f.refresh_token,
+            "refresh_github_app_jwt_token" => &mut f.refresh_github_app_jwt_token,
+            _ => return None,
+        };
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(Cow::Borrowed(v));
+    }
+    Some(f)
+}
+
+/// The answer of `GET /connections/{id}` as a value, the plain way: `fetch_body` serves its
+/// bytes, rendered once per connection version with `last_fetched_at` written in per call (and
+/// `tests/it/connections_fetch.rs` compares the two over HTTP).
+pub fn fetch_value(
+    conn: &Connection,
+    integration: &Integration,
+    provider: &Provider,
+    with_rt: bool,
+    last_fetched_at: Option<String>,
+) -> wire::Connection {
+    let mut v = render::connection(conn, with_rt, provider.sharepoint_token);
+    v.last_fetched_at = last_fetched_at;
     if provider.is_app_only() {
         v.credentials = Some(super::app_only::cc_credentials(
-            &conn,
+            conn,
             &integration.client_id,
         ));
     }
-    // Sized for the usual body (a Microsoft access token and its raw token response).
-    Ok(render::json_with_capacity(StatusCode::OK, &v, 8192))
+    v
 }
 
 /// Nango's `invalid_credentials` carries the connection (without credentials) in its payload.
@@ -565,4 +633,95 @@ pub async fn update_metadata_deprecated(
     let key = deprecated_key(&q, &headers)?;
     write_metadata(&st, &key, vec![id], &metadata, true).await?;
     Ok(Json(metadata))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What the `Query` extractor made of `q`: the four options, or the error message.
+    fn via_serde(q: &str) -> Result<[Option<String>; 4], String> {
+        serde_urlencoded::from_str::<wire::GetConnectionQuery>(q)
+            .map(|w| {
+                [
+                    w.provider_config_key,
+                    w.force_refresh,
+                    w.refresh_token,
+                    w.refresh_github_app_jwt_token,
+                ]
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    fn via_fetch_query(q: &str) -> Result<[Option<String>; 4], String> {
+        fetch_query(q)
+            .map(|f| {
+                [
+                    f.provider_config_key,
+                    f.force_refresh,
+                    f.refresh_token,
+                    f.refresh_github_app_jwt_token,
+                ]
+                .map(|v| v.map(Cow::into_owned))
+            })
+            .map_err(|e| e.message.unwrap_or_default())
+    }
+
+    #[test]
+    fn fetch_query_reads_what_serde_urlencoded_reads() {
+        for q in [
+            "",
+            "provider_config_key=od",
+            "provider_config_key=od&refresh_token=true&force_refresh=0",
+            "refresh_github_app_jwt_token=yes&provider_config_key=a-b_c.d",
+            "provider_config_key=",
+            "provider_config_key=a=b",
+        ] {
+            assert!(plain_fetch_query(q).is_some(), "{q}");
+            assert_eq!(via_fetch_query(q), via_serde(q), "{q}");
+        }
+        for q in [
+            "provider_config_key=o%64",
+            "provider_config_key=a+b",
+            "provider_config_key=od&provider_config_key=x",
+            "provider_config_key=od&",
+            "&provider_config_key=od",
+            "provider_config_key",
+            "provider_config_key=od&other=1",
+            "provider%5Fconfig%5Fkey=od",
+        ] {
+            assert!(plain_fetch_query(q).is_none(), "{q}");
+            assert_eq!(via_fetch_query(q).is_ok(), via_serde(q).is_ok(), "{q}");
+        }
+        let e = fetch_query("provider_config_key=od&x=1").unwrap_err();
+        assert_eq!(e.code, "invalid_query_params");
+    }
+
+    proptest! {
+        #[test]
+        fn fetch_query_reads_any_query_as_serde_urlencoded(
+            pairs in prop::collection::vec(
+                (
+                    prop_oneof![
+                        Just("provider_config_key"), Just("force_refresh"), Just("refresh_token"),
+                        Just("refresh_github_app_jwt_token"), Just("other"), Just(""),
+                        Just("refresh%5Ftoken"), Just("force_refresh=x"),
+                    ],
+                    "[a-z0-9=%+&._~-]{0,8}",
+                    any::<bool>(),
+                ),
+                0..5,
+            )
+        ) {
+            let q = pairs
+                .iter()
+                .map(|(k, v, eq)| if *eq { format!("{k}={v}") } else { format!("{k}{v}") })
+                .collect::<Vec<_>>()
+                .join("&");
+            // Errors compare by message: the same 400 `invalid_query_params` either way.
+            prop_assert_eq!(via_fetch_query(&q), via_serde(&q), "{}", q);
+        }
+    }
 }

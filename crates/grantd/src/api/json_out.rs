@@ -18,11 +18,34 @@ pub fn to_vec_with_capacity<T: Serialize + ?Sized>(
     value: &T,
     capacity: usize,
 ) -> Result<Vec<u8>, Error> {
-    let mut w = Writer {
-        out: Vec::with_capacity(capacity),
-    };
+    let mut w = Writer::new(capacity, None);
     value.serialize(&mut w)?;
     Ok(w.out)
+}
+
+/// Like `to_vec_with_capacity`, and where the value of the field `field` of the outermost struct
+/// was written (`None` when it has no such field). `api::fetch_body` renders a body once with
+/// a placeholder there and writes each call's value in its place.
+pub fn to_vec_marking<T: Serialize + ?Sized>(
+    value: &T,
+    capacity: usize,
+    field: &'static str,
+) -> Result<(Vec<u8>, Option<std::ops::Range<usize>>), Error> {
+    let mut w = Writer::new(capacity, Some(field));
+    value.serialize(&mut w)?;
+    Ok((w.out, w.marked))
+}
+
+/// `s` as a JSON string (the bytes serde_json writes for it), appended to `out`.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    if plain(s) {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(out, s).expect("writing to a Vec");
+    }
 }
 
 /// A value serde_json would also refuse (e.g. a map key that is not a string).
@@ -45,6 +68,11 @@ impl ser::Error for Error {
 
 struct Writer {
     out: Vec<u8>,
+    /// How many arrays and objects are open (1 inside the outermost struct).
+    depth: u32,
+    /// The outermost struct's field whose value's position is wanted.
+    mark: Option<&'static str>,
+    marked: Option<std::ops::Range<usize>>,
 }
 
 /// Whether serde_json would write `s` unchanged: no `"`, `\\` or control character below 0x20.
@@ -58,15 +86,17 @@ fn plain(s: &str) -> bool {
 }
 
 impl Writer {
-    fn string(&mut self, s: &str) {
-        if plain(s) {
-            self.out.reserve(s.len() + 2);
-            self.out.push(b'"');
-            self.out.extend_from_slice(s.as_bytes());
-            self.out.push(b'"');
-        } else {
-            serde_json::to_writer(&mut self.out, s).expect("writing to a Vec");
+    fn new(capacity: usize, mark: Option<&'static str>) -> Writer {
+        Writer {
+            out: Vec::with_capacity(capacity),
+            depth: 0,
+            mark,
+            marked: None,
         }
+    }
+
+    fn string(&mut self, s: &str) {
+        write_str(&mut self.out, s);
     }
 }
 
@@ -202,6 +232,7 @@ impl<'a> ser::Serializer for &'a mut Writer {
 
     fn serialize_seq(self, _: Option<usize>) -> Result<Compound<'a>, Error> {
         self.out.push(b'[');
+        self.depth += 1;
         Ok(Compound {
             w: self,
             first: true,
@@ -227,6 +258,7 @@ impl<'a> ser::Serializer for &'a mut Writer {
         self.out.push(b'{');
         self.string(variant);
         self.out.extend_from_slice(b":[");
+        self.depth += 1;
         Ok(Compound {
             w: self,
             first: true,
@@ -236,6 +268,7 @@ impl<'a> ser::Serializer for &'a mut Writer {
 
     fn serialize_map(self, _: Option<usize>) -> Result<Compound<'a>, Error> {
         self.out.push(b'{');
+        self.depth += 1;
         Ok(Compound {
             w: self,
             first: true,
@@ -257,6 +290,7 @@ impl<'a> ser::Serializer for &'a mut Writer {
         self.out.push(b'{');
         self.string(variant);
         self.out.extend_from_slice(b":{");
+        self.depth += 1;
         Ok(Compound {
             w: self,
             first: true,
@@ -290,11 +324,18 @@ impl Compound<'_> {
         self.comma();
         self.w.string(key);
         self.w.out.push(b':');
+        if self.w.mark.is_some_and(|m| m == key) && self.w.depth == 1 {
+            let start = self.w.out.len();
+            value.serialize(&mut *self.w)?;
+            self.w.marked = Some(start..self.w.out.len());
+            return Ok(());
+        }
         value.serialize(&mut *self.w)
     }
 
     fn close(self) -> Result<(), Error> {
         self.w.out.extend_from_slice(self.close);
+        self.w.depth -= 1;
         Ok(())
     }
 }
@@ -607,6 +648,39 @@ mod tests {
         bad.insert(vec![1], 1);
         assert!(to_vec_with_capacity(&bad, 0).is_err());
         assert!(serde_json::to_vec(&bad).is_err());
+    }
+
+    #[test]
+    fn marks_the_outermost_structs_field_only() {
+        #[derive(serde::Serialize)]
+        struct Inner {
+            at: Option<&'static str>,
+        }
+        #[derive(serde::Serialize)]
+        struct Outer {
+            inner: Inner,
+            list: Vec<Inner>,
+            map: BTreeMap<&'static str, &'static str>,
+            at: Option<&'static str>,
+            after: &'static str,
+        }
+        let o = Outer {
+            inner: Inner { at: Some("in") },
+            list: vec![Inner { at: None }],
+            map: BTreeMap::from([("at", "m")]),
+            at: Some("x\"y"),
+            after: "z",
+        };
+        let (b, m) = to_vec_marking(&o, 0, "at").unwrap();
+        assert_eq!(b, serde_json::to_vec(&o).unwrap());
+        assert_eq!(&b[m.unwrap()], br#""x\"y""#);
+        let (_, m) = to_vec_marking(&o, 0, "nowhere").unwrap();
+        assert_eq!(m, None);
+        let (_, m) = to_vec_marking(&json!({"at": 1}), 0, "at").unwrap();
+        assert_eq!(m, None, "a map's key is not a struct's field");
+        let mut s = Vec::new();
+        write_str(&mut s, "a\"\n");
+        assert_eq!(s, serde_json::to_vec("a\"\n").unwrap());
     }
 
     fn value() -> impl Strategy<Value = Value> {

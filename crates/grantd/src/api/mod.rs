@@ -4,6 +4,7 @@
 
 pub mod app_only;
 pub mod connections;
+pub mod fetch_body;
 pub mod integrations;
 pub mod json_out;
 pub mod picker;

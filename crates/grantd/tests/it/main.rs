@@ -7,6 +7,7 @@ mod app_only;
 mod browser;
 mod cli;
 mod client;
+mod connections_fetch;
 mod dashboard;
 mod feed;
 mod feed_bench;
