@@ -6,10 +6,11 @@
 //! call costs one map lookup (foldhash, a `Key` borrowed from the URI: nothing allocated) and a
 //! pop from the key's stack of idle connections.
 //!
-//! - **Keys**: (scheme, host, port). Each key has a `Slot`: a LIFO stack of idle HTTP/1
-//!   `SendRequest`s (at most `MAX_IDLE_PER_KEY`) and at most one HTTP/2 `SendRequest`, shared by
-//!   every call (replaced when closed). The most recently used connection is taken first: it is
-//!   the least likely to have been closed by the server, and the stack's bottom ages out.
+//! - **Keys**: the scheme and the authority (host and port as the URI writes them). Each key
+//!   has a `Slot`: a LIFO stack of idle HTTP/1 `SendRequest`s (at most `MAX_IDLE_PER_KEY`) and
+//!   at most one HTTP/2 `SendRequest`, shared by every call (replaced when closed). The most
+//!   recently used connection is taken first: it is the least likely to have been closed by the
+//!   server, and the stack's bottom ages out.
 //! - **Returning**: an HTTP/1 connection goes back when its response body has been read to the
 //!   end (`UpstreamBody`); a body dropped before its end drops the connection, which hyper then
 //!   closes (it is busy: the rest of the body would still arrive on it).
