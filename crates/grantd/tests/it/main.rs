@@ -22,6 +22,7 @@ mod openapi;
 mod pg_crash;
 mod picker;
 mod proxy;
+mod proxy_pool;
 mod rekey;
 mod schema;
 mod sdk;

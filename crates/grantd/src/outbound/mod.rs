@@ -17,14 +17,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
 
 use crate::config::Config;
+
+mod pool;
+
+pub use pool::{ProxyError, UpstreamBody};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -340,23 +341,20 @@ pub async fn check_webhook_target(url: &str, allow_private: bool) -> Result<(), 
     Guard::default().check(&u).await.map_err(|e| e.to_string())
 }
 
-/// The proxy's client: hyper-util's pooled client directly (reqwest's layer cost ~34 k
-/// instructions per proxied call, re-parsing the URL twice), with the guarded resolver, rustls
-/// (webpki roots; HTTP/2 by ALPN, HTTP/1.1 otherwise), no automatic redirects (the proxy decides,
-/// see `proxy`), no `HTTP(S)_PROXY` forward proxy (it would resolve names itself, out of reach of
-/// the guard), connect and idle-read timeouts (`ProxyClient::READ_TIMEOUT`, see `IdleTimeout`).
-/// The client sits behind an `Arc`: `AppState` is cloned for every request, and cloning
-/// hyper-util's client itself (its pool, connector, resolver, TLS configuration and builders)
-/// cost ~2,600 instructions each time.
+/// The proxy's client: hyper's connection API with a pool of our own (`pool`; hyper-util's
+/// legacy client cost ~12,900 instructions per call on top of it, reqwest's layer ~34 k before
+/// that), connecting through hyper-util's `HttpConnector` with the guarded resolver and
+/// hyper-rustls (webpki roots; HTTP/2 by ALPN, HTTP/1.1 otherwise), no automatic redirects (the
+/// proxy decides, see `proxy`), no `HTTP(S)_PROXY` forward proxy (it would resolve names itself,
+/// out of reach of the guard), connect and idle-read timeouts (`ProxyClient::READ_TIMEOUT`, see
+/// `IdleTimeout`). The pool sits behind an `Arc`: `AppState` is cloned for every request.
 #[derive(Clone)]
 pub struct ProxyClient {
-    inner: Arc<Client<HttpsConnector<HttpConnector<CheckedResolver>>, ProxyBody>>,
+    inner: Arc<pool::Pool>,
 }
 
 /// A response from the proxy's client.
-pub type ProxyResponse = http::Response<hyper::body::Incoming>;
-/// A failed attempt of the proxy's client (`is_refused` tells the guard's refusals apart).
-pub type ProxyError = hyper_util::client::legacy::Error;
+pub type ProxyResponse = http::Response<UpstreamBody>;
 
 impl ProxyClient {
     /// How long a response may keep the proxy waiting for its head or its next body chunk.
@@ -376,24 +374,30 @@ impl ProxyClient {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         })
         .with_no_client_auth();
+        ProxyClient::with_tls(http, tls)
+    }
+
+    fn with_tls(http: HttpConnector<CheckedResolver>, tls: rustls::ClientConfig) -> ProxyClient {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(http);
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(https);
         ProxyClient {
-            inner: Arc::new(inner),
+            inner: Arc::new(pool::Pool::new(https)),
         }
     }
 
     /// Sends a request; resolves when the response head arrived (the body streams after).
-    pub async fn send(&self, req: http::Request<ProxyBody>) -> Result<ProxyResponse, ProxyError> {
-        self.inner.request(req).await
+    ///
+    /// The future is boxed: it is ~2 KB (the request, hyper's send, the stale-connection
+    /// retry), and unboxed it made the proxy handler's future as large, which is moved by
+    /// copying when the handler starts (~10k instructions of `memcpy` per call, measured).
+    pub fn send(
+        &self,
+        req: http::Request<ProxyBody>,
+    ) -> Pin<Box<impl Future<Output = Result<ProxyResponse, ProxyError>> + Send + '_>> {
+        Box::pin(self.inner.send(req))
     }
 }
 
@@ -461,7 +465,7 @@ impl http_body::Body for ProxyBody {
 /// The timer is armed only when a read has to wait (a small response that arrived with its
 /// head never arms it) and re-armed, not reallocated, after each chunk.
 pub struct IdleTimeout {
-    body: hyper::body::Incoming,
+    body: UpstreamBody,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     armed: bool,
 }
@@ -471,7 +475,7 @@ pub struct IdleTimeout {
 pub struct ReadTimeout(Duration);
 
 impl IdleTimeout {
-    pub fn new(body: hyper::body::Incoming) -> IdleTimeout {
+    pub fn new(body: UpstreamBody) -> IdleTimeout {
         IdleTimeout {
             body,
             timer: None,
