@@ -35,8 +35,8 @@ use tower::{Layer, ServiceExt};
 use crate::edge::{AppState, Query, SecretKey};
 
 /// The route labels of the directly dispatched routes (as the router's `MatchedPath` has them).
-const PROXY_ROUTE: &str = "/proxy/{*path}";
-const CONNECTION_ROUTE: &str = "/connections/{id}";
+static PROXY_ROUTE: crate::metrics::Route = crate::metrics::Route::new("/proxy/{*path}");
+static CONNECTION_ROUTE: crate::metrics::Route = crate::metrics::Route::new("/connections/{id}");
 
 struct Shared {
     state: AppState,
@@ -183,9 +183,13 @@ async fn dispatch(
     let (route, method, r) = match hot(req.method(), req.uri().path()) {
         Some(Hot::Proxy) => {
             let method = req.method().clone();
-            (PROXY_ROUTE, method, proxy(st, req).await)
+            (&PROXY_ROUTE, method, proxy(st, req).await)
         }
-        Some(Hot::Connection(id)) => (CONNECTION_ROUTE, Method::GET, connection(st, id, req).await),
+        Some(Hot::Connection(id)) => (
+            &CONNECTION_ROUTE,
+            Method::GET,
+            connection(st, id, req).await,
+        ),
         None => {
             if let Some(peer) = peer {
                 req.extensions_mut().insert(ConnectInfo(peer));
@@ -197,7 +201,7 @@ async fn dispatch(
         }
     };
     // As `metrics::TrackLayer` records the routed requests (the time counts from the gate).
-    crate::metrics::http_request(route, method.as_str(), r.status().as_u16(), start.elapsed());
+    route.request(method.as_str(), r.status().as_u16(), start.elapsed());
     r
 }
 
