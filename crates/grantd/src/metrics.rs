@@ -449,7 +449,7 @@ pub fn refresh(outcome: RefreshOutcome<'_>) {
 
 /// Records one served HTTP request. `route` is the matched route template, never the raw path.
 pub fn http_request(route: &str, method: &str, status: u16, elapsed: Duration) {
-    HTTP_REQUESTS.add(&[route, method, status_str(status)], 1);
+    HTTP_REQUESTS.add(&[route, method_label(method), status_str(status)], 1);
     HTTP_DURATION.observe(&[route], elapsed);
 }
 
@@ -469,7 +469,10 @@ impl Route {
 
     /// `http_request` for this route.
     pub fn request(&self, method: &str, status: u16, elapsed: Duration) {
-        HTTP_REQUESTS.add(&[self.template, method, status_str(status)], 1);
+        HTTP_REQUESTS.add(
+            &[self.template, method_label(method), status_str(status)],
+            1,
+        );
         self.duration
             .get_or_init(|| HTTP_DURATION.series(&[self.template]))
             .observe(elapsed);
@@ -505,6 +508,20 @@ pub fn cache_lookup(kind: &'static str, hit: bool) {
         _ => return TOKEN_CACHE.add(&[kind, if hit { "hit" } else { "miss" }], 1),
     };
     SERIES[at + usize::from(!hit)].add(&TOKEN_CACHE, 1);
+}
+
+/// The method as a label value: the client picks it (`/proxy` takes any), so anything but the
+/// standard methods is `other` — one series per invented method would grow the registry
+/// without bound (series are never freed).
+fn method_label(method: &str) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    STANDARD
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// Status codes as static strings, so recording allocates nothing for the usual ones.
