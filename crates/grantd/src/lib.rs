@@ -9,6 +9,7 @@ pub mod config;
 pub mod connections;
 pub mod crypto;
 pub mod edge;
+pub mod front;
 pub mod jobs;
 pub mod listener;
 pub mod metrics;

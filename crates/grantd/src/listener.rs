@@ -9,14 +9,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request};
+use axum::http::Request;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tower::ServiceExt;
 
 pub use crate::config::Limits;
 
@@ -54,16 +54,18 @@ pub fn raise_fd_limit() -> Option<u64> {
 /// The answer to a connection over the cap, written before closing it.
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 63\r\nretry-after: 1\r\nconnection: close\r\n\r\n{\"error\":{\"code\":\"overloaded\",\"message\":\"Too many connections\"}}";
 
-/// Serves `app` on `listener` within `limits` until `shutdown` resolves, then lets open
-/// connections finish their requests.
-pub async fn serve<S, B>(
+/// Serves on `listener` within `limits` until `shutdown` resolves, then lets open connections
+/// finish their requests. `per_peer` makes each connection's service from the client's address
+/// (which the service keeps, so no request carries it in its extensions unless it needs to).
+pub async fn serve<M, S, B>(
     listener: TcpListener,
-    app: S,
+    per_peer: M,
     limits: &Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
-    S: tower::Service<Request, Response = axum::http::Response<B>, Error = Infallible>
+    M: Fn(SocketAddr) -> S,
+    S: tower::Service<Request<Incoming>, Response = axum::http::Response<B>, Error = Infallible>
         + Clone
         + Send
         + 'static,
@@ -110,12 +112,7 @@ where
         };
         let _ = stream.set_nodelay(true);
         let first_byte = limits.header_read_timeout;
-        let svc =
-            app.clone()
-                .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
-                    req.map(axum::body::Body::new)
-                });
+        let svc = per_peer(addr);
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {

@@ -24,7 +24,10 @@ struct Counters {
     name: &'static str,
     help: &'static str,
     labels: &'static [&'static str],
-    values: RwLock<BTreeMap<Vec<String>, AtomicU64>>,
+    /// Each label set's counter is allocated once and never freed (label sets come from small
+    /// fixed sets, so they are few), so a hot caller can keep a `&'static` to it (`Handle`)
+    /// instead of finding it again on every call.
+    values: RwLock<BTreeMap<Vec<String>, &'static AtomicU64>>,
 }
 
 impl Counters {
@@ -38,17 +41,20 @@ impl Counters {
     }
 
     fn add(&self, label_values: &[&str], n: u64) {
+        self.series(label_values).fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The counter of one label set, created at zero on first use.
+    fn series(&self, label_values: &[&str]) -> &'static AtomicU64 {
         {
             let map = self.values.read().expect("metrics lock poisoned");
             if let Some(c) = lookup(&map, label_values) {
-                c.fetch_add(n, Ordering::Relaxed);
-                return;
+                return c;
             }
         }
         let mut map = self.values.write().expect("metrics lock poisoned");
         map.entry(label_values.iter().map(|s| (*s).to_owned()).collect())
-            .or_insert_with(|| AtomicU64::new(0))
-            .fetch_add(n, Ordering::Relaxed);
+            .or_insert_with(|| Box::leak(Box::new(AtomicU64::new(0))))
     }
 
     fn render(&self, out: &mut String) {
@@ -67,13 +73,35 @@ impl Counters {
     }
 }
 
-fn lookup<'a, V>(map: &'a BTreeMap<Vec<String>, V>, label_values: &[&str]) -> Option<&'a V> {
+fn lookup<V: Copy>(map: &BTreeMap<Vec<String>, V>, label_values: &[&str]) -> Option<V> {
     // BTreeMap<Vec<String>> cannot be queried by &[&str] directly; label sets are tiny, and the
     // number of distinct sets small, so a scan of the range is cheap.
     map.iter().find_map(|(k, v)| {
         (k.len() == label_values.len() && k.iter().zip(label_values).all(|(a, b)| a == b))
-            .then_some(v)
+            .then_some(*v)
     })
+}
+
+/// One counter series, found once: for call sites that record the same label set on every
+/// request (cache lookups), where finding the series again cost ~170 instructions a call.
+struct Handle {
+    labels: &'static [&'static str],
+    series: std::sync::OnceLock<&'static AtomicU64>,
+}
+
+impl Handle {
+    const fn new(labels: &'static [&'static str]) -> Handle {
+        Handle {
+            labels,
+            series: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn add(&self, family: &Counters, n: u64) {
+        self.series
+            .get_or_init(|| family.series(self.labels))
+            .fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 struct Histogram {
@@ -109,7 +137,8 @@ struct Histograms {
     name: &'static str,
     help: &'static str,
     labels: &'static [&'static str],
-    values: RwLock<BTreeMap<Vec<String>, Histogram>>,
+    /// Allocated once per label set and never freed, like `Counters`' series.
+    values: RwLock<BTreeMap<Vec<String>, &'static Histogram>>,
 }
 
 impl Histograms {
@@ -123,17 +152,20 @@ impl Histograms {
     }
 
     fn observe(&self, label_values: &[&str], d: Duration) {
+        self.series(label_values).observe(d);
+    }
+
+    /// The histogram of one label set, created empty on first use.
+    fn series(&self, label_values: &[&str]) -> &'static Histogram {
         {
             let map = self.values.read().expect("metrics lock poisoned");
             if let Some(h) = lookup(&map, label_values) {
-                h.observe(d);
-                return;
+                return h;
             }
         }
         let mut map = self.values.write().expect("metrics lock poisoned");
         map.entry(label_values.iter().map(|s| (*s).to_owned()).collect())
-            .or_insert_with(Histogram::new)
-            .observe(d);
+            .or_insert_with(|| Box::leak(Box::new(Histogram::new())))
     }
 
     fn render(&self, out: &mut String) {
@@ -417,8 +449,34 @@ pub fn refresh(outcome: RefreshOutcome<'_>) {
 
 /// Records one served HTTP request. `route` is the matched route template, never the raw path.
 pub fn http_request(route: &str, method: &str, status: u16, elapsed: Duration) {
-    HTTP_REQUESTS.add(&[route, method, status_str(status)], 1);
+    HTTP_REQUESTS.add(&[route, method_label(method), status_str(status)], 1);
     HTTP_DURATION.observe(&[route], elapsed);
+}
+
+/// A route template whose duration histogram is found once (the routes `front` dispatches).
+pub struct Route {
+    template: &'static str,
+    duration: std::sync::OnceLock<&'static Histogram>,
+}
+
+impl Route {
+    pub const fn new(template: &'static str) -> Route {
+        Route {
+            template,
+            duration: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// `http_request` for this route.
+    pub fn request(&self, method: &str, status: u16, elapsed: Duration) {
+        HTTP_REQUESTS.add(
+            &[self.template, method_label(method), status_str(status)],
+            1,
+        );
+        self.duration
+            .get_or_init(|| HTTP_DURATION.series(&[self.template]))
+            .observe(elapsed);
+    }
 }
 
 /// Records one upstream attempt of the proxy; `status` 0 means no response (network error).
@@ -437,7 +495,33 @@ pub fn proxy_refused(reason: &'static str) {
 
 /// Records a cache lookup: `kind` is `connection` or `integration`.
 pub fn cache_lookup(kind: &'static str, hit: bool) {
-    TOKEN_CACHE.add(&[kind, if hit { "hit" } else { "miss" }], 1);
+    // Two lookups on every proxied call and credential fetch: their series are found once.
+    static SERIES: [Handle; 4] = [
+        Handle::new(&["connection", "hit"]),
+        Handle::new(&["connection", "miss"]),
+        Handle::new(&["integration", "hit"]),
+        Handle::new(&["integration", "miss"]),
+    ];
+    let at = match kind {
+        "connection" => 0,
+        "integration" => 2,
+        _ => return TOKEN_CACHE.add(&[kind, if hit { "hit" } else { "miss" }], 1),
+    };
+    SERIES[at + usize::from(!hit)].add(&TOKEN_CACHE, 1);
+}
+
+/// The method as a label value: the client picks it (`/proxy` takes any), so anything but the
+/// standard methods is `other` — one series per invented method would grow the registry
+/// without bound (series are never freed).
+fn method_label(method: &str) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    STANDARD
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// Status codes as static strings, so recording allocates nothing for the usual ones.

@@ -84,35 +84,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The whole server: the request span, then the gate (bad request targets, wrong-API-key
-/// throttling), then the router. The two outer layers wrap the router once, as tower services,
-/// instead of being layered onto every route (axum then clones and boxes each layer per request).
-pub fn service(
-    state: AppState,
-) -> impl tower::Service<
-    axum::extract::Request,
-    Response = axum::http::Response<
-        impl axum::body::HttpBody<Data = axum::body::Bytes, Error = axum::Error> + Send + 'static,
-    >,
-    Error = std::convert::Infallible,
-    Future = impl Send + 'static,
-> + Clone
-+ Send
-+ 'static {
-    tower::ServiceBuilder::new()
-        .layer(
-            tower_http::trace::TraceLayer::new_for_http().make_span_with(
-                |req: &axum::http::Request<axum::body::Body>| {
-                    // Only method and path: query strings may carry codes or session tokens.
-                    // At debug level: formatting its fields cost ~6k instructions per request
-                    // (a tenth of a credential fetch) at the default `info`, where nothing reads
-                    // them; `GRANTD_LOG=info,grantd::server=debug` turns it on.
-                    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
-                },
-            ),
-        )
-        .layer(crate::edge::gate::GateLayer::new(state.clone()))
-        .service(router(state))
+/// The whole server: `front` (tracing, the gate, the two hot routes dispatched directly) around
+/// the router.
+pub fn front(state: AppState) -> crate::front::Front {
+    crate::front::Front::new(state.clone(), router(state))
 }
 
 async fn ready(State(st): State<AppState>) -> impl IntoResponse {
@@ -143,7 +118,14 @@ pub async fn start(
     let flusher = core.spawn_fetched_flusher();
     let fan_out = spawn_ws_fan_out(&state);
     let limits = state.core.config.limits.clone();
-    let served = crate::listener::serve(listener, service(state), &limits, shutdown).await;
+    let front = front(state);
+    let served = crate::listener::serve(
+        listener,
+        move |peer| front.clone().per_peer(peer),
+        &limits,
+        shutdown,
+    )
+    .await;
     flusher.abort();
     fan_out.abort();
     if let Err(e) = core.flush_fetched().await {

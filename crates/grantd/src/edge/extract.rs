@@ -4,7 +4,7 @@
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::{ApiError, AppState};
@@ -14,8 +14,12 @@ pub struct SecretKey;
 
 /// Reads the bearer value of `Authorization`, answering Nango's 401 codes.
 pub fn bearer(parts: &Parts) -> Result<String, ApiError> {
-    let value = parts
-        .headers
+    bearer_str(&parts.headers).map(str::to_owned)
+}
+
+/// `bearer` without the copy.
+pub fn bearer_str(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| {
             ApiError::auth(
@@ -37,19 +41,27 @@ pub fn bearer(parts: &Parts) -> Result<String, ApiError> {
             "Authentication failed. The Authorization header is malformed.",
         ));
     }
-    Ok(token.to_owned())
+    Ok(token)
+}
+
+impl SecretKey {
+    /// The extractor's check on its own, for the routes the server dispatches without the
+    /// router (`front`): the same answers, by the same code.
+    pub fn check(headers: &HeaderMap, state: &AppState) -> Result<SecretKey, ApiError> {
+        let token = bearer_str(headers)?;
+        if state.core.config.secret_key.ct_eq(token) {
+            Ok(SecretKey)
+        } else {
+            Err(wrong_secret_key(token))
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for SecretKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts)?;
-        if state.core.config.secret_key.ct_eq(&token) {
-            Ok(SecretKey)
-        } else {
-            Err(wrong_secret_key(&token))
-        }
+        SecretKey::check(&parts.headers, state)
     }
 }
 
@@ -205,8 +217,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let q = parts.uri.query().unwrap_or("");
-        serde_urlencoded::from_str(q)
+        Query::parse(parts.uri.query())
+    }
+}
+
+impl<T: DeserializeOwned> Query<T> {
+    /// The extractor's parse on its own (for `front`'s direct dispatch).
+    pub fn parse(query: Option<&str>) -> Result<Self, ApiError> {
+        serde_urlencoded::from_str(query.unwrap_or(""))
             .map(Query)
             .map_err(|e| ApiError::validation("invalid_query_params", &[], e.to_string()))
     }

@@ -114,6 +114,11 @@ impl Throttle {
         }
     }
 
+    /// Nothing remembered: no key is blocked (read without the lock).
+    pub fn is_empty(&self) -> bool {
+        self.len.load(Ordering::Relaxed) == 0
+    }
+
     fn blocked_key(&self, key: &Key, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if self.len.load(Ordering::Relaxed) == 0 {
             return None;

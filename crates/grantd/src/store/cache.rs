@@ -15,6 +15,7 @@
 //! the generation seen before the database read and are dropped when it moved.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -36,7 +37,86 @@ pub const WS_CHANNEL: &str = "grantd_ws";
 /// `<tenant>|<RFC 3339 end of the window>`; a tenant id is not a secret).
 pub const THROTTLE_CHANNEL: &str = "grantd_throttle";
 
-type ConnKey = (String, String);
+/// A connection's cache key: (integration key, connection id).
+#[derive(Clone, PartialEq, Eq)]
+struct ConnKey {
+    key: String,
+    id: String,
+}
+
+/// The pair a `ConnKey` is, borrowed: lookups hash and compare `(&str, &str)` without
+/// allocating a `ConnKey` (two `String`s per lookup before). `Hash` and `Eq` go through
+/// `pair()` for both types, so a `ConnKey` and its borrowed form hash alike.
+trait Pair {
+    fn pair(&self) -> (&str, &str);
+}
+
+impl Pair for ConnKey {
+    fn pair(&self) -> (&str, &str) {
+        (&self.key, &self.id)
+    }
+}
+
+impl Pair for (&str, &str) {
+    fn pair(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn Pair + 'a> for ConnKey {
+    fn borrow(&self) -> &(dyn Pair + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn Pair + '_ {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.pair().hash(h);
+    }
+}
+
+impl Hash for ConnKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.pair().hash(h);
+    }
+}
+
+impl PartialEq for dyn Pair + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.pair() == other.pair()
+    }
+}
+
+impl Eq for dyn Pair + '_ {}
+
+/// The maps' hasher: foldhash, seeded per map from the OS's randomness (through std's
+/// `RandomState`, whose keys come from it). SipHash on these `String` keys was ~440 instructions
+/// of every proxied request and credential fetch; foldhash is a fraction of that and, with a
+/// seed an attacker cannot learn, keeps colliding keys expensive to find — and keys only enter
+/// these maps from rows that exist (created by secret-key holders or the OAuth flow).
+#[derive(Clone)]
+struct Seeded(foldhash::fast::SeedableRandomState);
+
+impl Default for Seeded {
+    fn default() -> Self {
+        static SHARED: std::sync::LazyLock<foldhash::SharedSeed> = std::sync::LazyLock::new(|| {
+            foldhash::SharedSeed::from_u64(std::hash::RandomState::new().hash_one(0u64))
+        });
+        let per_map = std::hash::RandomState::new().hash_one(1u64);
+        Seeded(foldhash::fast::SeedableRandomState::with_seed(
+            per_map, &SHARED,
+        ))
+    }
+}
+
+impl std::hash::BuildHasher for Seeded {
+    type Hasher = foldhash::fast::FoldHasher;
+    fn build_hasher(&self) -> Self::Hasher {
+        self.0.build_hasher()
+    }
+}
+
+type Map<K, V> = HashMap<K, V, Seeded>;
 
 struct Entry<T> {
     value: T,
@@ -46,9 +126,9 @@ struct Entry<T> {
 #[derive(Default)]
 struct Maps {
     /// Shared, so a hit costs a reference count, not a deep copy of the credentials.
-    connections: HashMap<ConnKey, Entry<Arc<Connection>>>,
-    by_id: HashMap<i64, ConnKey>,
-    integrations: HashMap<String, Entry<Arc<Integration>>>,
+    connections: Map<ConnKey, Entry<Arc<Connection>>>,
+    by_id: Map<i64, ConnKey>,
+    integrations: Map<String, Entry<Arc<Integration>>>,
 }
 
 pub struct Cache {
@@ -110,7 +190,7 @@ impl Cache {
         let maps = self.maps.read().expect("cache lock poisoned");
         let hit = maps
             .connections
-            .get(&(key.to_owned(), connection_id.to_owned()))
+            .get(&(key, connection_id) as &dyn Pair)
             .filter(|e| e.at.elapsed() < TTL)
             .map(|e| Arc::clone(&e.value));
         crate::metrics::cache_lookup("connection", hit.is_some());
@@ -122,10 +202,10 @@ impl Cache {
         if self.generation() != generation || !self.live.load(Ordering::Acquire) {
             return;
         }
-        let k = (
-            c.provider_config_key.as_str().to_owned(),
-            c.connection_id.as_str().to_owned(),
-        );
+        let k = ConnKey {
+            key: c.provider_config_key.as_str().to_owned(),
+            id: c.connection_id.as_str().to_owned(),
+        };
         if maps.connections.len() >= CAPACITY && !maps.connections.contains_key(&k) {
             if let Some(old) = maps.connections.keys().next().cloned() {
                 if let Some(e) = maps.connections.remove(&old) {
@@ -177,10 +257,7 @@ impl Cache {
     pub fn forget_connection(&self, key: &str, connection_id: &str) {
         self.bump();
         let mut maps = self.maps.write().expect("cache lock poisoned");
-        if let Some(e) = maps
-            .connections
-            .remove(&(key.to_owned(), connection_id.to_owned()))
-        {
+        if let Some(e) = maps.connections.remove(&(key, connection_id) as &dyn Pair) {
             maps.by_id.remove(&e.value.id);
         }
     }
@@ -201,8 +278,8 @@ impl Cache {
         let Maps {
             connections, by_id, ..
         } = &mut *maps;
-        connections.retain(|(k, _), e| {
-            let keep = k != key;
+        connections.retain(|k, e| {
+            let keep = k.key != key;
             if !keep {
                 by_id.remove(&e.value.id);
             }

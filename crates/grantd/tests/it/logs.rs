@@ -3,13 +3,17 @@
 //! → GET with `refresh_token=true`, then looks for every token, code, client secret, session
 //! token, PKCE verifier, API key and the encryption key involved.
 //!
+//! Also: at the default level a 5xx answer is still logged as tower-http's `TraceLayer` logged it
+//! (`grantd::front` keeps that event when the layer is not in use).
+//!
 //! Capture: a global subscriber, installed once for the test binary, records only events emitted
-//! on a thread that switched capture on. (A scoped `set_default` subscriber misses callsites whose
-//! interest other test threads cached first.) The test runs on tokio's `current_thread` runtime,
-//! so grantd's server tasks (spawned by `TestApp`) run on this thread and are captured. `log`
-//! records are bridged into `tracing` by the global subscriber too.
+//! on a thread that switched capture on, up to that thread's level, into that thread's buffer.
+//! (A scoped `set_default` subscriber misses callsites whose interest other test threads cached
+//! first.) The tests run on tokio's `current_thread` runtime, so grantd's server tasks (spawned
+//! by `TestApp`) run on the test's thread and are captured. `log` records are bridged into
+//! `tracing` by the global subscriber too.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -17,6 +21,7 @@ use grantd_emulator::browser::{Browser, Consent};
 use grantd_emulator::seed;
 use reqwest::Method;
 use serde_json::Value;
+use tracing::Level;
 use tracing::subscriber::Interest;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::DynFilterFn;
@@ -25,7 +30,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::support::app::{SECRET, TestApp};
 
-/// A `MakeWriter` appending to a shared buffer.
+/// A shared buffer.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
@@ -39,30 +44,34 @@ impl Write for Captured {
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
 impl Captured {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
 
-thread_local! {
-    static CAPTURING: Cell<bool> = const { Cell::new(false) };
+/// A `MakeWriter` appending to the capturing thread's buffer.
+struct ThreadSink;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ThreadSink {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        SINK.with(|s| s.borrow().clone()).unwrap_or_default()
+    }
 }
 
-/// The global capture buffer; events count only on threads with `CAPTURING` on.
-fn capture() -> Captured {
-    static BUF: OnceLock<Captured> = OnceLock::new();
-    BUF.get_or_init(|| {
-        let buf = Captured::default();
+thread_local! {
+    /// The most verbose level captured on this thread; `None`: capture off.
+    static CAPTURING: Cell<Option<Level>> = const { Cell::new(None) };
+    static SINK: RefCell<Option<Captured>> = const { RefCell::new(None) };
+}
+
+/// Captures this thread's events up to `level` into a new buffer, returned.
+fn capture(level: Level) -> Captured {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
         let layer = tracing_subscriber::fmt::layer()
-            .with_writer(buf.clone())
+            .with_writer(ThreadSink)
             .with_ansi(false)
             // Spans' fields are printed with every event inside them.
             .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
@@ -70,7 +79,10 @@ fn capture() -> Captured {
             // callsites with capture off.
             .with_filter(
                 DynFilterFn::new(|m, _| {
-                    CAPTURING.with(Cell::get) && !m.target().starts_with("grantd_emulator")
+                    CAPTURING
+                        .with(Cell::get)
+                        .is_some_and(|max| *m.level() <= max)
+                        && !m.target().starts_with("grantd_emulator")
                 })
                 .with_callsite_filter(|_| Interest::sometimes()),
             );
@@ -78,9 +90,11 @@ fn capture() -> Captured {
             .with(layer)
             .try_init()
             .expect("no other global subscriber in the test binary");
-        buf
-    })
-    .clone()
+    });
+    let buf = Captured::default();
+    SINK.with(|s| *s.borrow_mut() = Some(buf.clone()));
+    CAPTURING.with(|c| c.set(Some(level)));
+    buf
 }
 
 /// Adds the string values found at `keys` (anywhere in `v`) to `out`.
@@ -101,8 +115,7 @@ fn collect_strings(v: &Value, keys: &[&str], out: &mut Vec<(String, String)>) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn no_secret_appears_in_logs_at_any_level() {
-    let logs = capture();
-    CAPTURING.with(|c| c.set(true));
+    let logs = capture(Level::TRACE);
     let mut secrets: Vec<(String, String)> = vec![
         ("api key".into(), SECRET.into()),
         ("client secret".into(), seed::DEV_CLIENT_SECRET.into()),
@@ -200,7 +213,7 @@ async fn no_secret_appears_in_logs_at_any_level() {
     assert!((400..500).contains(&status), "{status} {failed}");
 
     drop(app);
-    CAPTURING.with(|c| c.set(false));
+    CAPTURING.with(|c| c.set(None));
     let text = logs.text();
     if let Ok(path) = std::env::var("GRANTD_TEST_LOGS_OUT") {
         std::fs::write(path, &text).unwrap();
@@ -234,4 +247,58 @@ async fn no_secret_appears_in_logs_at_any_level() {
         .map(|(k, _)| k.as_str())
         .collect();
     assert!(leaks.is_empty(), "secrets found in the logs: {leaks:?}");
+}
+
+/// At the default level (`info`) the request span and tower-http's debug events are off, so
+/// `grantd::front` serves without tower-http's `TraceLayer`; a 5xx answer is still logged with
+/// that layer's event, word for word: target, level, message, fields and their order.
+#[tokio::test(flavor = "current_thread")]
+async fn a_5xx_answer_is_logged_at_the_default_level() {
+    let logs = capture(Level::INFO);
+    let app = TestApp::spawn().await;
+    app.create_integration("one-drive", "User.Read").await;
+    let id = app.connect("one-drive", "u", seed::ADELE_UPN).await;
+    app.emu
+        .control()
+        .add_fault(&grantd_emulator::faults::FaultSpec {
+            status: Some(500),
+            count: Some(1),
+            ..grantd_emulator::faults::FaultSpec::new(grantd_emulator::faults::FaultScope::Graph)
+        })
+        .await
+        .unwrap();
+    let r = app
+        .proxy(Method::GET, "/v1.0/me", "one-drive", &id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    let r = app
+        .proxy(Method::GET, "/v1.0/me", "one-drive", &id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(app);
+    CAPTURING.with(|c| c.set(None));
+    let text = logs.text();
+    let failed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("response failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "one 5xx, one line:\n{text}");
+    let line = failed[0];
+    let at = line
+        .find(" ERROR tower_http::trace::on_failure: response failed classification=Status code: 500 Internal Server Error latency=")
+        .unwrap_or_else(|| panic!("{line}"));
+    let latency = &line[at..].rsplit("latency=").next().unwrap();
+    let ms = latency
+        .strip_suffix(" ms")
+        .unwrap_or_else(|| panic!("{line}"));
+    ms.parse::<u64>().unwrap_or_else(|_| panic!("{line}"));
+    assert!(
+        !text.contains("request{"),
+        "the request span is off at info:\n{text}"
+    );
+    assert!(!text.contains("processing request"), "{text}");
 }

@@ -13,6 +13,7 @@ mod feed;
 mod feed_bench;
 mod feed_chaos;
 mod flow;
+mod front;
 mod last_fetched;
 mod layers;
 mod lifecycle;
