@@ -32,7 +32,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, ServiceExt};
 
-use crate::edge::{AppState, Query, SecretKey};
+use crate::edge::{AppState, SecretKey};
 
 /// The route labels of the directly dispatched routes (as the router's `MatchedPath` has them).
 static PROXY_ROUTE: crate::metrics::Route = crate::metrics::Route::new("/proxy/{*path}");
@@ -217,19 +217,16 @@ async fn proxy(st: &AppState, req: Request) -> Response {
 }
 
 /// `GET /connections/{id}`: `api::connections::show`'s extractors in their order — `State`,
-/// `SecretKey`, `Path` (decoded by `hot`), `Query` — and the body dropped unread, as axum does.
+/// `SecretKey`, `Path` (decoded by `hot`), then the `Uri`, whose query `show` reads itself —
+/// and the body dropped unread, as axum does.
 async fn connection(st: &AppState, id: String, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let key = match SecretKey::check(&parts.headers, st) {
         Ok(k) => k,
         Err(e) => return e.into_response(),
     };
-    let query = match Query::parse(parts.uri.query()) {
-        Ok(q) => q,
-        Err(e) => return e.into_response(),
-    };
-    drop((parts, body));
-    crate::api::connections::show(State(st.clone()), key, Path(id), query)
+    drop(body);
+    crate::api::connections::show(State(st.clone()), key, Path(id), parts.uri)
         .await
         .into_response()
 }
