@@ -315,14 +315,7 @@ async fn initial_sync_edits_and_resync(kind: DbKind) {
     assert!(only_deleted.iter().any(|r| r["id"] == deleted.as_str()));
 
     // The edits' lag (change at Microsoft → committed batch with its webhook) is measured.
-    let metrics = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     let lag_count: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("grantd_sync_change_lag_seconds_count "))
@@ -558,14 +551,7 @@ async fn notifications_are_verified() {
     assert_ne!(status["syncs"][0]["status"], "RUNNING");
     let after = app.emu.control().counters().await.unwrap().graph_requests;
     assert_eq!(before, after, "no Graph calls for forged notifications");
-    let metrics = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     for series in [
         "grantd_sync_notifications_total{result=\"rejected\"}",
         "grantd_sync_runs_total{outcome=\"ok\"}",

@@ -43,14 +43,7 @@ async fn answer(r: reqwest::RequestBuilder) -> (u16, Option<String>, Option<Stri
 
 /// One metrics line's count (0 when absent).
 async fn count(app: &TestApp, line: &str) -> u64 {
-    let text = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     text.lines()
         .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0)
@@ -252,14 +245,7 @@ async fn metrics_keep_the_route_labels_and_count_once() {
         assert_eq!(r.status(), 401);
     }
     assert_eq!(count(&app, proxy_401).await - before, 3);
-    let text = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(!text.contains("method=\"REPORT\""), "{text}");
 
     for (path, line) in [
@@ -288,14 +274,7 @@ async fn metrics_keep_the_route_labels_and_count_once() {
         // Other tests in this binary may count too: at least this one request.
         assert!(count(&app, line).await > before, "{line}");
     }
-    let text = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     for needle in [
         "grantd_http_request_duration_seconds_count{route=\"/connections/{id}\"}",
         "grantd_http_request_duration_seconds_count{route=\"/proxy/{*path}\"}",

@@ -121,6 +121,17 @@ impl TestApp {
         })
     }
 
+    /// The text of `GET /metrics` (with the secret key).
+    pub async fn metrics_text(&self) -> String {
+        self.get("/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.http
             .get(format!("{}{path}", self.url))
