@@ -25,7 +25,9 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 EMU_PORT=$(free_port)
-"$BIN" emulator --port "$EMU_PORT" >"$OUT/emulator.log" 2>&1 &
+# Upload-session URLs on the emulator's own origin: grantd's SSRF guard lets `Base-Url-Override`
+# reach only Graph's host, and here that is the emulator (in production they are both Microsoft's).
+"$BIN" emulator --port "$EMU_PORT" --same-origin-upload-urls >"$OUT/emulator.log" 2>&1 &
 PIDS+=($!)
 EMU=http://127.0.0.1:$EMU_PORT
 until curl -sf "$EMU/_emulator/health" >/dev/null; do sleep 0.05; done
