@@ -14,7 +14,6 @@
 //! A read that raced with an invalidation never stores its (possibly older) row: inserts carry
 //! the generation seen before the database read and are dropped when it moved.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
@@ -44,50 +43,28 @@ struct ConnKey {
     id: String,
 }
 
-/// The pair a `ConnKey` is, borrowed: lookups hash and compare `(&str, &str)` without
-/// allocating a `ConnKey` (two `String`s per lookup before). `Hash` and `Eq` go through
-/// `pair()` for both types, so a `ConnKey` and its borrowed form hash alike.
-trait Pair {
-    fn pair(&self) -> (&str, &str);
-}
-
-impl Pair for ConnKey {
-    fn pair(&self) -> (&str, &str) {
-        (&self.key, &self.id)
-    }
-}
-
-impl Pair for (&str, &str) {
-    fn pair(&self) -> (&str, &str) {
-        (self.0, self.1)
-    }
-}
-
-impl<'a> std::borrow::Borrow<dyn Pair + 'a> for ConnKey {
-    fn borrow(&self) -> &(dyn Pair + 'a) {
-        self
-    }
-}
-
-impl Hash for dyn Pair + '_ {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        self.pair().hash(h);
-    }
-}
+/// A `ConnKey` borrowed, to look one up without allocating its two `String`s (hashbrown finds a
+/// key by an `Equivalent` that hashes alike: both hash the `(&str, &str)` pair, as the upstream
+/// pool's `KeyRef` does).
+struct ConnRef<'a>(&'a str, &'a str);
 
 impl Hash for ConnKey {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        self.pair().hash(h);
+        (self.key.as_str(), self.id.as_str()).hash(h);
     }
 }
 
-impl PartialEq for dyn Pair + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.pair() == other.pair()
+impl Hash for ConnRef<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        (self.0, self.1).hash(h);
     }
 }
 
-impl Eq for dyn Pair + '_ {}
+impl hashbrown::Equivalent<ConnKey> for ConnRef<'_> {
+    fn equivalent(&self, k: &ConnKey) -> bool {
+        self.0 == k.key && self.1 == k.id
+    }
+}
 
 /// The maps' hasher: foldhash, seeded per map from the OS's randomness (through std's
 /// `RandomState`, whose keys come from it). SipHash on these `String` keys was ~440 instructions
@@ -116,7 +93,7 @@ impl std::hash::BuildHasher for Seeded {
     }
 }
 
-type Map<K, V> = HashMap<K, V, Seeded>;
+type Map<K, V> = hashbrown::HashMap<K, V, Seeded>;
 
 struct Entry<T> {
     value: T,
@@ -190,7 +167,7 @@ impl Cache {
         let maps = self.maps.read().expect("cache lock poisoned");
         let hit = maps
             .connections
-            .get(&(key, connection_id) as &dyn Pair)
+            .get(&ConnRef(key, connection_id))
             .filter(|e| e.at.elapsed() < TTL)
             .map(|e| Arc::clone(&e.value));
         crate::metrics::cache_lookup("connection", hit.is_some());
@@ -257,7 +234,7 @@ impl Cache {
     pub fn forget_connection(&self, key: &str, connection_id: &str) {
         self.bump();
         let mut maps = self.maps.write().expect("cache lock poisoned");
-        if let Some(e) = maps.connections.remove(&(key, connection_id) as &dyn Pair) {
+        if let Some(e) = maps.connections.remove(&ConnRef(key, connection_id)) {
             maps.by_id.remove(&e.value.id);
         }
     }
