@@ -84,6 +84,9 @@ pub struct Config {
     pub metrics_token: Option<ApiKey>,
     /// Connection cap and header-read / idle timeout (`crate::listener`).
     pub limits: Limits,
+    /// Which threads answer requests (`GRANTD_RUNTIME`, `GRANTD_WORKER_THREADS`,
+    /// `GRANTD_EVENT_INTERVAL`; `crate::runtime`).
+    pub runtime: crate::runtime::Shape,
 }
 
 /// A dashboard user name and password; the password compares in constant time.
@@ -173,6 +176,7 @@ impl Config {
             admin: None,
             metrics_token: None,
             limits: Limits::default(),
+            runtime: crate::runtime::Shape::default(),
         }
     }
 
@@ -237,6 +241,7 @@ impl Config {
 
         let lifecycle = lifecycle_vars(&get, &secret, &mut problems);
         let limits = Limits::from_vars(&get, &mut problems);
+        let runtime = crate::runtime::Shape::from_vars(&get, &mut problems);
 
         if !problems.is_empty() {
             return Err(ConfigError(problems));
@@ -260,6 +265,7 @@ impl Config {
             admin,
             metrics_token: secret("GRANTD_METRICS_TOKEN", &mut problems).map(ApiKey::new),
             limits,
+            runtime,
         })
     }
 
@@ -279,7 +285,7 @@ impl Config {
     pub fn redacted(&self) -> String {
         let db = crate::validate::redacted_url(&self.database_url);
         format!(
-            "secret_key = ***\nencryption_key = *** (+{} old)\ndatabase_url = {db}\nlisten = {}:{}\npublic_url = {}\ncallback_url = {}\nmicrosoft.login_url = {}\nmicrosoft.graph_url = {}\nmicrosoft.sharepoint_url = {}\nrefresh_margin_secs = {}\nproxy_deadline_secs = {}\nthrottle_max_wait_secs = {}\nproxy_allowed_hosts = {:?}\n",
+            "secret_key = ***\nencryption_key = *** (+{} old)\ndatabase_url = {db}\nlisten = {}:{}\npublic_url = {}\ncallback_url = {}\nmicrosoft.login_url = {}\nmicrosoft.graph_url = {}\nmicrosoft.sharepoint_url = {}\nrefresh_margin_secs = {}\nproxy_deadline_secs = {}\nthrottle_max_wait_secs = {}\nproxy_allowed_hosts = {:?}\nruntime = {}\n",
             self.old_encryption_keys.len(),
             self.host,
             self.port,
@@ -292,6 +298,7 @@ impl Config {
             self.proxy_deadline.as_secs(),
             self.throttle_max_wait.as_secs(),
             self.proxy_allowed_hosts,
+            self.runtime.describe(),
         )
     }
 }

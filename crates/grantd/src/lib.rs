@@ -18,6 +18,7 @@ pub mod model;
 pub mod oauth;
 pub mod outbound;
 pub mod proxy;
+pub mod runtime;
 pub mod server;
 pub mod sqlite_file;
 pub mod store;

@@ -73,6 +73,26 @@ where
     B: axum::body::HttpBody<Data = axum::body::Bytes, Error = axum::Error> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    accept_loop(listener, per_peer, limits, slots, shutdown).await
+}
+
+/// `serve`'s loop, with the connection cap (`slots`) given: shared by every serving thread.
+async fn accept_loop<M, S, B>(
+    listener: TcpListener,
+    per_peer: M,
+    limits: &Limits,
+    slots: Arc<Semaphore>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    M: Fn(SocketAddr) -> S,
+    S: tower::Service<Request<Incoming>, Response = axum::http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: axum::body::HttpBody<Data = axum::body::Bytes, Error = axum::Error> + Send + 'static,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -135,4 +155,87 @@ where
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// `serve` on `threads` threads of their own (`runtime::Flavor::PerCore`), each a
+/// single-threaded runtime from `shape` that accepts from the same listening socket (its
+/// descriptor duplicated: the kernel hands each new connection to one of them) and serves with
+/// its own service from `make` (so each thread's state, its upstream connection pool, stays
+/// on it). The connection cap is shared.
+///
+/// Resolves once `shutdown` has resolved and every thread has let its open connections finish.
+/// The threads then keep their runtimes running, idle, until the returned `Parked` is dropped:
+/// what was registered with them (the socket of a database connection opened while answering a
+/// request, now in the pool) keeps working for as long as the caller keeps them.
+pub async fn serve_per_core<F, M, S, B>(
+    listener: TcpListener,
+    threads: usize,
+    shape: &crate::runtime::Shape,
+    make: F,
+    limits: &Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<Parked>
+where
+    F: Fn() -> M,
+    M: Fn(SocketAddr) -> S + Send + 'static,
+    S: tower::Service<Request<Incoming>, Response = axum::http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: axum::body::HttpBody<Data = axum::body::Bytes, Error = axum::Error> + Send + 'static,
+{
+    let listener = listener.into_std()?;
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // Dropping either sender (an early return below) stops, then releases, every thread.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (release, released) = tokio::sync::watch::channel(());
+    let parked = Parked { _release: release };
+    let mut finished = Vec::with_capacity(threads);
+    for i in 0..threads.max(1) {
+        let runtime = shape.serving_runtime()?;
+        let listener = listener.try_clone()?;
+        let per_peer = make();
+        let (limits, slots) = (limits.clone(), slots.clone());
+        let (mut stopped, mut released) = (stopped.clone(), released.clone());
+        let (done, finish) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
+        finished.push(finish);
+        std::thread::Builder::new()
+            .name(format!("grantd-serve-{i}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let served = match TcpListener::from_std(listener) {
+                        Ok(l) => {
+                            let stop = async move {
+                                let _ = stopped.wait_for(|s| *s).await;
+                            };
+                            accept_loop(l, per_peer, &limits, slots, stop).await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let _ = done.send(served);
+                    // Ends when `Parked` is dropped (the sender with it).
+                    let _ = released.wait_for(|()| false).await;
+                });
+            })?;
+    }
+    drop(listener);
+    shutdown.await;
+    let _ = stop.send(true);
+    let mut result = Ok(());
+    for finish in finished {
+        let served = finish
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("a serving thread panicked")));
+        if let (Err(e), Ok(())) = (served, &result) {
+            result = Err(e);
+        }
+    }
+    result.map(|()| parked)
+}
+
+/// Serving threads that have finished serving and idle until this is dropped (`serve_per_core`).
+pub struct Parked {
+    // Dropped: each thread's `released` ends its wait, and with it the thread.
+    _release: tokio::sync::watch::Sender<()>,
 }

@@ -108,7 +108,10 @@ async fn ready(State(st): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Serves until `shutdown` resolves, then writes the pending `last_fetched_at` values.
+/// Serves until `shutdown` resolves, then writes the pending `last_fetched_at` values. With
+/// `runtime::Flavor::PerCore` (`config.runtime`) requests are answered on serving threads of
+/// their own (`listener::serve_per_core`); once stopped they idle, kept by the core (`Core::hold`)
+/// for the database connections they opened, until the core is dropped.
 pub async fn start(
     state: AppState,
     listener: TcpListener,
@@ -118,20 +121,52 @@ pub async fn start(
     let flusher = core.spawn_fetched_flusher();
     let fan_out = spawn_ws_fan_out(&state);
     let limits = state.core.config.limits.clone();
-    let front = front(state);
-    let served = crate::listener::serve(
-        listener,
-        move |peer| front.clone().per_peer(peer),
-        &limits,
-        shutdown,
-    )
-    .await;
+    let shape = state.core.config.runtime;
+    let threads = shape.serve_threads();
+    let (served, parked) = if threads == 0 {
+        let front = front(state);
+        let served = crate::listener::serve(
+            listener,
+            move |peer| front.clone().per_peer(peer),
+            &limits,
+            shutdown,
+        )
+        .await;
+        (served, None)
+    } else {
+        // Each serving thread with its own upstream pool (`thread_state`).
+        let make = || {
+            let front = front(thread_state(&state));
+            move |peer| front.clone().per_peer(peer)
+        };
+        match crate::listener::serve_per_core(listener, threads, &shape, make, &limits, shutdown)
+            .await
+        {
+            Ok(parked) => (Ok(()), Some(parked)),
+            Err(e) => (Err(e), None),
+        }
+    };
     flusher.abort();
     fan_out.abort();
     if let Err(e) = core.flush_fetched().await {
         tracing::error!(error = %crate::edge::error_chain(&e), "could not write last_fetched_at at shutdown");
     }
+    if let Some(parked) = parked {
+        core.hold(parked);
+    }
     served
+}
+
+/// The state for one serving thread (`runtime::Flavor::PerCore`): everything shared but the
+/// proxy's upstream pool, whose connections' tasks run on the thread that made them.
+fn thread_state(state: &AppState) -> AppState {
+    AppState::new(AppStateInner {
+        core: state.core.clone(),
+        ws: state.ws.clone(),
+        proxy_http: crate::proxy::client(&state.guard),
+        guard: state.guard.clone(),
+        throttle: state.throttle.clone(),
+    })
 }
 
 /// `GET /metrics` behind a credential: the secret key or `GRANTD_METRICS_TOKEN` as a bearer

@@ -95,6 +95,11 @@ pub struct CoreInner {
     pub picker: picker::PickerState,
     /// Per-tenant throttling (`throttle`).
     pub throttle: throttle::TenantThrottle,
+    /// The runtime the core was made on, which runs background work a request starts (a sync
+    /// run, webhook deliveries): with `runtime::Flavor::PerCore` that is not the serving thread.
+    background: tokio::runtime::Handle,
+    /// What must live as long as the core (`hold`): dropped last, after the store.
+    held: std::sync::Mutex<Vec<Box<dyn std::any::Any + Send>>>,
 }
 
 impl std::ops::Deref for Core {
@@ -121,7 +126,28 @@ impl Core {
             flights: Default::default(),
             picker: Default::default(),
             throttle: Default::default(),
+            background: tokio::runtime::Handle::current(),
+            held: Default::default(),
         }))
+    }
+
+    /// Keeps `thing` until the core is dropped: a stopped server's serving threads, whose
+    /// runtimes own the sockets of database connections they opened into the pool (a socket
+    /// whose runtime is gone fails every query: "A Tokio 1.x context was found, but it is being
+    /// shutdown", seen on PostgreSQL in `tests/it/per_core.rs`).
+    pub fn hold(&self, thing: impl Send + 'static) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(thing));
+    }
+
+    /// Runs `work` on the background runtime (see `background`).
+    pub(crate) fn spawn_background(
+        &self,
+        work: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        self.background.spawn(work)
     }
 
     /// The store itself, for tests and the wiring that opens it. Edges never call this: they

@@ -563,7 +563,7 @@ impl Core {
     /// Runs the drive's sync in the background (see `run_sync`).
     pub fn spawn_sync_run(&self, drive: i64) {
         let core = self.clone();
-        tokio::spawn(async move {
+        self.spawn_background(async move {
             if let Err(e) = core.run_sync(drive).await {
                 tracing::error!(sync.drive = drive, error = %e, "sync run failed");
             }
@@ -900,7 +900,7 @@ impl Core {
     /// Delivers due webhooks in the background, now rather than on the next jobs tick.
     fn deliver_webhooks_now(&self) {
         let core = self.clone();
-        tokio::spawn(async move {
+        self.spawn_background(async move {
             if let Err(e) = core.deliver_due_webhooks(core.clock.now()).await {
                 tracing::warn!(error = %e, "immediate webhook delivery failed");
             }

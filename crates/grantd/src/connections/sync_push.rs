@@ -320,7 +320,7 @@ impl Core {
         crate::metrics::sync_subscription_states(active, expired, none);
         for drive in due {
             let core = self.clone();
-            tokio::spawn(async move {
+            self.spawn_background(async move {
                 if let Err(e) = core.run_leased_then_more(drive, lease).await {
                     tracing::error!(error = %e, "scheduled sync run failed");
                 }

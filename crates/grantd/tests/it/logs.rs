@@ -9,8 +9,9 @@
 //! Capture: a global subscriber, installed once for the test binary, records only events emitted
 //! on a thread that switched capture on, up to that thread's level, into that thread's buffer.
 //! (A scoped `set_default` subscriber misses callsites whose interest other test threads cached
-//! first.) The tests run on tokio's `current_thread` runtime, so grantd's server tasks (spawned
-//! by `TestApp`) run on the test's thread and are captured. `log` records are bridged into
+//! first.) The tests run on tokio's `current_thread` runtime and serve requests on it
+//! (`Shape::inline()`, not the default serving threads), so grantd's server tasks (spawned by
+//! `TestApp`) run on the test's thread and are captured. `log` records are bridged into
 //! `tracing` by the global subscriber too.
 
 use std::cell::{Cell, RefCell};
@@ -29,6 +30,15 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::support::app::{SECRET, TestApp};
+
+/// grantd serving on the test's own thread (see the module's comment).
+async fn inline_app() -> TestApp {
+    TestApp::spawn_configured(Default::default(), |c| {
+        c.runtime = grantd::runtime::Shape::inline()
+    })
+    .await
+    .expect("SQLite is always available")
+}
 
 /// A shared buffer.
 #[derive(Clone, Default)]
@@ -121,7 +131,7 @@ async fn no_secret_appears_in_logs_at_any_level() {
         ("client secret".into(), seed::DEV_CLIENT_SECRET.into()),
     ];
 
-    let app = TestApp::spawn().await;
+    let app = inline_app().await;
     secrets.push((
         "encryption key".into(),
         secrecy::ExposeSecret::expose_secret(&app.state.core.config.encryption_key).to_owned(),
@@ -255,7 +265,7 @@ async fn no_secret_appears_in_logs_at_any_level() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_5xx_answer_is_logged_at_the_default_level() {
     let logs = capture(Level::INFO);
-    let app = TestApp::spawn().await;
+    let app = inline_app().await;
     app.create_integration("one-drive", "User.Read").await;
     let id = app.connect("one-drive", "u", seed::ADELE_UPN).await;
     app.emu

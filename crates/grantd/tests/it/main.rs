@@ -20,6 +20,7 @@ mod lifecycle;
 mod lifecycle_gaps;
 mod logs;
 mod openapi;
+mod per_core;
 mod pg_crash;
 mod picker;
 mod proxy;
