@@ -23,12 +23,13 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, ServiceExt};
 
@@ -66,8 +67,78 @@ impl Front {
     + 'static {
         let shared = self.0;
         tower::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
-            serve(Arc::clone(&shared), Some(peer), req.map(Body::new))
+            let (parts, body) = req.into_parts();
+            let (body, ended) = Tracked::new(body);
+            let answer = serve(
+                Arc::clone(&shared),
+                Some(peer),
+                Request::from_parts(parts, body),
+            );
+            async move {
+                let mut r = answer.await?;
+                if ended.is_some_and(|e| !e.load(Ordering::Acquire)) {
+                    r.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok(r)
+            }
         })
+    }
+}
+
+/// A request body that notes when it has been read to its end. An answer given before that (an
+/// error found in the headers, a body over the limit, an upstream that answered early) leaves
+/// the rest unread, and hyper then closes the connection after the answer: the answer says
+/// `Connection: close` so that a keep-alive client does not send its next request into the
+/// closing socket (it did, now and then, as a broken pipe: tests/it/abuse.rs).
+struct Tracked {
+    inner: hyper::body::Incoming,
+    ended: Arc<AtomicBool>,
+}
+
+impl Tracked {
+    /// The body, and its flag unless it is empty (a `GET`'s: nothing to track, nothing to
+    /// allocate).
+    fn new(inner: hyper::body::Incoming) -> (Body, Option<Arc<AtomicBool>>) {
+        if http_body::Body::is_end_stream(&inner) {
+            return (Body::new(inner), None);
+        }
+        let ended = Arc::new(AtomicBool::new(false));
+        let body = Tracked {
+            inner,
+            ended: ended.clone(),
+        };
+        (Body::new(body), Some(ended))
+    }
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = polled {
+            self.ended.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // Readers that know the length (hyper's client, forwarding an upload) stop on this
+        // instead of polling for the end.
+        let end = self.inner.is_end_stream();
+        if end {
+            self.ended.store(true, Ordering::Release);
+        }
+        end
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -294,7 +294,7 @@ async fn nul_and_invalid_utf8_are_4xx_on_every_route_on_postgres() {
 }
 
 /// `PATCH` bodies that are not objects are refused (`[]` used to be a 200); a body over the limit
-/// is a 413, not a 400.
+/// is a 413, not a 400, with `Connection: close`.
 #[tokio::test]
 async fn patch_bodies_must_be_objects_and_oversized_bodies_are_413() {
     let app = TestApp::spawn().await;
@@ -330,7 +330,52 @@ async fn patch_bodies_must_be_objects_and_oversized_bodies_are_413() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
+    // The unread rest of the body ends the connection, and the answer says so: a keep-alive
+    // client must not send its next request on it (it did, now and then: a broken pipe).
+    assert_eq!(r.headers()["connection"], "close");
     assert!(healthy(&app).await);
+}
+
+/// An answer given before the request's body was read (a wrong key, a bad header, a body over
+/// the limit) ends the connection, since the rest of the body is never read, and says so with
+/// `Connection: close`; an answer to a body read whole keeps the connection.
+#[tokio::test]
+async fn answers_that_leave_a_body_unread_say_connection_close() {
+    let app = TestApp::spawn().await;
+    let big = format!("{{\"end_user\":{{\"id\":\"{}\"}}}}", "a".repeat(1 << 20));
+    let send = |method: reqwest::Method, path: &str, key: &str, body: String| {
+        app.http
+            .request(method, format!("{}{path}", app.url))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let early = [
+        (reqwest::Method::POST, "/connect/sessions", "wrong-key", 401),
+        (
+            reqwest::Method::POST,
+            "/proxy/v1.0/me/drive/items",
+            crate::support::app::SECRET,
+            400,
+        ),
+    ];
+    for (method, path, key, status) in early {
+        let r = send(method.clone(), path, key, big.clone()).await.unwrap();
+        assert_eq!(r.status(), status, "{method} {path}");
+        assert_eq!(r.headers()["connection"], "close", "{method} {path}");
+        assert!(healthy(&app).await);
+    }
+    let r = send(
+        reqwest::Method::POST,
+        "/connect/sessions",
+        crate::support::app::SECRET,
+        r#"{"end_user":{"id":"u-1"}}"#.into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers().get("connection"), None);
 }
 
 /// `/metrics` needs the secret key or `GRANTD_METRICS_TOKEN`; it used to answer anyone.

@@ -982,6 +982,8 @@ async fn one_gib_upload_session_streams_through() {
             .await
             .unwrap();
         let status = r.status().as_u16();
+        // The fragment was forwarded whole: the connection stays open for the next one.
+        assert_eq!(r.headers().get("connection"), None);
         let body: Value = r.json().await.unwrap();
         start += len;
         if start < GIB {
