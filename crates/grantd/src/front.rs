@@ -68,7 +68,7 @@ impl Front {
         let shared = self.0;
         tower::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
             let (parts, body) = req.into_parts();
-            let (body, ended) = Tracked::new(body);
+            let (body, ended) = Tracked::wrap(body);
             let answer = serve(
                 Arc::clone(&shared),
                 Some(peer),
@@ -99,7 +99,7 @@ struct Tracked {
 impl Tracked {
     /// The body, and its flag unless it is empty (a `GET`'s: nothing to track, nothing to
     /// allocate).
-    fn new(inner: hyper::body::Incoming) -> (Body, Option<Arc<AtomicBool>>) {
+    fn wrap(inner: hyper::body::Incoming) -> (Body, Option<Arc<AtomicBool>>) {
         if http_body::Body::is_end_stream(&inner) {
             return (Body::new(inner), None);
         }
