@@ -148,17 +148,23 @@ async fn postgres_crash_during_a_refresh_storm_loses_no_rotation() {
         })
         .await;
         crash(&cluster).await;
-        let during = *tally.borrow();
-        // The outage lasts until a request has met the dead database (the pool gives up on it
-        // after its 10 s acquire timeout), but never longer than 15 s: grantd promises to keep a
-        // token response for 30 s, and callers queued behind kept responses may not fail sooner.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(15),
-            wait_tally(&mut tally, "a request meeting the dead database", |t| {
-                t.failed > during.failed
-            }),
-        )
-        .await;
+        // The outage lasts until a plain read has met the dead database: the pool gives up after
+        // its 10 s acquire timeout and the caller is told so. (The storm's own requests are not
+        // relied on for this: each may be holding a token response it keeps for 30 s, so in a
+        // 15 s outage none of them may fail at all, which happened once in a full CI run.)
+        let r = app
+            .get("/connections")
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (503, Some("database_unavailable")),
+            "a read during the outage: {body}"
+        );
         // The proxy says the same (or serves a token it still holds), never "bad request".
         let r = app
             .proxy(reqwest::Method::GET, "/v1.0/me/drive", "od", &ids[0])
@@ -187,7 +193,6 @@ async fn postgres_crash_during_a_refresh_storm_loses_no_rotation() {
 
     let failures = failures.lock().unwrap().clone();
     eprintln!("answers: {:?}, failures: {failures:?}", *tally.borrow());
-    assert!(!failures.is_empty(), "requests met the dead database");
     for (status, code) in failures.keys() {
         assert_eq!(
             (*status, code.as_str()),
