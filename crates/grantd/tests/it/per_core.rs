@@ -235,6 +235,65 @@ async fn stopping_finishes_calls_in_flight_and_keeps_the_store_postgres() {
     stopping(DbKind::Postgres).await;
 }
 
+/// The mechanism under the tests above, on its own: every answer comes from a serving thread
+/// (never the caller's runtime), a stop refuses new connections, and the parked threads end
+/// when `Parked` is dropped. The service answers with the name of the thread it ran on.
+#[tokio::test]
+async fn every_answer_comes_from_a_serving_thread() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let make = || {
+        |_peer| {
+            tower::service_fn(|_req| async {
+                let name = std::thread::current().name().unwrap_or("").to_owned();
+                Ok::<_, std::convert::Infallible>(axum::http::Response::new(
+                    axum::body::Body::from(name),
+                ))
+            })
+        }
+    };
+    let server = tokio::spawn(async move {
+        grantd::listener::serve_per_core(
+            listener,
+            2,
+            &Shape::per_core(2),
+            make,
+            &grantd::config::Limits::default(),
+            async move {
+                let _ = stopped.await;
+            },
+        )
+        .await
+    });
+    let calls: Vec<_> = (0..16)
+        .map(|_| {
+            tokio::spawn(async move {
+                // A client of its own: a connection of its own.
+                let http = reqwest::Client::new();
+                let mut names = Vec::new();
+                for _ in 0..4 {
+                    let r = http.get(format!("http://{addr}/")).send().await.unwrap();
+                    names.push(r.text().await.unwrap());
+                }
+                names
+            })
+        })
+        .collect();
+    let mut names = std::collections::BTreeSet::new();
+    for c in calls {
+        names.extend(c.await.unwrap());
+    }
+    assert!(
+        names.iter().all(|n| n.starts_with("grantd-serve-")),
+        "answered on {names:?}"
+    );
+    stop.send(()).unwrap();
+    let parked = server.await.unwrap().unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    drop(parked);
+}
+
 #[test]
 fn runtime_variables_are_read_and_checked() {
     let read = |vars: &[(&str, &str)]| {
